@@ -1,0 +1,33 @@
+// Domain blocks. Owner: any pCPU running one of its vCPUs may end the domain (compareExchange on
+// DM_STATE decides which one wins); the main thread reads them when the run ends.
+import { assertLayout } from './layout.js';
+
+export const DOMAIN_STRIDE_WORDS = 32;
+
+/** DS_* below. Changed only with Atomics.compareExchange from DS_RUNNING. */
+export const DM_STATE = 0;
+/** Exit code given to magic 0 / SCHEDOP_shutdown. */
+export const DM_EXIT_CODE = 1;
+/** CRASH_* reason when DS_CRASHED; details in DM_CRASH_A/B/C. */
+export const DM_CRASH_REASON = 2;
+export const DM_CRASH_A = 3;
+export const DM_CRASH_B = 4;
+export const DM_CRASH_C = 5;
+/** Global index of vCPU 0 of this domain. */
+export const DM_FIRST_VCPU = 6;
+export const DM_NVCPUS = 7;
+/** Guest RAM size in 4 KiB frames (RAM spans gfn 0..DM_RAM_FRAMES-1). */
+export const DM_RAM_FRAMES = 8;
+/** Word offset of this domain's host p2m root table in the p2m buffer. */
+export const DM_P2M_ROOT = 9;
+/** vCPUs halted with IF=0 (they can never wake); when it reaches DM_NVCPUS the domain is done. Atomics. */
+export const DM_DEAD_HALTED = 10;
+/** vCPU that ended the domain (-1 none). */
+export const DM_ENDED_BY = 11;
+assertLayout('domain', DM_ENDED_BY, DOMAIN_STRIDE_WORDS);
+
+export const DS_RUNNING = 0;
+export const DS_SHUTDOWN = 1;
+export const DS_CRASHED = 2;
+/** Every vCPU halted with interrupts disabled: nothing can run again. Reported as "shutdown". */
+export const DS_HALTED = 3;

@@ -1,0 +1,47 @@
+// pCPU blocks: one fixed-stride record per physical CPU, Int32 words with a Float64 overlay.
+// Owner: the pCPU's own thread writes everything except PC_PENDING (any thread may set bits there).
+import { assertF64Aligned, assertLayout } from './layout.js';
+
+export const PCPU_STRIDE_WORDS = 64;
+
+/** PS_* below. Atomics: read by the main thread (watchdog, STALL) and by other pCPUs (lax sync). */
+export const PC_STATE = 0;
+/** Global index of the vCPU loaded on this pCPU, -1 when none. Atomics. */
+export const PC_CURRENT = 1;
+/**
+ * Pending physical interrupt / kick bits (PEND_*). Any thread sets bits with Atomics.or; the pCPU
+ * checks it with a plain load at every guest instruction boundary (DESIGN.md §4) and clears with Atomics.and.
+ */
+export const PC_PENDING = 2;
+/** Set by the pCPU when it has parked in response to CTL_PAUSE or a comlink pause. */
+export const PC_PARKED = 3;
+/** Bursts completed; the watchdog compares successive samples. Atomics. */
+export const PC_BURSTS = 4;
+/** Number of VM exits per reason (EXIT_*), EXIT_COUNT words. Owner only; read when the run ends. */
+export const PC_EXITS = 8;
+export const PC_EXITS_WORDS = 24;
+/** Simulated cycles of this pCPU's clock (Float64). Read by other pCPUs for lax sync: plain load. */
+export const PC_CLOCK_F64 = 32;
+/** Guest instructions retired on this pCPU (Float64). */
+export const PC_INSNS_F64 = 34;
+/** Cycles spent idle (Float64). */
+export const PC_IDLE_F64 = 36;
+/** vCPU context switches (Float64). */
+export const PC_CTXSW_F64 = 38;
+/** VM entries (Float64). */
+export const PC_ENTRIES_F64 = 40;
+/** Cycles spent in the hypervisor: exit handling, scheduling (Float64). */
+export const PC_HV_F64 = 42;
+assertLayout('pcpu', PC_HV_F64 + 1, PCPU_STRIDE_WORDS);
+assertLayout('pcpu exits', PC_EXITS + PC_EXITS_WORDS - 1, PC_CLOCK_F64);
+for (const [n, o] of [['clock', PC_CLOCK_F64], ['insns', PC_INSNS_F64], ['idle', PC_IDLE_F64],
+  ['ctxsw', PC_CTXSW_F64], ['entries', PC_ENTRIES_F64], ['hv', PC_HV_F64]] as const) assertF64Aligned(`pcpu ${n}`, o);
+
+// PC_STATE values
+export const PS_RUNNING = 0;   // has a runnable vCPU or hypervisor work
+export const PS_IDLE = 1;      // nothing to run; excluded from lax sync
+export const PS_STOPPED = 2;   // its loop has ended
+
+// PC_PENDING bits
+/** Control kick from the main thread: stop or pause requested; leave the guest now. */
+export const PEND_KICK = 1 << 0;

@@ -1,0 +1,58 @@
+// vCPU blocks: the architectural state of each virtual CPU while it is not loaded on a pCPU
+// (a VMCS-like save area) plus its scheduling state. Global vCPU index = domain's first + index.
+// Owner: the pCPU the vCPU is placed on; others read VC_RUNSTATE/VC_PCPU with Atomics.
+import { assertF64Aligned, assertLayout } from './layout.js';
+
+export const VCPU_STRIDE_WORDS = 64;
+
+/** General registers eax..r15 in ISA order (16 words). */
+export const VC_REGS = 0;
+/** Guest pc. */
+export const VC_PC = 16;
+/** Guest EFLAGS image (FL_* bits, x86 positions). */
+export const VC_FLAGS = 17;
+/** Guest IDT base address set by lidt; -1 = never loaded (any delivery is a triple fault). */
+export const VC_IDTR = 18;
+/** RS_* below. Atomics. */
+export const VC_RUNSTATE = 19;
+/** pCPU this vCPU is placed on. Atomics. */
+export const VC_PCPU = 20;
+/** Owning domain index. */
+export const VC_DOMAIN = 21;
+/** Index within the domain (Xen's vcpu_id). */
+export const VC_ID = 22;
+/** Virtual APIC ID: Xen gives vCPU n the ID 2n (../shared/reference/apic.md §1). */
+export const VC_APIC_ID = 23;
+/** Current p2m view index (0 = host p2m). */
+export const VC_P2MIDX = 24;
+/** Reports (magic 1) issued so far; orders reports per vCPU whatever pCPU produced them. */
+export const VC_REPORT_SEQ = 25;
+/** Reason the vCPU stopped (VSTOP_*), valid when RUNSTATE is RS_DONE or RS_LIMIT. */
+export const VC_STOP_REASON = 26;
+/** Guest instructions retired by this vCPU (Float64); --max-instructions compares against it. */
+export const VC_INSNS_F64 = 32;
+/** Cycles this vCPU has run (Float64). */
+export const VC_RUN_CYCLES_F64 = 34;
+assertLayout('vcpu', VC_RUN_CYCLES_F64 + 1, VCPU_STRIDE_WORDS);
+assertF64Aligned('vcpu insns', VC_INSNS_F64);
+assertF64Aligned('vcpu run cycles', VC_RUN_CYCLES_F64);
+
+// VC_RUNSTATE values
+export const RS_RUNNABLE = 0;
+export const RS_RUNNING = 1;
+/** hlt with no interrupt pending: waits for an interrupt. */
+export const RS_BLOCKED = 2;
+/** Its domain has ended (shutdown or crash). */
+export const RS_DONE = 3;
+/** Reached --max-instructions. */
+export const RS_LIMIT = 4;
+
+// Guest EFLAGS bits (x86 positions so pushf images look familiar)
+export const FL_CF = 1 << 0;
+export const FL_ZF = 1 << 6;
+export const FL_SF = 1 << 7;
+export const FL_IF = 1 << 9;
+export const FL_OF = 1 << 11;
+/** Bit 1 of EFLAGS always reads 1 on x86. */
+export const FL_FIXED = 1 << 1;
+export const FL_MASK = FL_CF | FL_ZF | FL_SF | FL_IF | FL_OF;

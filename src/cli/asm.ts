@@ -1,0 +1,150 @@
+// `vcpulab asm FILE [--disasm]`: assemble a guest program and print a listing and a symbol table.
+// Bad input (a missing or unreadable FILE, an unknown flag, an assembly error) is one line on stderr and exit
+// code 2, never a stack trace (../../shared/STYLE.md §13).
+
+import { readFile } from 'node:fs/promises';
+import { EXIT_BAD_INPUT, EXIT_OK, UserError } from '../errors.js';
+import { assemble, splitSourceLines, type AsmLine, type AsmProgram } from '../isa/assembler.js';
+import { disassemble } from '../isa/disasm.js';
+
+export interface AsmIo {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const STDIO: AsmIo = {
+  out: (t) => { process.stdout.write(t); },
+  err: (t) => { process.stderr.write(t); },
+};
+
+const USAGE = 'usage: vcpulab asm FILE [--disasm]';
+
+interface AsmArgs {
+  readonly file: string;
+  readonly disasm: boolean;
+}
+
+/** Parse the arguments after `asm`; a string is the error line. */
+export function parseAsmArgs(args: readonly string[]): AsmArgs | 'help' | string {
+  let disasm = false;
+  const files: string[] = [];
+  let flagsDone = false;
+  for (const a of args) {
+    if (flagsDone || !a.startsWith('-') || a === '-') files.push(a);
+    else if (a === '--') flagsDone = true;
+    else if (a === '--disasm') disasm = true;
+    else if (a === '--help' || a === '-h') return 'help';
+    else return `unknown flag '${a}' (${USAGE})`;
+  }
+  if (files.length === 0) return `missing FILE argument (${USAGE})`;
+  if (files.length > 1) return `expected one FILE, got ${files.length} (${USAGE})`;
+  return { file: files[0], disasm };
+}
+
+const ADDR_W = 8;
+const CODE_W = 17;  // "WWWWWWWW WWWWWWWW"
+const BYTES_PER_ROW = 6;  // "xx xx xx xx xx xx" fills CODE_W
+const WORDS_PER_ROW = 2;
+/** Rows shown for one data line before the rest is summarised (a `.space 4096` is not 700 rows of zeros). */
+const MAX_ROWS = 4;
+
+function hex8(v: number): string {
+  return (v >>> 0).toString(16).padStart(8, '0');
+}
+
+function u32At(image: Uint8Array, addr: number): number {
+  return (image[addr] | (image[addr + 1] << 8) | (image[addr + 2] << 16) | (image[addr + 3] << 24)) >>> 0;
+}
+
+/** The hex column of one line, as rows of [address, code]. */
+function codeRows(prog: AsmProgram, l: AsmLine): [number, string][] {
+  const unit = l.kind === 'bytes' ? 1 : 4;
+  const perRow = l.kind === 'bytes' ? BYTES_PER_ROW : WORDS_PER_ROW;
+  const rows: [number, string][] = [];
+  for (let off = 0; off < l.size; off += unit * perRow) {
+    const cells: string[] = [];
+    for (let k = off; k < Math.min(l.size, off + unit * perRow); k += unit) {
+      const a = l.addr + k;
+      cells.push(unit === 1 ? prog.image[a].toString(16).padStart(2, '0') : hex8(u32At(prog.image, a)));
+    }
+    rows.push([l.addr + off, cells.join(' ')]);
+  }
+  return rows;
+}
+
+function row(addr: number | undefined, code: string, text: string): string {
+  const a = addr === undefined ? ' '.repeat(ADDR_W) : hex8(addr);
+  return `${a}  ${code.padEnd(CODE_W)}  ${text}`.trimEnd();
+}
+
+function lineText(prog: AsmProgram, l: AsmLine, disasm: boolean, names: ReadonlyMap<number, string>): string {
+  if (!disasm || l.kind !== 'insn') return l.source;
+  return disassemble(u32At(prog.image, l.addr), u32At(prog.image, l.addr + 4), names);
+}
+
+function listLine(prog: AsmProgram, l: AsmLine, disasm: boolean, names: ReadonlyMap<number, string>): string[] {
+  const text = lineText(prog, l, disasm, names);
+  if (l.size === 0) return [row(l.addr, '', text)];
+  const rows = codeRows(prog, l);
+  const out = rows.slice(0, MAX_ROWS).map(([a, code], i) => row(a, code, i === 0 ? text : ''));
+  if (rows.length > MAX_ROWS) {
+    const shown = rows[MAX_ROWS][0] - l.addr;
+    out.push(row(undefined, `... ${l.size - shown} more bytes`, ''));
+  }
+  return out;
+}
+
+function symbolTable(title: string, entries: Iterable<[string, number]>): string[] {
+  const sorted = [...entries].sort(([n1, v1], [n2, v2]) => v1 - v2 || (n1 < n2 ? -1 : n1 > n2 ? 1 : 0));
+  if (sorted.length === 0) return [];
+  return ['', `${title}:`, ...sorted.map(([n, v]) => `  ${hex8(v)}  ${n}`)];
+}
+
+/** First label for each address, so `jmp` targets disassemble to names. */
+function namesByAddr(labels: ReadonlyMap<string, number>): Map<number, string> {
+  const m = new Map<number, string>();
+  for (const [n, a] of labels) if (!m.has(a)) m.set(a, n);
+  return m;
+}
+
+/** The whole listing: every source line, then the symbol tables. */
+export function formatListing(prog: AsmProgram, source: string, disasm: boolean): string[] {
+  const byLine = new Map(prog.lines.map((l) => [l.line, l]));
+  const names = namesByAddr(prog.labels);
+  const out = splitSourceLines(source).flatMap((text, i) => {
+    const l = byLine.get(i + 1);
+    return l === undefined ? [row(undefined, '', text)] : listLine(prog, l, disasm, names);
+  });
+  // A trailing newline in the file is not a line of its own in the listing.
+  while (out.length > 0 && out[out.length - 1] === '') out.pop();
+  return [...out, ...symbolTable('symbols', prog.labels), ...symbolTable('constants', prog.constants)];
+}
+
+function errnoText(e: unknown): string {
+  if (e instanceof Error && 'code' in e && typeof e.code === 'string') {
+    return e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'is a directory' : e.code;
+  }
+  return e instanceof Error ? e.message : String(e);
+}
+
+export async function asmCommand(args: string[], io: AsmIo = STDIO): Promise<number> {
+  const parsed = parseAsmArgs(args);
+  if (parsed === 'help') { io.out(`${USAGE}\n`); return EXIT_OK; }
+  if (typeof parsed === 'string') { io.err(`vcpulab asm: ${parsed}\n`); return EXIT_BAD_INPUT; }
+  let source: string;
+  try {
+    source = await readFile(parsed.file, 'utf8');
+  } catch (e) {
+    io.err(`vcpulab asm: cannot read '${parsed.file}': ${errnoText(e)}\n`);
+    return EXIT_BAD_INPUT;
+  }
+  try {
+    const prog = assemble(source, parsed.file);
+    io.out(`${formatListing(prog, source, parsed.disasm).join('\n')}\n`);
+    return EXIT_OK;
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    io.err(`${e.message}\n`);
+    return EXIT_BAD_INPUT;
+  }
+}

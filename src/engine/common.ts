@@ -1,0 +1,58 @@
+// What both engines take and return.
+import * as C from '../../shared/machine.js';
+import { PC_INSNS_F64 } from '../../shared/pcpu.js';
+import type { Machine } from '../machine.js';
+import type { PcpuParams } from '../hv/pcpu-loop.js';
+import type { Collector } from '../trace/collector.js';
+
+export type Outcome = 'completed' | 'limit' | 'aborted';
+
+export interface EngineOptions {
+  seed: number;
+  strategy: string;
+  /** Lax synchronisation: a pCPU may run at most this many cycles ahead of the slowest running one. */
+  slackCycles: number;
+  /** Wall-clock limit in ms; 0 = none. */
+  maxMs: number;
+  /** Wall ms without any pCPU progress before STALL (threaded engine). */
+  watchdogMs: number;
+  /** Serial: recorded schedule to follow instead of the strategy. */
+  replayRuns?: Int32Array;
+  /** Serial: keep the chosen schedule (for --schedule-out). */
+  recordSchedule: boolean;
+  /** Guest instructions per burst between hypervisor checks (threaded; serial bursts end at shared accesses). */
+  burst: number;
+  /** Called now and then with the guest instructions retired so far. */
+  onProgress?: (instructions: number) => void;
+  /** Set by the SIGINT handler; the engine stops and returns a partial result. */
+  interrupt: { requested: boolean };
+}
+
+export interface EngineResult {
+  outcome: Outcome;
+  /** Why the run was aborted or stopped early (null when it completed on its own). */
+  reason: string | null;
+  wallMs: number;
+  /** Serial: the schedule, as runs of (pCPU, steps). */
+  schedule?: Int32Array;
+  steps: number;
+}
+
+export interface EngineInput {
+  m: Machine;
+  params: PcpuParams;
+  collector: Collector;
+  opts: EngineOptions;
+}
+
+export function totalInstructions(m: Machine): number {
+  let n = 0;
+  for (let p = 0; p < m.npcpus; p++) n += m.pcF64[(m.pcpuBase(p) + PC_INSNS_F64) >> 1];
+  return n;
+}
+
+/** Why the run should end now, judged from shared state alone (same answer in both engines). */
+export function endReason(m: Machine): Outcome | null {
+  if (Atomics.load(m.ctl, C.CTL_LIVE_DOMAINS) === 0) return 'completed';
+  return null;
+}

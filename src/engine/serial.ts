@@ -1,0 +1,110 @@
+// The serial engine: every pCPU stepped in this one thread, the next one chosen by a seeded
+// strategy at every shared access (CpuCore.yieldOnShared). Deterministic: no wall-clock input
+// reaches the machine, rings are drained synchronously, and the schedule can be recorded/replayed.
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import * as C from '../../shared/machine.js';
+import { PC_PENDING } from '../../shared/pcpu.js';
+import { RS_BLOCKED, RS_RUNNABLE, VC_RUNSTATE, VCPU_STRIDE_WORDS } from '../../shared/vcpu.js';
+import { Pcpu, STEP_STOPPED } from '../hv/pcpu-loop.js';
+import type { RingFullHandler } from '../trace/ring.js';
+import type { Collector } from '../trace/collector.js';
+import { endReason, totalInstructions, type EngineInput, type EngineResult } from './common.js';
+import { makeStrategy, ReplayStrategy, ScheduleDiverged, ScheduleRecorder, type Strategy } from './strategies/index.js';
+import { bug } from '../errors.js';
+
+/** Guest instructions a pCPU may run without touching shared state before it must offer a choice. */
+export const SERIAL_BURST = 1000;
+/** Steps between ring drains, progress reports and event-loop yields. */
+const CHUNK = 1 << 14;
+
+class DrainNow implements RingFullHandler {
+  constructor(private readonly c: Collector) {}
+  ringFull(p: number): void { this.c.drainOne(p); }
+}
+
+/** Could stepping this pCPU do anything? */
+function hasWork(p: Pcpu): boolean {
+  if (p.cur >= 0) return true;
+  const m = p.m;
+  if (m.pc32[p.base + PC_PENDING] !== 0) return true;
+  const q = p.runq.vcpus;
+  for (let i = 0; i < q.length; i++) if (Atomics.load(m.vc32, q[i] * VCPU_STRIDE_WORDS + VC_RUNSTATE) === RS_RUNNABLE) return true;
+  return false;
+}
+
+export async function runSerial({ m, params, collector, opts }: EngineInput): Promise<EngineResult> {
+  const n = m.npcpus;
+  const full = new DrainNow(collector);
+  const pcpus: Pcpu[] = [];
+  for (let i = 0; i < n; i++) {
+    const p = new Pcpu(m, i, params, full);
+    p.core.yieldOnShared = true;
+    pcpus.push(p);
+  }
+  const strategy: Strategy = opts.replayRuns !== undefined ? new ReplayStrategy(opts.replayRuns) : makeStrategy(opts.strategy, opts.seed);
+  const recorder = opts.recordSchedule ? new ScheduleRecorder() : undefined;
+  const elig = new Int32Array(n);
+  const clocks = new Float64Array(n);
+  const work = new Uint8Array(n);
+  const t0 = performance.now();
+  let steps = 0;
+  let outcome: EngineResult['outcome'] | null = null;
+  let reason: string | null = null;
+
+  run: for (;;) {
+    for (let k = 0; k < CHUNK; k++) {
+      const end = endReason(m);
+      if (end !== null) { outcome = end; break run; }
+      let min = Infinity;
+      for (let i = 0; i < n; i++) {
+        const w = hasWork(pcpus[i]);
+        work[i] = w ? 1 : 0;
+        clocks[i] = pcpus[i].core.clock;
+        if (w && clocks[i] < min) min = clocks[i];
+      }
+      let count = 0;
+      const bound = min + opts.slackCycles;
+      for (let i = 0; i < n; i++) if (work[i] === 1 && clocks[i] <= bound) elig[count++] = i;
+      if (count === 0) {
+        if (Atomics.load(m.ctl, C.CTL_LIMITED_VCPUS) > 0) { outcome = 'limit'; reason = 'every vCPU that can still run reached --max-instructions'; }
+        else { outcome = 'completed'; reason = stallFinding(pcpus, collector); }
+        break run;
+      }
+      let p: number;
+      try {
+        p = strategy.next(elig, count);
+      } catch (e) {
+        if (e instanceof ScheduleDiverged) { outcome = 'aborted'; reason = `replay diverged: ${e.message}`; break run; }
+        throw e;
+      }
+      if (recorder !== undefined) recorder.record(p);
+      if (pcpus[p].step(SERIAL_BURST) === STEP_STOPPED) bug('a serial pCPU stopped on its own');
+      steps++;
+    }
+    collector.drainAll();
+    if (opts.onProgress !== undefined) opts.onProgress(totalInstructions(m));
+    if (opts.maxMs > 0 && performance.now() - t0 > opts.maxMs) { outcome = 'limit'; reason = `--max-ms ${opts.maxMs} reached`; break; }
+    await yieldToLoop(); // lets SIGINT and timers in; changes nothing in the machine
+    if (opts.interrupt.requested) { outcome = 'aborted'; reason = 'interrupted (SIGINT)'; break; }
+  }
+  if (strategy instanceof ReplayStrategy && outcome !== 'aborted' && !strategy.exhausted && opts.maxMs === 0) {
+    outcome = 'aborted';
+    reason = 'replay diverged: the run ended before the schedule did';
+  }
+  Atomics.store(m.ctl, C.CTL_STOP, 1);
+  for (const p of pcpus) p.stop();
+  collector.drainAll();
+  return { outcome: outcome ?? 'aborted', reason, wallMs: performance.now() - t0, schedule: recorder?.runs(), steps };
+}
+
+function stallFinding(pcpus: Pcpu[], collector: Collector): string {
+  const m = pcpus[0].m;
+  let blocked = 0;
+  for (let v = 0; v < m.nvcpus; v++) if (Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_RUNSTATE) === RS_BLOCKED) blocked++;
+  const detail = `no pCPU can make progress: ${blocked} vCPU(s) blocked in hlt with nothing left to wake them`;
+  let t = 0, at = 0;
+  for (const p of pcpus) if (p.core.clock > t) { t = p.core.clock; at = p.id; }
+  collector.drainAll();
+  collector.findings.add('STALL', t, at, '', -1, detail, () => collector.recent(at));
+  return detail;
+}

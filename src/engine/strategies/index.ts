@@ -1,0 +1,114 @@
+// Serial-engine strategies: which eligible pCPU takes the next step. All randomness comes from a
+// seeded PRNG owned by the strategy (a child seed of the run seed), so a seed fixes the schedule.
+import { UserError } from '../../errors.js';
+
+export interface Strategy {
+  readonly name: string;
+  /** Choose one of eligible[0..count). */
+  next(eligible: Int32Array, count: number): number;
+}
+
+/** SplitMix32-style generator: tiny, fast, and good enough for schedule choices. */
+export class Prng {
+  private s: number;
+  constructor(seed: number) { this.s = seed | 0; }
+  nextU32(): number {
+    let z = (this.s = (this.s + 0x9e3779b9) | 0);
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    return (z ^ (z >>> 16)) >>> 0;
+  }
+  /** Uniform in [0, n). */
+  below(n: number): number { return this.nextU32() % n; }
+}
+
+/** Derive a child seed for a named component (STYLE.md §10): new randomness elsewhere won't shift it. */
+export function childSeed(seed: number, component: string): number {
+  let h = (seed ^ 0x811c9dc5) >>> 0;
+  for (let i = 0; i < component.length; i++) h = Math.imul(h ^ component.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/**
+ * Uniform random pCPU, kept for a random run of 1..maxRun steps (mean about maxRun/2) while it stays
+ * eligible. Runs keep schedule files compact; run length 1 would be a pure random walk.
+ */
+export class RandomStrategy implements Strategy {
+  readonly name = 'random';
+  private readonly rng: Prng;
+  private cur = -1;
+  private left = 0;
+  constructor(seed: number, private readonly maxRun = 8) { this.rng = new Prng(childSeed(seed, 'strategy.random')); }
+  next(eligible: Int32Array, count: number): number {
+    if (this.left > 0) {
+      for (let i = 0; i < count; i++) if (eligible[i] === this.cur) { this.left--; return this.cur; }
+    }
+    this.cur = eligible[this.rng.below(count)];
+    this.left = this.rng.below(this.maxRun);
+    return this.cur;
+  }
+}
+
+/** Each eligible pCPU in turn, `quantum` steps each. */
+export class RoundRobinStrategy implements Strategy {
+  readonly name = 'round-robin';
+  private last = -1;
+  private left = 0;
+  constructor(private readonly quantum = 1) {}
+  next(eligible: Int32Array, count: number): number {
+    if (this.left > 0) {
+      for (let i = 0; i < count; i++) if (eligible[i] === this.last) { this.left--; return this.last; }
+    }
+    let pick = eligible[0];
+    for (let i = 0; i < count; i++) if (eligible[i] > this.last) { pick = eligible[i]; break; }
+    this.last = pick;
+    this.left = this.quantum - 1;
+    return pick;
+  }
+}
+
+/** Replays a recorded schedule (runs of pCPU x steps). Diverging from it is a bug, not bad input. */
+export class ReplayStrategy implements Strategy {
+  readonly name = 'replay';
+  private i = 0;
+  private left = 0;
+  constructor(private readonly runs: Int32Array) {}
+  get exhausted(): boolean { return this.left === 0 && this.i >= this.runs.length; }
+  next(eligible: Int32Array, count: number): number {
+    if (this.left === 0) {
+      if (this.i >= this.runs.length) throw new ScheduleDiverged('the schedule ended before the run did');
+      this.left = this.runs[this.i + 1];
+      this.i += 2;
+    }
+    const p = this.runs[this.i - 2];
+    let ok = false;
+    for (let k = 0; k < count; k++) if (eligible[k] === p) ok = true;
+    if (!ok) throw new ScheduleDiverged(`the schedule chose pCPU ${p}, which is not eligible here (run ${this.i / 2 - 1})`);
+    this.left--;
+    return p;
+  }
+}
+
+export class ScheduleDiverged extends Error {}
+
+/** Records choices as runs of (pCPU, count). */
+export class ScheduleRecorder {
+  private buf = new Int32Array(1024);
+  private n = 0;
+  record(p: number): void {
+    if (this.n > 0 && this.buf[this.n - 2] === p) { this.buf[this.n - 1]++; return; }
+    if (this.n + 2 > this.buf.length) { const b = new Int32Array(this.buf.length * 2); b.set(this.buf); this.buf = b; }
+    this.buf[this.n++] = p;
+    this.buf[this.n++] = 1;
+  }
+  runs(): Int32Array { return this.buf.slice(0, this.n); }
+}
+
+export const STRATEGIES = ['random', 'round-robin'] as const;
+export type StrategyName = (typeof STRATEGIES)[number];
+
+export function makeStrategy(name: string, seed: number): Strategy {
+  if (name === 'random') return new RandomStrategy(seed);
+  if (name === 'round-robin') return new RoundRobinStrategy();
+  throw new UserError(`--strategy: unknown strategy '${name}' (expected ${STRATEGIES.join(', ')})`);
+}

@@ -1,0 +1,127 @@
+// The threaded engine: one worker thread per pCPU, each a long-running piscina task; real
+// parallelism and real races. The main thread only drains event rings, watches for the end, the
+// wall limit, SIGINT and stalls, and controls the pCPUs (stop through the shared control word,
+// pause/resume/stats over comlink).
+import { MessageChannel } from 'node:worker_threads';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Piscina } from 'piscina';
+import * as Comlink from 'comlink';
+import * as C from '../../shared/machine.js';
+import { PC_BURSTS, PC_CLOCK_F64, PC_PENDING, PC_STATE, PEND_KICK, PS_IDLE, PS_STOPPED } from '../../shared/pcpu.js';
+import { RS_BLOCKED, VC_RUNSTATE, VCPU_STRIDE_WORDS } from '../../shared/vcpu.js';
+import type { PcpuControl, PcpuStats, PcpuTask } from './pcpu-thread.js';
+import { endReason, totalInstructions, type EngineInput, type EngineResult, type Outcome } from './common.js';
+import type { Machine } from '../machine.js';
+
+const POLL_MS = 2;
+/** How long stopped workers get to return before their threads are terminated. */
+const STOP_GRACE_MS = 3000;
+
+function workerSpec(): { filename: string; execArgv: string[] } {
+  const ts = import.meta.url.endsWith('.ts');
+  const filename = new URL(`../../workers/pcpu.worker.${ts ? 'ts' : 'js'}`, import.meta.url).href;
+  // Workers inherit execArgv unless it is given; under vitest tsx is not inherited, so say it.
+  return { filename, execArgv: ts ? ['--import', 'tsx'] : [] };
+}
+
+export interface ThreadedHandle {
+  controls: Comlink.Remote<PcpuControl>[];
+}
+
+export async function runThreaded({ m, params, collector, opts }: EngineInput, onStart?: (h: ThreadedHandle) => Promise<void>): Promise<EngineResult> {
+  const n = m.npcpus;
+  const { filename, execArgv } = workerSpec();
+  const pool = new Piscina({ filename, execArgv, minThreads: n, maxThreads: n, idleTimeout: Infinity, maxQueue: n, concurrentTasksPerWorker: 1 });
+  const t0 = performance.now();
+  const controls: Comlink.Remote<PcpuControl>[] = [];
+  const ports: MessageChannel['port1'][] = [];
+  let failure: string | null = null;
+  const tasks: Promise<PcpuStats | undefined>[] = [];
+  for (let id = 0; id < n; id++) {
+    const { port1, port2 } = new MessageChannel();
+    const task: PcpuTask = { buffers: m.buffers, id, params, slackCycles: opts.slackCycles, burst: opts.burst, port: port2 };
+    tasks.push(pool.run(task, { transferList: [port2] as never }).catch((e: unknown) => {
+      failure ??= `pCPU ${id} worker failed: ${e instanceof Error ? e.message : String(e)}`;
+      Atomics.store(m.ctl, C.CTL_ABORT, 1);
+      return undefined;
+    }));
+    controls.push(Comlink.wrap<PcpuControl>(port1 as unknown as Comlink.Endpoint));
+    ports.push(port1);
+  }
+  if (onStart !== undefined) await onStart({ controls });
+
+  let outcome: Outcome | null = null;
+  let reason: string | null = null;
+  let lastProgress = -1, lastProgressAt = performance.now(), lastReport = 0;
+  while (outcome === null) {
+    await sleep(POLL_MS);
+    collector.drainAll();
+    const now = performance.now();
+    if (failure !== null) { outcome = 'aborted'; reason = failure; break; }
+    const end = endReason(m);
+    if (end !== null) { outcome = end; break; }
+    if (opts.interrupt.requested) { outcome = 'aborted'; reason = 'interrupted (SIGINT)'; break; }
+    if (opts.maxMs > 0 && now - t0 > opts.maxMs) { outcome = 'limit'; reason = `--max-ms ${opts.maxMs} reached`; break; }
+    const progress = progressCount(m);
+    if (allIdle(m)) {
+      if (Atomics.load(m.ctl, C.CTL_LIMITED_VCPUS) > 0) { outcome = 'limit'; reason = 'every vCPU that can still run reached --max-instructions'; break; }
+    }
+    if (progress !== lastProgress) { lastProgress = progress; lastProgressAt = now; }
+    else if (now - lastProgressAt > opts.watchdogMs || (allIdle(m) && now - lastProgressAt > Math.min(opts.watchdogMs, 200))) {
+      // All idle: the guests can never run again (a result). Not idle: a pCPU thread is hung (an abort).
+      const idle = allIdle(m);
+      outcome = idle ? 'completed' : 'aborted';
+      reason = stall(m, collector, idle);
+      break;
+    }
+    if (opts.onProgress !== undefined && now - lastReport > 100) { lastReport = now; opts.onProgress(totalInstructions(m)); }
+  }
+
+  // Stop every pCPU: the shared word, then a kick so sleepers wake now.
+  Atomics.store(m.ctl, C.CTL_STOP, 1);
+  for (let id = 0; id < n; id++) {
+    Atomics.or(m.pc32, m.pcpuBase(id) + PC_PENDING, PEND_KICK);
+    Atomics.notify(m.pc32, m.pcpuBase(id) + PC_PENDING);
+  }
+  Atomics.notify(m.ctl, C.CTL_SYNC_EPOCH);
+  const drainer = setInterval(() => collector.drainAll(), POLL_MS);
+  const settled = await Promise.race([Promise.all(tasks).then(() => true), sleep(STOP_GRACE_MS).then(() => false)]);
+  clearInterval(drainer);
+  if (!settled) {
+    const stuck = [];
+    for (let id = 0; id < n; id++) if (Atomics.load(m.pc32, m.pcpuBase(id) + PC_STATE) !== PS_STOPPED) stuck.push(id);
+    outcome = 'aborted';
+    reason = `${reason !== null ? reason + '; ' : ''}pCPU thread(s) ${stuck.join(', ')} did not stop within ${STOP_GRACE_MS} ms and were terminated`;
+  }
+  for (const c of controls) c[Comlink.releaseProxy]();
+  for (const p of ports) p.close();
+  await pool.destroy(); // terminates any thread still running: no orphans
+  collector.drainAll();
+  return { outcome, reason, wallMs: performance.now() - t0, steps: progressCount(m) };
+}
+
+function progressCount(m: Machine): number {
+  let s = 0;
+  for (let i = 0; i < m.npcpus; i++) s += Atomics.load(m.pc32, m.pcpuBase(i) + PC_BURSTS);
+  return s;
+}
+
+function allIdle(m: Machine): boolean {
+  for (let i = 0; i < m.npcpus; i++) {
+    const st = Atomics.load(m.pc32, m.pcpuBase(i) + PC_STATE);
+    if (st !== PS_IDLE && st !== PS_STOPPED) return false;
+  }
+  return true;
+}
+
+function stall(m: Machine, collector: EngineInput['collector'], idle: boolean): string {
+  let blocked = 0;
+  for (let v = 0; v < m.nvcpus; v++) if (Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_RUNSTATE) === RS_BLOCKED) blocked++;
+  const detail = idle
+    ? `no pCPU can make progress: ${blocked} vCPU(s) blocked in hlt with nothing left to wake them`
+    : 'no pCPU completed a burst within the watchdog period (a pCPU thread is hung)';
+  let t = 0;
+  for (let i = 0; i < m.npcpus; i++) t = Math.max(t, m.pcF64[(m.pcpuBase(i) + PC_CLOCK_F64) >> 1]);
+  collector.findings.add('STALL', t, 0, '', -1, detail, () => collector.recent(0));
+  return detail;
+}

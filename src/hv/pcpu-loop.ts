@@ -1,0 +1,188 @@
+// The hypervisor's loop on one pCPU (DESIGN.md §4): pending physical interrupts, scheduling, VM entry,
+// guest execution, exit handling. The same object code runs under both engines; only the RingFullHandler
+// and CpuCore.yieldOnShared differ.
+import * as C from '../../shared/machine.js';
+import { DM_P2M_ROOT, DM_STATE, DS_RUNNING } from '../../shared/domain.js';
+import {
+  PC_CLOCK_F64, PC_CTXSW_F64, PC_CURRENT, PC_ENTRIES_F64, PC_EXITS, PC_HV_F64, PC_IDLE_F64, PC_INSNS_F64,
+  PC_PENDING, PC_STATE, PC_BURSTS, PEND_KICK, PS_IDLE, PS_RUNNING, PS_STOPPED,
+} from '../../shared/pcpu.js';
+import {
+  RS_DONE, RS_LIMIT, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_DOMAIN, VC_FLAGS, VC_ID, VC_IDTR,
+  VC_INSNS_F64, VC_PC, VC_PCPU, VC_REGS, VC_RUNSTATE, VC_RUN_CYCLES_F64,
+} from '../../shared/vcpu.js';
+import { CpuCore, EXIT_NONE, guestRun } from '../isa/interp.js';
+import { opcodeCosts, type CostTable } from '../engine/clock.js';
+import type { Machine } from '../machine.js';
+import { RingWriter, type RingFullHandler } from '../trace/ring.js';
+import { EV_EXIT, EV_SCHED_IN, EV_SCHED_OUT, EV_VCPU_LIMIT } from '../trace/events.js';
+import { RunQueue } from './sched/runq.js';
+import { vmexitHandle } from './vmexit.js';
+
+/** Parameters every pCPU gets, identical in both engines. Plain data (sent to workers). */
+export interface PcpuParams {
+  costs: CostTable;
+  /** Time slice in cycles. */
+  timesliceCycles: number;
+  /** Per-vCPU instruction limit; 0 = none. */
+  maxInstructions: number;
+  /** Record an EV_EXIT event for every VM exit (traces and evidence need them). */
+  traceExits: boolean;
+}
+
+export const STEP_RAN = 0;
+export const STEP_IDLE = 1;
+export const STEP_STOPPED = 2;
+
+export class Pcpu {
+  readonly core: CpuCore;
+  readonly runq = new RunQueue();
+  readonly ring: RingWriter;
+  readonly base: number;
+  /** Global index of the loaded vCPU, -1 none. */
+  cur = -1;
+  curDomain = -1;
+  sliceEnd = 0;
+
+  constructor(readonly m: Machine, readonly id: number, readonly params: PcpuParams, full: RingFullHandler) {
+    this.base = m.pcpuBase(id);
+    this.core = new CpuCore(m.mem32, m.mem8, m.p2m, m.pc32, this.base + PC_PENDING, opcodeCosts(params.costs));
+    this.core.exceptionCost = params.costs.exception;
+    this.ring = new RingWriter(m.ring32, m.ringF64, m.ringBase(id), id, full);
+    for (let v = 0; v < m.nvcpus; v++) if (Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + 20 /* VC_PCPU */) === id) this.runq.add(v);
+    this.core.clock = m.pcF64[(this.base + PC_CLOCK_F64) >> 1];
+  }
+
+  /** Emit an event for the loaded vCPU (or a hypervisor event with vcpu -1). */
+  emit(kind: number, a: number, b: number, c: number): void {
+    const v = this.cur;
+    const vid = v < 0 ? -1 : this.m.vc32[v * VCPU_STRIDE_WORDS + VC_ID];
+    this.ring.push(this.core.clock, kind, this.curDomain, vid, a, b, c);
+  }
+
+  /** Advance simulated time by hypervisor work. */
+  hvCycles(n: number): void {
+    this.core.clock += n;
+    this.m.pcF64[(this.base + PC_HV_F64) >> 1] += n;
+  }
+
+  /** Publish the clock for lax sync and the watchdog. */
+  publishClock(): void {
+    this.m.pcF64[(this.base + PC_CLOCK_F64) >> 1] = this.core.clock;
+  }
+
+  /**
+   * One step: service pending bits, schedule, run the guest for at most `budget` instructions, handle
+   * the exit. Returns STEP_*.
+   */
+  step(budget: number): number {
+    const m = this.m, pc32 = m.pc32, base = this.base;
+    if (Atomics.load(m.ctl, C.CTL_STOP) !== 0) return this.stop();
+    if ((pc32[base + PC_PENDING] & PEND_KICK) !== 0) Atomics.and(pc32, base + PC_PENDING, ~PEND_KICK);
+    let v = this.cur;
+    if (v >= 0) {
+      const vb = v * VCPU_STRIDE_WORDS;
+      if (Atomics.load(m.dm32, m.domainBase(this.curDomain) + DM_STATE) !== DS_RUNNING) {
+        Atomics.store(m.vc32, vb + VC_RUNSTATE, RS_DONE);
+      }
+      if (Atomics.load(m.vc32, vb + VC_RUNSTATE) !== RS_RUNNING || this.core.clock >= this.sliceEnd) v = this.schedule();
+    } else v = this.schedule();
+    if (v < 0) {
+      if (Atomics.load(pc32, base + PC_STATE) !== PS_IDLE) Atomics.store(pc32, base + PC_STATE, PS_IDLE);
+      return STEP_IDLE;
+    }
+    if (Atomics.load(pc32, base + PC_STATE) !== PS_RUNNING) Atomics.store(pc32, base + PC_STATE, PS_RUNNING);
+    const vb = v * VCPU_STRIDE_WORDS;
+    const insF = (vb + VC_INSNS_F64) >> 1;
+    const max = this.params.maxInstructions;
+    if (max > 0) {
+      const left = max - m.vcF64[insF];
+      if (left < budget) budget = left;
+    }
+    m.pcF64[(base + PC_ENTRIES_F64) >> 1]++;
+    const c0 = this.core.clock;
+    const exit = guestRun(this.core, budget);
+    const retired = this.core.retired;
+    m.vcF64[insF] += retired;
+    m.vcF64[(vb + VC_RUN_CYCLES_F64) >> 1] += this.core.clock - c0;
+    m.pcF64[(base + PC_INSNS_F64) >> 1] += retired;
+    if (exit !== EXIT_NONE) {
+      pc32[base + PC_EXITS + exit]++;
+      if (this.params.traceExits) this.emit(EV_EXIT, exit, this.core.pc, this.core.exitQual);
+      vmexitHandle(this, exit);
+    }
+    if (max > 0 && m.vcF64[insF] >= max && Atomics.load(m.vc32, vb + VC_RUNSTATE) === RS_RUNNING) {
+      Atomics.store(m.vc32, vb + VC_RUNSTATE, RS_LIMIT);
+      Atomics.add(m.ctl, C.CTL_LIMITED_VCPUS, 1);
+      this.emit(EV_VCPU_LIMIT, 0, this.core.pc, 0);
+    }
+    this.publishClock();
+    Atomics.add(pc32, base + PC_BURSTS, 1);
+    return STEP_RAN;
+  }
+
+  /** Idle time passes: move the clock to `now` if behind (an idle pCPU follows the others). */
+  idleUntil(now: number): void {
+    if (now > this.core.clock) {
+      this.m.pcF64[(this.base + PC_IDLE_F64) >> 1] += now - this.core.clock;
+      this.core.clock = now;
+      this.publishClock();
+    }
+  }
+
+  stop(): number {
+    if (this.cur >= 0) this.unload();
+    Atomics.store(this.m.pc32, this.base + PC_STATE, PS_STOPPED);
+    this.publishClock();
+    return STEP_STOPPED;
+  }
+
+  /** Pick the next vCPU and switch to it (saving the current one). Returns the loaded vCPU or -1. */
+  private schedule(): number {
+    const m = this.m;
+    const cur = this.cur;
+    const next = this.runq.pickNext(m.vc32, VCPU_STRIDE_WORDS, cur);
+    if (next === cur) {
+      if (cur >= 0) this.sliceEnd = this.core.clock + this.params.timesliceCycles;
+      return cur;
+    }
+    if (cur >= 0) this.unload();
+    if (next < 0) return -1;
+    this.load(next);
+    return next;
+  }
+
+  /** VM-exit side of a context switch: save the core into the vCPU block. */
+  private unload(): void {
+    const m = this.m, v = this.cur, vb = v * VCPU_STRIDE_WORDS, c = this.core;
+    for (let i = 0; i < 16; i++) m.vc32[vb + VC_REGS + i] = c.R[i];
+    m.vc32[vb + VC_PC] = c.pc;
+    m.vc32[vb + VC_FLAGS] = c.flags;
+    m.vc32[vb + VC_IDTR] = c.idtr;
+    const rs = Atomics.load(m.vc32, vb + VC_RUNSTATE);
+    if (rs === RS_RUNNING) Atomics.store(m.vc32, vb + VC_RUNSTATE, RS_RUNNABLE);
+    this.emit(EV_SCHED_OUT, rs === RS_RUNNING ? RS_RUNNABLE : rs, c.pc, 0);
+    this.cur = -1;
+    this.curDomain = -1;
+    Atomics.store(m.pc32, this.base + PC_CURRENT, -1);
+  }
+
+  private load(v: number): void {
+    const m = this.m, vb = v * VCPU_STRIDE_WORDS, c = this.core;
+    for (let i = 0; i < 16; i++) c.R[i] = m.vc32[vb + VC_REGS + i];
+    c.pc = m.vc32[vb + VC_PC];
+    c.flags = m.vc32[vb + VC_FLAGS];
+    c.idtr = m.vc32[vb + VC_IDTR];
+    const d = m.vc32[vb + VC_DOMAIN];
+    c.p2mRoot = m.dm32[m.domainBase(d) + DM_P2M_ROOT];
+    c.tlb.flushAll();
+    Atomics.store(m.vc32, vb + VC_RUNSTATE, RS_RUNNING);
+    this.cur = v;
+    this.curDomain = d;
+    Atomics.store(m.pc32, this.base + PC_CURRENT, v);
+    m.pcF64[(this.base + PC_CTXSW_F64) >> 1]++;
+    this.hvCycles(this.params.costs.context_switch);
+    this.sliceEnd = c.clock + this.params.timesliceCycles;
+    this.emit(EV_SCHED_IN, 0, c.pc, 0);
+  }
+}

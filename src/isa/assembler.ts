@@ -1,0 +1,543 @@
+// Two-pass assembler for the vcpulab guest ISA (../../shared/ISA.md is the text contract, ./opcodes.ts the
+// encoding). Syntax lives in ./asm-syntax.ts; this file checks operand shapes, lays out addresses and encodes.
+//
+// Passes, so that errors come out in source order within each kind:
+//   0. parse every line and pick each instruction's opcode form (shape errors, unknown names, duplicates);
+//   1. lay out addresses: labels, .org/.align/.space (their values must be known at that line), .equ;
+//   2. evaluate operands with every symbol known and write the image.
+//
+// Decisions beyond ISA.md:
+//   - `xadd` and `cmpxchg` are accepted without `lock`: ours are always atomic, so the prefix changes nothing.
+//     `lock` before anything but add/or/and/xadd/cmpxchg is an error, and so is add/or/and to memory without
+//     `lock` (only the atomic read-modify-write exists).
+//   - `xchg r, [m]` is accepted as `xchg [m], r`.
+//   - a memory displacement is everything after the register read as `0 <rest>`: `[esi-4+1]` is esi-3. Only
+//     `+ - *` may follow the register; wrap anything else in parentheses.
+//   - instructions are never padded to alignment silently: an unaligned one is an error naming `.align 8`.
+//   - bytes emitted twice (after a backward `.org`) are an error rather than a silent overwrite.
+
+import { assert } from '../errors.js';
+import {
+  OPS, MNEMONIC_ALIASES, REG_ZERO, INSN_BYTES, encodeWord0, fitsI16, type Form,
+} from './opcodes.js';
+import {
+  fail, parseLine, evalExpr, fitU32, fmtBig, ordinal,
+  type LineCtx, type Operand, type OperandKind, type Stmt, type SymbolEnv, type Expr, type LabelDef,
+} from './asm-syntax.js';
+
+/** What a listing should show for a line: an instruction, 32-bit words, bytes, or only a label. */
+export type AsmLineKind = 'insn' | 'words' | 'bytes' | 'label';
+
+export interface AsmLine {
+  addr: number;
+  /** Bytes emitted (for `.align`, the padding). */
+  size: number;
+  /** 1-based source line. */
+  line: number;
+  /** Raw source text of that line. */
+  source: string;
+  kind: AsmLineKind;
+}
+
+export interface AsmProgram {
+  file: string;
+  /** Bytes from guest address 0 up to the highest address emitted (gaps zero). */
+  image: Uint8Array;
+  /** Highest address emitted + 1 (== image.length). */
+  end: number;
+  /** Label -> address. `.equ` names are in `constants`, not here. */
+  labels: Map<string, number>;
+  /** `.equ` name -> value as an unsigned 32-bit number. */
+  constants: Map<string, number>;
+  /** Address of `_start` if defined. */
+  entry: number | undefined;
+  /** One per source line that emitted bytes or defined a label, in source order. */
+  lines: AsmLine[];
+}
+
+/** An image larger than this is surely a mistaken `.org`/`.space`, not a guest program. */
+export const MAX_IMAGE_BYTES = 256 * 1024 * 1024;
+const ENTRY_LABEL = '_start';
+
+/** Lines as the assembler numbers them (the listing uses the same split). */
+export function splitSourceLines(source: string): string[] {
+  return source.split(/\r?\n/);
+}
+
+// ---- opcode forms ----
+
+/** Mnemonic as OPS spells it ('mov', 'lock add') -> form -> opcode. */
+const FORMS: ReadonlyMap<string, ReadonlyMap<Form, number>> = buildForms();
+/** The *_SI opcode for each *_SD opcode. */
+const SI_OF_SD: ReadonlyMap<number, number> = buildSiOfSd();
+
+function buildForms(): Map<string, Map<Form, number>> {
+  const m = new Map<string, Map<Form, number>>();
+  for (const info of OPS) {
+    const forms = m.get(info.mnemonic) ?? new Map<Form, number>();
+    forms.set(info.form, info.op);
+    m.set(info.mnemonic, forms);
+  }
+  return m;
+}
+
+function buildSiOfSd(): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const forms of FORMS.values()) {
+    const sd = forms.get('mem_sd');
+    const si = forms.get('mem_si');
+    assert((sd === undefined) === (si === undefined), 'every *_SD opcode has a *_SI twin');
+    if (sd !== undefined && si !== undefined) m.set(sd, si);
+  }
+  return m;
+}
+
+/** Operand kinds each form accepts, position by position. mem_si is never matched from text: mem_sd stands
+ *  for both and pass 2 picks by value. */
+const FORM_SIG: Readonly<Record<Form, readonly (readonly OperandKind[])[]>> = {
+  none: [],
+  imm: [['imm']],
+  src: [['reg', 'imm']],
+  reg: [['reg']],
+  reg_src: [['reg'], ['reg', 'imm']],
+  reg_mem: [['reg'], ['mem']],
+  mem_reg: [['mem'], ['reg']],
+  mem_sd: [['mem'], ['imm']],
+  mem_si: [],
+  reg_port: [['reg'], ['imm']],
+  port_reg: [['imm'], ['reg']],
+};
+
+function canonical(mn: string): string {
+  return MNEMONIC_ALIASES[mn] ?? mn;
+}
+
+export function isMnemonic(mn: string): boolean {
+  const m = canonical(mn);
+  return mn === 'lock' || FORMS.has(m) || FORMS.has(`lock ${m}`);
+}
+
+/** The FORMS key for an instruction statement, enforcing the `lock` rules. */
+function resolveKey(stmt: Extract<Stmt, { kind: 'insn' }>, ctx: LineCtx): string {
+  const mn = canonical(stmt.mnemonic);
+  const locked = `lock ${mn}`;
+  if (stmt.lockCol !== undefined) {
+    if (!FORMS.has(locked)) fail(ctx, stmt.lockCol, `'lock' cannot be used with '${stmt.mnemonic}'`);
+    return locked;
+  }
+  if (!FORMS.has(mn)) return locked;  // xadd, cmpxchg: always atomic
+  if (FORMS.has(locked) && stmt.ops[0]?.kind === 'mem') {
+    fail(ctx, stmt.col, `'${stmt.mnemonic}' with a memory destination needs the 'lock' prefix`);
+  }
+  return mn;
+}
+
+const KIND_NAMES: Readonly<Record<OperandKind, string>> = {
+  reg: 'a register', imm: 'an immediate', mem: 'a memory operand',
+};
+const ARITY_NAMES = ['no operands', 'one operand', 'two operands'];
+
+/** The one form of `key` whose operand kinds match `ops`, or a located error saying what is wrong. */
+function selectForm(key: string, ops: readonly Operand[], col: number, ctx: LineCtx): Form {
+  const forms = [...(FORMS.get(key)?.keys() ?? [])].filter((f) => f !== 'mem_si');
+  const arities = [...new Set(forms.map((f) => FORM_SIG[f].length))];
+  if (!arities.includes(ops.length)) {
+    const want = arities.map((n) => ARITY_NAMES[n]).join(' or ');
+    const n = Math.min(...arities);
+    fail(ctx, ops.length > n ? (ops[n]?.col ?? col) : col, `'${key}' takes ${want}`);
+  }
+  let live = forms.filter((f) => FORM_SIG[f].length === ops.length);
+  ops.forEach((op, i) => {
+    const allowed = new Set(live.flatMap((f) => FORM_SIG[f][i]));
+    if (op.kind === 'imm' && op.expr.k === 'sym' && !allowed.has('imm') && allowed.has('reg')) {
+      // A bare word where only a register fits is almost always a misspelt register.
+      fail(ctx, op.col, `unknown register '${op.expr.name}'`);
+    }
+    if (!allowed.has(op.kind)) fail(ctx, op.col, kindMessage(key, ops, i, [...allowed]));
+    live = live.filter((f) => FORM_SIG[f][i].includes(op.kind));
+  });
+  assert(live.length === 1, `operand shapes of '${key}' select one form`);
+  return live[0];
+}
+
+function kindMessage(key: string, ops: readonly Operand[], i: number, allowed: OperandKind[]): string {
+  if (ops[i].kind === 'mem' && ops.some((o, j) => j !== i && o.kind === 'mem')) {
+    return key === 'mov' || key === 'movb'
+      ? 'cannot store a memory operand to a memory operand'
+      : `'${key}' cannot take two memory operands`;
+  }
+  const which = ops.length === 1 ? 'operand' : `${ordinal(i)} operand`;
+  const want = allowed.map((k) => KIND_NAMES[k]).join(' or ');
+  return `'${key}' ${which} must be ${want}, not ${KIND_NAMES[ops[i].kind]}`;
+}
+
+// ---- pass 0: parse and check shapes ----
+
+interface InsnItem {
+  readonly kind: 'insn';
+  readonly key: string;
+  readonly form: Form;
+  readonly op: number;
+  readonly ops: readonly Operand[];
+  readonly col: number;
+}
+
+type Checked = InsnItem | Exclude<Stmt, { kind: 'insn' }>;
+
+interface Line0 {
+  readonly ctx: LineCtx;
+  readonly source: string;
+  readonly labels: readonly LabelDef[];
+  readonly stmt: Checked | undefined;
+}
+
+function checkStmt(stmt: Stmt, ctx: LineCtx): Checked {
+  if (stmt.kind !== 'insn') return stmt;
+  const key = resolveKey(stmt, ctx);
+  // `xchg r, [m]` swaps the same two things as `xchg [m], r`.
+  const ops = key === 'xchg' && stmt.ops.length === 2 && stmt.ops[0].kind === 'reg' && stmt.ops[1].kind === 'mem'
+    ? [stmt.ops[1], stmt.ops[0]] : stmt.ops;
+  const form = selectForm(key, ops, stmt.col, ctx);
+  const op = FORMS.get(key)?.get(form);
+  assert(op !== undefined, `form ${form} of '${key}' has an opcode`);
+  return { kind: 'insn', key, form, op, ops, col: stmt.col };
+}
+
+interface SymDef {
+  readonly line: number;
+  readonly isLabel: boolean;
+}
+
+/** Record the label and .equ names of one line, refusing duplicates. */
+function defineNames(line: Line0, names: Map<string, SymDef>): void {
+  const defs: [string, number, boolean][] = line.labels.map((l) => [l.name, l.col, true]);
+  if (line.stmt?.kind === 'equ') defs.push([line.stmt.name, line.stmt.nameCol, false]);
+  for (const [name, col, isLabel] of defs) {
+    const prev = names.get(name);
+    if (prev !== undefined && prev.line === 0) fail(line.ctx, col, `'${name}' is predefined (the scenario loader sets it); pick another name`);
+    if (prev !== undefined) {
+      const what = prev.isLabel && isLabel ? 'label' : 'symbol';
+      fail(line.ctx, col, `duplicate ${what} '${name}' (first defined at line ${prev.line})`);
+    }
+    names.set(name, { line: line.ctx.line, isLabel });
+  }
+}
+
+function pass0(source: string, file: string, predefined: ReadonlyMap<string, number>): { lines: Line0[]; names: Map<string, SymDef> } {
+  const names = new Map<string, SymDef>();
+  for (const k of predefined.keys()) names.set(k, { line: 0, isLabel: false });
+  const lines = splitSourceLines(source).map((text, i): Line0 => {
+    const ctx = { file, line: i + 1 };
+    const parsed = parseLine(text, ctx, isMnemonic);
+    const stmt = parsed.stmt === undefined ? undefined : checkStmt(parsed.stmt, ctx);
+    const line0 = { ctx, source: text, labels: parsed.labels, stmt };
+    defineNames(line0, names);
+    return line0;
+  });
+  return { lines, names };
+}
+
+// ---- pass 1: layout ----
+
+/** Something pass 2 writes at a fixed address. */
+type Emit =
+  | { readonly kind: 'insn'; readonly addr: number; readonly ctx: LineCtx; readonly insn: InsnItem }
+  | { readonly kind: 'word' | 'byte'; readonly addr: number; readonly ctx: LineCtx; readonly args: readonly Operand[] }
+  | { readonly kind: 'raw'; readonly addr: number; readonly bytes: readonly number[] };
+
+interface Span {
+  readonly start: number;
+  readonly end: number;
+  readonly ctx: LineCtx;
+  readonly col: number;
+}
+
+interface Layout {
+  pc: number;
+  end: number;
+  readonly labels: Map<string, number>;
+  readonly constants: Map<string, bigint>;
+  readonly emits: Emit[];
+  readonly spans: Span[];
+  readonly lines: AsmLine[];
+}
+
+/** Symbols known so far in pass 1; a name defined further down gets a message saying so. */
+function layoutEnv(lay: Layout, names: ReadonlyMap<string, SymDef>, what: string): SymbolEnv {
+  return {
+    value: (name) => lookup(lay.labels, lay.constants, name),
+    missing: (name) => names.has(name)
+      ? `'${name}' is defined after this line; ${what} needs a value known here`
+      : `undefined label '${name}'`,
+  };
+}
+
+function lookup(labels: ReadonlyMap<string, number>, constants: ReadonlyMap<string, bigint>, name: string): bigint | undefined {
+  const l = labels.get(name);
+  return l !== undefined ? BigInt(l) : constants.get(name);
+}
+
+/** Address `addr` must lie within the image limit. */
+function checkAddr(addr: bigint | number, ctx: LineCtx, col: number): number {
+  if (addr < 0) fail(ctx, col, `address ${fmtBig(BigInt(addr))} is negative`);
+  if (addr > MAX_IMAGE_BYTES) {
+    fail(ctx, col, `address ${fmtBig(BigInt(addr))} is beyond the ${MAX_IMAGE_BYTES >> 20} MiB image limit`);
+  }
+  return Number(addr);
+}
+
+/** Reserve [pc, pc+size) for this line and advance. */
+function emitAt(lay: Layout, size: number, ctx: LineCtx, col: number, owned: boolean): number {
+  const start = lay.pc;
+  const end = checkAddr(start + size, ctx, col);
+  if (owned && size > 0) lay.spans.push({ start, end, ctx, col });
+  lay.pc = end;
+  lay.end = Math.max(lay.end, end);
+  return start;
+}
+
+function oneValue(args: readonly Operand[], name: string, ctx: LineCtx, col: number): Expr {
+  if (args.length !== 1) fail(ctx, args[1]?.col ?? col, `'${name}' takes one value`);
+  const a = args[0];
+  if (a.kind !== 'imm') fail(ctx, a.col, `'${name}' needs a value, not ${KIND_NAMES[a.kind]}`);
+  return a.expr;
+}
+
+function valueList(args: readonly Operand[], name: string, ctx: LineCtx, col: number): void {
+  if (args.length === 0) fail(ctx, col, `'${name}' needs at least one value`);
+  for (const a of args) if (a.kind !== 'imm') fail(ctx, a.col, `'${name}' values must be immediates, not ${KIND_NAMES[a.kind]}`);
+}
+
+function isPow2(v: bigint): boolean {
+  return v > 0n && (v & (v - 1n)) === 0n;
+}
+
+/** Lay out one statement; returns what the listing shows and how many bytes it covers. */
+function layoutStmt(stmt: Checked, lay: Layout, ctx: LineCtx, names: ReadonlyMap<string, SymDef>): AsmLine | undefined {
+  const pc = lay.pc;
+  const entry = (size: number, kind: AsmLineKind): AsmLine => ({ addr: pc, size, line: ctx.line, source: '', kind });
+  switch (stmt.kind) {
+    case 'insn': {
+      if (pc % INSN_BYTES !== 0) fail(ctx, stmt.col, `instruction at 0x${pc.toString(16)} is not 8-byte aligned (use .align 8)`);
+      lay.emits.push({ kind: 'insn', addr: emitAt(lay, INSN_BYTES, ctx, stmt.col, true), ctx, insn: stmt });
+      return entry(INSN_BYTES, 'insn');
+    }
+    case 'ascii':
+      lay.emits.push({ kind: 'raw', addr: emitAt(lay, stmt.bytes.length, ctx, stmt.col, true), bytes: stmt.bytes });
+      return stmt.bytes.length > 0 ? entry(stmt.bytes.length, 'bytes') : undefined;
+    case 'equ': {
+      const v = evalExpr(stmt.value, layoutEnv(lay, names, '.equ'), ctx);
+      fitU32(v, 'value', ctx, stmt.value.col);
+      lay.constants.set(stmt.name, v);
+      return undefined;
+    }
+    case 'dir':
+      return layoutDirective(stmt, lay, ctx, names, entry);
+  }
+}
+
+function layoutDirective(
+  stmt: Extract<Stmt, { kind: 'dir' }>, lay: Layout, ctx: LineCtx, names: ReadonlyMap<string, SymDef>,
+  entry: (size: number, kind: AsmLineKind) => AsmLine,
+): AsmLine | undefined {
+  const { name, args, col } = stmt;
+  const value = (): bigint => {
+    const e = oneValue(args, name, ctx, col);
+    return evalExpr(e, layoutEnv(lay, names, name), ctx);
+  };
+  switch (name) {
+    case '.org':
+      lay.pc = checkAddr(value(), ctx, args[0].col);
+      return undefined;
+    case '.align': {
+      const n = value();
+      if (!isPow2(n) || n > BigInt(MAX_IMAGE_BYTES)) fail(ctx, args[0].col, '.align needs a power of two');
+      const pad = (Number(n) - (lay.pc % Number(n))) % Number(n);
+      emitAt(lay, pad, ctx, col, false);
+      return pad > 0 ? entry(pad, 'bytes') : undefined;
+    }
+    case '.space': {
+      const n = value();
+      if (n < 0n) fail(ctx, args[0].col, `.space size ${n} is negative`);
+      const size = checkAddr(n, ctx, args[0].col);
+      emitAt(lay, size, ctx, col, true);
+      return size > 0 ? entry(size, 'bytes') : undefined;
+    }
+    case '.word': {
+      valueList(args, name, ctx, col);
+      if (lay.pc % 4 !== 0) fail(ctx, col, `.word at 0x${lay.pc.toString(16)} is not 4-byte aligned (use .align 4)`);
+      lay.emits.push({ kind: 'word', addr: emitAt(lay, 4 * args.length, ctx, col, true), ctx, args });
+      return entry(4 * args.length, 'words');
+    }
+    case '.byte':
+      valueList(args, name, ctx, col);
+      lay.emits.push({ kind: 'byte', addr: emitAt(lay, args.length, ctx, col, true), ctx, args });
+      return entry(args.length, 'bytes');
+    default:
+      return fail(ctx, col, `unknown directive '${name}'`);
+  }
+}
+
+function pass1(lines: readonly Line0[], names: ReadonlyMap<string, SymDef>, predefined: ReadonlyMap<string, number>): Layout {
+  const constants = new Map<string, bigint>([...predefined].map(([k, v]) => [k, BigInt(v)]));
+  const lay: Layout = { pc: 0, end: 0, labels: new Map(), constants, emits: [], spans: [], lines: [] };
+  for (const l of lines) {
+    const addr = lay.pc;
+    for (const lab of l.labels) lay.labels.set(lab.name, addr);
+    const shown = l.stmt === undefined ? undefined : layoutStmt(l.stmt, lay, l.ctx, names);
+    if (shown !== undefined) lay.lines.push({ ...shown, source: l.source });
+    else if (l.labels.length > 0) lay.lines.push({ addr, size: 0, line: l.ctx.line, source: l.source, kind: 'label' });
+  }
+  checkOverlaps(lay.spans);
+  return lay;
+}
+
+/** Bytes written twice (possible after a backward .org) are reported at the later line. */
+function checkOverlaps(spans: readonly Span[]): void {
+  const sorted = [...spans].sort((x, y) => x.start - y.start || x.ctx.line - y.ctx.line);
+  let owner: Span | undefined;
+  for (const s of sorted) {
+    if (owner !== undefined && s.start < owner.end) {
+      const later = s.ctx.line > owner.ctx.line ? s : owner;
+      const earlier = later === s ? owner : s;
+      fail(later.ctx, later.col, `bytes at 0x${s.start.toString(16)} were already emitted by line ${earlier.ctx.line} (check .org)`);
+    }
+    if (owner === undefined || s.end > owner.end) owner = s;
+  }
+}
+
+// ---- pass 2: encode ----
+
+function finalEnv(lay: Layout): SymbolEnv {
+  return {
+    value: (name) => lookup(lay.labels, lay.constants, name),
+    missing: (name) => `undefined label '${name}'`,
+  };
+}
+
+function immU32(op: Operand, env: SymbolEnv, ctx: LineCtx, what = 'immediate'): number {
+  const e = op.kind === 'imm' ? op.expr : op.kind === 'mem' ? op.disp : undefined;
+  assert(e !== undefined, 'immU32 needs an immediate or memory operand');
+  return fitU32(evalExpr(e, env, ctx), what, ctx, e.col);
+}
+
+function inRange(op: Operand, env: SymbolEnv, ctx: LineCtx, what: string, max: number): number {
+  assert(op.kind === 'imm', 'range-checked operand is an immediate');
+  const v = evalExpr(op.expr, env, ctx);
+  if (v < 0n || v > BigInt(max)) {
+    const show = (x: bigint): string => (max > 0xff ? fmtBig(x) : x.toString());
+    fail(ctx, op.col, `${what} ${show(v)} is out of range 0..${show(BigInt(max))}`);
+  }
+  return Number(v);
+}
+
+function reg(op: Operand | undefined): number {
+  assert(op?.kind === 'reg', 'operand is a register');
+  return op.reg;
+}
+
+function base(op: Operand | undefined): number {
+  assert(op?.kind === 'mem', 'operand is a memory operand');
+  return op.base;
+}
+
+/** `r/imm` source: value = R[b] + imm32 (opcodes.ts). */
+function srcFields(op: Operand, env: SymbolEnv, ctx: LineCtx): [number, number] {
+  return op.kind === 'reg' ? [op.reg, 0] : [REG_ZERO, immU32(op, env, ctx)];
+}
+
+const INT_VECTORS = 255;
+const PORT_MAX = 0xffff;
+
+/** The two words of one instruction. */
+function encodeInsn(insn: InsnItem, env: SymbolEnv, ctx: LineCtx): [number, number] {
+  const { op, ops } = insn;
+  const w = (a: number, b: number, i16: number, imm32: number): [number, number] => [encodeWord0(op, a, b, i16) >>> 0, imm32 >>> 0];
+  switch (insn.form) {
+    case 'none': return w(0, 0, 0, 0);
+    case 'imm':
+      return w(0, 0, 0, insn.key === 'int' ? inRange(ops[0], env, ctx, 'interrupt vector', INT_VECTORS) : immU32(ops[0], env, ctx));
+    case 'src': { const [b, imm] = srcFields(ops[0], env, ctx); return w(0, b, 0, imm); }
+    case 'reg': return w(reg(ops[0]), 0, 0, 0);
+    case 'reg_src': { const [b, imm] = srcFields(ops[1], env, ctx); return w(reg(ops[0]), b, 0, imm); }
+    case 'reg_mem': return w(reg(ops[0]), base(ops[1]), 0, immU32(ops[1], env, ctx, 'displacement'));
+    case 'mem_reg': return w(reg(ops[1]), base(ops[0]), 0, immU32(ops[0], env, ctx, 'displacement'));
+    case 'mem_sd': case 'mem_si': return encodeStoreImm(insn, env, ctx);
+    case 'reg_port': return w(reg(ops[0]), 0, 0, inRange(ops[1], env, ctx, 'port', PORT_MAX));
+    case 'port_reg': return w(reg(ops[1]), 0, 0, inRange(ops[0], env, ctx, 'port', PORT_MAX));
+  }
+}
+
+/** `[m], imm` needs two immediates; take the 16-bit slot for whichever fits, the displacement first. */
+function encodeStoreImm(insn: InsnItem, env: SymbolEnv, ctx: LineCtx): [number, number] {
+  const [mem, val] = insn.ops;
+  const b = base(mem);
+  const disp = immU32(mem, env, ctx, 'displacement') | 0;
+  const value = immU32(val, env, ctx) | 0;
+  if (fitsI16(disp)) return [encodeWord0(insn.op, 0, b, disp) >>> 0, value >>> 0];
+  const si = SI_OF_SD.get(insn.op);
+  assert(si !== undefined, 'store-immediate opcode has a short-immediate twin');
+  if (fitsI16(value)) return [encodeWord0(si, 0, b, value) >>> 0, disp >>> 0];
+  return fail(ctx, val.col,
+    "cannot encode '[m], imm' with a 32-bit displacement and a 32-bit immediate; load the value into a register first");
+}
+
+function writeU32(image: Uint8Array, addr: number, v: number): void {
+  image[addr] = v & 0xff;
+  image[addr + 1] = (v >>> 8) & 0xff;
+  image[addr + 2] = (v >>> 16) & 0xff;
+  image[addr + 3] = (v >>> 24) & 0xff;
+}
+
+function writeEmit(e: Emit, image: Uint8Array, env: SymbolEnv): void {
+  switch (e.kind) {
+    case 'insn': {
+      const [w0, w1] = encodeInsn(e.insn, env, e.ctx);
+      writeU32(image, e.addr, w0);
+      writeU32(image, e.addr + 4, w1);
+      return;
+    }
+    case 'word':
+      e.args.forEach((a, i) => writeU32(image, e.addr + 4 * i, immU32(a, env, e.ctx, 'value')));
+      return;
+    case 'byte':
+      e.args.forEach((a, i) => { image[e.addr + i] = byteValue(a, env, e.ctx); });
+      return;
+    case 'raw':
+      image.set(e.bytes, e.addr);
+      return;
+  }
+}
+
+function byteValue(op: Operand, env: SymbolEnv, ctx: LineCtx): number {
+  assert(op.kind === 'imm', '.byte values are immediates');
+  const v = evalExpr(op.expr, env, ctx);
+  if (v < -128n || v > 255n) fail(ctx, op.col, `byte value ${v} does not fit in 8 bits (-128..255)`);
+  return Number(v) & 0xff;
+}
+
+function toU32Map(m: ReadonlyMap<string, bigint>): Map<string, number> {
+  return new Map([...m].map(([k, v]) => [k, Number(BigInt.asUintN(32, v))]));
+}
+
+/**
+ * Assemble `source`; `file` names it in error messages. `predefined` are `.equ`-like constants the
+ * caller supplies (the scenario loader passes VCPUS, PCPUS, MEMORY_KB, DOMAIN_INDEX). Throws the first
+ * UserError found.
+ */
+export function assemble(source: string, file: string, predefined: ReadonlyMap<string, number> = new Map()): AsmProgram {
+  const { lines, names } = pass0(source, file, predefined);
+  const lay = pass1(lines, names, predefined);
+  const image = new Uint8Array(lay.end);
+  const env = finalEnv(lay);
+  for (const e of lay.emits) writeEmit(e, image, env);
+  return {
+    file,
+    image,
+    end: lay.end,
+    labels: lay.labels,
+    constants: toU32Map(lay.constants),
+    entry: lay.labels.get(ENTRY_LABEL),
+    lines: lay.lines,
+  };
+}

@@ -1,0 +1,439 @@
+// The guest interpreter: executes instructions of the vCPU loaded on one pCPU until a VM exit, a
+// pending physical interrupt, the burst budget, or (serial engine) a shared-memory access.
+//
+// Shape (../shared/STYLE.md §7): one function, locals for pc and flags, one switch; exceptions go
+// through small out-of-line functions; nothing here allocates or closes over anything. Every case
+// either `continue`s the loop (the common path) or leaves the switch with `fault` set or the loop
+// with `exit` set.
+//
+// Semantics follow ../shared/ISA.md. Where it is silent we follow x86 and say so here:
+//  - logic ops (and/or/xor/test/not) clear CF and OF; shifts set CF to the last bit shifted out
+//    (count taken mod 32, count 0 leaves flags alone, as x86); imul sets CF=OF on signed overflow;
+//    inc/dec leave CF unchanged; neg sets CF when the operand was non-zero.
+//  - a fault (#UD, #GP) pushes the address of the faulting instruction; `int n` pushes the next one.
+//  - a jump to an address that is not 8-aligned raises #GP at the first fetch.
+import {
+  OP_ADD, OP_AND, OP_CALL, OP_CLI, OP_CMP, OP_CMPXCHG, OP_CPUID, OP_DEC, OP_HLT, OP_IMUL, OP_IN, OP_INC,
+  OP_INT, OP_IRET, OP_JA, OP_JAE, OP_JB, OP_JBE, OP_JG, OP_JGE, OP_JL, OP_JLE, OP_JMP, OP_JNZ, OP_JZ,
+  OP_LADD, OP_LADD_SD, OP_LADD_SI, OP_LAND, OP_LAND_SD, OP_LAND_SI, OP_LD, OP_LDB, OP_LFENCE, OP_LIDT,
+  OP_LOR, OP_LOR_SD, OP_LOR_SI, OP_MAGIC, OP_MFENCE, OP_MOV, OP_NEG, OP_NOP, OP_NOT, OP_OR, OP_OUT, OP_PAUSE,
+  OP_POP, OP_POPF, OP_PUSH, OP_PUSHF, OP_RDMSR, OP_RDTSC, OP_RET, OP_SAR, OP_SHL, OP_SHR, OP_ST, OP_ST_SD,
+  OP_ST_SI, OP_STB, OP_STI, OP_SUB, OP_TEST, OP_UD2, OP_VMCALL, OP_VMFUNC, OP_WRMSR, OP_XADD, OP_XCHG,
+  OP_XOR, REG_EAX, REG_ECX, REG_EDX, REG_ESP,
+} from './opcodes.js';
+import { FL_CF, FL_FIXED, FL_IF, FL_OF, FL_SF, FL_ZF } from '../../shared/vcpu.js';
+import { P2E_ATTR, P2E_MFN, P2MT_RAM_RW, p2mAttrAccess, p2mAttrType } from '../../shared/p2m.js';
+import { eptAccessPerms, p2mEntryOffset, PERM_R, PERM_W, PERM_X } from '../hw/ept.js';
+import { Tlb, TLB_MASK } from '../hw/tlb.js';
+
+// ---- exit reasons (also the index into the pCPU's exit counters) ----
+/** Not an exit: the burst ended (budget, or a shared access under the serial engine). */
+export const EXIT_NONE = 0;
+export const EXIT_HLT = 1;
+export const EXIT_VMCALL = 2;
+export const EXIT_MAGIC = 3;
+export const EXIT_CPUID = 4;
+export const EXIT_RDMSR = 5;
+export const EXIT_WRMSR = 6;
+export const EXIT_IO = 7;
+export const EXIT_EPT_VIOLATION = 8;
+export const EXIT_TRIPLE_FAULT = 9;
+/** A physical interrupt (or control kick) is pending on this pCPU. */
+export const EXIT_EXTINT = 10;
+export const EXIT_VMFUNC = 11;
+/** Time slice over (raised by the hypervisor's scheduler, not by an instruction). */
+export const EXIT_PREEMPT = 12;
+export const EXIT_COUNT = 13;
+export const EXIT_NAMES = ['none', 'hlt', 'vmcall', 'magic', 'cpuid', 'rdmsr', 'wrmsr', 'io', 'ept_violation',
+  'triple_fault', 'external_interrupt', 'vmfunc', 'preempt'] as const;
+
+// x86 exception vectors used here
+export const VEC_NMI = 2;
+export const VEC_UD = 6;
+export const VEC_DF = 8;
+export const VEC_GP = 13;
+export const VEC_VE = 20;
+
+/** Why an EPT violation happened (stored in CpuCore.exitAccess). */
+export const ACC_READ = PERM_R, ACC_WRITE = PERM_W, ACC_EXEC = PERM_X;
+
+/**
+ * The pCPU's "hardware" state for the loaded vCPU: registers, flags, TLB and the memory it sees.
+ * pCPU-private. The hypervisor loads it from the vCPU block at context switch and saves it back.
+ */
+export class CpuCore {
+  /** eax..r15, then slots 16..31 that always read 0 (REG_ZERO and any unused b encoding). */
+  readonly R = new Int32Array(32);
+  pc = 0;
+  /** EFLAGS image (FL_* bits). */
+  flags = FL_FIXED;
+  idtr = -1;
+  /** VMFUNC enabled for this vCPU (Xen: only through vcpu_enable_notify). */
+  vmfuncEnabled = false;
+  readonly tlb = new Tlb();
+  /** Root of the p2m (view) this vCPU uses now, a word offset into p2m. */
+  p2mRoot = 0;
+  /** Simulated cycles of this pCPU. */
+  clock = 0;
+  /** Instructions retired in the last guestRun. */
+  retired = 0;
+  /**
+   * Serial engine: end the burst after each guest-memory access so another pCPU can be chosen there
+   * (DESIGN.md §1). The threaded engine leaves it false: real threads interleave on their own.
+   */
+  yieldOnShared = false;
+  // Exit information (valid after guestRun returns an exit).
+  exitQual = 0;
+  exitGpa = 0;
+  exitAccess = 0;
+  /** Cycles for one delivery through the guest IDT. */
+  exceptionCost = 0;
+
+  constructor(
+    readonly mem32: Int32Array,
+    readonly mem8: Uint8Array,
+    readonly p2m: Int32Array,
+    /** The pCPU block array and the index of this pCPU's PC_PENDING word. */
+    readonly pend: Int32Array,
+    readonly pendIdx: number,
+    readonly cost: Int32Array,
+  ) {}
+}
+
+/**
+ * Translate gpa for an access needing `perm`; returns the host byte offset, or -1 after recording an
+ * EPT violation in the core. The fast path is a TLB hit; the slow path reads the p2m.
+ */
+export function xlate(c: CpuCore, gpa: number, perm: number): number {
+  const gfn = gpa >>> 12;
+  const s = gfn & TLB_MASK;
+  const t = c.tlb;
+  if (t.tag[s] === gfn && (t.perm[s] & perm) === perm) return t.base[s] + (gpa & 0xfff);
+  return xlateSlow(c, gpa, perm);
+}
+
+function xlateSlow(c: CpuCore, gpa: number, perm: number): number {
+  const gfn = gpa >>> 12;
+  const e = p2mEntryOffset(c.p2m, c.p2mRoot, gfn);
+  const attr = e < 0 ? 0 : Atomics.load(c.p2m, e + P2E_ATTR);
+  const allowed = eptAccessPerms(p2mAttrAccess(attr));
+  if (p2mAttrType(attr) !== P2MT_RAM_RW || (allowed & perm) !== perm) {
+    c.exitGpa = gpa;
+    c.exitAccess = perm;
+    return -1;
+  }
+  const s = gfn & TLB_MASK;
+  const t = c.tlb;
+  t.tag[s] = gfn;
+  t.base[s] = Atomics.load(c.p2m, e + P2E_MFN) << 12;
+  t.perm[s] = allowed;
+  return t.base[s] + (gpa & 0xfff);
+}
+
+/** Exit qualification of in/out: port in bits 0..15, register in 16..19, bit 20 set for out. */
+export function ioQual(port: number, reg: number, isOut: boolean): number {
+  return (port & 0xffff) | (reg << 16) | (isOut ? 1 << 20 : 0);
+}
+export function ioQualPort(q: number): number { return q & 0xffff; }
+export function ioQualReg(q: number): number { return (q >>> 16) & 15; }
+export function ioQualIsOut(q: number): boolean { return (q & (1 << 20)) !== 0; }
+
+export function packFlags(cf: boolean, zf: boolean, sf: boolean, of: boolean, ifl: boolean): number {
+  return FL_FIXED | (cf ? FL_CF : 0) | (zf ? FL_ZF : 0) | (sf ? FL_SF : 0) | (of ? FL_OF : 0) | (ifl ? FL_IF : 0);
+}
+
+/**
+ * Deliver exception/interrupt `vec` through the guest IDT: push flags, push `retPc`, clear IF, jump.
+ * A missing IDT, a 0 handler, or a fault while pushing is a triple fault (ISA.md: no double-fault
+ * handler in this model). Returns EXIT_NONE on success, else EXIT_TRIPLE_FAULT or EXIT_EPT_VIOLATION.
+ */
+export function guestDeliver(c: CpuCore, vec: number, retPc: number): number {
+  if (c.idtr === -1) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
+  const entry = (c.idtr + vec * 4) | 0;
+  if ((entry & 3) !== 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
+  const he = xlate(c, entry, PERM_R);
+  if (he < 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
+  const handler = Atomics.load(c.mem32, he >> 2);
+  if (handler === 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
+  const R = c.R;
+  const sp1 = (R[REG_ESP] - 4) | 0;
+  const sp2 = (R[REG_ESP] - 8) | 0;
+  if ((sp1 & 3) !== 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
+  const h1 = xlate(c, sp1, PERM_W);
+  const h2 = xlate(c, sp2, PERM_W);
+  if (h1 < 0 || h2 < 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
+  c.mem32[h1 >> 2] = c.flags;
+  c.mem32[h2 >> 2] = retPc;
+  R[REG_ESP] = sp2;
+  c.flags &= ~FL_IF;
+  c.pc = handler;
+  return EXIT_NONE;
+}
+
+/**
+ * Run the loaded vCPU for at most `budget` instructions. Returns EXIT_* (EXIT_NONE: burst over).
+ * On an exit caused by an instruction, c.pc still points at it; the handler advances it.
+ */
+export function guestRun(c: CpuCore, budget: number): number {
+  const R = c.R, mem32 = c.mem32, mem8 = c.mem8, pend = c.pend, pendIdx = c.pendIdx, cost = c.cost;
+  const ysh = c.yieldOnShared;
+  let pc = c.pc | 0;
+  const fl = c.flags;
+  let cf = (fl & FL_CF) !== 0, zf = (fl & FL_ZF) !== 0, sf = (fl & FL_SF) !== 0, of = (fl & FL_OF) !== 0;
+  let ifl = (fl & FL_IF) !== 0;
+  let n = 0, cyc = 0, exit = EXIT_NONE, fault = -1;
+  let codeGfn = -1, codeBase = 0;
+
+  loop: while (n < budget) {
+    if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break; }
+    if ((pc >>> 12) !== codeGfn) {
+      if ((pc & 7) !== 0) { fault = VEC_GP; } else {
+        const hb = xlate(c, pc, PERM_X);
+        if (hb < 0) { exit = EXIT_EPT_VIOLATION; break; }
+        codeGfn = pc >>> 12;
+        codeBase = (hb - (pc & 0xfff)) >> 2;
+      }
+    } else if ((pc & 7) !== 0) fault = VEC_GP;
+    if (fault < 0) {
+      const wi = codeBase + ((pc & 0xfff) >> 2);
+      const w0 = mem32[wi];
+      const w1 = mem32[wi + 1];
+      const op = w0 & 0x7f;
+      const a = (w0 >>> 7) & 15;
+      const src = (R[(w0 >>> 11) & 31] + w1) | 0;
+      n++;
+      cyc += cost[op];
+      switch (op) {
+        // ---- moves ----
+        case OP_MOV: R[a] = src; pc += 8; continue;
+        case OP_LD: {
+          if ((src & 3) !== 0) { fault = VEC_GP; break; }
+          const h = xlate(c, src, PERM_R);
+          if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
+          R[a] = mem32[h >> 2]; pc += 8;
+          if (ysh) break loop;
+          continue;
+        }
+        case OP_ST: {
+          if ((src & 3) !== 0) { fault = VEC_GP; break; }
+          const h = xlate(c, src, PERM_W);
+          if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
+          mem32[h >> 2] = R[a]; pc += 8;
+          if (ysh) break loop;
+          continue;
+        }
+        case OP_ST_SD: case OP_ST_SI: {
+          const ad = op === OP_ST_SD ? (R[(w0 >>> 11) & 31] + (w0 >> 16)) | 0 : src;
+          const v = op === OP_ST_SD ? w1 : w0 >> 16;
+          if ((ad & 3) !== 0) { fault = VEC_GP; break; }
+          const h = xlate(c, ad, PERM_W);
+          if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
+          mem32[h >> 2] = v; pc += 8;
+          if (ysh) break loop;
+          continue;
+        }
+        case OP_LDB: {
+          const h = xlate(c, src, PERM_R);
+          if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
+          R[a] = mem8[h]; pc += 8;
+          if (ysh) break loop;
+          continue;
+        }
+        case OP_STB: {
+          const h = xlate(c, src, PERM_W);
+          if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
+          mem8[h] = R[a]; pc += 8;
+          if (ysh) break loop;
+          continue;
+        }
+        // ---- arithmetic ----
+        case OP_ADD: case OP_CMP: case OP_SUB: {
+          const x = R[a];
+          let r: number;
+          if (op === OP_ADD) {
+            r = (x + src) | 0;
+            cf = (r >>> 0) < (x >>> 0);
+            of = ((x ^ r) & (src ^ r)) < 0;
+          } else {
+            r = (x - src) | 0;
+            cf = (x >>> 0) < (src >>> 0);
+            of = ((x ^ src) & (x ^ r)) < 0;
+          }
+          zf = r === 0; sf = r < 0;
+          if (op !== OP_CMP) R[a] = r;
+          pc += 8; continue;
+        }
+        case OP_AND: case OP_TEST: case OP_OR: case OP_XOR: {
+          const r = op === OP_OR ? R[a] | src : op === OP_XOR ? R[a] ^ src : R[a] & src;
+          zf = r === 0; sf = r < 0; cf = false; of = false;
+          if (op !== OP_TEST) R[a] = r;
+          pc += 8; continue;
+        }
+        case OP_SHL: case OP_SHR: case OP_SAR: {
+          const k = src & 31;
+          if (k !== 0) {
+            const x = R[a];
+            let r: number;
+            if (op === OP_SHL) { r = x << k; cf = ((x >>> (32 - k)) & 1) !== 0; }
+            else if (op === OP_SHR) { r = (x >>> k) | 0; cf = ((x >>> (k - 1)) & 1) !== 0; }
+            else { r = x >> k; cf = ((x >> (k - 1)) & 1) !== 0; }
+            zf = r === 0; sf = r < 0; of = false;
+            R[a] = r;
+          }
+          pc += 8; continue;
+        }
+        case OP_IMUL: {
+          const r = Math.imul(R[a], src);
+          of = cf = r !== R[a] * src;
+          zf = r === 0; sf = r < 0;
+          R[a] = r; pc += 8; continue;
+        }
+        case OP_INC: { const x = R[a]; const r = (x + 1) | 0; of = r === -0x80000000; zf = r === 0; sf = r < 0; R[a] = r; pc += 8; continue; }
+        case OP_DEC: { const x = R[a]; const r = (x - 1) | 0; of = x === -0x80000000; zf = r === 0; sf = r < 0; R[a] = r; pc += 8; continue; }
+        case OP_NEG: { const x = R[a]; const r = (-x) | 0; cf = x !== 0; of = x === -0x80000000; zf = r === 0; sf = r < 0; R[a] = r; pc += 8; continue; }
+        case OP_NOT: { const r = ~R[a]; zf = r === 0; sf = r < 0; cf = false; of = false; R[a] = r; pc += 8; continue; }
+        // ---- control flow ----
+        case OP_JMP: pc = src; continue;
+        case OP_JZ: pc = zf ? src : pc + 8; continue;
+        case OP_JNZ: pc = !zf ? src : pc + 8; continue;
+        case OP_JL: pc = sf !== of ? src : pc + 8; continue;
+        case OP_JLE: pc = zf || sf !== of ? src : pc + 8; continue;
+        case OP_JG: pc = !zf && sf === of ? src : pc + 8; continue;
+        case OP_JGE: pc = sf === of ? src : pc + 8; continue;
+        case OP_JB: pc = cf ? src : pc + 8; continue;
+        case OP_JBE: pc = cf || zf ? src : pc + 8; continue;
+        case OP_JA: pc = !cf && !zf ? src : pc + 8; continue;
+        case OP_JAE: pc = !cf ? src : pc + 8; continue;
+        case OP_CALL: case OP_PUSH: case OP_PUSHF: {
+          const sp = (R[REG_ESP] - 4) | 0;
+          if ((sp & 3) !== 0) { fault = VEC_GP; break; }
+          const h = xlate(c, sp, PERM_W);
+          if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
+          mem32[h >> 2] = op === OP_CALL ? pc + 8 : op === OP_PUSH ? src : packFlags(cf, zf, sf, of, ifl);
+          R[REG_ESP] = sp;
+          pc = op === OP_CALL ? src : pc + 8;
+          if (ysh) break loop;
+          continue;
+        }
+        case OP_POP: case OP_RET: case OP_POPF: {
+          const sp = R[REG_ESP];
+          if ((sp & 3) !== 0) { fault = VEC_GP; break; }
+          const h = xlate(c, sp, PERM_R);
+          if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
+          const v = mem32[h >> 2];
+          R[REG_ESP] = (sp + 4) | 0;
+          if (op === OP_POP) { R[a] = v; pc += 8; }
+          else if (op === OP_RET) pc = v;
+          else {
+            cf = (v & FL_CF) !== 0; zf = (v & FL_ZF) !== 0; sf = (v & FL_SF) !== 0; of = (v & FL_OF) !== 0;
+            ifl = (v & FL_IF) !== 0; pc += 8;
+          }
+          if (ysh) break loop;
+          continue;
+        }
+        case OP_IRET: {
+          const sp = R[REG_ESP];
+          if ((sp & 3) !== 0) { fault = VEC_GP; break; }
+          const h1 = xlate(c, sp, PERM_R);
+          const h2 = xlate(c, (sp + 4) | 0, PERM_R);
+          if (h1 < 0 || h2 < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
+          pc = mem32[h1 >> 2];
+          const v = mem32[h2 >> 2];
+          cf = (v & FL_CF) !== 0; zf = (v & FL_ZF) !== 0; sf = (v & FL_SF) !== 0; of = (v & FL_OF) !== 0;
+          ifl = (v & FL_IF) !== 0;
+          R[REG_ESP] = (sp + 8) | 0;
+          if (ysh) break loop;
+          continue;
+        }
+        // ---- atomics (Atomics on host memory: atomic across pCPUs, as the lock prefix is) ----
+        case OP_XCHG: case OP_XADD: case OP_CMPXCHG: case OP_LADD: case OP_LOR: case OP_LAND: {
+          if ((src & 3) !== 0) { fault = VEC_GP; break; }
+          const h = xlate(c, src, PERM_R | PERM_W);
+          if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
+          const wi2 = h >> 2, v = R[a];
+          if (op === OP_XCHG) R[a] = Atomics.exchange(mem32, wi2, v);
+          else if (op === OP_XADD) {
+            const old = Atomics.add(mem32, wi2, v);
+            const r = (old + v) | 0;
+            cf = (r >>> 0) < (old >>> 0); of = ((old ^ r) & (v ^ r)) < 0; zf = r === 0; sf = r < 0;
+            R[a] = old;
+          } else if (op === OP_CMPXCHG) {
+            const exp = R[REG_EAX];
+            const old = Atomics.compareExchange(mem32, wi2, exp, v);
+            const r = (exp - old) | 0;
+            zf = old === exp; sf = r < 0; cf = (exp >>> 0) < (old >>> 0); of = ((exp ^ old) & (exp ^ r)) < 0;
+            if (!zf) R[REG_EAX] = old;
+          } else {
+            const old = op === OP_LADD ? Atomics.add(mem32, wi2, v) : op === OP_LOR ? Atomics.or(mem32, wi2, v) : Atomics.and(mem32, wi2, v);
+            const r = op === OP_LADD ? (old + v) | 0 : op === OP_LOR ? old | v : old & v;
+            zf = r === 0; sf = r < 0;
+            if (op === OP_LADD) { cf = (r >>> 0) < (old >>> 0); of = ((old ^ r) & (v ^ r)) < 0; } else { cf = false; of = false; }
+          }
+          pc += 8;
+          if (ysh) break loop;
+          continue;
+        }
+        case OP_LADD_SD: case OP_LADD_SI: case OP_LOR_SD: case OP_LOR_SI: case OP_LAND_SD: case OP_LAND_SI: {
+          const sd = op === OP_LADD_SD || op === OP_LOR_SD || op === OP_LAND_SD;
+          const ad = sd ? (R[(w0 >>> 11) & 31] + (w0 >> 16)) | 0 : src;
+          const v = sd ? w1 : w0 >> 16;
+          if ((ad & 3) !== 0) { fault = VEC_GP; break; }
+          const h = xlate(c, ad, PERM_R | PERM_W);
+          if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
+          const isAdd = op === OP_LADD_SD || op === OP_LADD_SI, isOr = op === OP_LOR_SD || op === OP_LOR_SI;
+          const old = isAdd ? Atomics.add(mem32, h >> 2, v) : isOr ? Atomics.or(mem32, h >> 2, v) : Atomics.and(mem32, h >> 2, v);
+          const r = isAdd ? (old + v) | 0 : isOr ? old | v : old & v;
+          zf = r === 0; sf = r < 0;
+          if (isAdd) { cf = (r >>> 0) < (old >>> 0); of = ((old ^ r) & (v ^ r)) < 0; } else { cf = false; of = false; }
+          pc += 8;
+          if (ysh) break loop;
+          continue;
+        }
+        case OP_MFENCE: case OP_LFENCE: case OP_NOP: pc += 8; continue;
+        case OP_PAUSE: pc += 8; if (ysh) break loop; continue;
+        // ---- interrupts ----
+        case OP_CLI: ifl = false; pc += 8; continue;
+        case OP_STI: ifl = true; pc += 8; continue;
+        case OP_LIDT: c.idtr = src; pc += 8; continue;
+        case OP_INT: fault = w1 & 255; pc += 8; break; // a trap: the pushed pc is the next instruction
+        case OP_UD2: fault = VEC_UD; break;
+        // ---- system: instructions the hypervisor handles (pc stays on the instruction) ----
+        case OP_HLT: exit = EXIT_HLT; break loop;
+        case OP_VMCALL: exit = EXIT_VMCALL; break loop;
+        case OP_MAGIC: c.exitQual = w1; exit = EXIT_MAGIC; break loop;
+        case OP_CPUID: exit = EXIT_CPUID; break loop;
+        case OP_RDMSR: exit = EXIT_RDMSR; break loop;
+        case OP_WRMSR: exit = EXIT_WRMSR; break loop;
+        case OP_IN: case OP_OUT:
+          c.exitQual = ioQual(w1, a, op === OP_OUT); exit = EXIT_IO; break loop;
+        case OP_RDTSC: {
+          const t = c.clock + cyc;
+          R[REG_EAX] = t % 4294967296 | 0;
+          R[REG_EDX] = Math.floor(t / 4294967296) | 0;
+          pc += 8; continue;
+        }
+        case OP_VMFUNC:
+          // ISA.md: #UD when not enabled or eax >= 64, checked by the CPU before any exit.
+          if (!c.vmfuncEnabled || (R[REG_EAX] >>> 0) >= 64) { fault = VEC_UD; break; }
+          c.exitQual = R[REG_ECX];
+          exit = EXIT_VMFUNC; break loop;
+        default:
+          fault = VEC_UD; break;
+      }
+    }
+    // Only faults reach here: deliver through the guest IDT and carry on.
+    c.flags = packFlags(cf, zf, sf, of, ifl);
+    // Faults left pc on the faulting instruction; `int` already advanced it past itself.
+    const r = guestDeliver(c, fault, pc);
+    fault = -1;
+    cyc += c.exceptionCost;
+    if (r !== EXIT_NONE) { exit = r; break; }
+    pc = c.pc; ifl = false;
+    if (ysh) break;
+  }
+  c.pc = pc;
+  c.flags = packFlags(cf, zf, sf, of, ifl);
+  c.retired = n;
+  c.clock += cyc;
+  return exit;
+}

@@ -1,0 +1,174 @@
+// Builds the simulated machine in SharedArrayBuffers (layouts in shared/) and attaches typed views
+// to them. The main thread builds; every thread (main, pCPU workers, campaign workers) attaches.
+import * as C from '../shared/machine.js';
+import { DOMAIN_STRIDE_WORDS, DM_DEAD_HALTED, DM_ENDED_BY, DM_FIRST_VCPU, DM_NVCPUS, DM_P2M_ROOT, DM_RAM_FRAMES, DM_STATE, DS_RUNNING } from '../shared/domain.js';
+import { ACCESS_RWX, P2M_HDR_CAPACITY, P2M_HDR_NEXT, P2M_HDR_WORDS, P2M_LEAF_ENTRIES, P2M_LEAF_WORDS, P2M_ROOT_ENTRIES, P2MT_RAM_RW, p2mAttr } from '../shared/p2m.js';
+import { PCPU_STRIDE_WORDS, PC_CURRENT, PC_STATE, PS_RUNNING } from '../shared/pcpu.js';
+import { RING_STRIDE_WORDS } from '../shared/ring.js';
+import {
+  FL_FIXED, RS_RUNNABLE, VCPU_STRIDE_WORDS, VC_APIC_ID, VC_DOMAIN, VC_ID, VC_IDTR, VC_PC, VC_PCPU, VC_REGS,
+  VC_RUNSTATE, VC_FLAGS,
+} from '../shared/vcpu.js';
+import { REG_ESP } from './isa/opcodes.js';
+import { p2mAllocRoot, p2mSetEntry } from './hw/ept.js';
+import { assert } from './errors.js';
+
+export const PAGE = 4096;
+/** Spare frames beyond guest RAM (views, VE-info pages and device pages in later layers). */
+export const SPARE_FRAMES = 64;
+/** Host memory is addressed with Int32 byte offsets: keep it below 1 GiB. */
+export const MAX_HOST_BYTES = 1 << 30;
+
+export interface DomainSpec {
+  name: string;
+  vcpus: number;
+  memoryKb: number;
+  /** Program bytes, loaded at gpa 0. */
+  image: Uint8Array;
+  /** Address of `_start`. */
+  entry: number;
+  /** pCPUs this domain's vCPUs may run on (hard affinity, `cpus=`). */
+  affinity: number[];
+}
+
+export interface MachineSpec {
+  pcpus: number;
+  apicMode: 'xapic' | 'x2apic';
+  domains: DomainSpec[];
+}
+
+/** The shared buffers: everything a pCPU thread needs to attach. Structured-clone safe. */
+export interface MachineBuffers {
+  ctl: SharedArrayBuffer;
+  pcpus: SharedArrayBuffer;
+  vcpus: SharedArrayBuffer;
+  domains: SharedArrayBuffer;
+  p2m: SharedArrayBuffer;
+  mem: SharedArrayBuffer;
+  rings: SharedArrayBuffer;
+}
+
+/** Typed views over MachineBuffers. */
+export class Machine {
+  readonly ctl: Int32Array;
+  readonly pc32: Int32Array;
+  readonly pcF64: Float64Array;
+  readonly vc32: Int32Array;
+  readonly vcF64: Float64Array;
+  readonly dm32: Int32Array;
+  readonly p2m: Int32Array;
+  readonly mem32: Int32Array;
+  readonly mem8: Uint8Array;
+  readonly ring32: Int32Array;
+  readonly ringF64: Float64Array;
+  readonly npcpus: number;
+  readonly nvcpus: number;
+  readonly ndomains: number;
+
+  constructor(readonly buffers: MachineBuffers) {
+    this.ctl = new Int32Array(buffers.ctl);
+    this.pc32 = new Int32Array(buffers.pcpus);
+    this.pcF64 = new Float64Array(buffers.pcpus);
+    this.vc32 = new Int32Array(buffers.vcpus);
+    this.vcF64 = new Float64Array(buffers.vcpus);
+    this.dm32 = new Int32Array(buffers.domains);
+    this.p2m = new Int32Array(buffers.p2m);
+    this.mem32 = new Int32Array(buffers.mem);
+    this.mem8 = new Uint8Array(buffers.mem);
+    this.ring32 = new Int32Array(buffers.rings);
+    this.ringF64 = new Float64Array(buffers.rings);
+    this.npcpus = this.ctl[C.CTL_NPCPUS];
+    this.nvcpus = this.ctl[C.CTL_NVCPUS];
+    this.ndomains = this.ctl[C.CTL_NDOMAINS];
+  }
+
+  pcpuBase(p: number): number { return p * PCPU_STRIDE_WORDS; }
+  vcpuBase(v: number): number { return v * VCPU_STRIDE_WORDS; }
+  domainBase(d: number): number { return d * DOMAIN_STRIDE_WORDS; }
+  ringBase(p: number): number { return p * RING_STRIDE_WORDS; }
+}
+
+/**
+ * Choose the pCPU for each vCPU: the least-loaded pCPU of its domain's affinity (ties to the lowest
+ * index). Deterministic, so both engines place vCPUs identically. Returns pCPU per global vCPU.
+ */
+export function placeVcpus(spec: MachineSpec): number[] {
+  const load = new Array<number>(spec.pcpus).fill(0);
+  const out: number[] = [];
+  for (const d of spec.domains) {
+    for (let i = 0; i < d.vcpus; i++) {
+      let best = -1;
+      for (const p of d.affinity) if (best < 0 || load[p] < load[best]) best = p;
+      assert(best >= 0, `domain ${d.name} has an empty affinity`);
+      load[best]++;
+      out.push(best);
+    }
+  }
+  return out;
+}
+
+export function buildMachine(spec: MachineSpec): Machine {
+  const nvcpus = spec.domains.reduce((s, d) => s + d.vcpus, 0);
+  const ramFrames = spec.domains.map((d) => Math.ceil((d.memoryKb * 1024) / PAGE));
+  const frames = ramFrames.reduce((s, f) => s + f, 0) + SPARE_FRAMES;
+  assert(frames * PAGE <= MAX_HOST_BYTES, 'host memory over 1 GiB (the scenario loader should have refused it)');
+  const leaves = ramFrames.reduce((s, f) => s + Math.ceil(f / P2M_LEAF_ENTRIES), 0) + 4 * spec.domains.length + 8;
+  const p2mWords = P2M_HDR_WORDS + spec.domains.length * P2M_ROOT_ENTRIES + leaves * P2M_LEAF_WORDS;
+  const sab = (words: number) => new SharedArrayBuffer(words * 4);
+  const buffers: MachineBuffers = {
+    ctl: sab(C.CTL_WORDS),
+    pcpus: sab(spec.pcpus * PCPU_STRIDE_WORDS),
+    vcpus: sab(Math.max(1, nvcpus) * VCPU_STRIDE_WORDS),
+    domains: sab(Math.max(1, spec.domains.length) * DOMAIN_STRIDE_WORDS),
+    p2m: sab(p2mWords),
+    mem: new SharedArrayBuffer(frames * PAGE),
+    rings: sab(spec.pcpus * RING_STRIDE_WORDS),
+  };
+  const ctl = new Int32Array(buffers.ctl);
+  ctl[C.CTL_NPCPUS] = spec.pcpus;
+  ctl[C.CTL_NVCPUS] = nvcpus;
+  ctl[C.CTL_NDOMAINS] = spec.domains.length;
+  ctl[C.CTL_LIVE_DOMAINS] = spec.domains.length;
+  const p2m = new Int32Array(buffers.p2m);
+  p2m[P2M_HDR_NEXT] = P2M_HDR_WORDS;
+  p2m[P2M_HDR_CAPACITY] = p2mWords;
+  const m = new Machine(buffers);
+  for (let p = 0; p < spec.pcpus; p++) {
+    m.pc32[m.pcpuBase(p) + PC_STATE] = PS_RUNNING;
+    m.pc32[m.pcpuBase(p) + PC_CURRENT] = -1;
+  }
+  const placement = placeVcpus(spec);
+  let nextMfn = 0, firstVcpu = 0;
+  spec.domains.forEach((d, di) => {
+    const db = m.domainBase(di);
+    const root = p2mAllocRoot(p2m);
+    m.dm32[db + DM_STATE] = DS_RUNNING;
+    m.dm32[db + DM_FIRST_VCPU] = firstVcpu;
+    m.dm32[db + DM_NVCPUS] = d.vcpus;
+    m.dm32[db + DM_RAM_FRAMES] = ramFrames[di];
+    m.dm32[db + DM_P2M_ROOT] = root;
+    m.dm32[db + DM_DEAD_HALTED] = 0;
+    m.dm32[db + DM_ENDED_BY] = -1;
+    const base = nextMfn;
+    for (let g = 0; g < ramFrames[di]; g++) p2mSetEntry(p2m, root, g, base + g, p2mAttr(P2MT_RAM_RW, ACCESS_RWX, true));
+    assert(d.image.length <= ramFrames[di] * PAGE, 'program larger than RAM (the loader should have refused it)');
+    m.mem8.set(d.image, base * PAGE);
+    nextMfn += ramFrames[di];
+    const ramTop = ramFrames[di] * PAGE;
+    for (let i = 0; i < d.vcpus; i++) {
+      const v = firstVcpu + i;
+      const vb = m.vcpuBase(v);
+      m.vc32[vb + VC_REGS + REG_ESP] = ramTop - PAGE * i;
+      m.vc32[vb + VC_PC] = d.entry;
+      m.vc32[vb + VC_FLAGS] = FL_FIXED;
+      m.vc32[vb + VC_IDTR] = -1;
+      m.vc32[vb + VC_RUNSTATE] = RS_RUNNABLE;
+      m.vc32[vb + VC_PCPU] = placement[v];
+      m.vc32[vb + VC_DOMAIN] = di;
+      m.vc32[vb + VC_ID] = i;
+      m.vc32[vb + VC_APIC_ID] = 2 * i;
+    }
+    firstVcpu += d.vcpus;
+  });
+  return m;
+}

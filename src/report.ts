@@ -1,0 +1,129 @@
+// The run report (DESIGN.md §5.4 contract, with extra fields that only add information).
+import { DM_CRASH_A, DM_CRASH_B, DM_CRASH_C, DM_CRASH_REASON, DM_EXIT_CODE, DM_STATE, DS_CRASHED, DS_HALTED, DS_RUNNING, DS_SHUTDOWN } from '../shared/domain.js';
+import { PC_CLOCK_F64, PC_CTXSW_F64, PC_ENTRIES_F64, PC_EXITS, PC_HV_F64, PC_IDLE_F64, PC_INSNS_F64 } from '../shared/pcpu.js';
+import { EXIT_COUNT, EXIT_NAMES } from './isa/interp.js';
+import { cyclesToNs } from './engine/clock.js';
+import { CRASH_NAMES } from './trace/events.js';
+import type { Collector } from './trace/collector.js';
+import { hex } from './trace/collector.js';
+import type { EngineResult } from './engine/common.js';
+import type { Finding } from './oracles/findings.js';
+import type { Machine } from './machine.js';
+
+export interface DomainReport {
+  name: string;
+  state: 'shutdown' | 'crashed' | 'running';
+  exit_code: number | null;
+  crash: string | null;
+  /** Extra: why it is "shutdown" ("magic 0", "all vCPUs halted with IF=0", ...). */
+  ended: string | null;
+}
+
+export interface RunReport {
+  scenario: string;
+  engine: string;
+  seed: number;
+  pcpus: number;
+  outcome: EngineResult['outcome'];
+  /** Extra: why the run stopped early, if it did. */
+  reason: string | null;
+  findings: Finding[];
+  reports: { domain: string; vcpu: number; key: number; value: number }[];
+  console: Record<string, string>;
+  domains: DomainReport[];
+  metrics: Record<string, number | Record<string, number>>;
+  replay: string;
+  /** Extra: digest of every event of the run (the serial engine's determinism check). */
+  digest: string;
+}
+
+export interface ReportMeta {
+  scenario: string;
+  engine: string;
+  seed: number;
+  replay: string;
+}
+
+export function buildReport(m: Machine, col: Collector, res: EngineResult, meta: ReportMeta): RunReport {
+  const console: Record<string, string> = {};
+  col.domainNames.forEach((n, i) => { console[n] = col.console[i]; });
+  // Program order per vCPU: by the vCPU's own report sequence, whatever pCPU produced each one.
+  const order = new Map(col.domainNames.map((n, i) => [n, i]));
+  const reports = [...col.reports]
+    .sort((a, b) => (order.get(a.domain) ?? 0) - (order.get(b.domain) ?? 0) || a.vcpu - b.vcpu || a.seq - b.seq)
+    .map(({ domain, vcpu, key, value }) => ({ domain, vcpu, key, value }));
+  return {
+    scenario: meta.scenario,
+    engine: meta.engine,
+    seed: meta.seed,
+    pcpus: m.npcpus,
+    outcome: res.outcome,
+    reason: res.reason,
+    findings: col.findings.list(),
+    reports,
+    console,
+    domains: col.domainNames.map((name, i) => domainReport(m, name, i)),
+    metrics: metrics(m, col, res),
+    replay: meta.replay,
+    digest: col.digest(),
+  };
+}
+
+function domainReport(m: Machine, name: string, i: number): DomainReport {
+  const b = m.domainBase(i);
+  const st = Atomics.load(m.dm32, b + DM_STATE);
+  if (st === DS_RUNNING) return { name, state: 'running', exit_code: null, crash: null, ended: null };
+  if (st === DS_CRASHED) {
+    const r = m.dm32[b + DM_CRASH_REASON];
+    const a = m.dm32[b + DM_CRASH_A], bb = m.dm32[b + DM_CRASH_B], c = m.dm32[b + DM_CRASH_C];
+    const what = r === 1 ? `vector ${a} at pc 0x${hex(bb)}` : r === 2 ? `gpa 0x${hex(a)} at pc 0x${hex(c)}` : '';
+    return { name, state: 'crashed', exit_code: null, crash: `${CRASH_NAMES[r] ?? `reason ${r}`}${what ? ': ' + what : ''}`, ended: 'crash' };
+  }
+  if (st === DS_HALTED) return { name, state: 'shutdown', exit_code: null, crash: null, ended: 'all vCPUs halted with IF=0' };
+  if (st === DS_SHUTDOWN) return { name, state: 'shutdown', exit_code: m.dm32[b + DM_EXIT_CODE], crash: null, ended: 'shutdown' };
+  return { name, state: 'running', exit_code: null, crash: null, ended: null };
+}
+
+function metrics(m: Machine, col: Collector, res: EngineResult): Record<string, number | Record<string, number>> {
+  let insns = 0, clock = 0, ctx = 0, entries = 0, idle = 0, hv = 0;
+  const exits: Record<string, number> = {};
+  let exitsTotal = 0;
+  const perPcpu: Record<string, number> = {};
+  for (let p = 0; p < m.npcpus; p++) {
+    const b = m.pcpuBase(p);
+    const n = m.pcF64[(b + PC_INSNS_F64) >> 1];
+    perPcpu[String(p)] = n;
+    insns += n;
+    clock = Math.max(clock, m.pcF64[(b + PC_CLOCK_F64) >> 1]);
+    ctx += m.pcF64[(b + PC_CTXSW_F64) >> 1];
+    entries += m.pcF64[(b + PC_ENTRIES_F64) >> 1];
+    idle += m.pcF64[(b + PC_IDLE_F64) >> 1];
+    hv += m.pcF64[(b + PC_HV_F64) >> 1];
+    for (let e = 1; e < EXIT_COUNT; e++) {
+      const k = m.pc32[b + PC_EXITS + e];
+      if (k > 0) { exits[EXIT_NAMES[e]] = (exits[EXIT_NAMES[e]] ?? 0) + k; exitsTotal += k; }
+    }
+  }
+  const wall = res.wallMs;
+  return {
+    instructions: insns,
+    instructions_per_pcpu: perPcpu,
+    sim_time_ns: Math.round(cyclesToNs(clock)),
+    wall_ms: Math.round(wall * 10) / 10,
+    guest_mips: wall > 0 ? Math.round((insns / wall / 1000) * 10) / 10 : 0,
+    vm_exits: exitsTotal,
+    exits,
+    vm_entries: entries,
+    context_switches: ctx,
+    hypervisor_ns: Math.round(cyclesToNs(hv)),
+    idle_ns: Math.round(cyclesToNs(idle)),
+    events: col.events.reduce((s, x) => s + x, 0),
+    steps: res.steps,
+    // IPI and view metrics are defined for every run so designs compare on one table; the IPI
+    // paths and views fill them in (0 until a scenario uses them).
+    ipi_sent: 0,
+    ipi_delivered: 0,
+    vmfuncs: 0,
+    ept_flushes: 0,
+  };
+}

@@ -1,0 +1,236 @@
+// Scenario files (DESIGN.md §5.5, extended): TOML parsed by smol-toml, then checked key by key so every
+// mistake is one line naming the file, the line and the key. Built-in scenarios live beside this file
+// in builtin/ (a .toml and a .s each).
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse, TomlError } from 'smol-toml';
+import { MAX_PCPUS } from '../../shared/machine.js';
+import { DEFAULT_COSTS, type CostTable } from '../engine/clock.js';
+import { located, UserError } from '../errors.js';
+import { assemble } from '../isa/assembler.js';
+import { MAX_HOST_BYTES, PAGE, SPARE_FRAMES, type MachineSpec } from '../machine.js';
+import { parseCpuList } from './cpulist.js';
+
+export const BUILTIN_DIR = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './builtin/' : '../../../src/scenario/builtin/', import.meta.url));
+
+export const ALTP2M_MODES = ['disabled', 'mixed', 'external', 'limited'] as const;
+export const MAX_VCPUS_PER_DOMAIN = 512;
+
+export interface DomainScenario {
+  name: string;
+  vcpus: number;
+  memoryKb: number;
+  program: string;
+  cpus: string;
+  altp2m: (typeof ALTP2M_MODES)[number];
+  altp2mCount: number;
+}
+
+export interface Scenario {
+  /** Built-in name or the file path as given. */
+  name: string;
+  file: string;
+  description: string;
+  pcpus: number;
+  apicMode: 'xapic' | 'x2apic';
+  timesliceUs: number;
+  costs: CostTable;
+  domains: DomainScenario[];
+}
+
+export interface ScenarioOverrides {
+  pcpus?: number;
+  vcpus?: number;
+}
+
+/** Where each key sits in the file, so checks after parsing can still name a line. */
+class KeyLines {
+  private readonly map = new Map<string, number>();
+  constructor(source: string) {
+    let table = '';
+    const counts = new Map<string, number>();
+    source.split(/\r?\n/).forEach((raw, i) => {
+      const line = raw.trim();
+      const arr = /^\[\[\s*([A-Za-z0-9_.-]+)\s*\]\]/.exec(line);
+      const tab = /^\[\s*([A-Za-z0-9_.-]+)\s*\]/.exec(line);
+      if (arr !== null) {
+        const k = counts.get(arr[1]) ?? 0;
+        counts.set(arr[1], k + 1);
+        table = `${arr[1]}[${k}]`;
+        this.map.set(table, i + 1);
+      } else if (tab !== null) {
+        table = tab[1];
+        this.map.set(table, i + 1);
+      } else {
+        const kv = /^([A-Za-z0-9_-]+)\s*=/.exec(line);
+        if (kv !== null) this.map.set(`${table}.${kv[1]}`, i + 1);
+      }
+    });
+  }
+  line(path: string): number | undefined { return this.map.get(path) ?? this.map.get(path.split('.')[0]); }
+}
+
+type Table = Record<string, unknown>;
+
+class Checker {
+  constructor(readonly file: string, readonly lines: KeyLines) {}
+
+  fail(path: string, msg: string): never {
+    throw new UserError(located(this.file, this.lines.line(path), undefined, msg));
+  }
+
+  onlyKeys(t: Table, path: string, allowed: readonly string[]): void {
+    for (const k of Object.keys(t)) {
+      if (!allowed.includes(k)) {
+        const where = path === '' ? 'at top level' : `in [${path.replace(/\[\d+\]$/, '')}]`;
+        this.fail(path === '' ? k : `${path}.${k}`, `unknown key '${k}' ${where} (allowed: ${allowed.join(', ')})`);
+      }
+    }
+  }
+
+  int(t: Table, path: string, key: string, lo: number, hi: number, dflt?: number): number {
+    const v = t[key];
+    if (v === undefined) {
+      if (dflt === undefined) this.fail(path, `[${path.replace(/\[\d+\]$/, '')}] is missing the required key '${key}'`);
+      return dflt;
+    }
+    const num = typeof v === 'bigint' ? Number(v) : v;
+    if (typeof num !== 'number' || !Number.isInteger(num) || num < lo || num > hi) {
+      this.fail(`${path}.${key}`, `'${key}' must be an integer from ${lo} to ${hi}, got ${fmt(v)}`);
+    }
+    return num;
+  }
+
+  str(t: Table, path: string, key: string, dflt?: string): string {
+    const v = t[key];
+    if (v === undefined) {
+      if (dflt === undefined) this.fail(path, `[${path.replace(/\[\d+\]$/, '')}] is missing the required key '${key}'`);
+      return dflt;
+    }
+    if (typeof v !== 'string') this.fail(`${path}.${key}`, `'${key}' must be a string, got ${fmt(v)}`);
+    return v;
+  }
+
+  oneOf<T extends string>(t: Table, path: string, key: string, options: readonly T[], dflt: T): T {
+    const v = this.str(t, path, key, dflt);
+    if (!(options as readonly string[]).includes(v)) this.fail(`${path}.${key}`, `'${key}' must be one of ${options.map((o) => `"${o}"`).join(', ')}, got "${v}"`);
+    return v as T;
+  }
+
+  table(t: Table, key: string): Table {
+    const v = t[key];
+    if (v === undefined) return {};
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) this.fail(key, `'${key}' must be a table ([${key}])`);
+    return v as Table;
+  }
+}
+
+function fmt(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : typeof v === 'bigint' ? v.toString() : JSON.stringify(v) ?? String(v);
+}
+
+/** Resolve `--scenario` (a built-in name or a path to a .toml file) to a file path. */
+export function resolveScenarioFile(nameOrFile: string): string {
+  if (nameOrFile.endsWith('.toml') || nameOrFile.includes('/') || nameOrFile.includes('\\')) {
+    const f = resolve(nameOrFile);
+    if (!existsSync(f)) throw new UserError(`${nameOrFile}: scenario file not found`);
+    return f;
+  }
+  const f = join(BUILTIN_DIR, `${nameOrFile}.toml`);
+  if (!existsSync(f)) {
+    throw new UserError(`--scenario: no built-in scenario '${nameOrFile}' (built-ins: ${listBuiltins().map((b) => b.name).join(', ')}; or give a path to a .toml file)`);
+  }
+  return f;
+}
+
+export function listBuiltins(): { name: string; description: string }[] {
+  return readdirSync(BUILTIN_DIR).filter((f) => f.endsWith('.toml')).sort().map((f) => {
+    const src = readFileSync(join(BUILTIN_DIR, f), 'utf8');
+    const d = /^\s*description\s*=\s*"([^"]*)"/m.exec(src);
+    return { name: basename(f, '.toml'), description: d?.[1] ?? '' };
+  });
+}
+
+export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Scenario {
+  const file = resolveScenarioFile(nameOrFile);
+  const shown = nameOrFile.endsWith('.toml') || nameOrFile.includes('/') ? nameOrFile : `${nameOrFile}.toml`;
+  let source: string;
+  try { source = readFileSync(file, 'utf8'); } catch (e) {
+    throw new UserError(`${shown}: cannot read scenario file (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let doc: Table;
+  try { doc = parse(source) as Table; } catch (e) {
+    if (e instanceof TomlError) {
+      const first = e.message.split('\n')[0].replace(/^Invalid TOML document: /, '');
+      throw new UserError(located(shown, e.line, e.column, `malformed TOML: ${first}`));
+    }
+    throw e;
+  }
+  const ck = new Checker(shown, new KeyLines(source));
+  ck.onlyKeys(doc, '', ['description', 'machine', 'domain', 'costs']);
+  const description = ck.str(doc, '', 'description', '');
+  const mach = ck.table(doc, 'machine');
+  ck.onlyKeys(mach, 'machine', ['pcpus', 'apic_mode', 'timeslice_us']);
+  let pcpus = ck.int(mach, 'machine', 'pcpus', 1, MAX_PCPUS, 4);
+  if (ov.pcpus !== undefined) pcpus = ov.pcpus;
+  const apicMode = ck.oneOf(mach, 'machine', 'apic_mode', ['xapic', 'x2apic'] as const, 'xapic');
+  const timesliceUs = ck.int(mach, 'machine', 'timeslice_us', 1, 1_000_000, 1000);
+  const costsT = ck.table(doc, 'costs');
+  ck.onlyKeys(costsT, 'costs', Object.keys(DEFAULT_COSTS));
+  const costs = { ...DEFAULT_COSTS };
+  for (const k of Object.keys(DEFAULT_COSTS) as (keyof CostTable)[]) costs[k] = ck.int(costsT, 'costs', k, 0, 10_000_000, DEFAULT_COSTS[k]);
+
+  const doms = doc.domain;
+  if (doms === undefined) ck.fail('', 'the scenario has no [[domain]]');
+  if (!Array.isArray(doms)) ck.fail('domain', "'domain' must be an array of tables ([[domain]])");
+  const names = new Set<string>();
+  const domains = (doms as Table[]).map((d, i) => {
+    const path = `domain[${i}]`;
+    ck.onlyKeys(d, path, ['name', 'vcpus', 'memory_kb', 'program', 'cpus', 'altp2m', 'altp2m_count']);
+    const name = ck.str(d, path, 'name', `domain${i}`);
+    if (!/^[A-Za-z0-9_.-]+$/.test(name)) ck.fail(`${path}.name`, `'name' may only hold letters, digits, '_', '.', '-', got ${fmt(name)}`);
+    if (names.has(name)) ck.fail(`${path}.name`, `domain name "${name}" is used twice`);
+    names.add(name);
+    let vcpus = ck.int(d, path, 'vcpus', 1, MAX_VCPUS_PER_DOMAIN, 1);
+    if (i === 0 && ov.vcpus !== undefined) vcpus = ov.vcpus;
+    const memoryKb = ck.int(d, path, 'memory_kb', 4, MAX_HOST_BYTES / 1024, 1024);
+    if (memoryKb % 4 !== 0) ck.fail(`${path}.memory_kb`, `'memory_kb' must be a multiple of 4 (whole 4 KiB pages), got ${memoryKb}`);
+    if (vcpus * 4 > memoryKb) ck.fail(`${path}.memory_kb`, `'memory_kb' ${memoryKb} is too small for ${vcpus} vCPU stacks of 4 KiB`);
+    const program = ck.str(d, path, 'program');
+    const cpus = ck.str(d, path, 'cpus', 'all');
+    const altp2m = ck.oneOf(d, path, 'altp2m', ALTP2M_MODES, 'disabled');
+    const altp2mCount = ck.int(d, path, 'altp2m_count', 1, 512, 10);
+    return { name, vcpus, memoryKb, program, cpus, altp2m, altp2mCount };
+  });
+  const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
+  if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
+  return { name: nameOrFile, file, description, pcpus, apicMode, timesliceUs, costs, domains };
+}
+
+/** Assemble each domain's program and resolve affinities: the machine the engines run. */
+export function scenarioMachine(sc: Scenario): MachineSpec {
+  const shownDir = dirname(sc.file);
+  return {
+    pcpus: sc.pcpus,
+    apicMode: sc.apicMode,
+    domains: sc.domains.map((d, i) => {
+      const progPath = isAbsolute(d.program) ? d.program : join(shownDir, d.program);
+      let src: string;
+      try { src = readFileSync(progPath, 'utf8'); } catch {
+        throw new UserError(`${sc.file}: domain "${d.name}": program file '${d.program}' not found`);
+      }
+      const predefined = new Map<string, number>([
+        ['VCPUS', d.vcpus], ['PCPUS', sc.pcpus], ['MEMORY_KB', d.memoryKb], ['DOMAIN_INDEX', i],
+      ]);
+      const prog = assemble(src, d.program, predefined);
+      if (prog.entry === undefined) throw new UserError(`${d.program}: no '_start' label (every vCPU starts there)`);
+      if (prog.end > d.memoryKb * 1024) {
+        throw new UserError(`${d.program}: program ends at 0x${prog.end.toString(16)}, beyond the domain's ${d.memoryKb} KiB of RAM (memory_kb in ${basename(sc.file)})`);
+      }
+      const aff = parseCpuList(d.cpus, sc.pcpus);
+      if (typeof aff === 'string') throw new UserError(`${sc.file}: domain "${d.name}": cpus: ${aff}`);
+      return { name: d.name, vcpus: d.vcpus, memoryKb: d.memoryKb, image: prog.image, entry: prog.entry, affinity: aff };
+    }),
+  };
+}

@@ -1,0 +1,129 @@
+// Main-thread consumer of the event rings: run report pieces (reports, console), findings from the
+// guest-visible oracles, a digest of every event (determinism checks), and the recent events of
+// each pCPU (evidence for findings).
+import { CRASH_EPT_VIOLATION, CRASH_NAMES, CRASH_TRIPLE_FAULT, EVENT_NAMES, EV_ASSERT, EV_CONSOLE, EV_DOMAIN_END, EV_EXIT, EV_REPORT } from './events.js';
+import { DM_CRASH_A, DM_CRASH_B, DM_CRASH_C, DM_CRASH_REASON, DS_CRASHED } from '../../shared/domain.js';
+import { EXIT_NAMES } from '../isa/interp.js';
+import { Findings } from '../oracles/findings.js';
+import { cyclesToNs } from '../engine/clock.js';
+import { ringDrain } from './ring.js';
+import type { Machine } from '../machine.js';
+
+export const RECENT_EVENTS = 20;
+
+export interface ReportEntry { domain: string; vcpu: number; key: number; value: number; seq: number }
+
+/** Optional extra consumer (trace writer). */
+export interface EventListener {
+  onEvent(pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): void;
+}
+
+export class Collector {
+  readonly reports: ReportEntry[] = [];
+  readonly console: string[];
+  readonly findings = new Findings();
+  readonly events: number[];
+  private readonly digests: Uint32Array;
+  private readonly recentT: Float64Array;
+  private readonly recentW: Int32Array;
+  private readonly recentN: Int32Array;
+  listener: EventListener | undefined;
+  readonly sink = (pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): void =>
+    this.onEvent(pcpu, time, kind, dom, vcpu, a, b, c);
+
+  constructor(readonly m: Machine, readonly domainNames: string[]) {
+    const n = m.npcpus;
+    this.console = domainNames.map(() => '');
+    this.events = new Array<number>(n).fill(0);
+    this.digests = new Uint32Array(n).fill(0x811c9dc5);
+    this.recentT = new Float64Array(n * RECENT_EVENTS);
+    this.recentW = new Int32Array(n * RECENT_EVENTS * 6);
+    this.recentN = new Int32Array(n);
+  }
+
+  drainAll(): number {
+    const m = this.m;
+    let n = 0;
+    for (let p = 0; p < m.npcpus; p++) n += ringDrain(m.ring32, m.ringF64, m.ringBase(p), p, this.sink);
+    return n;
+  }
+
+  drainOne(p: number): void {
+    ringDrain(this.m.ring32, this.m.ringF64, this.m.ringBase(p), p, this.sink);
+  }
+
+  onEvent(pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): void {
+    this.events[pcpu]++;
+    let h = this.digests[pcpu];
+    h = Math.imul(h ^ kind, 0x01000193); h = Math.imul(h ^ dom, 0x01000193); h = Math.imul(h ^ vcpu, 0x01000193);
+    h = Math.imul(h ^ a, 0x01000193); h = Math.imul(h ^ b, 0x01000193); h = Math.imul(h ^ c, 0x01000193);
+    h = Math.imul(h ^ (time % 4294967296), 0x01000193);
+    this.digests[pcpu] = h >>> 0;
+    const slot = this.recentN[pcpu]++ % RECENT_EVENTS;
+    const ri = pcpu * RECENT_EVENTS + slot;
+    this.recentT[ri] = time;
+    const w = this.recentW, wi = ri * 6;
+    w[wi] = kind; w[wi + 1] = dom; w[wi + 2] = vcpu; w[wi + 3] = a; w[wi + 4] = b; w[wi + 5] = c;
+    switch (kind) {
+      case EV_REPORT: this.reports.push({ domain: this.domainNames[dom], vcpu, key: a, value: b, seq: c }); break;
+      case EV_CONSOLE: this.console[dom] += String.fromCharCode(a & 0xff); break;
+      case EV_ASSERT:
+        this.findings.add('GUEST_ASSERT', time, pcpu, this.domainNames[dom], vcpu,
+          `magic 3 with code ${a} at pc 0x${hex(b)}`, () => this.recent(pcpu));
+        break;
+      case EV_DOMAIN_END:
+        if (a === DS_CRASHED) {
+          this.findings.add('DOMAIN_CRASH', time, pcpu, this.domainNames[dom], vcpu,
+            `${CRASH_NAMES[b] ?? `reason ${b}`}: ${crashDetail(this.m, dom)}`, () => this.recent(pcpu));
+        }
+        break;
+      default: break;
+    }
+    if (this.listener !== undefined) this.listener.onEvent(pcpu, time, kind, dom, vcpu, a, b, c);
+  }
+
+  /** One digest over all rings (each ring's stream is ordered; combining per ring keeps drain timing out). */
+  digest(): string {
+    let h = 0x811c9dc5;
+    for (const d of this.digests) h = Math.imul(h ^ d, 0x01000193) >>> 0;
+    return h.toString(16).padStart(8, '0');
+  }
+
+  /** Recent events of one pCPU, oldest first, as readable lines. */
+  recent(pcpu: number): string[] {
+    const n = this.recentN[pcpu];
+    const out: string[] = [];
+    for (let i = Math.max(0, n - RECENT_EVENTS); i < n; i++) {
+      const ri = pcpu * RECENT_EVENTS + (i % RECENT_EVENTS);
+      const w = this.recentW.subarray(ri * 6, ri * 6 + 6);
+      out.push(formatEvent(this.domainNames, pcpu, this.recentT[ri], w[0], w[1], w[2], w[3], w[4], w[5]));
+    }
+    return out;
+  }
+}
+
+export function hex(v: number): string { return (v >>> 0).toString(16).padStart(8, '0'); }
+
+export function formatEvent(names: string[], pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): string {
+  const who = dom >= 0 ? `${names[dom]}/v${vcpu}` : 'xen';
+  const t = cyclesToNs(time).toFixed(1).padStart(12);
+  const k = EVENT_NAMES[kind] ?? `event${kind}`;
+  let what: string;
+  switch (kind) {
+    case EV_EXIT: what = `${EXIT_NAMES[a] ?? a} pc=0x${hex(b)} qual=0x${hex(c)}`; break;
+    case EV_REPORT: what = `key=${a} value=${b}`; break;
+    case EV_CONSOLE: what = JSON.stringify(String.fromCharCode(a & 0xff)); break;
+    default: what = `a=${a} b=0x${hex(b)} c=${c}`;
+  }
+  return `${t} ns  p${pcpu}  ${who}  ${k} ${what}`;
+}
+
+function crashDetail(m: Machine, dom: number): string {
+  const db = m.domainBase(dom);
+  // DM_CRASH_* are written right after the state change, before the event is published.
+  const a = m.dm32[db + DM_CRASH_A], b = m.dm32[db + DM_CRASH_B], c = m.dm32[db + DM_CRASH_C];
+  const reason = m.dm32[db + DM_CRASH_REASON];
+  if (reason === CRASH_TRIPLE_FAULT) return `vector ${a} at pc 0x${hex(b)}`;
+  if (reason === CRASH_EPT_VIOLATION) return `gpa 0x${hex(a)} access ${['', 'r', 'w', 'rw', 'x', 'rx', 'wx', 'rwx'][b] ?? b} at pc 0x${hex(c)}`;
+  return `a=${a} b=${b} c=${c}`;
+}

@@ -1,0 +1,29 @@
+// Event kinds carried by the per-pCPU rings (layout: shared/ring.ts). Grouped by class, as Xen's
+// trace.h does: 1-15 guest services, 16-31 VM exits and scheduling, 32-47 domain lifecycle.
+export const EV_REPORT = 1;        // a = key, b = value, c = per-vCPU report sequence
+export const EV_INTENT = 2;        // a = target vCPU, b = vector
+export const EV_ASSERT = 3;        // a = code, b = pc
+export const EV_MARKER = 4;        // a = marker id, b = pc
+export const EV_CONSOLE = 5;       // a = byte
+export const EV_EXIT = 16;         // a = EXIT_* reason, b = pc, c = qualification
+export const EV_SCHED_IN = 17;     // vCPU loaded on this pCPU
+export const EV_SCHED_OUT = 18;    // a = runstate it left in
+export const EV_VCPU_LIMIT = 19;   // vCPU reached --max-instructions
+export const EV_EXCEPTION = 20;    // a = vector, b = pc (delivered by the hypervisor: #GP from wrmsr, ...)
+export const EV_DOMAIN_END = 32;   // a = DS_* state, b = exit code or CRASH_*, c = detail
+export const EV_HALT_DEAD = 33;    // a vCPU halted with IF=0 (can never wake)
+
+export const EVENT_NAMES: Readonly<Record<number, string>> = {
+  [EV_REPORT]: 'report', [EV_INTENT]: 'intent', [EV_ASSERT]: 'assert', [EV_MARKER]: 'marker',
+  [EV_CONSOLE]: 'console', [EV_EXIT]: 'exit', [EV_SCHED_IN]: 'sched_in', [EV_SCHED_OUT]: 'sched_out',
+  [EV_VCPU_LIMIT]: 'vcpu_limit', [EV_EXCEPTION]: 'exception', [EV_DOMAIN_END]: 'domain_end',
+  [EV_HALT_DEAD]: 'halt_dead',
+};
+
+// Domain crash reasons (DM_CRASH_REASON, EV_DOMAIN_END.b when crashed)
+export const CRASH_TRIPLE_FAULT = 1;   // detail: vector, pc
+export const CRASH_EPT_VIOLATION = 2;  // detail: gpa, access
+export const CRASH_BAD_VMFUNC = 3;
+export const CRASH_NAMES: Readonly<Record<number, string>> = {
+  [CRASH_TRIPLE_FAULT]: 'triple fault', [CRASH_EPT_VIOLATION]: 'EPT violation', [CRASH_BAD_VMFUNC]: 'VMFUNC',
+};

@@ -1,0 +1,469 @@
+import { describe, it, expect } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { assemble, type AsmProgram } from '../../src/isa/assembler.js';
+import { asmCommand } from '../../src/cli/asm.js';
+import { UserError } from '../../src/errors.js';
+import {
+  OPS, REG_ZERO, decodeOp, decodeA, decodeB, decodeI16,
+  OP_NOP, OP_MAGIC, OP_INT, OP_LIDT, OP_IN, OP_OUT, OP_MOV, OP_LD, OP_ST, OP_ST_SD, OP_ST_SI, OP_LDB, OP_STB,
+  OP_ADD, OP_SUB, OP_AND, OP_OR, OP_XOR, OP_SHL, OP_SHR, OP_SAR, OP_IMUL, OP_CMP, OP_TEST,
+  OP_INC, OP_DEC, OP_NEG, OP_NOT, OP_JMP, OP_JZ, OP_JNZ, OP_JL, OP_JLE, OP_JG, OP_JGE, OP_JB, OP_JBE, OP_JA,
+  OP_JAE, OP_CALL, OP_PUSH, OP_POP, OP_XCHG, OP_XADD, OP_CMPXCHG, OP_LADD, OP_LOR, OP_LAND,
+  OP_LADD_SD, OP_LADD_SI, OP_LOR_SD, OP_LOR_SI, OP_LAND_SD, OP_LAND_SI,
+} from '../../src/isa/opcodes.js';
+
+interface Fields { op: number; a: number; b: number; i16: number; imm: number }
+
+function u32(image: Uint8Array, addr: number): number {
+  return (image[addr] | (image[addr + 1] << 8) | (image[addr + 2] << 16) | (image[addr + 3] << 24)) >>> 0;
+}
+
+function fieldsAt(p: AsmProgram, addr: number): Fields {
+  const w0 = u32(p.image, addr);
+  return { op: decodeOp(w0), a: decodeA(w0), b: decodeB(w0), i16: decodeI16(w0), imm: u32(p.image, addr + 4) };
+}
+
+/** Fields of the single instruction in `src`. */
+function one(src: string): Fields {
+  const p = assemble(src, 't.s');
+  expect(p.end).toBe(8);
+  return fieldsAt(p, 0);
+}
+
+function f(op: number, a = 0, b = 0, i16 = 0, imm = 0): Fields {
+  return { op, a, b, i16, imm: imm >>> 0 };
+}
+
+/** The message of the UserError that assembling `src` throws. */
+function err(src: string): string {
+  try {
+    assemble(src, 'prog.s');
+  } catch (e) {
+    expect(e).toBeInstanceOf(UserError);
+    return (e as UserError).message;
+  }
+  throw new Error(`assembled without error: ${src}`);
+}
+
+const Z = REG_ZERO;
+
+describe('instruction forms', () => {
+  it('zero-operand instructions', () => {
+    for (const info of OPS.filter((o) => o.form === 'none')) {
+      expect(one(info.mnemonic), info.mnemonic).toEqual(f(info.op));
+      expect(one(info.mnemonic.toUpperCase()), info.mnemonic).toEqual(f(info.op));
+    }
+  });
+
+  it('immediate and port forms', () => {
+    expect(one('magic 1')).toEqual(f(OP_MAGIC, 0, 0, 0, 1));
+    expect(one('magic 0xffffffff')).toEqual(f(OP_MAGIC, 0, 0, 0, 0xffffffff));
+    expect(one('int 0x20')).toEqual(f(OP_INT, 0, 0, 0, 0x20));
+    expect(one('int 255')).toEqual(f(OP_INT, 0, 0, 0, 255));
+    expect(one('lidt 0x1000')).toEqual(f(OP_LIDT, 0, Z, 0, 0x1000));
+    expect(one('lidt ecx')).toEqual(f(OP_LIDT, 0, 1, 0, 0));
+    expect(one('in eax, 0xe9')).toEqual(f(OP_IN, 0, 0, 0, 0xe9));
+    expect(one('out 0xffff, edx')).toEqual(f(OP_OUT, 2, 0, 0, 0xffff));
+  });
+
+  it('mov: register, immediate, load, store', () => {
+    expect(one('mov ecx, edx')).toEqual(f(OP_MOV, 1, 2));
+    expect(one('mov r15, -1')).toEqual(f(OP_MOV, 15, Z, 0, -1));
+    expect(one('mov r8, [esi+8]')).toEqual(f(OP_LD, 8, 6, 0, 8));
+    expect(one('mov eax, [esi]')).toEqual(f(OP_LD, 0, 6, 0, 0));
+    expect(one('mov eax, [0xfee00300]')).toEqual(f(OP_LD, 0, Z, 0, 0xfee00300));
+    expect(one('mov [edi-4], eax')).toEqual(f(OP_ST, 0, 7, 0, -4));
+    expect(one('movb eax, [ebx]')).toEqual(f(OP_LDB, 0, 3));
+    expect(one('movb [ebx+1], ecx')).toEqual(f(OP_STB, 1, 3, 0, 1));
+  });
+
+  it('mov [m], imm picks the short displacement, else the short immediate', () => {
+    expect(one('mov [0x100], 0x12345678')).toEqual(f(OP_ST_SD, 0, Z, 0x100, 0x12345678));
+    expect(one('mov [esp-8], 7')).toEqual(f(OP_ST_SD, 0, 4, -8, 7));
+    expect(one('mov [0x7fff], 1')).toEqual(f(OP_ST_SD, 0, Z, 0x7fff, 1));
+    expect(one('mov [0x8000], 1')).toEqual(f(OP_ST_SI, 0, Z, 1, 0x8000));
+    expect(one('mov [0x12345678], -2')).toEqual(f(OP_ST_SI, 0, Z, -2, 0x12345678));
+    expect(one('mov [ebx+0x10000], 0x7fff')).toEqual(f(OP_ST_SI, 0, 3, 0x7fff, 0x10000));
+    // 32-bit wrap: 0xfffffff0 is -16 as a displacement, 0xffffffff is -1 as a value.
+    expect(one('mov [0xfffffff0], 0xffffffff')).toEqual(f(OP_ST_SD, 0, Z, -16, -1));
+    expect(one('mov [0x12345678], 0xffffffff')).toEqual(f(OP_ST_SI, 0, Z, -1, 0x12345678));
+    expect(err('mov [0x12345678], 0x12345678')).toBe(
+      "prog.s:1:19: cannot encode '[m], imm' with a 32-bit displacement and a 32-bit immediate; " +
+      'load the value into a register first');
+  });
+
+  it('ALU with register and immediate sources', () => {
+    const alu: [string, number][] = [['add', OP_ADD], ['sub', OP_SUB], ['and', OP_AND], ['or', OP_OR],
+      ['xor', OP_XOR], ['shl', OP_SHL], ['shr', OP_SHR], ['sar', OP_SAR], ['imul', OP_IMUL], ['cmp', OP_CMP],
+      ['test', OP_TEST]];
+    for (const [mn, op] of alu) {
+      expect(one(`${mn} eax, ebx`), mn).toEqual(f(op, 0, 3));
+      expect(one(`${mn} edi, -5`), mn).toEqual(f(op, 7, Z, 0, -5));
+    }
+  });
+
+  it('single-register forms', () => {
+    const ops: [string, number][] = [['inc', OP_INC], ['dec', OP_DEC], ['neg', OP_NEG], ['not', OP_NOT], ['pop', OP_POP]];
+    for (const [mn, op] of ops) expect(one(`${mn} r13`), mn).toEqual(f(op, 13));
+    expect(one('push ebp')).toEqual(f(OP_PUSH, 0, 5));
+    expect(one('push 0x1234')).toEqual(f(OP_PUSH, 0, Z, 0, 0x1234));
+  });
+
+  it('jumps and calls to labels, expressions and registers', () => {
+    const jumps: [string, number][] = [['jmp', OP_JMP], ['jz', OP_JZ], ['je', OP_JZ], ['jnz', OP_JNZ],
+      ['jne', OP_JNZ], ['jl', OP_JL], ['jle', OP_JLE], ['jg', OP_JG], ['jge', OP_JGE], ['jb', OP_JB],
+      ['jbe', OP_JBE], ['ja', OP_JA], ['jae', OP_JAE], ['call', OP_CALL]];
+    for (const [mn, op] of jumps) {
+      const p = assemble(`${mn} target\n${mn} ecx\n${mn} 0x100+8\ntarget: nop`, 't.s');
+      expect(fieldsAt(p, 0), mn).toEqual(f(op, 0, Z, 0, 24));
+      expect(fieldsAt(p, 8), mn).toEqual(f(op, 0, 1, 0, 0));
+      expect(fieldsAt(p, 16), mn).toEqual(f(op, 0, Z, 0, 0x108));
+    }
+  });
+
+  it('atomics', () => {
+    expect(one('xchg [esi], eax')).toEqual(f(OP_XCHG, 0, 6));
+    expect(one('xchg eax, [esi+4]')).toEqual(f(OP_XCHG, 0, 6, 0, 4));
+    expect(one('lock xadd [ebx+8], ecx')).toEqual(f(OP_XADD, 1, 3, 0, 8));
+    expect(one('xadd [ebx+8], ecx')).toEqual(f(OP_XADD, 1, 3, 0, 8));
+    expect(one('lock cmpxchg [0x2000], edx')).toEqual(f(OP_CMPXCHG, 2, Z, 0, 0x2000));
+    expect(one('cmpxchg [0x2000], edx')).toEqual(f(OP_CMPXCHG, 2, Z, 0, 0x2000));
+    expect(one('lock add [eax], ebx')).toEqual(f(OP_LADD, 3, 0));
+    expect(one('lock or [eax+4], ebx')).toEqual(f(OP_LOR, 3, 0, 0, 4));
+    expect(one('LOCK AND [eax-4], ebx')).toEqual(f(OP_LAND, 3, 0, 0, -4));
+    expect(one('lock add [eax], 1')).toEqual(f(OP_LADD_SD, 0, 0, 0, 1));
+    expect(one('lock add [0x12345678], 1')).toEqual(f(OP_LADD_SI, 0, Z, 1, 0x12345678));
+    expect(one('lock or [ecx+2], 0x80000000')).toEqual(f(OP_LOR_SD, 0, 1, 2, 0x80000000));
+    expect(one('lock or [0x40000], 0x80')).toEqual(f(OP_LOR_SI, 0, Z, 0x80, 0x40000));
+    expect(one('lock and [edx], -2')).toEqual(f(OP_LAND_SD, 0, 2, 0, -2));
+    expect(one('lock and [0x10000], -2')).toEqual(f(OP_LAND_SI, 0, Z, -2, 0x10000));
+  });
+
+  it('mnemonics and registers are case-insensitive', () => {
+    expect(one('MOV EAX, Ebx')).toEqual(f(OP_MOV, 0, 3));
+    expect(one('Mov R10, [ESP+4]')).toEqual(f(OP_LD, 10, 4, 0, 4));
+  });
+});
+
+/** imm32 of `mov eax, <expr>` (with optional preceding lines). */
+function value(expr: string, before = ''): number {
+  const p = assemble(`${before}\n.align 8\nv: mov eax, ${expr}`, 't.s');
+  return fieldsAt(p, p.labels.get('v') ?? -1).imm;
+}
+
+describe('expressions', () => {
+  it('numbers', () => {
+    expect(value('42')).toBe(42);
+    expect(value('0x2A')).toBe(42);
+    expect(value('0XfF')).toBe(255);
+    expect(value('007')).toBe(7);
+    expect(value('0xffffffff')).toBe(0xffffffff);
+    expect(value('-0x80000000')).toBe(0x80000000);
+    expect(value('-1')).toBe(0xffffffff);
+    expect(value('- -5')).toBe(5);
+  });
+
+  it('C precedence and associativity', () => {
+    expect(value('1 + 2 * 3')).toBe(7);
+    expect(value('(1 + 2) * 3')).toBe(9);
+    expect(value('1 << 2 + 1')).toBe(8);
+    expect(value('6 & 3 << 1')).toBe(6);
+    expect(value('0xf0 | 0x0f & 0x3')).toBe(0xf3);
+    expect(value('1 | 2 & 3 << 1 + 1 * 2')).toBe(1);
+    expect(value('10 - 2 - 3')).toBe(5);
+    expect(value('2 * 3 * 4')).toBe(24);
+    expect(value('0x80000000 >> 4')).toBe(0x08000000);
+    expect(value('-16 >> 2')).toBe(0xfffffffc);
+    expect(value('-1 & 0xff')).toBe(0xff);
+    expect(value('-(2 + 3)')).toBe(-5 >>> 0);
+    expect(value('((((1))))')).toBe(1);
+  });
+
+  it('character literals', () => {
+    expect(value("'A'")).toBe(65);
+    expect(value("'\\n'")).toBe(10);
+    expect(value("'\\t'")).toBe(9);
+    expect(value("'\\0'")).toBe(0);
+    expect(value("'\\\\'")).toBe(92);
+    expect(value("'\\''")).toBe(39);
+    expect(value("'\"'")).toBe(34);
+    expect(value("'\\x7f'")).toBe(0x7f);
+    expect(value("';'")).toBe(59);
+    expect(value("'#' ; a real comment")).toBe(35);
+    expect(value("' '")).toBe(32);
+    expect(value("'a' + 1")).toBe(98);
+  });
+
+  it('labels and .equ names', () => {
+    const src = '.equ BASE, 0x1000\n.equ TOP, BASE + 0x20 * 2\nstart: nop\nend:';
+    expect(value('TOP', src)).toBe(0x1040);
+    expect(value('end - start', src)).toBe(8);
+    expect(value('later', 'jmp later\nlater:')).toBe(8);
+  });
+
+  it('a memory displacement is everything after the register', () => {
+    expect(one('mov eax, [esi-4+1]')).toEqual(f(OP_LD, 0, 6, 0, -3));
+    expect(one('mov eax, [esi+2*3]')).toEqual(f(OP_LD, 0, 6, 0, 6));
+    expect(one('mov eax, [esi+(1<<4)]')).toEqual(f(OP_LD, 0, 6, 0, 16));
+    expect(one('mov eax, [0x100 | 4]')).toEqual(f(OP_LD, 0, Z, 0, 0x104));
+    expect(one('mov eax, [-4]')).toEqual(f(OP_LD, 0, Z, 0, -4));
+  });
+});
+
+describe('labels', () => {
+  it('forward references resolve in the second pass', () => {
+    const p = assemble('_start: jmp end\n  nop\nend: hlt', 't.s');
+    expect(fieldsAt(p, 0)).toEqual(f(OP_JMP, 0, Z, 0, 16));
+    expect(p.labels).toEqual(new Map([['_start', 0], ['end', 16]]));
+    expect(p.entry).toBe(0);
+  });
+
+  it('are case-sensitive and may share a line with an instruction', () => {
+    const p = assemble('loop: nop\nLoop:\n  jmp Loop\n  jmp loop', 't.s');
+    expect(p.labels.get('loop')).toBe(0);
+    expect(p.labels.get('Loop')).toBe(8);
+    expect(fieldsAt(p, 8).imm).toBe(8);
+    expect(fieldsAt(p, 16).imm).toBe(0);
+    expect(p.entry).toBeUndefined();
+  });
+
+  it('several labels on one line, indented labels, dotted names', () => {
+    const p = assemble('a: b: nop\n   .L1: nop', 't.s');
+    expect(p.labels).toEqual(new Map([['a', 0], ['b', 0], ['.L1', 8]]));
+  });
+
+  it('.equ names are constants, not labels', () => {
+    const p = assemble('.equ N, -1\n.equ M, N & 0xff\nx: nop', 't.s');
+    expect([...p.labels.keys()]).toEqual(['x']);
+    expect(p.constants).toEqual(new Map([['N', 0xffffffff], ['M', 0xff]]));
+  });
+
+  it('a label before .org names the address before the jump', () => {
+    const p = assemble('nop\nhere: .org 0x20\nthere: nop', 't.s');
+    expect(p.labels.get('here')).toBe(8);
+    expect(p.labels.get('there')).toBe(0x20);
+  });
+});
+
+describe('directives', () => {
+  it('.org moves forward and backward; gaps are zero; end is the highest byte + 1', () => {
+    const p = assemble('.org 0x100\nhlt\n.org 0x10\nnop', 't.s');
+    expect(p.end).toBe(0x108);
+    expect(p.image.length).toBe(0x108);
+    expect(fieldsAt(p, 0x100).op).toBe(decodeOp(1));
+    expect(p.image.subarray(0, 0x10).every((b) => b === 0)).toBe(true);
+    expect(p.image.subarray(0x18, 0x100).every((b) => b === 0)).toBe(true);
+  });
+
+  it('.org may reference earlier labels and constants', () => {
+    const p = assemble('.equ BASE, 0x40\nstart:\n.org BASE + 8\nx: nop', 't.s');
+    expect(p.labels.get('x')).toBe(0x48);
+  });
+
+  it('.align pads with zeros to a power of two', () => {
+    const p = assemble('.byte 1\n.align 8\na:\n.align 8\n.byte 2\n.align 4\nb:\n.align 1\nc:', 't.s');
+    expect(p.labels.get('a')).toBe(8);
+    expect(p.labels.get('b')).toBe(12);
+    expect(p.labels.get('c')).toBe(12);
+    expect([...p.image]).toEqual([1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0]);
+  });
+
+  it('.word is 32-bit little-endian', () => {
+    const p = assemble('.word 0x11223344, -1, lbl\nlbl:', 't.s');
+    expect([...p.image]).toEqual([0x44, 0x33, 0x22, 0x11, 0xff, 0xff, 0xff, 0xff, 12, 0, 0, 0]);
+  });
+
+  it('.byte takes -128..255', () => {
+    const p = assemble(".byte 0, -1, 255, -128, 'z', 1+1", 't.s');
+    expect([...p.image]).toEqual([0, 0xff, 0xff, 0x80, 0x7a, 2]);
+  });
+
+  it('.space emits zeros', () => {
+    const p = assemble('.byte 9\n.space 5\n.byte 7\n.space 0', 't.s');
+    expect([...p.image]).toEqual([9, 0, 0, 0, 0, 0, 7]);
+  });
+
+  it('.ascii with escapes; ; and # inside a string are not comments', () => {
+    const p = assemble('.ascii "a;b#c\\n\\t\\0\\\\\\"\\x41\'" ; comment', 't.s');
+    expect([...p.image]).toEqual([...Buffer.from('a;b#c\n\t\0\\"A\'', 'latin1')]);
+    expect(assemble('.ascii ""', 't.s').end).toBe(0);
+    expect([...assemble('.ascii "é"', 't.s').image]).toEqual([0xc3, 0xa9]);
+  });
+
+  it('directive names are case-insensitive', () => {
+    expect([...assemble('.BYTE 1\n.Space 1', 't.s').image]).toEqual([1, 0]);
+  });
+});
+
+describe('lines', () => {
+  it('one entry per line that emitted bytes or defined a label', () => {
+    const src = '; header\n.equ X, 1\n_start:\n  mov eax, X\n.byte 1\n.align 4\n.org 0x20\n\nend: .word 5';
+    const p = assemble(src, 't.s');
+    expect(p.lines).toEqual([
+      { addr: 0, size: 0, line: 3, source: '_start:', kind: 'label' },
+      { addr: 0, size: 8, line: 4, source: '  mov eax, X', kind: 'insn' },
+      { addr: 8, size: 1, line: 5, source: '.byte 1', kind: 'bytes' },
+      { addr: 9, size: 3, line: 6, source: '.align 4', kind: 'bytes' },
+      { addr: 0x20, size: 4, line: 9, source: 'end: .word 5', kind: 'words' },
+    ]);
+    expect(p.end).toBe(0x24);
+  });
+
+  it('CRLF line endings', () => {
+    const p = assemble('a: nop\r\nb: hlt\r\n', 't.s');
+    expect(p.labels.get('b')).toBe(8);
+    expect(p.lines[1].source).toBe('b: hlt');
+  });
+
+  it('an empty program', () => {
+    const p = assemble('', 't.s');
+    expect(p.end).toBe(0);
+    expect(p.image.length).toBe(0);
+    expect(p.lines).toEqual([]);
+  });
+});
+
+describe('errors', () => {
+  const cases: [string, string][] = [
+    ['  mov eaz, 1', "prog.s:1:7: unknown register 'eaz'"],
+    ['nop\n    pop foo', "prog.s:2:9: unknown register 'foo'"],
+    ['movx eax, 1', "prog.s:1:1: unknown mnemonic 'movx'"],
+    ['foo bar baz', "prog.s:1:1: unknown mnemonic 'foo'"],
+    ['  jmp foo', "prog.s:1:7: undefined label 'foo'"],
+    ['mov eax, [table+4]', "prog.s:1:11: undefined label 'table'"],
+    ['nop\nnop\nloop: nop\nloop: nop', "prog.s:4:1: duplicate label 'loop' (first defined at line 3)"],
+    ['.equ X, 1\nX: nop', "prog.s:2:1: duplicate symbol 'X' (first defined at line 1)"],
+    ['mov eax 1', "prog.s:1:9: expected ',' after first operand"],
+    ['mov eax, ebx+1', "prog.s:1:10: register 'ebx' cannot be used in an expression"],
+    ['mov eax, 1+ebx', "prog.s:1:12: register 'ebx' cannot be used in an expression"],
+    ['mov eax,', "prog.s:1:9: expected an operand after ','"],
+    ['hlt eax', "prog.s:1:5: 'hlt' takes no operands"],
+    ['pop', "prog.s:1:1: 'pop' takes one operand"],
+    ['mov eax', "prog.s:1:1: 'mov' takes two operands"],
+    ['pop 5', "prog.s:1:5: 'pop' operand must be a register, not an immediate"],
+    ['jmp [eax]', "prog.s:1:5: 'jmp' operand must be a register or an immediate, not a memory operand"],
+    ['mov 5, eax', "prog.s:1:5: 'mov' first operand must be a register or a memory operand, not an immediate"],
+    ['movb eax, ebx', "prog.s:1:11: 'movb' second operand must be a memory operand, not a register"],
+    ['movb [eax], 1', "prog.s:1:13: 'movb' second operand must be a register, not an immediate"],
+    ['mov eax, 0x100000000', 'prog.s:1:10: immediate 0x100000000 does not fit in 32 bits'],
+    ['mov eax, -0x80000001', 'prog.s:1:10: immediate -0x80000001 does not fit in 32 bits'],
+    ['mov eax, 0xffffffff + 1', 'prog.s:1:10: immediate 0x100000000 does not fit in 32 bits'],
+    ['mov eax, [esi+0x100000000]', 'prog.s:1:14: displacement 0x100000000 does not fit in 32 bits'],
+    ['.word 0x100000000', 'prog.s:1:7: value 0x100000000 does not fit in 32 bits'],
+    ['.ascii "abc', 'prog.s:1:8: unterminated string'],
+    ["mov eax, 'a", 'prog.s:1:10: unterminated character literal'],
+    ["mov eax, 'ab'", 'prog.s:1:10: character literal must hold exactly one character'],
+    ["mov eax, ''", 'prog.s:1:10: empty character literal'],
+    ["mov eax, '\\q'", "prog.s:1:11: unknown escape '\\q'"],
+    ['.ascii "\\xZ1"', "prog.s:1:9: '\\x' needs two hex digits"],
+    ['.align 3', 'prog.s:1:8: .align needs a power of two'],
+    ['.align 0', 'prog.s:1:8: .align needs a power of two'],
+    ['mov [eax], [ebx]', 'prog.s:1:12: cannot store a memory operand to a memory operand'],
+    ['xchg [eax], [ebx]', "prog.s:1:13: 'xchg' cannot take two memory operands"],
+    ['.org 4\nnop', 'prog.s:2:1: instruction at 0x4 is not 8-byte aligned (use .align 8)'],
+    ['.byte 1\n.word 5', 'prog.s:2:1: .word at 0x1 is not 4-byte aligned (use .align 4)'],
+    ['lock mov [eax], ebx', "prog.s:1:1: 'lock' cannot be used with 'mov'"],
+    ['lock', "prog.s:1:5: 'lock' must be followed by add, or, and, xadd or cmpxchg"],
+    ['lock add eax, 1', "prog.s:1:10: 'lock add' first operand must be a memory operand, not a register"],
+    ['add [eax], 1', "prog.s:1:1: 'add' with a memory destination needs the 'lock' prefix"],
+    ['mov eax, [ebx+ecx]', 'prog.s:1:15: a memory operand takes one register: use [reg], [reg+imm], [reg-imm] or [imm]'],
+    ['mov eax, [ebx*4]', "prog.s:1:14: expected '+', '-' or ']' after the register, found '*'"],
+    ['mov eax, [ebx+1 << 2]', "prog.s:1:17: expected ']', found '<<'"],
+    ['mov eax, [ebx', "prog.s:1:14: expected '+', '-' or ']' after the register, found end of line"],
+    ['mov eax, [ebx+1', "prog.s:1:16: expected ']', found end of line"],
+    ['mov eax, (1 + 2', "prog.s:1:16: expected ')', found end of line"],
+    ['int 256', 'prog.s:1:5: interrupt vector 256 is out of range 0..255'],
+    ['in eax, 0x10000', 'prog.s:1:9: port 0x10000 is out of range 0..0xffff'],
+    ['out -1, eax', 'prog.s:1:5: port -0x1 is out of range 0..0xffff'],
+    ['.byte 256', 'prog.s:1:7: byte value 256 does not fit in 8 bits (-128..255)'],
+    ['.byte -129', 'prog.s:1:7: byte value -129 does not fit in 8 bits (-128..255)'],
+    ['.org later\nlater:', "prog.s:1:6: 'later' is defined after this line; .org needs a value known here"],
+    ['.equ A, B\n.equ B, 1', "prog.s:1:9: 'B' is defined after this line; .equ needs a value known here"],
+    ['.space nowhere', "prog.s:1:8: undefined label 'nowhere'"],
+    ['mov eax, @', "prog.s:1:10: unexpected character '@'"],
+    ['mov eax, 12abc', "prog.s:1:10: bad number '12abc'"],
+    ['mov eax, 0x', "prog.s:1:10: bad number '0x'"],
+    ['.foo 1', "prog.s:1:1: unknown directive '.foo'"],
+    ['mov eax, 1 << 64', 'prog.s:1:15: shift count 64 is out of range 0..63'],
+    ['.org 0\nnop\n.org 4\n.word 1', 'prog.s:4:1: bytes at 0x4 were already emitted by line 2 (check .org)'],
+    ['eax: nop', "prog.s:1:1: 'eax' is a register name, not a label"],
+    ['.equ esp, 1', "prog.s:1:6: 'esp' is a register name, not a constant"],
+    ['.equ X 1', "prog.s:1:8: expected ',' after the .equ name, found '1'"],
+    ['.ascii abc', 'prog.s:1:8: .ascii needs a "string"'],
+    ['mov eax, "s"', 'prog.s:1:10: a string is only allowed after .ascii'],
+    ['.org', "prog.s:1:1: '.org' takes one value"],
+    ['.word', "prog.s:1:1: '.word' needs at least one value"],
+    ['.byte eax', "prog.s:1:7: '.byte' values must be immediates, not a register"],
+    ['.space -1', 'prog.s:1:8: .space size -1 is negative'],
+    ['.org 0x20000000', 'prog.s:1:6: address 0x20000000 is beyond the 256 MiB image limit'],
+    [', nop', "prog.s:1:1: expected a mnemonic or directive, found ','"],
+    ['mov eax, 1 ; ok\n  mov ebx, - ; bad', 'prog.s:2:13: expected a value at end of line'],
+  ];
+  for (const [src, msg] of cases) {
+    it(msg, () => expect(err(src)).toBe(msg));
+  }
+
+  it('only the first error is reported, on one line', () => {
+    const m = err('nop\nmovx\nfoo');
+    expect(m).toBe("prog.s:2:1: unknown mnemonic 'movx'");
+    expect(m.includes('\n')).toBe(false);
+  });
+});
+
+describe('vcpulab asm', () => {
+  interface Captured { rc: number; out: string; err: string }
+  async function run(args: string[]): Promise<Captured> {
+    let out = '';
+    let errText = '';
+    const rc = await asmCommand(args, { out: (t) => { out += t; }, err: (t) => { errText += t; } });
+    return { rc, out, err: errText };
+  }
+  function tmpFile(text: string): string {
+    const p = join(mkdtempSync(join(tmpdir(), 'vcpulab-asm-')), 'prog.s');
+    writeFileSync(p, text);
+    return p;
+  }
+
+  it('prints a listing and a symbol table', async () => {
+    const file = tmpFile('; hello\n.equ N, 42\n_start:\n  mov eax, N\nmsg: .ascii "hi"\n');
+    const r = await run([file]);
+    expect(r.rc).toBe(0);
+    expect(r.err).toBe('');
+    expect(r.out).toBe([
+      '                             ; hello',
+      '                             .equ N, 42',
+      '00000000                     _start:',
+      '00000000  00008017 0000002a    mov eax, N',
+      '00000008  68 69              msg: .ascii "hi"',
+      '',
+      'symbols:',
+      '  00000000  _start',
+      '  00000008  msg',
+      '',
+      'constants:',
+      '  0000002a  N',
+      '',
+    ].join('\n'));
+  });
+
+  it('--disasm shows the disassembly instead of the source', async () => {
+    const file = tmpFile('top: add esp, -8\n jne top\n');
+    const r = await run(['--disasm', file]);
+    expect(r.rc).toBe(0);
+    expect(r.out.split('\n').slice(0, 2)).toEqual([
+      '00000000  0000821e fffffff8  add esp, -8',
+      '00000008  0000802f 00000000  jnz top',
+    ]);
+  });
+
+  it('bad input is one line on stderr and exit code 2', async () => {
+    expect(await run([])).toEqual({ rc: 2, out: '', err: 'vcpulab asm: missing FILE argument (usage: vcpulab asm FILE [--disasm])\n' });
+    expect((await run(['--bogus', 'x.s'])).err).toBe("vcpulab asm: unknown flag '--bogus' (usage: vcpulab asm FILE [--disasm])\n");
+    const missing = join(tmpdir(), 'vcpulab-no-such-file.s');
+    expect(await run([missing])).toEqual({ rc: 2, out: '', err: `vcpulab asm: cannot read '${missing}': no such file\n` });
+    const bad = tmpFile('nop\n  mov eaz, 1\n');
+    expect(await run([bad])).toEqual({ rc: 2, out: '', err: `${bad}:2:7: unknown register 'eaz'\n` });
+  });
+});
