@@ -1,0 +1,45 @@
+// The human-readable run report (the JSON report is the contract; this is for people at a terminal).
+import type { RunReport } from '../report.js';
+
+export function formatHuman(r: RunReport): string {
+  const L: string[] = [];
+  L.push(`vcpulab  scenario=${r.scenario}  engine=${r.engine}  SEED=${r.seed}  pcpus=${r.pcpus}`);
+  L.push(`outcome: ${r.outcome}${r.reason !== null ? ` (${r.reason})` : ''}`);
+  L.push('');
+  L.push('domains:');
+  for (const d of r.domains) {
+    const tail = d.state === 'crashed' ? `crash: ${d.crash}` : d.exit_code !== null ? `exit code ${d.exit_code}` : d.ended ?? '';
+    L.push(`  ${d.name.padEnd(16)} ${d.state.padEnd(9)} ${tail}`);
+  }
+  for (const [dom, text] of Object.entries(r.console)) {
+    if (text.length === 0) continue;
+    L.push('');
+    L.push(`console ${dom}:`);
+    for (const line of text.replace(/\n$/, '').split('\n')) L.push(`  | ${line}`);
+  }
+  if (r.reports.length > 0) {
+    L.push('');
+    L.push('reports (magic 1):');
+    for (const x of r.reports) L.push(`  ${x.domain}/v${x.vcpu}  key ${x.key} = ${x.value}`);
+  }
+  L.push('');
+  if (r.findings.length === 0) L.push('findings: none');
+  else {
+    L.push('findings:');
+    for (const f of r.findings) {
+      L.push(`  ${f.kind} x${f.count}: first at ${f.first.time_ns} ns on pCPU ${f.first.pcpu}${f.first.domain ? ` (${f.first.domain}/v${f.first.vcpu})` : ''}`);
+      L.push(`    ${f.first.detail}`);
+      if (f.evidence.length > 0) {
+        L.push('    last events on that pCPU:');
+        for (const e of f.evidence) L.push(`      ${e}`);
+      }
+    }
+  }
+  const mt = r.metrics;
+  L.push('');
+  L.push(`metrics: ${mt.instructions} guest instructions in ${mt.wall_ms} ms wall (${mt.guest_mips} M/s), ` +
+    `${mt.sim_time_ns} ns simulated, ${mt.vm_exits} VM exits, ${mt.context_switches} context switches`);
+  L.push('');
+  L.push(`replay: ${r.replay}`);
+  return L.join('\n') + '\n';
+}

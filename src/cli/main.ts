@@ -1,0 +1,43 @@
+// vcpulab command dispatcher. Bad input ends with one line on stderr and exit code 2; anything else
+// unexpected is a bug in vcpulab and says so (exit 1), with the stack only when VCPULAB_DEBUG is set.
+import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, UserError } from '../errors.js';
+import { asmCommand } from './asm.js';
+import { simCommand } from './sim.js';
+import { listBuiltins } from '../scenario/loader.js';
+
+const USAGE = `usage: vcpulab <command> [args]
+commands:
+  sim [flags]          run a scenario (vcpulab sim --help for the flags)
+  replay FILE          replay a schedule written by sim --schedule-out (same as sim --replay FILE)
+  asm FILE             assemble a guest program and print its listing
+  scenarios            list the built-in scenarios`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'sim': return await simCommand(rest);
+      case 'replay':
+        if (rest.length === 0 || rest[0].startsWith('-')) throw new UserError('vcpulab replay: give the schedule FILE (vcpulab replay FILE [--json])');
+        return await simCommand(['--replay', rest[0], ...rest.slice(1)]);
+      case 'asm': return await asmCommand(rest);
+      case 'scenarios':
+        for (const b of listBuiltins()) process.stdout.write(`${b.name.padEnd(22)} ${b.description}\n`);
+        return EXIT_OK;
+      case undefined: case '-h': case '--help': case 'help':
+        process.stdout.write(USAGE + '\n');
+        return cmd === undefined ? EXIT_BAD_INPUT : EXIT_OK;
+      default:
+        throw new UserError(`vcpulab: unknown command '${cmd}' (commands: sim, replay, asm, scenarios)`);
+    }
+  } catch (e) {
+    if (e instanceof UserError) {
+      process.stderr.write(`${e.message}\n`);
+      return EXIT_BAD_INPUT;
+    }
+    const err = e as Error;
+    process.stderr.write(`vcpulab: internal error: ${err.message}\n`);
+    if (process.env.VCPULAB_DEBUG !== undefined) process.stderr.write(`${err.stack ?? ''}\n`);
+    return EXIT_FAILURE;
+  }
+}

@@ -1,0 +1,245 @@
+// `vcpulab sim`: load a scenario, build the machine, run it on an engine, print the report.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { Packr, unpack } from 'msgpackr';
+import cliProgress from 'cli-progress';
+import { MAX_PCPUS } from '../../shared/machine.js';
+import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UserError } from '../errors.js';
+import { buildMachine } from '../machine.js';
+import { loadScenario, scenarioMachine, MAX_VCPUS_PER_DOMAIN } from '../scenario/loader.js';
+import { Collector } from '../trace/collector.js';
+import { TraceWriter } from '../trace/writer.js';
+import { nsToCycles } from '../engine/clock.js';
+import { runSerial } from '../engine/serial.js';
+import { runThreaded } from '../engine/threaded.js';
+import { STRATEGIES } from '../engine/strategies/index.js';
+import type { EngineOptions, EngineResult } from '../engine/common.js';
+import type { PcpuParams } from '../hv/pcpu-loop.js';
+import { buildReport, type RunReport } from '../report.js';
+import { formatHuman } from './human.js';
+
+export const SIM_USAGE = `usage: vcpulab sim [flags]
+  --scenario NAME|FILE     built-in scenario name or a .toml file (default: counter)
+  --pcpus N                physical CPUs, 1..${MAX_PCPUS} (overrides [machine] pcpus)
+  --vcpus N                vCPUs of the first domain, 1..${MAX_VCPUS_PER_DOMAIN} (overrides its vcpus)
+  --engine threaded|serial threaded: one worker thread per pCPU; serial: seeded, replayable (default: threaded)
+  --seed N                 run seed, 0..4294967295 (default: 1)
+  --strategy NAME          serial engine: ${STRATEGIES.join(' | ')} (default: random)
+  --max-instructions N     per-vCPU guest instruction limit, 0 = none (default: 100000000)
+  --max-ms N               wall-clock limit in ms, 0 = none (default: 0)
+  --slack N                lax sync: cycles a pCPU may run ahead of the slowest (default: 30000)
+  --burst N                threaded: guest instructions between hypervisor checks (default: 4096)
+  --watchdog-ms N          threaded: wall ms without progress before STALL (default: 2000)
+  --schedule-out FILE      serial: write the schedule (msgpack) for --replay
+  --replay FILE            serial: replay a schedule written by --schedule-out (scenario and flags come from it)
+  --trace FILE             stream every event to FILE (msgpack)
+  --json                   print only the JSON report on stdout
+  --no-progress            no progress bar on a TTY
+  -h, --help               this text`;
+
+const DEFAULTS = { seed: 1, maxInstructions: 100_000_000, slack: 30_000, burst: 4096, watchdogMs: 2000 };
+
+/** Everything that determines a run; what a schedule file stores so --replay needs nothing else. */
+export interface RunConfig {
+  scenario: string;
+  pcpus?: number;
+  vcpus?: number;
+  engine: 'threaded' | 'serial';
+  seed: number;
+  strategy: string;
+  maxInstructions: number;
+  maxMs: number;
+  slack: number;
+  burst: number;
+  watchdogMs: number;
+}
+
+export interface SimFlags extends RunConfig {
+  json: boolean;
+  progress: boolean;
+  trace?: string;
+  scheduleOut?: string;
+  replay?: string;
+}
+
+function intFlag(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^-?\d+$/.test(v.trim()) || Number(v) < lo || Number(v) > hi) {
+    throw new UserError(`vcpulab sim: --${name} must be an integer from ${lo} to ${hi}, got '${v}'`);
+  }
+  return Number(v);
+}
+
+export function parseSimArgs(args: string[]): SimFlags | 'help' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        scenario: { type: 'string' }, pcpus: { type: 'string' }, vcpus: { type: 'string' }, engine: { type: 'string' },
+        seed: { type: 'string' }, strategy: { type: 'string' }, 'max-instructions': { type: 'string' },
+        'max-ms': { type: 'string' }, slack: { type: 'string' }, burst: { type: 'string' }, 'watchdog-ms': { type: 'string' },
+        'schedule-out': { type: 'string' }, replay: { type: 'string' }, trace: { type: 'string' }, json: { type: 'boolean' },
+        'no-progress': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (e) {
+    const msg = (e as Error).message.split('\n')[0].replace(/\. To specify a positional argument.*$/, '');
+    throw new UserError(`vcpulab sim: ${msg} (see vcpulab sim --help)`);
+  }
+  const v = parsed.values;
+  if (v.help === true) return 'help';
+  const engine = v.engine ?? 'threaded';
+  if (engine !== 'threaded' && engine !== 'serial') throw new UserError(`vcpulab sim: --engine must be 'threaded' or 'serial', got '${engine}'`);
+  const strategy = v.strategy ?? 'random';
+  if (!(STRATEGIES as readonly string[]).includes(strategy)) throw new UserError(`vcpulab sim: --strategy must be one of ${STRATEGIES.join(', ')}, got '${strategy}'`);
+  if (v.strategy !== undefined && engine !== 'serial') throw new UserError('vcpulab sim: --strategy needs --engine serial');
+  if (v['schedule-out'] !== undefined && engine !== 'serial') throw new UserError('vcpulab sim: --schedule-out needs --engine serial');
+  const f: SimFlags = {
+    scenario: v.scenario ?? 'counter',
+    pcpus: intFlag('pcpus', v.pcpus, 1, MAX_PCPUS),
+    vcpus: intFlag('vcpus', v.vcpus, 1, MAX_VCPUS_PER_DOMAIN),
+    engine,
+    seed: intFlag('seed', v.seed, 0, 0xffffffff) ?? DEFAULTS.seed,
+    strategy,
+    maxInstructions: intFlag('max-instructions', v['max-instructions'], 0, Number.MAX_SAFE_INTEGER) ?? DEFAULTS.maxInstructions,
+    maxMs: intFlag('max-ms', v['max-ms'], 0, 86_400_000) ?? 0,
+    slack: intFlag('slack', v.slack, 1, 1e12) ?? DEFAULTS.slack,
+    burst: intFlag('burst', v.burst, 1, 1 << 24) ?? DEFAULTS.burst,
+    watchdogMs: intFlag('watchdog-ms', v['watchdog-ms'], 10, 3_600_000) ?? DEFAULTS.watchdogMs,
+    json: v.json === true,
+    progress: v['no-progress'] !== true,
+    trace: v.trace,
+    scheduleOut: v['schedule-out'],
+    replay: v.replay,
+  };
+  if (f.replay !== undefined) {
+    for (const k of ['scenario', 'pcpus', 'vcpus', 'engine', 'seed', 'strategy', 'max-instructions', 'slack', 'burst'] as const) {
+      if (v[k] !== undefined) throw new UserError(`vcpulab sim: --replay takes the scenario and flags from the schedule file; drop --${k}`);
+    }
+  }
+  return f;
+}
+
+// ---- schedule files ----
+const SCHEDULE_FORMAT = 'vcpulab-schedule';
+
+interface ScheduleFile { format: string; version: number; config: RunConfig; digest: string; runs: number[] }
+
+export function readSchedule(file: string): { config: RunConfig; runs: Int32Array; digest: string } {
+  let raw: Buffer;
+  try { raw = readFileSync(file); } catch (e) {
+    throw new UserError(`${file}: cannot read schedule file (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let s: ScheduleFile;
+  try { s = unpack(raw) as ScheduleFile; } catch { throw new UserError(`${file}: not a vcpulab schedule file`); }
+  if (s === null || typeof s !== 'object' || s.format !== SCHEDULE_FORMAT || !Array.isArray(s.runs)) {
+    throw new UserError(`${file}: not a vcpulab schedule file`);
+  }
+  return { config: s.config, runs: Int32Array.from(s.runs), digest: s.digest };
+}
+
+function writeSchedule(file: string, config: RunConfig, runs: Int32Array, digest: string): void {
+  const body: ScheduleFile = { format: SCHEDULE_FORMAT, version: 1, config, digest, runs: Array.from(runs) };
+  try { writeFileSync(file, new Packr().pack(body)); } catch (e) {
+    throw new UserError(`--schedule-out: cannot write '${file}' (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+/** The command line that reproduces a run. */
+export function replayCommand(c: RunConfig, scheduleFile?: string): string {
+  if (scheduleFile !== undefined) return `npm run sim -- --replay ${scheduleFile}`;
+  const parts = ['npm run sim --', `--scenario ${c.scenario}`, `--engine ${c.engine}`, `--seed ${c.seed}`];
+  if (c.pcpus !== undefined) parts.push(`--pcpus ${c.pcpus}`);
+  if (c.vcpus !== undefined) parts.push(`--vcpus ${c.vcpus}`);
+  if (c.engine === 'serial' && c.strategy !== 'random') parts.push(`--strategy ${c.strategy}`);
+  if (c.maxInstructions !== DEFAULTS.maxInstructions) parts.push(`--max-instructions ${c.maxInstructions}`);
+  if (c.slack !== DEFAULTS.slack) parts.push(`--slack ${c.slack}`);
+  if (c.engine === 'threaded' && c.burst !== DEFAULTS.burst) parts.push(`--burst ${c.burst}`);
+  return parts.join(' ');
+}
+
+export interface SimOutcome { report: RunReport; exitCode: number }
+
+/** Run one configuration and return the report (no printing). Used by the CLI, tests and the bench. */
+export async function simulate(c: RunConfig, extra: { trace?: string; replayRuns?: Int32Array; recordSchedule?: boolean; onProgress?: (n: number) => void; interrupt?: { requested: boolean } } = {}): Promise<{ report: RunReport; result: EngineResult }> {
+  const sc = loadScenario(c.scenario, { pcpus: c.pcpus, vcpus: c.vcpus });
+  const spec = scenarioMachine(sc);
+  const m = buildMachine(spec);
+  const names = spec.domains.map((d) => d.name);
+  const collector = new Collector(m, names);
+  const tracer = extra.trace !== undefined
+    ? new TraceWriter(extra.trace, { format: 'vcpulab-trace', version: 1, scenario: c.scenario, engine: c.engine, seed: c.seed, pcpus: spec.pcpus, domains: names })
+    : undefined;
+  collector.listener = tracer;
+  const params: PcpuParams = {
+    costs: sc.costs,
+    timesliceCycles: nsToCycles(sc.timesliceUs * 1000),
+    maxInstructions: c.maxInstructions,
+    traceExits: true,
+  };
+  const opts: EngineOptions = {
+    seed: c.seed, strategy: c.strategy, slackCycles: c.slack, maxMs: c.maxMs, watchdogMs: c.watchdogMs,
+    replayRuns: extra.replayRuns, recordSchedule: extra.recordSchedule === true, burst: c.burst,
+    onProgress: extra.onProgress, interrupt: extra.interrupt ?? { requested: false },
+  };
+  let result: EngineResult;
+  try {
+    result = c.engine === 'serial' ? await runSerial({ m, params, collector, opts }) : await runThreaded({ m, params, collector, opts });
+  } finally {
+    tracer?.close();
+  }
+  const report = buildReport(m, collector, result, { scenario: c.scenario, engine: c.engine, seed: c.seed, replay: replayCommand(c) });
+  return { report, result };
+}
+
+export function exitCodeFor(r: RunReport): number {
+  if (r.outcome === 'aborted' && r.reason?.startsWith('interrupted') === true) return EXIT_INTERRUPTED;
+  if (r.outcome === 'aborted') return EXIT_FAILURE;
+  if (r.findings.some((f) => f.kind === 'GUEST_ASSERT')) return EXIT_FAILURE;
+  return EXIT_OK;
+}
+
+export async function simCommand(args: string[]): Promise<number> {
+  const f = parseSimArgs(args);
+  if (f === 'help') { process.stdout.write(SIM_USAGE + '\n'); return EXIT_OK; }
+  let config: RunConfig = f;
+  let replayRuns: Int32Array | undefined;
+  if (f.replay !== undefined) {
+    const s = readSchedule(f.replay);
+    config = { ...s.config, maxMs: f.maxMs, watchdogMs: f.watchdogMs };
+    replayRuns = s.runs;
+  }
+  const interrupt = { requested: false };
+  const onSigint = (): void => {
+    if (interrupt.requested) process.exit(EXIT_INTERRUPTED); // second Ctrl-C: leave now
+    interrupt.requested = true;
+  };
+  process.on('SIGINT', onSigint);
+  const tty = process.stdout.isTTY === true && !f.json && f.progress;
+  const total = config.maxInstructions > 0 ? config.maxInstructions : 0;
+  const bar = tty ? new cliProgress.SingleBar({ format: ' {bar} {value} guest instructions | {duration}s', hideCursor: true, clearOnComplete: true, noTTYOutput: false }, cliProgress.Presets.shades_classic) : undefined;
+  bar?.start(total > 0 ? total : 1, 0);
+  let out: { report: RunReport; result: EngineResult };
+  try {
+    out = await simulate(config, {
+      trace: f.trace, replayRuns, recordSchedule: f.scheduleOut !== undefined, interrupt,
+      onProgress: bar === undefined ? undefined : (n) => { bar.setTotal(Math.max(n, total)); bar.update(n); },
+    });
+  } finally {
+    bar?.stop();
+    process.off('SIGINT', onSigint);
+  }
+  const { report, result } = out;
+  if (f.scheduleOut !== undefined && result.schedule !== undefined) {
+    writeSchedule(f.scheduleOut, config, result.schedule, report.digest);
+    report.replay = replayCommand(config, f.scheduleOut);
+  }
+  if (f.replay !== undefined) report.replay = replayCommand(config, f.replay);
+  process.stdout.write(f.json ? JSON.stringify(report, null, 2) + '\n' : formatHuman(report));
+  return exitCodeFor(report);
+}
+
+export { EXIT_BAD_INPUT };
