@@ -33,6 +33,7 @@ export const SIM_USAGE = `usage: vcpulab sim [flags]
   --schedule-out FILE      serial: write the schedule (msgpack) for --replay
   --replay FILE            serial: replay a schedule written by --schedule-out (scenario and flags come from it)
   --trace FILE             stream every event to FILE (msgpack)
+  --inject-worker-fault P  threaded: make pCPU P's thread throw (tests the abort path)
   --json                   print only the JSON report on stdout
   --no-progress            no progress bar on a TTY
   -h, --help               this text`;
@@ -52,6 +53,7 @@ export interface RunConfig {
   slack: number;
   burst: number;
   watchdogMs: number;
+  injectWorkerFault?: number;
 }
 
 export interface SimFlags extends RunConfig {
@@ -82,7 +84,7 @@ export function parseSimArgs(args: string[]): SimFlags | 'help' {
         seed: { type: 'string' }, strategy: { type: 'string' }, 'max-instructions': { type: 'string' },
         'max-ms': { type: 'string' }, slack: { type: 'string' }, burst: { type: 'string' }, 'watchdog-ms': { type: 'string' },
         'schedule-out': { type: 'string' }, replay: { type: 'string' }, trace: { type: 'string' }, json: { type: 'boolean' },
-        'no-progress': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        'no-progress': { type: 'boolean' }, 'inject-worker-fault': { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
     });
   } catch (e) {
@@ -109,6 +111,7 @@ export function parseSimArgs(args: string[]): SimFlags | 'help' {
     slack: intFlag('slack', v.slack, 1, 1e12) ?? DEFAULTS.slack,
     burst: intFlag('burst', v.burst, 1, 1 << 24) ?? DEFAULTS.burst,
     watchdogMs: intFlag('watchdog-ms', v['watchdog-ms'], 10, 3_600_000) ?? DEFAULTS.watchdogMs,
+    injectWorkerFault: intFlag('inject-worker-fault', v['inject-worker-fault'], 0, MAX_PCPUS - 1),
     json: v.json === true,
     progress: v['no-progress'] !== true,
     trace: v.trace,
@@ -183,7 +186,7 @@ export async function simulate(c: RunConfig, extra: { trace?: string; replayRuns
   const opts: EngineOptions = {
     seed: c.seed, strategy: c.strategy, slackCycles: c.slack, maxMs: c.maxMs, watchdogMs: c.watchdogMs,
     replayRuns: extra.replayRuns, recordSchedule: extra.recordSchedule === true, burst: c.burst,
-    onProgress: extra.onProgress, interrupt: extra.interrupt ?? { requested: false },
+    onProgress: extra.onProgress, injectWorkerFault: c.injectWorkerFault ?? -1, interrupt: extra.interrupt ?? { requested: false },
   };
   let result: EngineResult;
   try {

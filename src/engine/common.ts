@@ -24,6 +24,8 @@ export interface EngineOptions {
   burst: number;
   /** Called now and then with the guest instructions retired so far. */
   onProgress?: (instructions: number) => void;
+  /** Threaded: the pCPU whose thread throws after its first burst (testing aid), -1 none. */
+  injectWorkerFault: number;
   /** Set by the SIGINT handler; the engine stops and returns a partial result. */
   interrupt: { requested: boolean };
 }

@@ -18,6 +18,8 @@ export interface PcpuTask {
   slackCycles: number;
   burst: number;
   port: MessagePort;
+  /** Testing aid (--inject-worker-fault): this pCPU's thread throws after its first burst. */
+  injectFault: boolean;
 }
 
 export interface PcpuStats {
@@ -61,6 +63,7 @@ export async function pcpuThread(task: PcpuTask): Promise<PcpuStats> {
       const wasLaggard = before <= minRunningClock(m);
       const r = p.step(task.burst);
       if (r === STEP_STOPPED) break;
+      if (task.injectFault) throw new Error(`injected fault on pCPU ${task.id} (--inject-worker-fault)`);
       if (wasLaggard && Atomics.load(ctl, C.CTL_SYNC_WAITERS) > 0) {
         Atomics.add(ctl, C.CTL_SYNC_EPOCH, 1);
         Atomics.notify(ctl, C.CTL_SYNC_EPOCH);

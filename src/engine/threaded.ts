@@ -39,7 +39,7 @@ export async function runThreaded({ m, params, collector, opts }: EngineInput, o
   const tasks: Promise<PcpuStats | undefined>[] = [];
   for (let id = 0; id < n; id++) {
     const { port1, port2 } = new MessageChannel();
-    const task: PcpuTask = { buffers: m.buffers, id, params, slackCycles: opts.slackCycles, burst: opts.burst, port: port2 };
+    const task: PcpuTask = { buffers: m.buffers, id, params, slackCycles: opts.slackCycles, burst: opts.burst, port: port2, injectFault: opts.injectWorkerFault === id };
     tasks.push(pool.run(task, { transferList: [port2] as never }).catch((e: unknown) => {
       failure ??= `pCPU ${id} worker failed: ${e instanceof Error ? e.message : String(e)}`;
       Atomics.store(m.ctl, C.CTL_ABORT, 1);

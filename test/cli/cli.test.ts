@@ -1,0 +1,165 @@
+// The CLI as a user runs it: the built bin, real processes, exit codes and one-line errors.
+import { describe, expect, it } from 'vitest';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const BIN = join(ROOT, 'bin', 'vcpulab.js');
+
+interface Run { code: number; stdout: string; stderr: string }
+
+function run(cmd: string, args: string[], timeout = 60_000): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { cwd: ROOT, timeout, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+const vcpulab = (...args: string[]) => run(process.execPath, [BIN, ...args]);
+
+function scenarioDir(toml: string, prog?: string): string {
+  const d = mkdtempSync(join(tmpdir(), 'vcpulab-cli-'));
+  writeFileSync(join(d, 'sc.toml'), toml);
+  if (prog !== undefined) writeFileSync(join(d, 'prog.s'), prog);
+  return join(d, 'sc.toml');
+}
+
+const GOOD_PROG = '_start:\n    mov ebx, 0\n    magic 0\n';
+const domain = (extra = '') => `[[domain]]\nname = "g"\nvcpus = 1\nmemory_kb = 64\nprogram = "prog.s"\n${extra}`;
+
+/** A bad-input error: exit 2, exactly one line on stderr, nothing that looks like a stack trace. */
+function expectBadInput(r: Run, pattern: RegExp): void {
+  expect(r.code).toBe(2);
+  const lines = r.stderr.trimEnd().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(pattern);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+  expect(r.stdout).toBe('');
+}
+
+describe('bad input: one line, exit 2', () => {
+  it('unknown flag', async () => expectBadInput(await vcpulab('sim', '--bogus'), /Unknown option '--bogus'/));
+  it('--pcpus 0', async () => expectBadInput(await vcpulab('sim', '--pcpus', '0'), /--pcpus must be an integer from 1 to 255, got '0'/));
+  it('--pcpus over 256', async () => expectBadInput(await vcpulab('sim', '--pcpus', '300'), /--pcpus must be an integer from 1 to 255, got '300'/));
+  it('--pcpus not a number', async () => expectBadInput(await vcpulab('sim', '--pcpus', 'four'), /--pcpus must be an integer/));
+  it('--engine unknown', async () => expectBadInput(await vcpulab('sim', '--engine', 'gpu'), /--engine must be 'threaded' or 'serial', got 'gpu'/));
+  it('--strategy without serial', async () => expectBadInput(await vcpulab('sim', '--strategy', 'random'), /--strategy needs --engine serial/));
+  it('unknown command', async () => expectBadInput(await vcpulab('frobnicate'), /unknown command 'frobnicate'/));
+  it('missing scenario file', async () => expectBadInput(await vcpulab('sim', '--scenario', '/nonexistent/x.toml'), /x\.toml: scenario file not found/));
+  it('unknown built-in scenario', async () => expectBadInput(await vcpulab('sim', '--scenario', 'nosuch'), /no built-in scenario 'nosuch'/));
+  it('malformed TOML names line and column', async () => {
+    const f = scenarioDir('[machine]\npcpus = = 4\n', GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', f), /sc\.toml:2:\d+: malformed TOML/);
+  });
+  it('unknown key names file, line and key', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 2\nturbo = true\n${domain()}`, GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', f), /sc\.toml:3: unknown key 'turbo' in \[machine\]/);
+  });
+  it('unknown key in a domain', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 2\n${domain('colour = "red"\n')}`, GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', f), /sc\.toml:8: unknown key 'colour' in \[domain\]/);
+  });
+  it('bad value names the key', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 0\n${domain()}`, GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', f), /sc\.toml:2: 'pcpus' must be an integer from 1 to 255, got 0/);
+  });
+  it('bad cpu list', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 2\n${domain('cpus = "0-7"\n')}`, GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', f), /cpu 7 in '0-7' does not exist/);
+  });
+  it('assembler error names file, line and column', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 1\n${domain()}`, '_start:\n    mov eaz, 1\n');
+    expectBadInput(await vcpulab('sim', '--scenario', f), /prog\.s:2:9: unknown register 'eaz'/);
+  });
+  it('program larger than RAM', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 1\n${domain()}`, '_start:\n    hlt\n.org 0x20000\n.word 1\n');
+    expectBadInput(await vcpulab('sim', '--scenario', f), /prog\.s: program ends at 0x20004, beyond the domain's 64 KiB of RAM/);
+  });
+  it('missing program file', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 1\n${domain()}`);
+    expectBadInput(await vcpulab('sim', '--scenario', f), /program file 'prog\.s' not found/);
+  });
+  it('unreadable schedule for --replay', async () => expectBadInput(await vcpulab('replay', '/nonexistent.sched'), /cannot read schedule file/));
+});
+
+describe('runs', () => {
+  it('npm run sim -- --json prints only the DESIGN.md §5.4 report', async () => {
+    const r = await run('npm', ['run', 'sim', '--', '--json', '--engine', 'serial', '--seed', '7'], 120_000);
+    expect(r.code).toBe(0);
+    const rep = JSON.parse(r.stdout) as Record<string, unknown>;
+    for (const k of ['scenario', 'engine', 'seed', 'pcpus', 'outcome', 'findings', 'reports', 'console', 'domains', 'metrics', 'replay']) expect(rep).toHaveProperty(k);
+    expect(rep.scenario).toBe('counter');
+    expect(rep.engine).toBe('serial');
+    expect(rep.seed).toBe(7);
+    expect(rep.outcome).toBe('completed');
+    const reports = rep.reports as { key: number; value: number }[];
+    const byKey = new Map(reports.map((x) => [x.key, x.value]));
+    expect(byKey.get(1)).toBe(byKey.get(3)); // lock xadd: exact
+    expect(byKey.get(2)).toBeLessThanOrEqual(byKey.get(3) as number);
+    expect(rep.replay).toMatch(/--engine serial --seed 7/);
+  }, 120_000);
+
+  it('a worker that throws ends the run as aborted, exit 1, no threads left', async () => {
+    const r = await vcpulab('sim', '--json', '--inject-worker-fault', '1');
+    expect(r.code).toBe(1);
+    const rep = JSON.parse(r.stdout) as { outcome: string; reason: string };
+    expect(rep.outcome).toBe('aborted');
+    expect(rep.reason).toMatch(/pCPU 1 worker failed: injected fault/);
+  });
+
+  it('a guest assert gives exit code 1 and a GUEST_ASSERT finding', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 1\n${domain()}`, '_start:\n    mov ebx, 42\n    magic 3\n    mov ebx, 0\n    magic 0\n');
+    const r = await vcpulab('sim', '--scenario', f, '--json', '--engine', 'serial');
+    expect(r.code).toBe(1);
+    const rep = JSON.parse(r.stdout) as { findings: { kind: string; first: { detail: string } }[] };
+    expect(rep.findings.map((x) => x.kind)).toEqual(['GUEST_ASSERT']);
+    expect(rep.findings[0].first.detail).toMatch(/code 42/);
+  });
+
+  it('Ctrl-C writes a partial report and exits 130', async () => {
+    const prog = '_start:\nspin:\n    add eax, 1\n    jmp spin\n';
+    const f = scenarioDir(`[machine]\npcpus = 2\n${domain()}`, prog);
+    const child = spawn(process.execPath, [BIN, 'sim', '--scenario', f, '--json', '--max-instructions', '0'], { cwd: ROOT });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    await new Promise((r) => setTimeout(r, 1500));
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    expect(code).toBe(130);
+    const rep = JSON.parse(out) as { outcome: string; reason: string; metrics: { instructions: number } };
+    expect(rep.outcome).toBe('aborted');
+    expect(rep.reason).toMatch(/interrupted/);
+    expect(rep.metrics.instructions).toBeGreaterThan(0);
+  });
+
+  it('serial --schedule-out then replay reproduces the run', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'vcpulab-sched-'));
+    const sched = join(d, 'run.sched');
+    const a = await vcpulab('sim', '--engine', 'serial', '--seed', '3', '--pcpus', '2', '--vcpus', '3', '--json', '--schedule-out', sched);
+    expect(a.code).toBe(0);
+    const b = await vcpulab('replay', sched, '--json');
+    expect(b.code).toBe(0);
+    const ra = JSON.parse(a.stdout) as { digest: string; reports: unknown; replay: string };
+    const rb = JSON.parse(b.stdout) as { digest: string; reports: unknown };
+    expect(rb.digest).toBe(ra.digest);
+    expect(rb.reports).toEqual(ra.reports);
+    expect(ra.replay).toContain('--replay');
+  }, 60_000);
+
+  it('asm prints a listing', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'vcpulab-asm-'));
+    writeFileSync(join(d, 'p.s'), GOOD_PROG);
+    const r = await vcpulab('asm', join(d, 'p.s'));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/00000000\s+[0-9a-f]{8} [0-9a-f]{8}\s+mov ebx, 0/i);
+  });
+
+  it('scenarios lists the built-ins', async () => {
+    const r = await vcpulab('scenarios');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^counter\s+\S/m);
+  });
+});
