@@ -1,5 +1,5 @@
 // The serial engine: every pCPU stepped in this one thread, the next one chosen by a seeded
-// strategy at every shared access (CpuCore.yieldOnShared). Deterministic: no wall-clock input
+// strategy at shared accesses (CpuCore.sharedLeft). Deterministic: no wall-clock input
 // reaches the machine, rings are drained synchronously, and the schedule can be recorded/replayed.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import * as C from '../../shared/machine.js';
@@ -37,9 +37,7 @@ export async function runSerial({ m, params, collector, opts }: EngineInput): Pr
   const full = new DrainNow(collector);
   const pcpus: Pcpu[] = [];
   for (let i = 0; i < n; i++) {
-    const p = new Pcpu(m, i, params, full);
-    p.core.yieldOnShared = true;
-    pcpus.push(p);
+    pcpus.push(new Pcpu(m, i, params, full));
   }
   const strategy: Strategy = opts.replayRuns !== undefined ? new ReplayStrategy(opts.replayRuns) : makeStrategy(opts.strategy, opts.seed);
   const recorder = opts.recordSchedule ? new ScheduleRecorder() : undefined;
@@ -77,8 +75,9 @@ export async function runSerial({ m, params, collector, opts }: EngineInput): Pr
         if (e instanceof ScheduleDiverged) { outcome = 'aborted'; reason = `replay diverged: ${e.message}`; break run; }
         throw e;
       }
-      if (recorder !== undefined) recorder.record(p);
-      if (pcpus[p].step(SERIAL_BURST) === STEP_STOPPED) bug('a serial pCPU stopped on its own');
+      const shared = strategy.shared;
+      if (recorder !== undefined) recorder.record(p, shared);
+      if (pcpus[p].step(SERIAL_BURST, shared) === STEP_STOPPED) bug('a serial pCPU stopped on its own');
       steps++;
     }
     collector.drainAll();

@@ -1,6 +1,6 @@
 // The hypervisor's loop on one pCPU (DESIGN.md §4): pending physical interrupts, scheduling, VM entry,
 // guest execution, exit handling. The same object code runs under both engines; only the RingFullHandler
-// and CpuCore.yieldOnShared differ.
+// and the shared-access budget per step differ.
 import * as C from '../../shared/machine.js';
 import { DM_P2M_ROOT, DM_STATE, DS_RUNNING } from '../../shared/domain.js';
 import {
@@ -11,7 +11,7 @@ import {
   RS_DONE, RS_LIMIT, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_DOMAIN, VC_FLAGS, VC_ID, VC_IDTR,
   VC_INSNS_F64, VC_PC, VC_PCPU, VC_REGS, VC_RUNSTATE, VC_RUN_CYCLES_F64,
 } from '../../shared/vcpu.js';
-import { CpuCore, EXIT_NONE, guestRun } from '../isa/interp.js';
+import { CpuCore, EXIT_NONE, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
 import { opcodeCosts, type CostTable } from '../engine/clock.js';
 import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
@@ -75,7 +75,7 @@ export class Pcpu {
    * One step: service pending bits, schedule, run the guest for at most `budget` instructions, handle
    * the exit. Returns STEP_*.
    */
-  step(budget: number): number {
+  step(budget: number, sharedAccesses = SHARED_UNLIMITED): number {
     const m = this.m, pc32 = m.pc32, base = this.base;
     if (Atomics.load(m.ctl, C.CTL_STOP) !== 0) return this.stop();
     if ((pc32[base + PC_PENDING] & PEND_KICK) !== 0) Atomics.and(pc32, base + PC_PENDING, ~PEND_KICK);
@@ -101,6 +101,7 @@ export class Pcpu {
     }
     m.pcF64[(base + PC_ENTRIES_F64) >> 1]++;
     const c0 = this.core.clock;
+    this.core.sharedLeft = sharedAccesses;
     const exit = guestRun(this.core, budget);
     const retired = this.core.retired;
     m.vcF64[insF] += retired;

@@ -54,6 +54,9 @@ export const VEC_DF = 8;
 export const VEC_GP = 13;
 export const VEC_VE = 20;
 
+/** sharedLeft for engines that never need a choice point inside a burst. */
+export const SHARED_UNLIMITED = 0x3fffffff;
+
 /** Why an EPT violation happened (stored in CpuCore.exitAccess). */
 export const ACC_READ = PERM_R, ACC_WRITE = PERM_W, ACC_EXEC = PERM_X;
 
@@ -78,14 +81,19 @@ export class CpuCore {
   /** Instructions retired in the last guestRun. */
   retired = 0;
   /**
-   * Serial engine: end the burst after each guest-memory access so another pCPU can be chosen there
-   * (DESIGN.md §1). The threaded engine leaves it false: real threads interleave on their own.
+   * Guest-memory accesses left before the burst must end so another pCPU can be chosen there
+   * (DESIGN.md §1). The serial engine sets it per step (the strategy's choice of how many shared
+   * accesses this pCPU makes before the next choice point); the threaded engine sets it out of reach,
+   * since real threads interleave on their own.
    */
-  yieldOnShared = false;
+  sharedLeft = SHARED_UNLIMITED;
   // Exit information (valid after guestRun returns an exit).
   exitQual = 0;
   exitGpa = 0;
   exitAccess = 0;
+  /** Code page cached across bursts (gfn, host word index of its first word); -1 after a TLB flush. */
+  codeGfn = -1;
+  codeBase = 0;
   /** Cycles for one delivery through the guest IDT. */
   exceptionCost = 0;
 
@@ -176,13 +184,14 @@ export function guestDeliver(c: CpuCore, vec: number, retPc: number): number {
  */
 export function guestRun(c: CpuCore, budget: number): number {
   const R = c.R, mem32 = c.mem32, mem8 = c.mem8, pend = c.pend, pendIdx = c.pendIdx, cost = c.cost;
-  const ysh = c.yieldOnShared;
+  let sh = c.sharedLeft;
   let pc = c.pc | 0;
   const fl = c.flags;
   let cf = (fl & FL_CF) !== 0, zf = (fl & FL_ZF) !== 0, sf = (fl & FL_SF) !== 0, of = (fl & FL_OF) !== 0;
   let ifl = (fl & FL_IF) !== 0;
   let n = 0, cyc = 0, exit = EXIT_NONE, fault = -1;
-  let codeGfn = -1, codeBase = 0;
+  let codeGfn = c.codeGfn, codeBase = c.codeBase;
+  if (c.tlb.tag[codeGfn & TLB_MASK] !== codeGfn) codeGfn = -1;
 
   loop: while (n < budget) {
     if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break; }
@@ -211,7 +220,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           const h = xlate(c, src, PERM_R);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           R[a] = mem32[h >> 2]; pc += 8;
-          if (ysh) break loop;
+          if (--sh === 0) break loop;
           continue;
         }
         case OP_ST: {
@@ -219,7 +228,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           const h = xlate(c, src, PERM_W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           mem32[h >> 2] = R[a]; pc += 8;
-          if (ysh) break loop;
+          if (--sh === 0) break loop;
           continue;
         }
         case OP_ST_SD: case OP_ST_SI: {
@@ -229,21 +238,21 @@ export function guestRun(c: CpuCore, budget: number): number {
           const h = xlate(c, ad, PERM_W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           mem32[h >> 2] = v; pc += 8;
-          if (ysh) break loop;
+          if (--sh === 0) break loop;
           continue;
         }
         case OP_LDB: {
           const h = xlate(c, src, PERM_R);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           R[a] = mem8[h]; pc += 8;
-          if (ysh) break loop;
+          if (--sh === 0) break loop;
           continue;
         }
         case OP_STB: {
           const h = xlate(c, src, PERM_W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           mem8[h] = R[a]; pc += 8;
-          if (ysh) break loop;
+          if (--sh === 0) break loop;
           continue;
         }
         // ---- arithmetic ----
@@ -312,7 +321,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           mem32[h >> 2] = op === OP_CALL ? pc + 8 : op === OP_PUSH ? src : packFlags(cf, zf, sf, of, ifl);
           R[REG_ESP] = sp;
           pc = op === OP_CALL ? src : pc + 8;
-          if (ysh) break loop;
+          if (--sh === 0) break loop;
           continue;
         }
         case OP_POP: case OP_RET: case OP_POPF: {
@@ -328,7 +337,7 @@ export function guestRun(c: CpuCore, budget: number): number {
             cf = (v & FL_CF) !== 0; zf = (v & FL_ZF) !== 0; sf = (v & FL_SF) !== 0; of = (v & FL_OF) !== 0;
             ifl = (v & FL_IF) !== 0; pc += 8;
           }
-          if (ysh) break loop;
+          if (--sh === 0) break loop;
           continue;
         }
         case OP_IRET: {
@@ -342,7 +351,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           cf = (v & FL_CF) !== 0; zf = (v & FL_ZF) !== 0; sf = (v & FL_SF) !== 0; of = (v & FL_OF) !== 0;
           ifl = (v & FL_IF) !== 0;
           R[REG_ESP] = (sp + 8) | 0;
-          if (ysh) break loop;
+          if (--sh === 0) break loop;
           continue;
         }
         // ---- atomics (Atomics on host memory: atomic across pCPUs, as the lock prefix is) ----
@@ -370,7 +379,7 @@ export function guestRun(c: CpuCore, budget: number): number {
             if (op === OP_LADD) { cf = (r >>> 0) < (old >>> 0); of = ((old ^ r) & (v ^ r)) < 0; } else { cf = false; of = false; }
           }
           pc += 8;
-          if (ysh) break loop;
+          if (--sh === 0) break loop;
           continue;
         }
         case OP_LADD_SD: case OP_LADD_SI: case OP_LOR_SD: case OP_LOR_SI: case OP_LAND_SD: case OP_LAND_SI: {
@@ -386,11 +395,11 @@ export function guestRun(c: CpuCore, budget: number): number {
           zf = r === 0; sf = r < 0;
           if (isAdd) { cf = (r >>> 0) < (old >>> 0); of = ((old ^ r) & (v ^ r)) < 0; } else { cf = false; of = false; }
           pc += 8;
-          if (ysh) break loop;
+          if (--sh === 0) break loop;
           continue;
         }
         case OP_MFENCE: case OP_LFENCE: case OP_NOP: pc += 8; continue;
-        case OP_PAUSE: pc += 8; if (ysh) break loop; continue;
+        case OP_PAUSE: pc += 8; if (--sh === 0) break loop; continue;
         // ---- interrupts ----
         case OP_CLI: ifl = false; pc += 8; continue;
         case OP_STI: ifl = true; pc += 8; continue;
@@ -429,11 +438,14 @@ export function guestRun(c: CpuCore, budget: number): number {
     cyc += c.exceptionCost;
     if (r !== EXIT_NONE) { exit = r; break; }
     pc = c.pc; ifl = false;
-    if (ysh) break;
+    if (--sh === 0) break;
   }
   c.pc = pc;
   c.flags = packFlags(cf, zf, sf, of, ifl);
   c.retired = n;
+  c.sharedLeft = sh;
+  c.codeGfn = codeGfn;
+  c.codeBase = codeBase;
   c.clock += cyc;
   return exit;
 }

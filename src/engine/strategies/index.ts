@@ -4,8 +4,12 @@ import { UserError } from '../../errors.js';
 
 export interface Strategy {
   readonly name: string;
-  /** Choose one of eligible[0..count). */
+  /**
+   * Choose one of eligible[0..count) for the next step, and in `shared` how many guest-memory
+   * accesses it makes before the next choice point (>= 1).
+   */
   next(eligible: Int32Array, count: number): number;
+  readonly shared: number;
 }
 
 /** SplitMix32-style generator: tiny, fast, and good enough for schedule choices. */
@@ -30,22 +34,18 @@ export function childSeed(seed: number, component: string): number {
 }
 
 /**
- * Uniform random pCPU, kept for a random run of 1..maxRun steps (mean about maxRun/2) while it stays
- * eligible. Runs keep schedule files compact; run length 1 would be a pure random walk.
+ * Uniform random pCPU for a uniform random run of 1..maxRun shared accesses. Runs longer than 1 keep
+ * steps (and schedule files) few; every access is still a point where the schedule could switch.
  */
 export class RandomStrategy implements Strategy {
   readonly name = 'random';
   private readonly rng: Prng;
-  private cur = -1;
-  private left = 0;
+  shared = 1;
   constructor(seed: number, private readonly maxRun = 8) { this.rng = new Prng(childSeed(seed, 'strategy.random')); }
   next(eligible: Int32Array, count: number): number {
-    if (this.left > 0) {
-      for (let i = 0; i < count; i++) if (eligible[i] === this.cur) { this.left--; return this.cur; }
-    }
-    this.cur = eligible[this.rng.below(count)];
-    this.left = this.rng.below(this.maxRun);
-    return this.cur;
+    const p = eligible[this.rng.below(count)];
+    this.shared = 1 + this.rng.below(this.maxRun);
+    return p;
   }
 }
 
@@ -53,53 +53,48 @@ export class RandomStrategy implements Strategy {
 export class RoundRobinStrategy implements Strategy {
   readonly name = 'round-robin';
   private last = -1;
-  private left = 0;
-  constructor(private readonly quantum = 1) {}
+  readonly shared: number;
+  constructor(quantum = 1) { this.shared = quantum; }
   next(eligible: Int32Array, count: number): number {
-    if (this.left > 0) {
-      for (let i = 0; i < count; i++) if (eligible[i] === this.last) { this.left--; return this.last; }
-    }
     let pick = eligible[0];
     for (let i = 0; i < count; i++) if (eligible[i] > this.last) { pick = eligible[i]; break; }
     this.last = pick;
-    this.left = this.quantum - 1;
     return pick;
   }
 }
 
-/** Replays a recorded schedule (runs of pCPU x steps). Diverging from it is a bug, not bad input. */
+/** Replays a recorded schedule. Diverging from it is a bug, not bad input. */
 export class ReplayStrategy implements Strategy {
   readonly name = 'replay';
   private i = 0;
-  private left = 0;
+  shared = 1;
   constructor(private readonly runs: Int32Array) {}
-  get exhausted(): boolean { return this.left === 0 && this.i >= this.runs.length; }
+  get exhausted(): boolean { return this.i >= this.runs.length; }
   next(eligible: Int32Array, count: number): number {
-    if (this.left === 0) {
-      if (this.i >= this.runs.length) throw new ScheduleDiverged('the schedule ended before the run did');
-      this.left = this.runs[this.i + 1];
-      this.i += 2;
-    }
-    const p = this.runs[this.i - 2];
+    if (this.i >= this.runs.length) throw new ScheduleDiverged('the schedule ended before the run did');
+    const p = this.runs[this.i];
+    this.shared = this.runs[this.i + 1];
     let ok = false;
     for (let k = 0; k < count; k++) if (eligible[k] === p) ok = true;
-    if (!ok) throw new ScheduleDiverged(`the schedule chose pCPU ${p}, which is not eligible here (run ${this.i / 2 - 1})`);
-    this.left--;
+    if (!ok) throw new ScheduleDiverged(`the schedule chose pCPU ${p}, which is not eligible here (step ${this.i / 2})`);
+    this.i += 2;
     return p;
   }
 }
 
 export class ScheduleDiverged extends Error {}
 
-/** Records choices as runs of (pCPU, count). */
+/**
+ * Records the schedule as runs of (pCPU, shared accesses): one run per step, so a replay reproduces
+ * every step boundary (where the hypervisor checks slices and pending work), not only the order.
+ */
 export class ScheduleRecorder {
   private buf = new Int32Array(1024);
   private n = 0;
-  record(p: number): void {
-    if (this.n > 0 && this.buf[this.n - 2] === p) { this.buf[this.n - 1]++; return; }
+  record(p: number, shared: number): void {
     if (this.n + 2 > this.buf.length) { const b = new Int32Array(this.buf.length * 2); b.set(this.buf); this.buf = b; }
     this.buf[this.n++] = p;
-    this.buf[this.n++] = 1;
+    this.buf[this.n++] = shared;
   }
   runs(): Int32Array { return this.buf.slice(0, this.n); }
 }
