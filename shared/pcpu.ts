@@ -17,6 +17,8 @@ export const PC_PENDING = 2;
 export const PC_PARKED = 3;
 /** Bursts completed; the watchdog compares successive samples. Atomics. */
 export const PC_BURSTS = 4;
+/** Set to 1 by the pCPU's thread when its loop starts (the watchdog does not count start-up time). */
+export const PC_STARTED = 5;
 /** Number of VM exits per reason (EXIT_*), EXIT_COUNT words. Owner only; read when the run ends. */
 export const PC_EXITS = 8;
 export const PC_EXITS_WORDS = 24;

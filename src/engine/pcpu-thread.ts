@@ -6,7 +6,7 @@ import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/pr
 import type { MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import * as C from '../../shared/machine.js';
-import { PC_CLOCK_F64, PC_PARKED, PC_PENDING, PC_STATE, PS_RUNNING } from '../../shared/pcpu.js';
+import { PC_CLOCK_F64, PC_PARKED, PC_PENDING, PC_STARTED, PC_STATE, PS_RUNNING } from '../../shared/pcpu.js';
 import { Machine, type MachineBuffers } from '../machine.js';
 import { Pcpu, STEP_IDLE, STEP_STOPPED, type PcpuParams } from '../hv/pcpu-loop.js';
 import { RingWaitForConsumer } from '../trace/ring.js';
@@ -57,6 +57,7 @@ export async function pcpuThread(task: PcpuTask): Promise<PcpuStats> {
   };
   Comlink.expose(control, task.port as unknown as Comlink.Endpoint);
   let lastYield = performance.now();
+  Atomics.store(m.pc32, p.base + PC_STARTED, 1);
   try {
     for (;;) {
       const before = p.core.clock;

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Piscina } from 'piscina';
 import * as Comlink from 'comlink';
 import * as C from '../../shared/machine.js';
-import { PC_BURSTS, PC_CLOCK_F64, PC_PENDING, PC_STATE, PEND_KICK, PS_IDLE, PS_STOPPED } from '../../shared/pcpu.js';
+import { PC_BURSTS, PC_CLOCK_F64, PC_PENDING, PC_STARTED, PC_STATE, PEND_KICK, PS_IDLE, PS_STOPPED } from '../../shared/pcpu.js';
 import { RS_BLOCKED, VC_RUNSTATE, VCPU_STRIDE_WORDS } from '../../shared/vcpu.js';
 import type { PcpuControl, PcpuStats, PcpuTask } from './pcpu-thread.js';
 import { endReason, totalInstructions, type EngineInput, type EngineResult, type Outcome } from './common.js';
@@ -66,7 +66,8 @@ export async function runThreaded({ m, params, collector, opts }: EngineInput, o
     if (allIdle(m)) {
       if (Atomics.load(m.ctl, C.CTL_LIMITED_VCPUS) > 0) { outcome = 'limit'; reason = 'every vCPU that can still run reached --max-instructions'; break; }
     }
-    if (progress !== lastProgress) { lastProgress = progress; lastProgressAt = now; }
+    // Worker start-up (~0.5 s, more under load) is not a hang: the watchdog starts once all threads run.
+    if (progress !== lastProgress || !allStarted(m)) { lastProgress = progress; lastProgressAt = now; }
     else if (now - lastProgressAt > opts.watchdogMs || (allIdle(m) && now - lastProgressAt > Math.min(opts.watchdogMs, 200))) {
       // All idle: the guests can never run again (a result). Not idle: a pCPU thread is hung (an abort).
       const idle = allIdle(m);
@@ -104,6 +105,11 @@ function progressCount(m: Machine): number {
   let s = 0;
   for (let i = 0; i < m.npcpus; i++) s += Atomics.load(m.pc32, m.pcpuBase(i) + PC_BURSTS);
   return s;
+}
+
+function allStarted(m: Machine): boolean {
+  for (let i = 0; i < m.npcpus; i++) if (Atomics.load(m.pc32, m.pcpuBase(i) + PC_STARTED) === 0) return false;
+  return true;
 }
 
 function allIdle(m: Machine): boolean {

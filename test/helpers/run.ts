@@ -25,6 +25,8 @@ export interface GuestOpts {
   recordSchedule?: boolean;
   /** Serial engine: follow this schedule instead of the strategy. */
   replayRuns?: Int32Array;
+  /** [machine] timeslice_us (scenario default 1000). */
+  timesliceUs?: number;
 }
 
 export interface Scenario {
@@ -43,6 +45,7 @@ export function writeScenario(source: string, opts: GuestOpts = {}): Scenario {
     '',
     '[machine]',
     `pcpus = ${opts.pcpus ?? 1}`,
+    ...(opts.timesliceUs !== undefined ? [`timeslice_us = ${opts.timesliceUs}`] : []),
     '',
     '[[domain]]',
     'name = "guest"',
