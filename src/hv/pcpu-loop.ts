@@ -87,11 +87,13 @@ export class Pcpu {
       }
       if (Atomics.load(m.vc32, vb + VC_RUNSTATE) !== RS_RUNNING || this.core.clock >= this.sliceEnd) v = this.schedule();
     } else v = this.schedule();
+    // PC_STATE and PC_BURSTS are written only by this pCPU: a plain read of its own word is exact, and
+    // only a change needs the (ordered) Atomics store other threads pair with.
     if (v < 0) {
-      if (Atomics.load(pc32, base + PC_STATE) !== PS_IDLE) Atomics.store(pc32, base + PC_STATE, PS_IDLE);
+      if (pc32[base + PC_STATE] !== PS_IDLE) Atomics.store(pc32, base + PC_STATE, PS_IDLE);
       return STEP_IDLE;
     }
-    if (Atomics.load(pc32, base + PC_STATE) !== PS_RUNNING) Atomics.store(pc32, base + PC_STATE, PS_RUNNING);
+    if (pc32[base + PC_STATE] !== PS_RUNNING) Atomics.store(pc32, base + PC_STATE, PS_RUNNING);
     const vb = v * VCPU_STRIDE_WORDS;
     const insF = (vb + VC_INSNS_F64) >> 1;
     const max = this.params.maxInstructions;
@@ -118,7 +120,7 @@ export class Pcpu {
       this.emit(EV_VCPU_LIMIT, 0, this.core.pc, 0);
     }
     this.publishClock();
-    Atomics.add(pc32, base + PC_BURSTS, 1);
+    pc32[base + PC_BURSTS]++; // progress for the watchdog; a late view of it is harmless
     return STEP_RAN;
   }
 
