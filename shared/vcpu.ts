@@ -29,11 +29,17 @@ export const VC_P2MIDX = 24;
 export const VC_REPORT_SEQ = 25;
 /** Reason the vCPU stopped (VSTOP_*), valid when RUNSTATE is RS_DONE or RS_LIMIT. */
 export const VC_STOP_REASON = 26;
+/** Times this vCPU moved to another pCPU. Written by the pCPU that moves it. */
+export const VC_MIGRATIONS = 27;
+/** Hard affinity (cpus=): 256-bit pCPU mask, 8 words, bit p of word p>>5. Written at build time. */
+export const VC_AFFINITY = 40;
+export const VC_AFFINITY_WORDS = 8;
 /** Guest instructions retired by this vCPU (Float64); --max-instructions compares against it. */
 export const VC_INSNS_F64 = 32;
 /** Cycles this vCPU has run (Float64). */
 export const VC_RUN_CYCLES_F64 = 34;
-assertLayout('vcpu', VC_RUN_CYCLES_F64 + 1, VCPU_STRIDE_WORDS);
+assertLayout('vcpu', VC_AFFINITY + VC_AFFINITY_WORDS - 1, VCPU_STRIDE_WORDS);
+assertLayout('vcpu f64 before affinity', VC_RUN_CYCLES_F64 + 1, VC_AFFINITY);
 assertF64Aligned('vcpu insns', VC_INSNS_F64);
 assertF64Aligned('vcpu run cycles', VC_RUN_CYCLES_F64);
 
@@ -46,6 +52,8 @@ export const RS_BLOCKED = 2;
 export const RS_DONE = 3;
 /** Reached --max-instructions. */
 export const RS_LIMIT = 4;
+/** On a pCPU that was reset by INIT: its state is gone (HOST_RESET). */
+export const RS_LOST = 5;
 
 // Guest EFLAGS bits (x86 positions so pushf images look familiar)
 export const FL_CF = 1 << 0;

@@ -7,7 +7,7 @@ import { PCPU_STRIDE_WORDS, PC_CURRENT, PC_STATE, PS_RUNNING } from '../shared/p
 import { RING_STRIDE_WORDS } from '../shared/ring.js';
 import {
   FL_FIXED, RS_RUNNABLE, VCPU_STRIDE_WORDS, VC_APIC_ID, VC_DOMAIN, VC_ID, VC_IDTR, VC_PC, VC_PCPU, VC_REGS,
-  VC_RUNSTATE, VC_FLAGS,
+  VC_RUNSTATE, VC_FLAGS, VC_AFFINITY,
 } from '../shared/vcpu.js';
 import { REG_ESP } from './isa/opcodes.js';
 import { p2mAllocRoot, p2mSetEntry } from './hw/ept.js';
@@ -167,6 +167,7 @@ export function buildMachine(spec: MachineSpec): Machine {
       m.vc32[vb + VC_DOMAIN] = di;
       m.vc32[vb + VC_ID] = i;
       m.vc32[vb + VC_APIC_ID] = 2 * i;
+      for (const p of d.affinity) m.vc32[vb + VC_AFFINITY + (p >> 5)] |= 1 << (p & 31);
     }
     firstVcpu += d.vcpus;
   });

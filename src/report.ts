@@ -1,6 +1,7 @@
 // The run report (DESIGN.md §5.4 contract, with extra fields that only add information).
 import { DM_CRASH_A, DM_CRASH_B, DM_CRASH_C, DM_CRASH_REASON, DM_EXIT_CODE, DM_STATE, DS_CRASHED, DS_HALTED, DS_RUNNING, DS_SHUTDOWN } from '../shared/domain.js';
 import { PC_CLOCK_F64, PC_CTXSW_F64, PC_ENTRIES_F64, PC_EXITS, PC_HV_F64, PC_IDLE_F64, PC_INSNS_F64 } from '../shared/pcpu.js';
+import { VC_MIGRATIONS } from '../shared/vcpu.js';
 import { EXIT_COUNT, EXIT_NAMES } from './isa/interp.js';
 import { cyclesToNs } from './engine/clock.js';
 import { CRASH_NAMES } from './trace/events.js';
@@ -104,6 +105,8 @@ function metrics(m: Machine, col: Collector, res: EngineResult): Record<string, 
       if (k > 0) { exits[EXIT_NAMES[e]] = (exits[EXIT_NAMES[e]] ?? 0) + k; exitsTotal += k; }
     }
   }
+  let migrations = 0;
+  for (let v = 0; v < m.nvcpus; v++) migrations += m.vc32[m.vcpuBase(v) + VC_MIGRATIONS];
   const wall = res.wallMs;
   return {
     instructions: insns,
@@ -115,6 +118,7 @@ function metrics(m: Machine, col: Collector, res: EngineResult): Record<string, 
     exits,
     vm_entries: entries,
     context_switches: ctx,
+    migrations,
     hypervisor_ns: Math.round(cyclesToNs(hv)),
     idle_ns: Math.round(cyclesToNs(idle)),
     events: col.events.reduce((s, x) => s + x, 0),

@@ -182,6 +182,7 @@ export async function simulate(c: RunConfig, extra: { trace?: string; replayRuns
     timesliceCycles: nsToCycles(sc.timesliceUs * 1000),
     maxInstructions: c.maxInstructions,
     traceExits: true,
+    migrate: sc.migration === 'balance',
   };
   const opts: EngineOptions = {
     seed: c.seed, strategy: c.strategy, slackCycles: c.slack, maxMs: c.maxMs, watchdogMs: c.watchdogMs,

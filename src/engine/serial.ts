@@ -4,7 +4,8 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import * as C from '../../shared/machine.js';
 import { PC_PENDING } from '../../shared/pcpu.js';
-import { RS_BLOCKED, RS_RUNNABLE, VC_RUNSTATE, VCPU_STRIDE_WORDS } from '../../shared/vcpu.js';
+import { RS_BLOCKED, VC_RUNSTATE, VCPU_STRIDE_WORDS } from '../../shared/vcpu.js';
+import { schedHasRunnable } from '../hv/sched/sched.js';
 import { Pcpu, STEP_STOPPED } from '../hv/pcpu-loop.js';
 import type { RingFullHandler } from '../trace/ring.js';
 import type { Collector } from '../trace/collector.js';
@@ -25,11 +26,8 @@ class DrainNow implements RingFullHandler {
 /** Could stepping this pCPU do anything? */
 function hasWork(p: Pcpu): boolean {
   if (p.cur >= 0) return true;
-  const m = p.m;
-  if (m.pc32[p.base + PC_PENDING] !== 0) return true;
-  const q = p.runq.vcpus;
-  for (let i = 0; i < q.length; i++) if (Atomics.load(m.vc32, q[i] * VCPU_STRIDE_WORDS + VC_RUNSTATE) === RS_RUNNABLE) return true;
-  return false;
+  if (p.m.pc32[p.base + PC_PENDING] !== 0) return true;
+  return schedHasRunnable(p.m, p.id, p.params.migrate);
 }
 
 export async function runSerial({ m, params, collector, opts }: EngineInput): Promise<EngineResult> {

@@ -9,14 +9,14 @@ import {
 } from '../../shared/pcpu.js';
 import {
   RS_DONE, RS_LIMIT, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_DOMAIN, VC_FLAGS, VC_ID, VC_IDTR,
-  VC_INSNS_F64, VC_PC, VC_PCPU, VC_REGS, VC_RUNSTATE, VC_RUN_CYCLES_F64,
+  VC_INSNS_F64, VC_MIGRATIONS, VC_PC, VC_PCPU, VC_REGS, VC_RUNSTATE, VC_RUN_CYCLES_F64,
 } from '../../shared/vcpu.js';
 import { CpuCore, EXIT_NONE, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
 import { opcodeCosts, type CostTable } from '../engine/clock.js';
 import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
 import { EV_EXIT, EV_SCHED_IN, EV_SCHED_OUT, EV_VCPU_LIMIT } from '../trace/events.js';
-import { RunQueue } from './sched/runq.js';
+import { schedClaimNext, schedKick, schedPlace } from './sched/sched.js';
 import { vmexitHandle } from './vmexit.js';
 
 /** Parameters every pCPU gets, identical in both engines. Plain data (sent to workers). */
@@ -28,6 +28,8 @@ export interface PcpuParams {
   maxInstructions: number;
   /** Record an EV_EXIT event for every VM exit (traces and evidence need them). */
   traceExits: boolean;
+  /** vCPUs move between pCPUs (descheduled vCPUs rebalance; idle pCPUs pull waiting work). */
+  migrate: boolean;
 }
 
 export const STEP_RAN = 0;
@@ -36,12 +38,13 @@ export const STEP_STOPPED = 2;
 
 export class Pcpu {
   readonly core: CpuCore;
-  readonly runq = new RunQueue();
   readonly ring: RingWriter;
   readonly base: number;
   /** Global index of the loaded vCPU, -1 none. */
   cur = -1;
   curDomain = -1;
+  /** Last vCPU this pCPU ran (round-robin position). */
+  lastRun = -1;
   sliceEnd = 0;
 
   constructor(readonly m: Machine, readonly id: number, readonly params: PcpuParams, full: RingFullHandler) {
@@ -49,7 +52,6 @@ export class Pcpu {
     this.core = new CpuCore(m.mem32, m.mem8, m.p2m, m.pc32, this.base + PC_PENDING, opcodeCosts(params.costs));
     this.core.exceptionCost = params.costs.exception;
     this.ring = new RingWriter(m.ring32, m.ringF64, m.ringBase(id), id, full);
-    for (let v = 0; v < m.nvcpus; v++) if (Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + 20 /* VC_PCPU */) === id) this.runq.add(v);
     this.core.clock = m.pcF64[(this.base + PC_CLOCK_F64) >> 1];
   }
 
@@ -144,15 +146,30 @@ export class Pcpu {
   private schedule(): number {
     const m = this.m;
     const cur = this.cur;
-    const next = this.runq.pickNext(m.vc32, VCPU_STRIDE_WORDS, cur);
-    if (next === cur) {
-      if (cur >= 0) this.sliceEnd = this.core.clock + this.params.timesliceCycles;
-      return cur;
+    if (cur >= 0) {
+      const rs = Atomics.load(m.vc32, cur * VCPU_STRIDE_WORDS + VC_RUNSTATE);
+      if (rs === RS_RUNNING && !this.othersWaiting(cur)) {
+        // Nothing else wants this pCPU: a new slice without a context switch.
+        this.sliceEnd = this.core.clock + this.params.timesliceCycles;
+        return cur;
+      }
+      this.unload();
     }
-    if (cur >= 0) this.unload();
+    const next = schedClaimNext(m, this.id, this.lastRun, this.params.migrate);
     if (next < 0) return -1;
     this.load(next);
     return next;
+  }
+
+  /** Is another vCPU runnable on this pCPU's runqueue? */
+  private othersWaiting(cur: number): boolean {
+    const m = this.m;
+    for (let v = 0; v < m.nvcpus; v++) {
+      if (v === cur) continue;
+      const b = v * VCPU_STRIDE_WORDS;
+      if (Atomics.load(m.vc32, b + VC_PCPU) === this.id && Atomics.load(m.vc32, b + VC_RUNSTATE) === RS_RUNNABLE) return true;
+    }
+    return false;
   }
 
   /** VM-exit side of a context switch: save the core into the vCPU block. */
@@ -163,8 +180,19 @@ export class Pcpu {
     m.vc32[vb + VC_FLAGS] = c.flags;
     m.vc32[vb + VC_IDTR] = c.idtr;
     const rs = Atomics.load(m.vc32, vb + VC_RUNSTATE);
-    if (rs === RS_RUNNING) Atomics.store(m.vc32, vb + VC_RUNSTATE, RS_RUNNABLE);
-    this.emit(EV_SCHED_OUT, rs === RS_RUNNING ? RS_RUNNABLE : rs, c.pc, 0);
+    let to = this.id;
+    if (rs === RS_RUNNING) {
+      // Its context is saved: now (and only now) it may move (sched.ts).
+      if (this.params.migrate) to = schedPlace(m, v, this.id);
+      if (to !== this.id) {
+        Atomics.store(m.vc32, vb + VC_PCPU, to);
+        m.vc32[vb + VC_MIGRATIONS]++;
+      }
+      Atomics.store(m.vc32, vb + VC_RUNSTATE, RS_RUNNABLE);
+      if (to !== this.id) schedKick(m, to);
+    }
+    this.emit(EV_SCHED_OUT, rs === RS_RUNNING ? RS_RUNNABLE : rs, c.pc, to);
+    this.lastRun = v;
     this.cur = -1;
     this.curDomain = -1;
     Atomics.store(m.pc32, this.base + PC_CURRENT, -1);
@@ -179,7 +207,7 @@ export class Pcpu {
     const d = m.vc32[vb + VC_DOMAIN];
     c.p2mRoot = m.dm32[m.domainBase(d) + DM_P2M_ROOT];
     c.tlb.flushAll();
-    Atomics.store(m.vc32, vb + VC_RUNSTATE, RS_RUNNING);
+    // schedClaimNext already moved it RUNNABLE -> RUNNING for this pCPU.
     this.cur = v;
     this.curDomain = d;
     Atomics.store(m.pc32, this.base + PC_CURRENT, v);

@@ -35,6 +35,8 @@ export interface Scenario {
   pcpus: number;
   apicMode: 'xapic' | 'x2apic';
   timesliceUs: number;
+  /** "balance": vCPUs move between pCPUs of their affinity; "none": they stay where placed. */
+  migration: 'balance' | 'none';
   costs: CostTable;
   domains: DomainScenario[];
 }
@@ -171,11 +173,12 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   ck.onlyKeys(doc, '', ['description', 'machine', 'domain', 'costs']);
   const description = ck.str(doc, '', 'description', '');
   const mach = ck.table(doc, 'machine');
-  ck.onlyKeys(mach, 'machine', ['pcpus', 'apic_mode', 'timeslice_us']);
+  ck.onlyKeys(mach, 'machine', ['pcpus', 'apic_mode', 'timeslice_us', 'migration']);
   let pcpus = ck.int(mach, 'machine', 'pcpus', 1, MAX_PCPUS, 4);
   if (ov.pcpus !== undefined) pcpus = ov.pcpus;
   const apicMode = ck.oneOf(mach, 'machine', 'apic_mode', ['xapic', 'x2apic'] as const, 'xapic');
   const timesliceUs = ck.int(mach, 'machine', 'timeslice_us', 1, 1_000_000, 1000);
+  const migration = ck.oneOf(mach, 'machine', 'migration', ['balance', 'none'] as const, 'balance');
   const costsT = ck.table(doc, 'costs');
   ck.onlyKeys(costsT, 'costs', Object.keys(DEFAULT_COSTS));
   const costs = { ...DEFAULT_COSTS };
@@ -205,7 +208,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
-  return { name: nameOrFile, file, description, pcpus, apicMode, timesliceUs, costs, domains };
+  return { name: nameOrFile, file, description, pcpus, apicMode, timesliceUs, migration, costs, domains };
 }
 
 /** Assemble each domain's program and resolve affinities: the machine the engines run. */

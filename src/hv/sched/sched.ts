@@ -1,0 +1,107 @@
+// vCPU scheduling shared by every pCPU: placement, claiming, migration, blocking and wake-up.
+//
+// State lives in the vCPU blocks, so both engines (and every thread) see one truth:
+//   VC_PCPU      the pCPU whose runqueue the vCPU is on (Xen's v->processor);
+//   VC_RUNSTATE  RUNNABLE / RUNNING / BLOCKED / ...
+// A pCPU runs a vCPU only after winning compareExchange(RUNNABLE -> RUNNING), so two pCPUs can never run
+// the same vCPU, whatever the interleaving. Only the pCPU that runs a vCPU changes its VC_PCPU (when it
+// deschedules it, or right after stealing it), which is Xen's rule that a unit migrates only once its
+// context is saved (../shared/reference/xen-sched-ipi.md §1.4).
+//
+// Policy (a simplification of credit2, §1.2-1.6): round robin among the vCPUs on this pCPU's runqueue
+// with a fixed time slice; with migration on, a descheduled vCPU moves to the least-loaded pCPU of its
+// hard affinity (ties keep it where it is), and an idle pCPU pulls a runnable vCPU waiting behind a
+// busy one. Wake-up places the vCPU on the pCPU it last ran on and tickles that pCPU (§1.6, no res_pick
+// at wake-up).
+import {
+  RS_BLOCKED, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_AFFINITY, VC_MIGRATIONS, VC_PCPU, VC_RUNSTATE,
+} from '../../../shared/vcpu.js';
+import { PC_CURRENT, PC_PENDING, PEND_KICK } from '../../../shared/pcpu.js';
+import type { Machine } from '../../machine.js';
+
+/** Is pCPU p in vCPU v's hard affinity? */
+export function schedAffine(vc32: Int32Array, v: number, p: number): boolean {
+  return (vc32[v * VCPU_STRIDE_WORDS + VC_AFFINITY + (p >> 5)] & (1 << (p & 31))) !== 0;
+}
+
+/** Runnable or running vCPUs whose runqueue is pCPU p. */
+export function schedLoad(m: Machine, p: number): number {
+  let n = 0;
+  for (let v = 0; v < m.nvcpus; v++) {
+    const b = v * VCPU_STRIDE_WORDS;
+    if (Atomics.load(m.vc32, b + VC_PCPU) !== p) continue;
+    const rs = Atomics.load(m.vc32, b + VC_RUNSTATE);
+    if (rs === RS_RUNNABLE || rs === RS_RUNNING) n++;
+  }
+  return n;
+}
+
+/**
+ * Claim the next vCPU for pCPU `p`, starting the round robin after `after`. Returns the vCPU now in
+ * RS_RUNNING on p, or -1. `steal`: also pull a runnable vCPU from another pCPU's runqueue.
+ */
+export function schedClaimNext(m: Machine, p: number, after: number, steal: boolean): number {
+  const n = m.nvcpus, vc32 = m.vc32;
+  for (let k = 1; k <= n; k++) {
+    const v = (after + k + n) % n;
+    const b = v * VCPU_STRIDE_WORDS;
+    if (Atomics.load(vc32, b + VC_PCPU) !== p) continue;
+    if (Atomics.compareExchange(vc32, b + VC_RUNSTATE, RS_RUNNABLE, RS_RUNNING) === RS_RUNNABLE) return v;
+  }
+  if (!steal) return -1;
+  for (let k = 1; k <= n; k++) {
+    const v = (after + k + n) % n;
+    const b = v * VCPU_STRIDE_WORDS;
+    const home = Atomics.load(vc32, b + VC_PCPU);
+    if (home === p || !schedAffine(vc32, v, p)) continue;
+    // Only pull work that is waiting behind a running vCPU: an idle home pCPU will take it itself.
+    if (Atomics.load(m.pc32, m.pcpuBase(home) + PC_CURRENT) < 0) continue;
+    if (Atomics.compareExchange(vc32, b + VC_RUNSTATE, RS_RUNNABLE, RS_RUNNING) === RS_RUNNABLE) {
+      Atomics.store(vc32, b + VC_PCPU, p);
+      vc32[b + VC_MIGRATIONS]++;
+      return v;
+    }
+  }
+  return -1;
+}
+
+/** Could pCPU p find something to run (the serial engine's eligibility test)? */
+export function schedHasRunnable(m: Machine, p: number, steal: boolean): boolean {
+  const vc32 = m.vc32;
+  for (let v = 0; v < m.nvcpus; v++) {
+    const b = v * VCPU_STRIDE_WORDS;
+    if (Atomics.load(vc32, b + VC_RUNSTATE) !== RS_RUNNABLE) continue;
+    const home = Atomics.load(vc32, b + VC_PCPU);
+    if (home === p) return true;
+    if (steal && schedAffine(vc32, v, p) && Atomics.load(m.pc32, m.pcpuBase(home) + PC_CURRENT) >= 0) return true;
+  }
+  return false;
+}
+
+/**
+ * Where a vCPU that pCPU `p` is descheduling should queue next: the least-loaded pCPU of its affinity,
+ * staying on p unless another is strictly less loaded (Xen's migrate resistance, simplified).
+ */
+export function schedPlace(m: Machine, v: number, p: number): number {
+  let best = p, bestLoad = schedLoad(m, p) - 1; // v itself is counted on p while running
+  for (let q = 0; q < m.npcpus; q++) {
+    if (q === p || !schedAffine(m.vc32, v, q)) continue;
+    const l = schedLoad(m, q);
+    if (l < bestLoad) { best = q; bestLoad = l; }
+  }
+  return best;
+}
+
+/** Kick pCPU p: make it leave guest mode and look at its pending work (Xen's EVENT_CHECK softirq). */
+export function schedKick(m: Machine, p: number): void {
+  Atomics.or(m.pc32, m.pcpuBase(p) + PC_PENDING, PEND_KICK);
+  Atomics.notify(m.pc32, m.pcpuBase(p) + PC_PENDING);
+}
+
+/** vcpu_unblock: a blocked vCPU becomes runnable on the pCPU it last ran on, which is tickled. */
+export function schedWake(m: Machine, v: number): boolean {
+  const b = v * VCPU_STRIDE_WORDS;
+  if (Atomics.compareExchange(m.vc32, b + VC_RUNSTATE, RS_BLOCKED, RS_RUNNABLE) !== RS_BLOCKED) return false;
+  schedKick(m, Atomics.load(m.vc32, b + VC_PCPU));
+  return true;
+}
