@@ -22,7 +22,7 @@ import {
   OP_XOR, REG_EAX, REG_ECX, REG_EDX, REG_ESP,
 } from './opcodes.js';
 import { FL_CF, FL_FIXED, FL_IF, FL_OF, FL_SF, FL_ZF } from '../../shared/vcpu.js';
-import { P2E_ATTR, P2E_MFN, P2MT_RAM_RW, p2mAttrAccess, p2mAttrType } from '../../shared/p2m.js';
+import { P2E_ATTR, P2E_MFN, P2MT_MMIO_DIRECT, P2MT_RAM_RW, p2mAttrAccess, p2mAttrType } from '../../shared/p2m.js';
 import { eptAccessPerms, p2mEntryOffset, PERM_R, PERM_W, PERM_X } from '../hw/ept.js';
 import { Tlb, TLB_MASK } from '../hw/tlb.js';
 
@@ -61,6 +61,26 @@ export const SHARED_UNLIMITED = 0x3fffffff;
 export const ACC_READ = PERM_R, ACC_WRITE = PERM_W, ACC_EXEC = PERM_X;
 
 /**
+ * The physical local APIC of the pCPU, as guest code reaches it when a design passes it through
+ * (xAPIC page mapped into the guest's p2m, or x2APIC MSRs not intercepted). Accesses go straight to the
+ * hardware register: no VM exit. Implemented by the hypervisor's pCPU object (src/hv/ipi.ts).
+ */
+export interface LapicPort {
+  /** 32-bit read of the xAPIC register at `offset` (0..0xFF0). */
+  apicRead(offset: number): number;
+  /** 32-bit write of the xAPIC register at `offset`; a write to ICR_LO sends. */
+  apicWrite(offset: number, value: number): void;
+  /** x2APIC MSR access; returns false when the MSR is #GP. */
+  x2apicRdmsr(msr: number): boolean;
+  x2apicWrmsr(msr: number, lo: number, hi: number): boolean;
+}
+
+/** Page types xlateSlow reports in CpuCore.mmioKind when an access is not to RAM. */
+export const MMIO_NONE = 0;
+/** The pCPU's own xAPIC page, passed through: handled inline through CpuCore.lapic. */
+export const MMIO_LAPIC_DIRECT = 1;
+
+/**
  * The pCPU's "hardware" state for the loaded vCPU: registers, flags, TLB and the memory it sees.
  * pCPU-private. The hypervisor loads it from the vCPU block at context switch and saves it back.
  */
@@ -91,6 +111,12 @@ export class CpuCore {
   exitQual = 0;
   exitGpa = 0;
   exitAccess = 0;
+  /** Set by xlateSlow when the failed access hit a passed-through device page (MMIO_*). */
+  mmioKind = MMIO_NONE;
+  /** The physical LAPIC behind MMIO_LAPIC_DIRECT pages and passed-through x2APIC MSRs. */
+  lapic: LapicPort | null = null;
+  /** The loaded vCPU's x2APIC MSRs (0x800-0x8FF) are not intercepted (x2apic-passthrough). */
+  x2apicPassthrough = false;
   /** Code page cached across bursts (gfn, host word index of its first word); -1 after a TLB flush. */
   codeGfn = -1;
   codeBase = 0;
@@ -125,9 +151,12 @@ function xlateSlow(c: CpuCore, gpa: number, perm: number): number {
   const e = p2mEntryOffset(c.p2m, c.p2mRoot, gfn);
   const attr = e < 0 ? 0 : Atomics.load(c.p2m, e + P2E_ATTR);
   const allowed = eptAccessPerms(p2mAttrAccess(attr));
-  if (p2mAttrType(attr) !== P2MT_RAM_RW || (allowed & perm) !== perm) {
+  const type = p2mAttrType(attr);
+  if (type !== P2MT_RAM_RW || (allowed & perm) !== perm) {
     c.exitGpa = gpa;
     c.exitAccess = perm;
+    c.mmioKind = type === P2MT_MMIO_DIRECT && (allowed & perm) === perm && c.lapic !== null && (perm & PERM_X) === 0
+      ? MMIO_LAPIC_DIRECT : MMIO_NONE;
     return -1;
   }
   const s = gfn & TLB_MASK;
@@ -218,16 +247,24 @@ export function guestRun(c: CpuCore, budget: number): number {
         case OP_LD: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
           const h = xlate(c, src, PERM_R);
-          if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
-          R[a] = mem32[h >> 2]; pc += 8;
+          if (h < 0) {
+            if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
+            c.clock += cyc; cyc = 0;
+            R[a] = (c.lapic as LapicPort).apicRead(src & 0xfff);
+          } else R[a] = mem32[h >> 2];
+          pc += 8;
           if (--sh === 0) break loop;
           continue;
         }
         case OP_ST: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
           const h = xlate(c, src, PERM_W);
-          if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
-          mem32[h >> 2] = R[a]; pc += 8;
+          if (h < 0) {
+            if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
+            c.clock += cyc; cyc = 0; c.pc = pc;
+            (c.lapic as LapicPort).apicWrite(src & 0xfff, R[a]);
+          } else mem32[h >> 2] = R[a];
+          pc += 8;
           if (--sh === 0) break loop;
           continue;
         }
@@ -236,8 +273,12 @@ export function guestRun(c: CpuCore, budget: number): number {
           const v = op === OP_ST_SD ? w1 : w0 >> 16;
           if ((ad & 3) !== 0) { fault = VEC_GP; break; }
           const h = xlate(c, ad, PERM_W);
-          if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
-          mem32[h >> 2] = v; pc += 8;
+          if (h < 0) {
+            if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
+            c.clock += cyc; cyc = 0; c.pc = pc;
+            (c.lapic as LapicPort).apicWrite(ad & 0xfff, v);
+          } else mem32[h >> 2] = v;
+          pc += 8;
           if (--sh === 0) break loop;
           continue;
         }
@@ -411,8 +452,19 @@ export function guestRun(c: CpuCore, budget: number): number {
         case OP_VMCALL: exit = EXIT_VMCALL; break loop;
         case OP_MAGIC: c.exitQual = w1; exit = EXIT_MAGIC; break loop;
         case OP_CPUID: exit = EXIT_CPUID; break loop;
-        case OP_RDMSR: exit = EXIT_RDMSR; break loop;
-        case OP_WRMSR: exit = EXIT_WRMSR; break loop;
+        case OP_RDMSR: case OP_WRMSR: {
+          const msr = R[REG_ECX] >>> 0;
+          if (c.x2apicPassthrough && msr >= 0x800 && msr <= 0x8ff) {
+            // The MSR bitmap lets these through: the physical x2APIC sees the access, no exit.
+            c.clock += cyc; cyc = 0; c.pc = pc;
+            const ok = op === OP_WRMSR ? (c.lapic as LapicPort).x2apicWrmsr(msr, R[REG_EAX], R[REG_EDX]) : (c.lapic as LapicPort).x2apicRdmsr(msr);
+            if (!ok) { fault = VEC_GP; break; }
+            pc += 8;
+            if (--sh === 0) break loop;
+            continue;
+          }
+          exit = op === OP_WRMSR ? EXIT_WRMSR : EXIT_RDMSR; break loop;
+        }
         case OP_IN: case OP_OUT:
           c.exitQual = ioQual(w1, a, op === OP_OUT); exit = EXIT_IO; break loop;
         case OP_RDTSC: {
