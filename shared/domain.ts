@@ -24,7 +24,22 @@ export const DM_P2M_ROOT = 9;
 export const DM_DEAD_HALTED = 10;
 /** vCPU that ended the domain (-1 none). */
 export const DM_ENDED_BY = 11;
-assertLayout('domain', DM_ENDED_BY, DOMAIN_STRIDE_WORDS);
+/** IPI_PATH_* below: how this domain's guest IPIs reach their targets. */
+export const DM_IPI_PATH = 12;
+/** gpa where the hypervisor publishes each vCPU's pCPU and physical APIC ID (-1: not published). */
+export const DM_VCPU_MAP_GPA = 13;
+/** Round-robin position of lowest-priority arbitration (Xen's round_robin_prev_vcpu). */
+export const DM_LOWEST_PRIO_PREV = 14;
+assertLayout('domain', DM_LOWEST_PRIO_PREV, DOMAIN_STRIDE_WORDS);
+
+export const IPI_PATH_VLAPIC = 0;
+export const IPI_PATH_XAPIC_PASSTHROUGH = 1;
+export const IPI_PATH_X2APIC_PASSTHROUGH = 2;
+export const IPI_PATH_NAMES = ['vlapic', 'xapic-passthrough', 'x2apic-passthrough'] as const;
+/** gfn of the xAPIC window (gpa 0xFEE00000). */
+export const APIC_GFN_NUMBER = 0xfee00;
+/** vcpu_map page: per vCPU two words, [pCPU index, physical APIC ID]; -1 while it runs nowhere yet. */
+export const VCPU_MAP_ENTRY_WORDS = 2;
 
 export const DS_RUNNING = 0;
 export const DS_SHUTDOWN = 1;

@@ -31,6 +31,8 @@ export const VC_REPORT_SEQ = 25;
 export const VC_STOP_REASON = 26;
 /** Times this vCPU moved to another pCPU. Written by the pCPU that moves it. */
 export const VC_MIGRATIONS = 27;
+/** IPIs this vCPU has sent (sequence for source tags, trace/events.ts). */
+export const VC_IPI_SEQ = 28;
 /** Hard affinity (cpus=): 256-bit pCPU mask, 8 words, bit p of word p>>5. Written at build time. */
 export const VC_AFFINITY = 40;
 export const VC_AFFINITY_WORDS = 8;

@@ -1,10 +1,11 @@
 // Builds the simulated machine in SharedArrayBuffers (layouts in shared/) and attaches typed views
 // to them. The main thread builds; every thread (main, pCPU workers, campaign workers) attaches.
 import * as C from '../shared/machine.js';
-import { DOMAIN_STRIDE_WORDS, DM_DEAD_HALTED, DM_ENDED_BY, DM_FIRST_VCPU, DM_NVCPUS, DM_P2M_ROOT, DM_RAM_FRAMES, DM_STATE, DS_RUNNING } from '../shared/domain.js';
-import { ACCESS_RWX, P2M_HDR_CAPACITY, P2M_HDR_NEXT, P2M_HDR_WORDS, P2M_LEAF_ENTRIES, P2M_LEAF_WORDS, P2M_ROOT_ENTRIES, P2MT_RAM_RW, p2mAttr } from '../shared/p2m.js';
+import { APIC_GFN_NUMBER as APIC_GFN, IPI_PATH_XAPIC_PASSTHROUGH, DM_IPI_PATH, DM_VCPU_MAP_GPA, VCPU_MAP_ENTRY_WORDS, DOMAIN_STRIDE_WORDS, DM_DEAD_HALTED, DM_ENDED_BY, DM_FIRST_VCPU, DM_NVCPUS, DM_P2M_ROOT, DM_RAM_FRAMES, DM_STATE, DS_RUNNING } from '../shared/domain.js';
+import { ACCESS_RW, ACCESS_RWX, P2MT_APIC_ACCESS, P2MT_MMIO_DIRECT, P2M_HDR_CAPACITY, P2M_HDR_NEXT, P2M_HDR_WORDS, P2M_LEAF_ENTRIES, P2M_LEAF_WORDS, P2M_ROOT_ENTRIES, P2MT_RAM_RW, p2mAttr } from '../shared/p2m.js';
 import { PCPU_STRIDE_WORDS, PC_CURRENT, PC_STATE, PS_RUNNING } from '../shared/pcpu.js';
 import { RING_STRIDE_WORDS } from '../shared/ring.js';
+import { LAPIC_PAGE_WORDS } from '../shared/lapic.js';
 import {
   FL_FIXED, RS_RUNNABLE, VCPU_STRIDE_WORDS, VC_APIC_ID, VC_DOMAIN, VC_ID, VC_IDTR, VC_PC, VC_PCPU, VC_REGS,
   VC_RUNSTATE, VC_FLAGS, VC_AFFINITY,
@@ -29,6 +30,10 @@ export interface DomainSpec {
   entry: number;
   /** pCPUs this domain's vCPUs may run on (hard affinity, `cpus=`). */
   affinity: number[];
+  /** IPI_PATH_* (shared/domain.ts). */
+  ipiPath: number;
+  /** gpa of the published vCPU -> pCPU map, or -1. */
+  vcpuMapGpa: number;
 }
 
 export interface MachineSpec {
@@ -46,6 +51,10 @@ export interface MachineBuffers {
   p2m: SharedArrayBuffer;
   mem: SharedArrayBuffer;
   rings: SharedArrayBuffer;
+  /** LAPIC register pages (shared/lapic.ts): pCPU p's physical LAPIC is page p, vCPU v's vLAPIC page npcpus + v. */
+  lapics: SharedArrayBuffer;
+  /** Per LAPIC page, 256 words: the source tag of the last IPI that set each IRR vector (trace/events.ts). */
+  irqsrc: SharedArrayBuffer;
 }
 
 /** Typed views over MachineBuffers. */
@@ -61,6 +70,8 @@ export class Machine {
   readonly mem8: Uint8Array;
   readonly ring32: Int32Array;
   readonly ringF64: Float64Array;
+  readonly lapic32: Int32Array;
+  readonly irqsrc: Int32Array;
   readonly npcpus: number;
   readonly nvcpus: number;
   readonly ndomains: number;
@@ -77,6 +88,8 @@ export class Machine {
     this.mem8 = new Uint8Array(buffers.mem);
     this.ring32 = new Int32Array(buffers.rings);
     this.ringF64 = new Float64Array(buffers.rings);
+    this.lapic32 = new Int32Array(buffers.lapics);
+    this.irqsrc = new Int32Array(buffers.irqsrc);
     this.npcpus = this.ctl[C.CTL_NPCPUS];
     this.nvcpus = this.ctl[C.CTL_NVCPUS];
     this.ndomains = this.ctl[C.CTL_NDOMAINS];
@@ -86,6 +99,12 @@ export class Machine {
   vcpuBase(v: number): number { return v * VCPU_STRIDE_WORDS; }
   domainBase(d: number): number { return d * DOMAIN_STRIDE_WORDS; }
   ringBase(p: number): number { return p * RING_STRIDE_WORDS; }
+  /** Word offset of pCPU p's physical LAPIC page. */
+  plapicBase(p: number): number { return p * LAPIC_PAGE_WORDS; }
+  /** Word offset of vCPU v's virtual LAPIC page. */
+  vlapicBase(v: number): number { return (this.npcpus + v) * LAPIC_PAGE_WORDS; }
+  /** Word offset of the IRR source tags of LAPIC page `page` (pCPU p: p; vCPU v: npcpus + v). */
+  irqsrcBase(page: number): number { return page * 256; }
 }
 
 /**
@@ -123,6 +142,8 @@ export function buildMachine(spec: MachineSpec): Machine {
     p2m: sab(p2mWords),
     mem: new SharedArrayBuffer(frames * PAGE),
     rings: sab(spec.pcpus * RING_STRIDE_WORDS),
+    lapics: sab((spec.pcpus + nvcpus) * LAPIC_PAGE_WORDS),
+    irqsrc: sab((spec.pcpus + nvcpus) * 256),
   };
   const ctl = new Int32Array(buffers.ctl);
   ctl[C.CTL_NPCPUS] = spec.pcpus;
@@ -149,12 +170,21 @@ export function buildMachine(spec: MachineSpec): Machine {
     m.dm32[db + DM_P2M_ROOT] = root;
     m.dm32[db + DM_DEAD_HALTED] = 0;
     m.dm32[db + DM_ENDED_BY] = -1;
+    m.dm32[db + DM_IPI_PATH] = d.ipiPath;
+    m.dm32[db + DM_VCPU_MAP_GPA] = d.vcpuMapGpa;
+    // The xAPIC window: trapped (APIC-access page, the vLAPIC emulates) or the machine's own LAPIC of
+    // whatever pCPU the vCPU runs on (the passthrough design; mfn is unused for that type).
+    if (d.ipiPath === IPI_PATH_XAPIC_PASSTHROUGH) p2mSetEntry(p2m, root, APIC_GFN, -1, p2mAttr(P2MT_MMIO_DIRECT, ACCESS_RW, true));
+    else p2mSetEntry(p2m, root, APIC_GFN, -1, p2mAttr(P2MT_APIC_ACCESS, ACCESS_RW, true));
     const base = nextMfn;
     for (let g = 0; g < ramFrames[di]; g++) p2mSetEntry(p2m, root, g, base + g, p2mAttr(P2MT_RAM_RW, ACCESS_RWX, true));
     assert(d.image.length <= ramFrames[di] * PAGE, 'program larger than RAM (the loader should have refused it)');
     m.mem8.set(d.image, base * PAGE);
     nextMfn += ramFrames[di];
     const ramTop = ramFrames[di] * PAGE;
+    if (d.vcpuMapGpa >= 0) {
+      for (let i = 0; i < d.vcpus * VCPU_MAP_ENTRY_WORDS; i++) m.mem32[((base * PAGE + d.vcpuMapGpa) >> 2) + i] = -1;
+    }
     for (let i = 0; i < d.vcpus; i++) {
       const v = firstVcpu + i;
       const vb = m.vcpuBase(v);

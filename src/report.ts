@@ -2,7 +2,7 @@
 import { DM_CRASH_A, DM_CRASH_B, DM_CRASH_C, DM_CRASH_REASON, DM_EXIT_CODE, DM_STATE, DS_CRASHED, DS_HALTED, DS_RUNNING, DS_SHUTDOWN } from '../shared/domain.js';
 import { PC_CLOCK_F64, PC_CTXSW_F64, PC_ENTRIES_F64, PC_EXITS, PC_HV_F64, PC_IDLE_F64, PC_INSNS_F64 } from '../shared/pcpu.js';
 import { VC_MIGRATIONS } from '../shared/vcpu.js';
-import { EXIT_COUNT, EXIT_NAMES } from './isa/interp.js';
+import { EXIT_APIC_ACCESS, EXIT_COUNT, EXIT_EXTINT, EXIT_NAMES, EXIT_WRMSR } from './isa/interp.js';
 import { cyclesToNs } from './engine/clock.js';
 import { CRASH_NAMES } from './trace/events.js';
 import type { Collector } from './trace/collector.js';
@@ -53,6 +53,9 @@ export function buildReport(m: Machine, col: Collector, res: EngineResult, meta:
   const reports = [...col.reports]
     .sort((a, b) => (order.get(a.domain) ?? 0) - (order.get(b.domain) ?? 0) || a.vcpu - b.vcpu || a.seq - b.seq)
     .map(({ domain, vcpu, key, value }) => ({ domain, vcpu, key, value }));
+  let end = 0;
+  for (let p = 0; p < m.npcpus; p++) end = Math.max(end, m.pcF64[(m.pcpuBase(p) + PC_CLOCK_F64) >> 1]);
+  const ipi = col.finishOracles(end);
   return {
     scenario: meta.scenario,
     engine: meta.engine,
@@ -64,7 +67,7 @@ export function buildReport(m: Machine, col: Collector, res: EngineResult, meta:
     reports,
     console,
     domains: col.domainNames.map((name, i) => domainReport(m, name, i)),
-    metrics: metrics(m, col, res),
+    metrics: { ...metrics(m, col, res), ...ipi, exits_per_ipi: exitsPerIpi(m, ipi.ipi_sent) },
     replay: meta.replay,
     digest: col.digest(),
   };
@@ -123,11 +126,19 @@ function metrics(m: Machine, col: Collector, res: EngineResult): Record<string, 
     idle_ns: Math.round(cyclesToNs(idle)),
     events: col.events.reduce((s, x) => s + x, 0),
     steps: res.steps,
-    // IPI and view metrics are defined for every run so designs compare on one table; the IPI
-    // paths and views fill them in (0 until a scenario uses them).
-    ipi_sent: 0,
-    ipi_delivered: 0,
+    // View metrics are defined for every run so designs compare on one table (0 until views exist).
     vmfuncs: 0,
     ept_flushes: 0,
   };
+}
+
+/** VM exits spent on IPIs (APIC accesses, ICR/EOI MSR writes, kicks) per IPI sent. */
+function exitsPerIpi(m: Machine, sent: number): number {
+  if (sent === 0) return 0;
+  let n = 0;
+  for (let p = 0; p < m.npcpus; p++) {
+    const b = m.pcpuBase(p);
+    n += m.pc32[b + PC_EXITS + EXIT_APIC_ACCESS] + m.pc32[b + PC_EXITS + EXIT_WRMSR] + m.pc32[b + PC_EXITS + EXIT_EXTINT];
+  }
+  return Math.round((n / sent) * 100) / 100;
 }

@@ -2,7 +2,8 @@
 // guest execution, exit handling. The same object code runs under both engines; only the RingFullHandler
 // and the shared-access budget per step differ.
 import * as C from '../../shared/machine.js';
-import { DM_P2M_ROOT, DM_STATE, DS_RUNNING } from '../../shared/domain.js';
+import { DM_P2M_ROOT, DM_STATE, DM_VCPU_MAP_GPA, DS_RUNNING, VCPU_MAP_ENTRY_WORDS } from '../../shared/domain.js';
+import { p2mGetMfn } from '../hw/ept.js';
 import {
   PC_CLOCK_F64, PC_CTXSW_F64, PC_CURRENT, PC_ENTRIES_F64, PC_EXITS, PC_HV_F64, PC_IDLE_F64, PC_INSNS_F64,
   PC_PENDING, PC_STATE, PC_BURSTS, PEND_KICK, PS_IDLE, PS_RUNNING, PS_STOPPED,
@@ -198,6 +199,24 @@ export class Pcpu {
     Atomics.store(m.pc32, this.base + PC_CURRENT, -1);
   }
 
+  /**
+   * The page the passthrough designs read: where each vCPU runs now. It is true only at this instant;
+   * the scheduler may move the vCPU right after the guest reads it (xen-sched-ipi.md §1.4).
+   */
+  private publishVcpuMap(v: number, d: number): void {
+    const m = this.m;
+    const gpa = m.dm32[m.domainBase(d) + DM_VCPU_MAP_GPA];
+    if (gpa < 0) return;
+    const id = m.vc32[v * VCPU_STRIDE_WORDS + VC_ID];
+    const root = m.dm32[m.domainBase(d) + DM_P2M_ROOT];
+    const at = gpa + id * 4 * VCPU_MAP_ENTRY_WORDS;
+    const mfn = p2mGetMfn(m.p2m, root, at >>> 12);
+    if (mfn < 0) return;
+    const w = ((mfn << 12) + (at & 0xfff)) >> 2;
+    Atomics.store(m.mem32, w, this.id);
+    Atomics.store(m.mem32, w + 1, this.id); // physical APIC ID of pCPU p is p
+  }
+
   private load(v: number): void {
     const m = this.m, vb = v * VCPU_STRIDE_WORDS, c = this.core;
     for (let i = 0; i < 16; i++) c.R[i] = m.vc32[vb + VC_REGS + i];
@@ -214,6 +233,7 @@ export class Pcpu {
     m.pcF64[(this.base + PC_CTXSW_F64) >> 1]++;
     this.hvCycles(this.params.costs.context_switch);
     this.sliceEnd = c.clock + this.params.timesliceCycles;
+    this.publishVcpuMap(v, d);
     this.emit(EV_SCHED_IN, 0, c.pc, 0);
   }
 }

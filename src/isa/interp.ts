@@ -43,9 +43,11 @@ export const EXIT_EXTINT = 10;
 export const EXIT_VMFUNC = 11;
 /** Time slice over (raised by the hypervisor's scheduler, not by an instruction). */
 export const EXIT_PREEMPT = 12;
-export const EXIT_COUNT = 13;
+/** An EPT violation on an APIC-access page: the vLAPIC emulates the access (counted apart). */
+export const EXIT_APIC_ACCESS = 13;
+export const EXIT_COUNT = 14;
 export const EXIT_NAMES = ['none', 'hlt', 'vmcall', 'magic', 'cpuid', 'rdmsr', 'wrmsr', 'io', 'ept_violation',
-  'triple_fault', 'external_interrupt', 'vmfunc', 'preempt'] as const;
+  'triple_fault', 'external_interrupt', 'vmfunc', 'preempt', 'apic_access'] as const;
 
 // x86 exception vectors used here
 export const VEC_NMI = 2;

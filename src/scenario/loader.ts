@@ -6,6 +6,7 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, TomlError } from 'smol-toml';
 import { MAX_PCPUS } from '../../shared/machine.js';
+import { IPI_PATH_NAMES } from '../../shared/domain.js';
 import { DEFAULT_COSTS, type CostTable } from '../engine/clock.js';
 import { located, UserError } from '../errors.js';
 import { assemble } from '../isa/assembler.js';
@@ -25,6 +26,9 @@ export interface DomainScenario {
   cpus: string;
   altp2m: (typeof ALTP2M_MODES)[number];
   altp2mCount: number;
+  ipiPath: (typeof IPI_PATH_NAMES)[number];
+  /** gpa of the published vCPU -> pCPU map, -1 = none. */
+  vcpuMap: number;
 }
 
 export interface Scenario {
@@ -190,7 +194,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const names = new Set<string>();
   const domains = (doms as Table[]).map((d, i) => {
     const path = `domain[${i}]`;
-    ck.onlyKeys(d, path, ['name', 'vcpus', 'memory_kb', 'program', 'cpus', 'altp2m', 'altp2m_count']);
+    ck.onlyKeys(d, path, ['name', 'vcpus', 'memory_kb', 'program', 'cpus', 'altp2m', 'altp2m_count', 'ipi_path', 'vcpu_map']);
     const name = ck.str(d, path, 'name', `domain${i}`);
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) ck.fail(`${path}.name`, `'name' may only hold letters, digits, '_', '.', '-', got ${fmt(name)}`);
     if (names.has(name)) ck.fail(`${path}.name`, `domain name "${name}" is used twice`);
@@ -204,7 +208,12 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
     const cpus = ck.str(d, path, 'cpus', 'all');
     const altp2m = ck.oneOf(d, path, 'altp2m', ALTP2M_MODES, 'disabled');
     const altp2mCount = ck.int(d, path, 'altp2m_count', 1, 512, 10);
-    return { name, vcpus, memoryKb, program, cpus, altp2m, altp2mCount };
+    const ipiPath = ck.oneOf(d, path, 'ipi_path', IPI_PATH_NAMES, 'vlapic');
+    const vcpuMap = ck.int(d, path, 'vcpu_map', -1, 0x7ffffff8, -1);
+    if (vcpuMap >= 0 && (vcpuMap % 8 !== 0 || vcpuMap + vcpus * 8 > memoryKb * 1024)) {
+      ck.fail(`${path}.vcpu_map`, `'vcpu_map' must be an 8-aligned gpa with room for ${vcpus} entries of 8 bytes inside RAM, got 0x${vcpuMap.toString(16)}`);
+    }
+    return { name, vcpus, memoryKb, program, cpus, altp2m, altp2mCount, ipiPath, vcpuMap };
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
@@ -225,6 +234,7 @@ export function scenarioMachine(sc: Scenario): MachineSpec {
       }
       const predefined = new Map<string, number>([
         ['VCPUS', d.vcpus], ['PCPUS', sc.pcpus], ['MEMORY_KB', d.memoryKb], ['DOMAIN_INDEX', i],
+        ['VCPU_MAP', d.vcpuMap >>> 0],
       ]);
       const prog = assemble(src, d.program, predefined);
       if (prog.entry === undefined) throw new UserError(`${d.program}: no '_start' label (every vCPU starts there)`);
@@ -233,7 +243,8 @@ export function scenarioMachine(sc: Scenario): MachineSpec {
       }
       const aff = parseCpuList(d.cpus, sc.pcpus);
       if (typeof aff === 'string') throw new UserError(`${sc.file}: domain "${d.name}": cpus: ${aff}`);
-      return { name: d.name, vcpus: d.vcpus, memoryKb: d.memoryKb, image: prog.image, entry: prog.entry, affinity: aff };
+      return { name: d.name, vcpus: d.vcpus, memoryKb: d.memoryKb, image: prog.image, entry: prog.entry, affinity: aff,
+        ipiPath: IPI_PATH_NAMES.indexOf(d.ipiPath), vcpuMapGpa: d.vcpuMap };
     }),
   };
 }

@@ -1,10 +1,12 @@
 // Main-thread consumer of the event rings: run report pieces (reports, console), findings from the
 // guest-visible oracles, a digest of every event (determinism checks), and the recent events of
 // each pCPU (evidence for findings).
-import { CRASH_EPT_VIOLATION, CRASH_NAMES, CRASH_TRIPLE_FAULT, EVENT_NAMES, EV_ASSERT, EV_CONSOLE, EV_DOMAIN_END, EV_EXIT, EV_REPORT } from './events.js';
+import { EV_INTENT as EV_INTENT_FIRST, CRASH_EPT_VIOLATION, CRASH_NAMES, CRASH_TRIPLE_FAULT, EVENT_NAMES, EV_ASSERT, EV_CONSOLE, EV_DOMAIN_END, EV_EXIT, EV_REPORT } from './events.js';
 import { DM_CRASH_A, DM_CRASH_B, DM_CRASH_C, DM_CRASH_REASON, DS_CRASHED } from '../../shared/domain.js';
 import { EXIT_NAMES } from '../isa/interp.js';
 import { Findings } from '../oracles/findings.js';
+import { IpiOracle, type IpiMetrics } from '../oracles/ipi.js';
+import { VCPU_STRIDE_WORDS, VC_DOMAIN, VC_ID } from '../../shared/vcpu.js';
 import { cyclesToNs } from '../engine/clock.js';
 import { ringDrain } from './ring.js';
 import type { Machine } from '../machine.js';
@@ -28,6 +30,8 @@ export class Collector {
   private readonly recentW: Int32Array;
   private readonly recentN: Int32Array;
   listener: EventListener | undefined;
+  readonly ipi = new IpiOracle();
+  private ipiMetrics: IpiMetrics | undefined;
   readonly sink = (pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): void =>
     this.onEvent(pcpu, time, kind, dom, vcpu, a, b, c);
 
@@ -79,7 +83,19 @@ export class Collector {
         break;
       default: break;
     }
+    if (kind >= EV_INTENT_FIRST && kind !== EV_CONSOLE && kind !== EV_EXIT) this.ipi.onEvent(pcpu, time, kind, dom, vcpu, a, b, c);
     if (this.listener !== undefined) this.listener.onEvent(pcpu, time, kind, dom, vcpu, a, b, c);
+  }
+
+  /** Run the end-of-run oracles once; returns their metrics. */
+  finishOracles(endTime: number): IpiMetrics {
+    if (this.ipiMetrics === undefined) {
+      const vc32 = this.m.vc32;
+      const who = (g: number) => ({ dom: vc32[g * VCPU_STRIDE_WORDS + VC_DOMAIN], vcpu: vc32[g * VCPU_STRIDE_WORDS + VC_ID] });
+      this.ipiMetrics = this.ipi.finish(this.findings, this.domainNames, who, endTime,
+        (e) => formatEvent(this.domainNames, e.pcpu, e.time, e.kind, e.dom, e.vcpu, e.a, e.b, e.c));
+    }
+    return this.ipiMetrics;
   }
 
   /** One digest over all rings (each ring's stream is ordered; combining per ring keeps drain timing out). */

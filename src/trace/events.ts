@@ -10,6 +10,13 @@ export const EV_SCHED_IN = 17;     // vCPU loaded on this pCPU
 export const EV_SCHED_OUT = 18;    // a = runstate it left in
 export const EV_VCPU_LIMIT = 19;   // vCPU reached --max-instructions
 export const EV_EXCEPTION = 20;    // a = vector, b = pc (delivered by the hypervisor: #GP from wrmsr, ...)
+// 21-31 interrupts. A source tag names the IPI a vector came from: ((seq & 0x7ffff) << 12) | (sender + 1),
+// sender = global vCPU index, seq = that vCPU's IPI sequence number; 0 = the hypervisor.
+export const EV_IPI_SEND = 21;     // a = source tag, b = ICR low word, c = destination (ICR_HI >> 24, or x2APIC dest)
+export const EV_IPI_DELIVER = 22;  // a = source tag, b = vector, c = pCPU the vector was accepted on (guest handler entered)
+export const EV_IPI_COALESCED = 23; // a = source tag, b = vector: the target's IRR bit was already set
+export const EV_PHYS_IRQ = 24;     // a = vector, b = PIRQ_* disposition, c = source tag
+export const EV_HOST_RESET = 25;   // a = target pCPU, b = delivery mode (5 INIT, 6 SIPI), c = source tag
 export const EV_DOMAIN_END = 32;   // a = DS_* state, b = exit code or CRASH_*, c = detail
 export const EV_HALT_DEAD = 33;    // a vCPU halted with IF=0 (can never wake)
 
@@ -17,8 +24,17 @@ export const EVENT_NAMES: Readonly<Record<number, string>> = {
   [EV_REPORT]: 'report', [EV_INTENT]: 'intent', [EV_ASSERT]: 'assert', [EV_MARKER]: 'marker',
   [EV_CONSOLE]: 'console', [EV_EXIT]: 'exit', [EV_SCHED_IN]: 'sched_in', [EV_SCHED_OUT]: 'sched_out',
   [EV_VCPU_LIMIT]: 'vcpu_limit', [EV_EXCEPTION]: 'exception', [EV_DOMAIN_END]: 'domain_end',
-  [EV_HALT_DEAD]: 'halt_dead',
+  [EV_HALT_DEAD]: 'halt_dead', [EV_IPI_SEND]: 'ipi_send', [EV_IPI_DELIVER]: 'ipi_deliver',
+  [EV_IPI_COALESCED]: 'ipi_coalesced', [EV_PHYS_IRQ]: 'phys_irq', [EV_HOST_RESET]: 'host_reset',
 };
+
+/** EV_PHYS_IRQ dispositions. */
+export const PIRQ_HANDLED = 0;      // one of the hypervisor's own vectors
+export const PIRQ_UNKNOWN = 1;      // no handler: dropped (IPI_UNKNOWN_VECTOR)
+export const PIRQ_REFLECTED = 2;    // no handler, passed to the running vCPU as the passthrough design assumes
+
+export function ipiTag(sender: number, seq: number): number { return ((seq & 0x7ffff) << 12) | (sender + 1); }
+export function ipiTagSender(tag: number): number { return (tag & 0xfff) - 1; }
 
 // Domain crash reasons (DM_CRASH_REASON, EV_DOMAIN_END.b when crashed)
 export const CRASH_TRIPLE_FAULT = 1;   // detail: vector, pc
