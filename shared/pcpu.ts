@@ -43,7 +43,10 @@ for (const [n, o] of [['clock', PC_CLOCK_F64], ['insns', PC_INSNS_F64], ['idle',
 export const PS_RUNNING = 0;   // has a runnable vCPU or hypervisor work
 export const PS_IDLE = 1;      // nothing to run; excluded from lax sync
 export const PS_STOPPED = 2;   // its loop has ended
+export const PS_WAIT_SIPI = 3; // INIT reset it behind the hypervisor's back: it runs nothing any more
 
 // PC_PENDING bits
 /** Control kick from the main thread: stop or pause requested; leave the guest now. */
 export const PEND_KICK = 1 << 0;
+/** Something arrived at this pCPU's physical LAPIC (a fixed vector, NMI, INIT or SIPI). */
+export const PEND_IRQ = 1 << 1;

@@ -5,7 +5,8 @@ import { APIC_GFN_NUMBER as APIC_GFN, IPI_PATH_XAPIC_PASSTHROUGH, DM_IPI_PATH, D
 import { ACCESS_RW, ACCESS_RWX, P2MT_APIC_ACCESS, P2MT_MMIO_DIRECT, P2M_HDR_CAPACITY, P2M_HDR_NEXT, P2M_HDR_WORDS, P2M_LEAF_ENTRIES, P2M_LEAF_WORDS, P2M_ROOT_ENTRIES, P2MT_RAM_RW, p2mAttr } from '../shared/p2m.js';
 import { PCPU_STRIDE_WORDS, PC_CURRENT, PC_STATE, PS_RUNNING } from '../shared/pcpu.js';
 import { RING_STRIDE_WORDS } from '../shared/ring.js';
-import { LAPIC_PAGE_WORDS } from '../shared/lapic.js';
+import { LAPIC_PAGE_WORDS, LAPIC_SVR } from '../shared/lapic.js';
+import { lapicReset, lapicWrite, lapicWriteX2apic } from './hw/lapic.js';
 import {
   FL_FIXED, RS_RUNNABLE, VCPU_STRIDE_WORDS, VC_APIC_ID, VC_DOMAIN, VC_ID, VC_IDTR, VC_PC, VC_PCPU, VC_REGS,
   VC_RUNSTATE, VC_FLAGS, VC_AFFINITY,
@@ -155,6 +156,10 @@ export function buildMachine(spec: MachineSpec): Machine {
   p2m[P2M_HDR_CAPACITY] = p2mWords;
   const m = new Machine(buffers);
   for (let p = 0; p < spec.pcpus; p++) {
+    // Physical APIC ID = pCPU index; the hypervisor software-enables every LAPIC at boot.
+    lapicReset(m.lapic32, m.plapicBase(p), p, spec.apicMode === 'x2apic', p === 0);
+    lapicWrite(m.lapic32, m.plapicBase(p), LAPIC_SVR, 0x1ff);
+    if (spec.apicMode === 'x2apic') lapicWriteX2apic(m.lapic32, m.plapicBase(p), 0x80f, 0x1ff, 0);
     m.pc32[m.pcpuBase(p) + PC_STATE] = PS_RUNNING;
     m.pc32[m.pcpuBase(p) + PC_CURRENT] = -1;
   }
@@ -197,6 +202,10 @@ export function buildMachine(spec: MachineSpec): Machine {
       m.vc32[vb + VC_DOMAIN] = di;
       m.vc32[vb + VC_ID] = i;
       m.vc32[vb + VC_APIC_ID] = 2 * i;
+      // vLAPIC: ID 2n as Xen, xAPIC mode. Software-enabled from the start (Xen resets SVR to 0xFF and the
+      // guest enables it) so small test programs need no APIC set-up.
+      lapicReset(m.lapic32, m.vlapicBase(v), 2 * i, false, i === 0);
+      lapicWrite(m.lapic32, m.vlapicBase(v), LAPIC_SVR, 0x1ff);
       for (const p of d.affinity) m.vc32[vb + VC_AFFINITY + (p >> 5)] |= 1 << (p & 31);
     }
     firstVcpu += d.vcpus;

@@ -2,23 +2,25 @@
 // guest execution, exit handling. The same object code runs under both engines; only the RingFullHandler
 // and the shared-access budget per step differ.
 import * as C from '../../shared/machine.js';
-import { DM_P2M_ROOT, DM_STATE, DM_VCPU_MAP_GPA, DS_RUNNING, VCPU_MAP_ENTRY_WORDS } from '../../shared/domain.js';
+import { DM_IPI_PATH, DM_P2M_ROOT, DM_STATE, DM_VCPU_MAP_GPA, DS_RUNNING, IPI_PATH_X2APIC_PASSTHROUGH, VCPU_MAP_ENTRY_WORDS } from '../../shared/domain.js';
+import { PhysLapicPort, hvKick, physService } from './ipi.js';
+import { vlapicInject } from './vlapic.js';
 import { p2mGetMfn } from '../hw/ept.js';
 import {
   PC_CLOCK_F64, PC_CTXSW_F64, PC_CURRENT, PC_ENTRIES_F64, PC_EXITS, PC_HV_F64, PC_IDLE_F64, PC_INSNS_F64,
-  PC_PENDING, PC_STATE, PC_BURSTS, PEND_KICK, PS_IDLE, PS_RUNNING, PS_STOPPED,
+  PC_PENDING, PC_STATE, PC_BURSTS, PEND_IRQ, PS_IDLE, PS_RUNNING, PS_STOPPED, PS_WAIT_SIPI,
 } from '../../shared/pcpu.js';
 import {
   RS_DONE, RS_LIMIT, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_DOMAIN, VC_FLAGS, VC_ID, VC_IDTR,
   VC_INSNS_F64, VC_MIGRATIONS, VC_PC, VC_PCPU, VC_REGS, VC_RUNSTATE, VC_RUN_CYCLES_F64,
 } from '../../shared/vcpu.js';
-import { CpuCore, EXIT_NONE, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
+import { CpuCore, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
 import { opcodeCosts, type CostTable } from '../engine/clock.js';
 import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
 import { EV_EXIT, EV_SCHED_IN, EV_SCHED_OUT, EV_VCPU_LIMIT } from '../trace/events.js';
-import { schedClaimNext, schedKick, schedPlace } from './sched/sched.js';
-import { vmexitHandle } from './vmexit.js';
+import { schedClaimNext, schedPlace } from './sched/sched.js';
+import { inject, vmexitHandle } from './vmexit.js';
 
 /** Parameters every pCPU gets, identical in both engines. Plain data (sent to workers). */
 export interface PcpuParams {
@@ -46,6 +48,8 @@ export class Pcpu {
   curDomain = -1;
   /** Last vCPU this pCPU ran (round-robin position). */
   lastRun = -1;
+  /** The loaded vCPU may have a deliverable virtual interrupt (vlapic.ts vlapicInject). */
+  virqCheck = true;
   sliceEnd = 0;
 
   constructor(readonly m: Machine, readonly id: number, readonly params: PcpuParams, full: RingFullHandler) {
@@ -53,6 +57,7 @@ export class Pcpu {
     this.core = new CpuCore(m.mem32, m.mem8, m.p2m, m.pc32, this.base + PC_PENDING, opcodeCosts(params.costs));
     this.core.exceptionCost = params.costs.exception;
     this.ring = new RingWriter(m.ring32, m.ringF64, m.ringBase(id), id, full);
+    this.core.lapic = new PhysLapicPort(this);
     this.core.clock = m.pcF64[(this.base + PC_CLOCK_F64) >> 1];
   }
 
@@ -61,6 +66,21 @@ export class Pcpu {
     const v = this.cur;
     const vid = v < 0 ? -1 : this.m.vc32[v * VCPU_STRIDE_WORDS + VC_ID];
     this.ring.push(this.core.clock, kind, this.curDomain, vid, a, b, c);
+  }
+
+  /** Emit an event on behalf of another vCPU (dom, vCPU id within it). */
+  emitFor(dom: number, vcpu: number, kind: number, a: number, b: number, c: number): void {
+    this.ring.push(this.core.clock, kind, dom, vcpu, a, b, c);
+  }
+
+  /** Inject a fault into the loaded vCPU at its current instruction. */
+  injectFault(vec: number): void { inject(this, vec); }
+
+  /** The loaded vCPU is gone (its pCPU was reset): forget it without saving anything. */
+  dropCurrent(): void {
+    this.cur = -1;
+    this.curDomain = -1;
+    Atomics.store(this.m.pc32, this.base + PC_CURRENT, -1);
   }
 
   /** Advance simulated time by hypervisor work. */
@@ -81,7 +101,12 @@ export class Pcpu {
   step(budget: number, sharedAccesses = SHARED_UNLIMITED): number {
     const m = this.m, pc32 = m.pc32, base = this.base;
     if (Atomics.load(m.ctl, C.CTL_STOP) !== 0) return this.stop();
-    if ((pc32[base + PC_PENDING] & PEND_KICK) !== 0) Atomics.and(pc32, base + PC_PENDING, ~PEND_KICK);
+    const pend = pc32[base + PC_PENDING];
+    if (pend !== 0) {
+      Atomics.and(pc32, base + PC_PENDING, ~pend);
+      if ((pend & PEND_IRQ) !== 0) physService(this);
+    }
+    if (pc32[base + PC_STATE] === PS_WAIT_SIPI) return STEP_IDLE; // reset behind the hypervisor's back
     let v = this.cur;
     if (v >= 0) {
       const vb = v * VCPU_STRIDE_WORDS;
@@ -105,6 +130,10 @@ export class Pcpu {
       if (left < budget) budget = left;
     }
     m.pcF64[(base + PC_ENTRIES_F64) >> 1]++;
+    if (!vlapicInject(this)) {
+      vmexitHandle(this, EXIT_TRIPLE_FAULT);
+      return STEP_RAN;
+    }
     const c0 = this.core.clock;
     this.core.sharedLeft = sharedAccesses;
     const exit = guestRun(this.core, budget);
@@ -190,7 +219,7 @@ export class Pcpu {
         m.vc32[vb + VC_MIGRATIONS]++;
       }
       Atomics.store(m.vc32, vb + VC_RUNSTATE, RS_RUNNABLE);
-      if (to !== this.id) schedKick(m, to);
+      if (to !== this.id) hvKick(this, to);
     }
     this.emit(EV_SCHED_OUT, rs === RS_RUNNING ? RS_RUNNABLE : rs, c.pc, to);
     this.lastRun = v;
@@ -224,6 +253,9 @@ export class Pcpu {
     c.flags = m.vc32[vb + VC_FLAGS];
     c.idtr = m.vc32[vb + VC_IDTR];
     const d = m.vc32[vb + VC_DOMAIN];
+    // x2apic-passthrough: the MSR bitmap lets 0x800-0x8FF through to the pCPU's own x2APIC.
+    c.x2apicPassthrough = m.dm32[m.domainBase(d) + DM_IPI_PATH] === IPI_PATH_X2APIC_PASSTHROUGH;
+    this.virqCheck = true;
     c.p2mRoot = m.dm32[m.domainBase(d) + DM_P2M_ROOT];
     c.tlb.flushAll();
     // schedClaimNext already moved it RUNNABLE -> RUNNING for this pCPU.

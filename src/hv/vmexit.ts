@@ -2,7 +2,7 @@
 // instruction is 8 bytes, and an exit leaves pc on the instruction that caused it.
 import * as C from '../../shared/machine.js';
 import { DM_DEAD_HALTED, DM_NVCPUS, DS_CRASHED, DS_HALTED, DS_SHUTDOWN } from '../../shared/domain.js';
-import { FL_IF, RS_BLOCKED, VC_APIC_ID, VC_ID, VC_REPORT_SEQ, VC_RUNSTATE, VCPU_STRIDE_WORDS } from '../../shared/vcpu.js';
+import { FL_IF, RS_BLOCKED, RS_RUNNING, VC_APIC_ID, VC_ID, VC_REPORT_SEQ, VC_RUNSTATE, VCPU_STRIDE_WORDS } from '../../shared/vcpu.js';
 import {
   EXIT_CPUID, EXIT_EPT_VIOLATION, EXIT_EXTINT, EXIT_HLT, EXIT_IO, EXIT_MAGIC, EXIT_PREEMPT, EXIT_RDMSR,
   EXIT_TRIPLE_FAULT, EXIT_VMCALL, EXIT_VMFUNC, EXIT_WRMSR, VEC_GP, VEC_UD, guestDeliver, ioQualIsOut, ioQualPort,
@@ -15,6 +15,7 @@ import {
 } from '../trace/events.js';
 import { domainEnd } from './domain-ops.js';
 import { hypercallDispatch, XEN_VERSION } from './hypercall.js';
+import { vlapicHasDeliverable, vlapicMmioExit, vlapicMsrExit } from './vlapic.js';
 import type { Pcpu } from './pcpu-loop.js';
 import { bug } from '../errors.js';
 
@@ -34,10 +35,13 @@ export function vmexitHandle(p: Pcpu, reason: number): void {
       return;
     case EXIT_MAGIC: return exitMagic(p);
     case EXIT_CPUID: p.hvCycles(costs.vmexit); return exitCpuid(p);
-    case EXIT_RDMSR: p.hvCycles(costs.vmexit); return exitRdmsr(p);
-    case EXIT_WRMSR: p.hvCycles(costs.vmexit); return exitWrmsr(p);
+    case EXIT_RDMSR: p.hvCycles(costs.vmexit); if (!vlapicMsrExit(p, false)) exitRdmsr(p); return;
+    case EXIT_WRMSR: p.hvCycles(costs.vmexit); if (!vlapicMsrExit(p, true)) exitWrmsr(p); return;
     case EXIT_IO: p.hvCycles(costs.io_exit); return exitIo(p);
-    case EXIT_EPT_VIOLATION: p.hvCycles(costs.ept_violation); return exitEptViolation(p);
+    case EXIT_EPT_VIOLATION:
+      if (vlapicMmioExit(p)) return;
+      p.hvCycles(costs.ept_violation);
+      return exitEptViolation(p);
     case EXIT_TRIPLE_FAULT: return crash(p, CRASH_TRIPLE_FAULT, p.core.exitQual, p.core.pc, 0);
     case EXIT_EXTINT: p.hvCycles(costs.vmexit); return; // the pending bits are serviced at the next step
     case EXIT_VMFUNC:
@@ -64,8 +68,18 @@ function crash(p: Pcpu, reason: number, a: number, b: number, c: number): void {
 function exitHlt(p: Pcpu): void {
   const m = p.m, c = p.core;
   c.pc += INSN_BYTES; // Safe: hlt; a woken vCPU resumes after it
-  Atomics.store(m.vc32, p.cur * VCPU_STRIDE_WORDS + VC_RUNSTATE, RS_BLOCKED);
-  if ((c.flags & FL_IF) === 0) {
+  const ifl = (c.flags & FL_IF) !== 0;
+  // Xen hvm_hlt: an interrupt already pending means hlt returns at once.
+  if (ifl && vlapicHasDeliverable(p, p.cur)) return;
+  const rs = p.cur * VCPU_STRIDE_WORDS + VC_RUNSTATE;
+  Atomics.store(m.vc32, rs, RS_BLOCKED);
+  // vcpu_block's second look (xen-sched-ipi.md §1.6): an IPI that set IRR after the check above but
+  // before RS_BLOCKED was visible found the vCPU not blocked and did not wake it; catch it here.
+  if (ifl && vlapicHasDeliverable(p, p.cur)) {
+    Atomics.compareExchange(m.vc32, rs, RS_BLOCKED, RS_RUNNING);
+    return;
+  }
+  if (!ifl) {
     // Nothing maskable can wake it. When every vCPU is in this state the domain can never run again.
     p.emit(EV_HALT_DEAD, 0, c.pc, 0);
     const db = m.domainBase(p.curDomain);

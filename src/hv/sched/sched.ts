@@ -92,16 +92,18 @@ export function schedPlace(m: Machine, v: number, p: number): number {
   return best;
 }
 
-/** Kick pCPU p: make it leave guest mode and look at its pending work (Xen's EVENT_CHECK softirq). */
+/** Kick pCPU p without an IPI (the engines' control path: stop, pause). Hypervisor kicks use hvKick. */
 export function schedKick(m: Machine, p: number): void {
   Atomics.or(m.pc32, m.pcpuBase(p) + PC_PENDING, PEND_KICK);
   Atomics.notify(m.pc32, m.pcpuBase(p) + PC_PENDING);
 }
 
-/** vcpu_unblock: a blocked vCPU becomes runnable on the pCPU it last ran on, which is tickled. */
-export function schedWake(m: Machine, v: number): boolean {
+/**
+ * vcpu_unblock: a blocked vCPU becomes runnable on the pCPU it last ran on. Returns that pCPU, which the
+ * caller tickles (hvKick: an EVENT_CHECK IPI through its own LAPIC), or -1 if it was not blocked.
+ */
+export function schedWake(m: Machine, v: number): number {
   const b = v * VCPU_STRIDE_WORDS;
-  if (Atomics.compareExchange(m.vc32, b + VC_RUNSTATE, RS_BLOCKED, RS_RUNNABLE) !== RS_BLOCKED) return false;
-  schedKick(m, Atomics.load(m.vc32, b + VC_PCPU));
-  return true;
+  if (Atomics.compareExchange(m.vc32, b + VC_RUNSTATE, RS_BLOCKED, RS_RUNNABLE) !== RS_BLOCKED) return -1;
+  return Atomics.load(m.vc32, b + VC_PCPU);
 }

@@ -1,0 +1,155 @@
+// Physical IPIs: the machine's LAPICs (one per pCPU, pages in MachineBuffers.lapics) and the
+// hypervisor's own use of them. Xen sends its IPIs through the same ICR a passed-through guest writes
+// (xen-sched-ipi.md §3.2): in xAPIC mode ICR_HI is a latch shared by everyone on that pCPU, which is
+// the race the secure-realm design runs into (apic.md §5).
+import { DM_IPI_PATH, IPI_PATH_VLAPIC } from '../../shared/domain.js';
+import { ICR_DM_FIXED, ICR_DM_MASK, ICR_HI_XAPIC_DEST_SHIFT, LAPIC_ICR_HI, LAPIC_ICR_LO, APIC_MODE_X2APIC, LAPIC_PEND_INIT, LAPIC_PEND_SIPI } from '../../shared/lapic.js';
+import { PC_PENDING, PC_STATE, PEND_IRQ, PS_WAIT_SIPI } from '../../shared/pcpu.js';
+import { RS_LOST, VCPU_STRIDE_WORDS, VC_IPI_SEQ, VC_RUNSTATE } from '../../shared/vcpu.js';
+import { apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
+import {
+  lapicAck, lapicAcceptIpi, lapicBusView, lapicEoi, lapicInit, lapicMode, lapicRead, lapicReadX2apic, lapicTakePending,
+  lapicWrite, lapicWriteX2apic, lapicWriteX2apicIcr, type LapicWriteEffect,
+} from '../hw/lapic.js';
+import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
+import type { LapicPort } from '../isa/interp.js';
+import type { Machine } from '../machine.js';
+import { EV_HOST_RESET, EV_IPI_SEND, EV_PHYS_IRQ, PIRQ_HANDLED, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTag } from '../trace/events.js';
+import type { Pcpu } from './pcpu-loop.js';
+import { vlapicAcceptReflected } from './vlapic.js';
+
+// Xen's own vectors (xen/arch/x86/include/asm/irq-vectors.h; xen-sched-ipi.md §3.1)
+export const INVALIDATE_TLB_VECTOR = 0xfd;
+export const EVENT_CHECK_VECTOR = 0xfc;
+export const CALL_FUNCTION_VECTOR = 0xfb;
+/** Posted-interrupt notification and wake-up vectors come from the dynamic range 0xF1-0xF8. */
+export const POSTED_INTR_VECTOR = 0xf2;
+export const PI_WAKEUP_VECTOR = 0xf1;
+
+/** Does the hypervisor handle this physical vector? */
+export function hvHandlesVector(v: number): boolean {
+  return v === EVENT_CHECK_VECTOR || v === CALL_FUNCTION_VECTOR || v === INVALIDATE_TLB_VECTOR ||
+    v === POSTED_INTR_VECTOR || v === PI_WAKEUP_VECTOR;
+}
+
+/** Snapshot of every physical LAPIC for routing (index = pCPU = physical APIC ID). */
+function physBusViews(m: Machine): ApicBusTarget[] {
+  const out: ApicBusTarget[] = [];
+  for (let q = 0; q < m.npcpus; q++) out.push(lapicBusView(m.lapic32, m.plapicBase(q)));
+  return out;
+}
+
+/** Deliver an IPI that pCPU `p`'s LAPIC sends now. `tag` names its source (0 = the hypervisor). */
+export function physSend(p: Pcpu, icrLo: number, icrHi: number, tag: number): void {
+  const m = p.m;
+  const targets = apicRouteIpi(icrLo >>> 0, icrHi >>> 0, p.id, physBusViews(m));
+  const vector = icrLo & 0xff;
+  const mode = icrLo & ICR_DM_MASK;
+  for (const t of targets) {
+    Atomics.store(m.irqsrc, m.irqsrcBase(t) + vector, tag);
+    const r = lapicAcceptIpi(m.lapic32, m.plapicBase(t), icrLo);
+    if (r === 'init' || r === 'sipi') p.emit(EV_HOST_RESET, t, mode >> 8, tag);
+    Atomics.or(m.pc32, m.pcpuBase(t) + PC_PENDING, PEND_IRQ);
+    Atomics.notify(m.pc32, m.pcpuBase(t) + PC_PENDING);
+  }
+}
+
+/**
+ * The hypervisor on pCPU `p` sends `vector` to pCPU `target` through its own LAPIC, as Xen's
+ * send_IPI_mask_phys does: ICR_HI then ICR_LO in xAPIC mode, one WRMSR in x2APIC mode. Interrupts are
+ * off while it does so (Xen's default), which holds here since a hypervisor action is never interrupted.
+ */
+export function hvSendIpi(p: Pcpu, target: number, vector: number): void {
+  const m = p.m, base = m.plapicBase(p.id);
+  const lo = ICR_DM_FIXED | vector;
+  let eff: LapicWriteEffect;
+  if (lapicMode(m.lapic32, base) === APIC_MODE_X2APIC) eff = lapicWriteX2apicIcr(m.lapic32, base, lo, target);
+  else {
+    lapicWrite(m.lapic32, base, LAPIC_ICR_HI, target << ICR_HI_XAPIC_DEST_SHIFT);
+    eff = lapicWrite(m.lapic32, base, LAPIC_ICR_LO, lo);
+  }
+  if (eff.type === 'ipi') physSend(p, eff.icrLo, eff.icrHi, 0);
+}
+
+/** Kick pCPU `target` (Xen's vcpu_kick / tickle): an EVENT_CHECK IPI, or nothing when it is us. */
+export function hvKick(p: Pcpu, target: number): void {
+  if (target === p.id) return;
+  hvSendIpi(p, target, EVENT_CHECK_VECTOR);
+}
+
+/**
+ * Service this pCPU's physical LAPIC: INIT/SIPI, then every deliverable vector. Returns false when an
+ * INIT has reset the pCPU (it must stop running anything).
+ */
+export function physService(p: Pcpu): boolean {
+  const m = p.m, base = m.plapicBase(p.id);
+  const pend = lapicTakePending(m.lapic32, base);
+  if ((pend & (LAPIC_PEND_INIT | LAPIC_PEND_SIPI)) !== 0) {
+    // INIT from a guest: the CPU resets under the hypervisor. Its vCPU and the hypervisor's state on it
+    // are gone; a later SIPI would start it at a vector the hypervisor never installed.
+    lapicInit(m.lapic32, base);
+    if (p.cur >= 0) Atomics.store(m.vc32, p.cur * VCPU_STRIDE_WORDS + VC_RUNSTATE, RS_LOST);
+    p.dropCurrent();
+    Atomics.store(m.pc32, p.base + PC_STATE, PS_WAIT_SIPI);
+    return false;
+  }
+  for (;;) {
+    const v = lapicAck(m.lapic32, base);
+    if (v < 0) break;
+    const tag = Atomics.load(m.irqsrc, m.irqsrcBase(p.id) + v);
+    if (hvHandlesVector(v)) {
+      // EVENT_CHECK only forces the exit (softirqs run on the way back); the others are not used yet.
+      p.emit(EV_PHYS_IRQ, v, PIRQ_HANDLED, tag);
+    } else {
+      const cur = p.cur;
+      const reflect = cur >= 0 && m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH] !== IPI_PATH_VLAPIC;
+      p.emit(EV_PHYS_IRQ, v, reflect ? PIRQ_REFLECTED : PIRQ_UNKNOWN, tag);
+      // The passthrough designs assume the vector reaches the guest: model that generously, so the rest
+      // of the design can be judged, but the finding stands (only the hypervisor receives interrupts).
+      if (reflect) vlapicAcceptReflected(p, cur, v, tag);
+    }
+    lapicEoi(m.lapic32, base);
+  }
+  return true;
+}
+
+/** The pCPU's physical LAPIC as a passed-through guest sees it (CpuCore.lapic). */
+export class PhysLapicPort implements LapicPort {
+  constructor(private readonly p: Pcpu) {}
+
+  apicRead(offset: number): number {
+    return lapicRead(this.p.m.lapic32, this.p.m.plapicBase(this.p.id), offset);
+  }
+
+  apicWrite(offset: number, value: number): void {
+    const p = this.p;
+    const eff = lapicWrite(p.m.lapic32, p.m.plapicBase(p.id), offset, value);
+    if (eff.type === 'ipi') this.guestSend(eff.icrLo, eff.icrHi);
+  }
+
+  x2apicRdmsr(msr: number): boolean {
+    const r = lapicReadX2apic(this.p.m.lapic32, this.p.m.plapicBase(this.p.id), msr);
+    if (r.type === 'gp') return false;
+    this.p.core.R[REG_EAX] = r.lo | 0;
+    this.p.core.R[REG_EDX] = r.hi | 0;
+    return true;
+  }
+
+  x2apicWrmsr(msr: number, lo: number, hi: number): boolean {
+    const p = this.p;
+    const eff = lapicWriteX2apic(p.m.lapic32, p.m.plapicBase(p.id), msr, lo, hi);
+    if (eff.type === 'gp') return false;
+    if (eff.type === 'ipi') this.guestSend(eff.icrLo, eff.icrHi);
+    return true;
+  }
+
+  /** A guest wrote the physical ICR: the IPI leaves with whatever ICR_HI holds now. */
+  private guestSend(icrLo: number, icrHi: number): void {
+    const p = this.p, m = p.m;
+    const vb = p.cur * VCPU_STRIDE_WORDS;
+    const tag = ipiTag(p.cur, m.vc32[vb + VC_IPI_SEQ]++);
+    p.emit(EV_IPI_SEND, tag, icrLo, icrHi);
+    physSend(p, icrLo, icrHi, tag);
+  }
+}
+

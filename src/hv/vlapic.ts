@@ -1,0 +1,157 @@
+// The virtual LAPIC of each vCPU (pages in MachineBuffers.lapics after the physical ones) and the
+// `vlapic` IPI path: the guest's ICR write traps (APIC-access page or x2APIC MSR), the hypervisor routes it
+// among the domain's vLAPICs, sets the target's IRR and kicks the target's pCPU (Xen vlapic_ipi ->
+// vlapic_set_irq -> vcpu_kick, xen-sched-ipi.md §1.9, §2.1-2.3). Injection happens at VM entry.
+import { DM_FIRST_VCPU, DM_IPI_PATH, DM_LOWEST_PRIO_PREV, DM_NVCPUS, IPI_PATH_X2APIC_PASSTHROUGH } from '../../shared/domain.js';
+import { APIC_BASE_EN, APIC_BASE_EXTD, ICR_DM_LOWEST, ICR_DM_MASK } from '../../shared/lapic.js';
+import { P2MT_APIC_ACCESS, p2mAttrType } from '../../shared/p2m.js';
+import { FL_IF, RS_RUNNING, VC_DOMAIN, VCPU_STRIDE_WORDS, VC_ID, VC_IPI_SEQ, VC_PCPU, VC_RUNSTATE } from '../../shared/vcpu.js';
+import { apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
+import {
+  lapicAck, lapicAcceptInterrupt, lapicAcceptIpi, lapicApicBase, lapicBusView, lapicPendingDeliverable, lapicRead,
+  lapicReadX2apic, lapicTakeNmi, lapicTakePending, lapicWrite, lapicWriteApicBase, lapicWriteX2apic, type LapicWriteEffect,
+} from '../hw/lapic.js';
+import { p2mGetAttr, PERM_X } from '../hw/ept.js';
+import { EXIT_APIC_ACCESS, EXIT_EPT_VIOLATION, VEC_GP, VEC_NMI, guestDeliver, xlate } from '../isa/interp.js';
+import { INSN_BYTES, OP_LD, OP_ST, OP_ST_SD, OP_ST_SI, REG_EAX, REG_ECX, REG_EDX } from '../isa/opcodes.js';
+import { PC_EXITS } from '../../shared/pcpu.js';
+import { EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, ipiTag } from '../trace/events.js';
+import { schedWake } from './sched/sched.js';
+import { hvKick } from './ipi.js';
+import type { Pcpu } from './pcpu-loop.js';
+
+export const MSR_APIC_BASE = 0x1b;
+export const APIC_BASE_ADDR = 0xfee00000;
+
+/** Make vCPU `v`'s new interrupt seen: wake it if blocked, kick its pCPU if it runs elsewhere. */
+function vlapicKick(p: Pcpu, v: number): void {
+  const m = p.m, b = v * VCPU_STRIDE_WORDS;
+  const woke = schedWake(m, v);
+  if (woke >= 0) { hvKick(p, woke); return; }
+  if (Atomics.load(m.vc32, b + VC_RUNSTATE) === RS_RUNNING) hvKick(p, Atomics.load(m.vc32, b + VC_PCPU));
+}
+
+function note(p: Pcpu, v: number, vector: number, tag: number, r: string): void {
+  if (r === 'coalesced') {
+    const m = p.m;
+    p.emitFor(m.vc32[v * VCPU_STRIDE_WORDS + VC_DOMAIN], m.vc32[v * VCPU_STRIDE_WORDS + VC_ID], EV_IPI_COALESCED, tag, vector, 0);
+  }
+}
+
+/** A physical vector reflected to vCPU `v` (passthrough designs; see ipi.ts physService). */
+export function vlapicAcceptReflected(p: Pcpu, v: number, vector: number, tag: number): void {
+  const m = p.m, page = p.m.npcpus + v;
+  Atomics.store(m.irqsrc, m.irqsrcBase(page) + vector, tag);
+  note(p, v, vector, tag, lapicAcceptInterrupt(m.lapic32, m.vlapicBase(v), vector, false));
+}
+
+/** The loaded vCPU wrote its virtual ICR (a trapped access): route and deliver (Xen vlapic_ipi). */
+export function vlapicSend(p: Pcpu, icrLo: number, icrHi: number): void {
+  const m = p.m, sender = p.cur, d = p.curDomain, db = m.domainBase(d);
+  const tag = ipiTag(sender, m.vc32[sender * VCPU_STRIDE_WORDS + VC_IPI_SEQ]++);
+  p.emit(EV_IPI_SEND, tag, icrLo, icrHi);
+  const first = m.dm32[db + DM_FIRST_VCPU], n = m.dm32[db + DM_NVCPUS];
+  const views: ApicBusTarget[] = [];
+  for (let i = 0; i < n; i++) views.push(lapicBusView(m.lapic32, m.vlapicBase(first + i)));
+  const targets = apicRouteIpi(icrLo >>> 0, icrHi >>> 0, sender - first, views, undefined, m.dm32[db + DM_LOWEST_PRIO_PREV]);
+  if ((icrLo & ICR_DM_MASK) === ICR_DM_LOWEST && targets.length > 0) m.dm32[db + DM_LOWEST_PRIO_PREV] = targets[0];
+  const vector = icrLo & 0xff;
+  for (const i of targets) {
+    const v = first + i;
+    Atomics.store(m.irqsrc, m.irqsrcBase(m.npcpus + v) + vector, tag);
+    const r = lapicAcceptIpi(m.lapic32, m.vlapicBase(v), icrLo);
+    note(p, v, vector, tag, r);
+    if (r === 'latched' || r === 'nmi') vlapicKick(p, v);
+  }
+}
+
+/**
+ * Before VM entry: inject a pending NMI, else the highest deliverable vector when IF=1 (Xen
+ * vmx_intr_assist). Returns false if delivery triple-faulted (the caller crashes the domain).
+ */
+export function vlapicInject(p: Pcpu): boolean {
+  const m = p.m, c = p.core, v = p.cur, base = m.vlapicBase(v);
+  if (lapicTakePending(m.lapic32, base) !== 0) p.virqCheck = true;
+  if (!p.virqCheck) return true;
+  if (lapicTakeNmi(m.lapic32, base)) return deliver(p, VEC_NMI, 0);
+  if ((c.flags & FL_IF) === 0) return true;
+  const vec = lapicAck(m.lapic32, base);
+  if (vec < 0) { p.virqCheck = false; return true; }
+  return deliver(p, vec, Atomics.load(m.irqsrc, m.irqsrcBase(m.npcpus + v) + vec));
+}
+
+function deliver(p: Pcpu, vec: number, tag: number): boolean {
+  if (vec !== VEC_NMI) p.emit(EV_IPI_DELIVER, tag, vec, p.id);
+  p.hvCycles(p.params.costs.exception);
+  return guestDeliver(p.core, vec, p.core.pc) === 0;
+}
+
+/** hlt with IF=1: is an interrupt already deliverable (then hlt returns at once, Xen hvm_hlt)? */
+export function vlapicHasDeliverable(p: Pcpu, v: number): boolean {
+  return lapicPendingDeliverable(p.m.lapic32, p.m.vlapicBase(v)) >= 0;
+}
+
+function applyEffect(p: Pcpu, eff: LapicWriteEffect): boolean {
+  if (eff.type === 'gp') return false;
+  if (eff.type === 'ipi') vlapicSend(p, eff.icrLo, eff.icrHi);
+  // An EOI or TPR change may unmask a vector waiting in IRR.
+  p.virqCheck = true;
+  return true;
+}
+
+/**
+ * An EPT violation on the APIC-access page: emulate the one instruction (Xen's hvmemul on the
+ * vlapic MMIO handler). Returns false when the access was not to an APIC-access page.
+ * Accepts 32-bit loads and stores (register or immediate); anything else gets #GP.
+ */
+export function vlapicMmioExit(p: Pcpu): boolean {
+  const m = p.m, c = p.core;
+  const attr = p2mGetAttr(m.p2m, c.p2mRoot, c.exitGpa >>> 12);
+  if (p2mAttrType(attr) !== P2MT_APIC_ACCESS) return false;
+  m.pc32[p.base + PC_EXITS + EXIT_EPT_VIOLATION]--;
+  m.pc32[p.base + PC_EXITS + EXIT_APIC_ACCESS]++;
+  p.hvCycles(p.params.costs.vmexit);
+  const h = xlate(c, c.pc, PERM_X);
+  if (h < 0) return false;
+  const w0 = m.mem32[h >> 2], w1 = m.mem32[(h >> 2) + 1];
+  const op = w0 & 0x7f, a = (w0 >>> 7) & 15, off = c.exitGpa & 0xfff;
+  const base = m.vlapicBase(p.cur);
+  let ok = true;
+  if (op === OP_LD) c.R[a] = lapicRead(m.lapic32, base, off);
+  else if (op === OP_ST) ok = applyEffect(p, lapicWrite(m.lapic32, base, off, c.R[a]));
+  else if (op === OP_ST_SD) ok = applyEffect(p, lapicWrite(m.lapic32, base, off, w1));
+  else if (op === OP_ST_SI) ok = applyEffect(p, lapicWrite(m.lapic32, base, off, w0 >> 16));
+  else ok = false;
+  if (!ok) { p.injectFault(VEC_GP); return true; }
+  c.pc += INSN_BYTES; // Safe: the emulated mov
+  return true;
+}
+
+/** rdmsr/wrmsr exits for the vLAPIC: IA32_APIC_BASE and the x2APIC range. Returns false if not ours. */
+export function vlapicMsrExit(p: Pcpu, write: boolean): boolean {
+  const m = p.m, c = p.core, R = c.R, base = m.vlapicBase(p.cur);
+  const msr = R[REG_ECX] >>> 0;
+  if (msr === MSR_APIC_BASE) {
+    if (!write) { R[REG_EAX] = lapicApicBase(m.lapic32, base); R[REG_EDX] = 0; }
+    else {
+      // Relocating the APIC page is not modelled, and bits 0-7 and 9 are reserved: both #GP.
+      if ((R[REG_EAX] & 0xfffff2ff) !== (APIC_BASE_ADDR | 0) || R[REG_EDX] !== 0) { p.injectFault(VEC_GP); return true; }
+      const eff = lapicWriteApicBase(m.lapic32, base, (R[REG_EAX] & APIC_BASE_EN) !== 0, (R[REG_EAX] & APIC_BASE_EXTD) !== 0);
+      if (eff.type === 'gp') { p.injectFault(VEC_GP); return true; }
+      if (m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH] === IPI_PATH_X2APIC_PASSTHROUGH) c.x2apicPassthrough = (R[REG_EAX] & APIC_BASE_EXTD) !== 0 || c.x2apicPassthrough;
+    }
+    c.pc += INSN_BYTES; // Safe: rdmsr/wrmsr
+    return true;
+  }
+  if (msr < 0x800 || msr > 0x8ff) return false;
+  let ok: boolean;
+  if (write) ok = applyEffect(p, lapicWriteX2apic(m.lapic32, base, msr, R[REG_EAX], R[REG_EDX]));
+  else {
+    const r = lapicReadX2apic(m.lapic32, base, msr);
+    ok = r.type !== 'gp';
+    if (r.type === 'value') { R[REG_EAX] = r.lo | 0; R[REG_EDX] = r.hi | 0; }
+  }
+  if (!ok) { p.injectFault(VEC_GP); return true; }
+  c.pc += INSN_BYTES; // Safe: rdmsr/wrmsr
+  return true;
+}
