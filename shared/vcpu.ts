@@ -33,6 +33,8 @@ export const VC_STOP_REASON = 26;
 export const VC_MIGRATIONS = 27;
 /** IPIs this vCPU has sent (sequence for source tags, trace/events.ts). */
 export const VC_IPI_SEQ = 28;
+/** Intents (magic 2) declared so far: orders them against sends whatever pCPU recorded them. */
+export const VC_INTENT_SEQ = 29;
 /** Hard affinity (cpus=): 256-bit pCPU mask, 8 words, bit p of word p>>5. Written at build time. */
 export const VC_AFFINITY = 40;
 export const VC_AFFINITY_WORDS = 8;

@@ -183,6 +183,8 @@ export async function simulate(c: RunConfig, extra: { trace?: string; replayRuns
     maxInstructions: c.maxInstructions,
     traceExits: true,
     migrate: sc.migration === 'balance',
+    migratePercent: sc.migration === 'balance' ? sc.migratePercent : 0,
+    seed: c.seed,
   };
   const opts: EngineOptions = {
     seed: c.seed, strategy: c.strategy, slackCycles: c.slack, maxMs: c.maxMs, watchdogMs: c.watchdogMs,

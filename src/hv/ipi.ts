@@ -8,7 +8,7 @@ import { PC_PENDING, PC_STATE, PEND_IRQ, PS_WAIT_SIPI } from '../../shared/pcpu.
 import { RS_LOST, VCPU_STRIDE_WORDS, VC_IPI_SEQ, VC_RUNSTATE } from '../../shared/vcpu.js';
 import { apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
 import {
-  lapicAck, lapicAcceptIpi, lapicBusView, lapicEoi, lapicInit, lapicMode, lapicRead, lapicReadX2apic, lapicTakePending,
+  lapicAck, lapicAcceptIpi, lapicPendingDeliverable, lapicBusView, lapicEoi, lapicInit, lapicMode, lapicRead, lapicReadX2apic, lapicTakePending,
   lapicWrite, lapicWriteX2apic, lapicWriteX2apicIcr, type LapicWriteEffect,
 } from '../hw/lapic.js';
 import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
@@ -46,8 +46,9 @@ export function physSend(p: Pcpu, icrLo: number, icrHi: number, tag: number): vo
   const vector = icrLo & 0xff;
   const mode = icrLo & ICR_DM_MASK;
   for (const t of targets) {
-    Atomics.store(m.irqsrc, m.irqsrcBase(t) + vector, tag);
+    const claimed = irqTagClaim(m, t, vector, tag);
     const r = lapicAcceptIpi(m.lapic32, m.plapicBase(t), icrLo);
+    if (claimed && r !== 'latched') irqTagRelease(m, t, vector, tag);
     if (r === 'init' || r === 'sipi') p.emit(EV_HOST_RESET, t, mode >> 8, tag);
     Atomics.or(m.pc32, m.pcpuBase(t) + PC_PENDING, PEND_IRQ);
     Atomics.notify(m.pc32, m.pcpuBase(t) + PC_PENDING);
@@ -94,9 +95,10 @@ export function physService(p: Pcpu): boolean {
     return false;
   }
   for (;;) {
+    const next = lapicPendingDeliverable(m.lapic32, base);
+    if (next < 0) break;
+    const tag = irqTagTake(m, p.id, next);
     const v = lapicAck(m.lapic32, base);
-    if (v < 0) break;
-    const tag = Atomics.load(m.irqsrc, m.irqsrcBase(p.id) + v);
     if (hvHandlesVector(v)) {
       // EVENT_CHECK only forces the exit (softirqs run on the way back); the others are not used yet.
       p.emit(EV_PHYS_IRQ, v, PIRQ_HANDLED, tag);
@@ -153,3 +155,19 @@ export class PhysLapicPort implements LapicPort {
   }
 }
 
+
+/**
+ * Source tags travel beside IRR bits (MachineBuffers.irqsrc): the slot of a vector names the send that set
+ * the pending IRR bit. A sender claims an empty slot before setting IRR and gives it back if the IRR bit
+ * was already set (its IPI coalesced into the pending one, which keeps its own tag); the receiver takes
+ * the tag just before acknowledging the vector. So a delivery names the send that raised it.
+ */
+export function irqTagClaim(m: Machine, page: number, vector: number, tag: number): boolean {
+  return Atomics.compareExchange(m.irqsrc, m.irqsrcBase(page) + vector, 0, tag) === 0;
+}
+export function irqTagRelease(m: Machine, page: number, vector: number, tag: number): void {
+  Atomics.compareExchange(m.irqsrc, m.irqsrcBase(page) + vector, tag, 0);
+}
+export function irqTagTake(m: Machine, page: number, vector: number): number {
+  return Atomics.exchange(m.irqsrc, m.irqsrcBase(page) + vector, 0);
+}

@@ -19,7 +19,8 @@ import { opcodeCosts, type CostTable } from '../engine/clock.js';
 import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
 import { EV_EXIT, EV_SCHED_IN, EV_SCHED_OUT, EV_VCPU_LIMIT } from '../trace/events.js';
-import { schedClaimNext, schedPlace } from './sched/sched.js';
+import { schedClaimNext, schedPlace, schedRandomPcpu } from './sched/sched.js';
+import { Prng, childSeed } from '../engine/strategies/index.js';
 import { inject, vmexitHandle } from './vmexit.js';
 
 /** Parameters every pCPU gets, identical in both engines. Plain data (sent to workers). */
@@ -33,6 +34,10 @@ export interface PcpuParams {
   traceExits: boolean;
   /** vCPUs move between pCPUs (descheduled vCPUs rebalance; idle pCPUs pull waiting work). */
   migrate: boolean;
+  /** Extra migration: chance in percent that a descheduled vCPU moves to a random pCPU of its affinity. */
+  migratePercent: number;
+  /** Run seed; each pCPU derives its own stream from it. */
+  seed: number;
 }
 
 export const STEP_RAN = 0;
@@ -48,6 +53,8 @@ export class Pcpu {
   curDomain = -1;
   /** Last vCPU this pCPU ran (round-robin position). */
   lastRun = -1;
+  /** This pCPU's random stream (migration choices): a child seed of the run seed, so runs replay. */
+  readonly rng: Prng;
   /** The loaded vCPU may have a deliverable virtual interrupt (vlapic.ts vlapicInject). */
   virqCheck = true;
   sliceEnd = 0;
@@ -58,6 +65,7 @@ export class Pcpu {
     this.core.exceptionCost = params.costs.exception;
     this.ring = new RingWriter(m.ring32, m.ringF64, m.ringBase(id), id, full);
     this.core.lapic = new PhysLapicPort(this);
+    this.rng = new Prng(childSeed(params.seed, `pcpu${id}.sched`));
     this.core.clock = m.pcF64[(this.base + PC_CLOCK_F64) >> 1];
   }
 
@@ -214,6 +222,10 @@ export class Pcpu {
     if (rs === RS_RUNNING) {
       // Its context is saved: now (and only now) it may move (sched.ts).
       if (this.params.migrate) to = schedPlace(m, v, this.id);
+      if (this.params.migratePercent > 0 && this.rng.below(100) < this.params.migratePercent) {
+        const other = schedRandomPcpu(m, v, this.id, this.rng.nextU32());
+        if (other >= 0) to = other;
+      }
       if (to !== this.id) {
         Atomics.store(m.vc32, vb + VC_PCPU, to);
         m.vc32[vb + VC_MIGRATIONS]++;

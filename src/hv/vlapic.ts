@@ -2,13 +2,13 @@
 // `vlapic` IPI path: the guest's ICR write traps (APIC-access page or x2APIC MSR), the hypervisor routes it
 // among the domain's vLAPICs, sets the target's IRR and kicks the target's pCPU (Xen vlapic_ipi ->
 // vlapic_set_irq -> vcpu_kick, xen-sched-ipi.md §1.9, §2.1-2.3). Injection happens at VM entry.
-import { DM_FIRST_VCPU, DM_IPI_PATH, DM_LOWEST_PRIO_PREV, DM_NVCPUS, IPI_PATH_X2APIC_PASSTHROUGH } from '../../shared/domain.js';
+import { DM_FIRST_VCPU, DM_IPI_PATH, DM_LOWEST_PRIO_PREV, DM_NVCPUS, IPI_PATH_VLAPIC, IPI_PATH_X2APIC_PASSTHROUGH } from '../../shared/domain.js';
 import { APIC_BASE_EN, APIC_BASE_EXTD, ICR_DM_LOWEST, ICR_DM_MASK } from '../../shared/lapic.js';
 import { P2MT_APIC_ACCESS, p2mAttrType } from '../../shared/p2m.js';
 import { FL_IF, RS_RUNNING, VC_DOMAIN, VCPU_STRIDE_WORDS, VC_ID, VC_IPI_SEQ, VC_PCPU, VC_RUNSTATE } from '../../shared/vcpu.js';
 import { apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
 import {
-  lapicAck, lapicAcceptInterrupt, lapicAcceptIpi, lapicApicBase, lapicBusView, lapicPendingDeliverable, lapicRead,
+  lapicAck, lapicAcceptInterrupt, lapicEoi, lapicAcceptIpi, lapicApicBase, lapicBusView, lapicPendingDeliverable, lapicRead,
   lapicReadX2apic, lapicTakeNmi, lapicTakePending, lapicWrite, lapicWriteApicBase, lapicWriteX2apic, type LapicWriteEffect,
 } from '../hw/lapic.js';
 import { p2mGetAttr, PERM_X } from '../hw/ept.js';
@@ -17,7 +17,7 @@ import { INSN_BYTES, OP_LD, OP_ST, OP_ST_SD, OP_ST_SI, REG_EAX, REG_ECX, REG_EDX
 import { PC_EXITS } from '../../shared/pcpu.js';
 import { EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, ipiTag } from '../trace/events.js';
 import { schedWake } from './sched/sched.js';
-import { hvKick } from './ipi.js';
+import { hvKick, irqTagClaim, irqTagRelease, irqTagTake } from './ipi.js';
 import type { Pcpu } from './pcpu-loop.js';
 
 export const MSR_APIC_BASE = 0x1b;
@@ -41,8 +41,10 @@ function note(p: Pcpu, v: number, vector: number, tag: number, r: string): void 
 /** A physical vector reflected to vCPU `v` (passthrough designs; see ipi.ts physService). */
 export function vlapicAcceptReflected(p: Pcpu, v: number, vector: number, tag: number): void {
   const m = p.m, page = p.m.npcpus + v;
-  Atomics.store(m.irqsrc, m.irqsrcBase(page) + vector, tag);
-  note(p, v, vector, tag, lapicAcceptInterrupt(m.lapic32, m.vlapicBase(v), vector, false));
+  const claimed = irqTagClaim(m, page, vector, tag);
+  const r = lapicAcceptInterrupt(m.lapic32, m.vlapicBase(v), vector, false);
+  if (claimed && r !== 'latched') irqTagRelease(m, page, vector, tag);
+  note(p, v, vector, tag, r);
 }
 
 /** The loaded vCPU wrote its virtual ICR (a trapped access): route and deliver (Xen vlapic_ipi). */
@@ -58,8 +60,9 @@ export function vlapicSend(p: Pcpu, icrLo: number, icrHi: number): void {
   const vector = icrLo & 0xff;
   for (const i of targets) {
     const v = first + i;
-    Atomics.store(m.irqsrc, m.irqsrcBase(m.npcpus + v) + vector, tag);
+    const claimed = irqTagClaim(m, m.npcpus + v, vector, tag);
     const r = lapicAcceptIpi(m.lapic32, m.vlapicBase(v), icrLo);
+    if (claimed && r !== 'latched') irqTagRelease(m, m.npcpus + v, vector, tag);
     note(p, v, vector, tag, r);
     if (r === 'latched' || r === 'nmi') vlapicKick(p, v);
   }
@@ -75,9 +78,14 @@ export function vlapicInject(p: Pcpu): boolean {
   if (!p.virqCheck) return true;
   if (lapicTakeNmi(m.lapic32, base)) return deliver(p, VEC_NMI, 0);
   if ((c.flags & FL_IF) === 0) return true;
+  const next = lapicPendingDeliverable(m.lapic32, base);
+  if (next < 0) { p.virqCheck = false; return true; }
+  const tag = irqTagTake(m, m.npcpus + v, next);
   const vec = lapicAck(m.lapic32, base);
-  if (vec < 0) { p.virqCheck = false; return true; }
-  return deliver(p, vec, Atomics.load(m.irqsrc, m.irqsrcBase(m.npcpus + v) + vec));
+  // Passthrough designs: the guest's EOI goes to the physical LAPIC, never to this one, so a reflected
+  // vector is retired at once (as if auto-EOI) or it would block its priority class for good.
+  if (m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH] !== IPI_PATH_VLAPIC) lapicEoi(m.lapic32, base);
+  return deliver(p, vec, tag);
 }
 
 function deliver(p: Pcpu, vec: number, tag: number): boolean {

@@ -2,7 +2,7 @@
 // instruction is 8 bytes, and an exit leaves pc on the instruction that caused it.
 import * as C from '../../shared/machine.js';
 import { DM_DEAD_HALTED, DM_NVCPUS, DS_CRASHED, DS_HALTED, DS_SHUTDOWN } from '../../shared/domain.js';
-import { FL_IF, RS_BLOCKED, RS_RUNNING, VC_APIC_ID, VC_ID, VC_REPORT_SEQ, VC_RUNSTATE, VCPU_STRIDE_WORDS } from '../../shared/vcpu.js';
+import { FL_IF, RS_BLOCKED, RS_RUNNING, VC_INTENT_SEQ, VC_IPI_SEQ, VC_APIC_ID, VC_ID, VC_REPORT_SEQ, VC_RUNSTATE, VCPU_STRIDE_WORDS } from '../../shared/vcpu.js';
 import {
   EXIT_CPUID, EXIT_EPT_VIOLATION, EXIT_EXTINT, EXIT_HLT, EXIT_IO, EXIT_MAGIC, EXIT_PREEMPT, EXIT_RDMSR,
   EXIT_TRIPLE_FAULT, EXIT_VMCALL, EXIT_VMFUNC, EXIT_WRMSR, VEC_GP, VEC_UD, guestDeliver, ioQualIsOut, ioQualPort,
@@ -98,7 +98,10 @@ function exitMagic(p: Pcpu): void {
       if (domainEnd(m, p.curDomain, DS_SHUTDOWN, R[REG_EBX], 0, 0, 0, p.cur)) p.emit(EV_DOMAIN_END, DS_SHUTDOWN, R[REG_EBX], 0);
       return;
     case 1: p.emit(EV_REPORT, R[REG_EBX], R[REG_ECX], m.vc32[vb + VC_REPORT_SEQ]++); break;
-    case 2: p.emit(EV_INTENT, R[REG_EBX], R[REG_ECX], 0); break;
+    case 2:
+      // b = vector | intent seq << 8, c = the IPI seq the next send will carry (oracles/ipi.ts).
+      p.emit(EV_INTENT, R[REG_EBX], (R[REG_ECX] & 0xff) | (m.vc32[vb + VC_INTENT_SEQ]++ << 8), m.vc32[vb + VC_IPI_SEQ]);
+      break;
     case 3:
       Atomics.add(m.ctl, C.CTL_GUEST_ASSERTS, 1);
       p.emit(EV_ASSERT, R[REG_EBX], c.pc, 0);

@@ -6,7 +6,7 @@
 // order: rings are drained per pCPU and pCPU clocks differ by up to --slack. The judgement is made
 // when the run ends, over the recorded IPI events (they are few next to instructions).
 import { cyclesToNs, nsToCycles } from '../engine/clock.js';
-import { EV_HOST_RESET, EV_INTENT, EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, EV_PHYS_IRQ, PIRQ_UNKNOWN, ipiTagSender } from '../trace/events.js';
+import { EV_HOST_RESET, EV_INTENT, EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, EV_PHYS_IRQ, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTagSender, ipiTagSeq } from '../trace/events.js';
 import type { Findings } from './findings.js';
 
 /** An intended IPI not delivered within this much simulated time of its send is lost. */
@@ -27,7 +27,6 @@ export type VcpuName = (global: number) => { dom: number; vcpu: number };
 
 export class IpiOracle {
   private readonly log: Ev[] = [];
-  private readonly armed = new Map<string, { target: number; vector: number }>();
 
   onEvent(pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): void {
     if (kind === EV_INTENT || kind === EV_IPI_SEND || kind === EV_IPI_DELIVER || kind === EV_IPI_COALESCED ||
@@ -40,23 +39,35 @@ export class IpiOracle {
   finish(findings: Findings, names: string[], who: VcpuName, endTime: number, fmt: (e: Ev) => string): IpiMetrics {
     interface Send { ev: Ev; intent?: { target: number; vector: number }; delivered: boolean }
     const sends = new Map<number, Send>();
-    // Intents bind to the next send of the same vCPU: both come from that vCPU in program order, and
-    // a vCPU's events are ordered by its own clock, so sort by (vCPU, time) to pair them.
-    const byVcpu = [...this.log].filter((e) => e.kind === EV_INTENT || e.kind === EV_IPI_SEND)
-      .sort((x, y) => x.dom - y.dom || x.vcpu - y.vcpu || x.time - y.time);
-    for (const e of byVcpu) {
+    // Intents bind to sends of the same vCPU as a stack (LIFO), which is how interrupt handlers nest: a
+    // handler that declares and sends its own IPI between an interrupted intent and its send takes its
+    // own. Order comes from per-vCPU counters carried in the events (an intent records the IPI seq of the
+    // next send and its own seq), never from clocks, which differ across pCPUs a vCPU migrated between.
+    type Item = { key: number; sub: number; e: Ev };
+    const perVcpu = new Map<string, Item[]>();
+    for (const e of this.log) {
+      if (e.kind !== EV_INTENT && e.kind !== EV_IPI_SEND) continue;
       const key = `${e.dom}/${e.vcpu}`;
-      if (e.kind === EV_INTENT) { this.armed.set(key, { target: e.a, vector: e.b & 0xff }); continue; }
-      sends.set(e.a, { ev: e, intent: this.armed.get(key), delivered: false });
-      this.armed.delete(key);
+      const list = perVcpu.get(key) ?? [];
+      if (e.kind === EV_INTENT) list.push({ key: e.c, sub: e.b >>> 8, e });
+      else list.push({ key: ipiTagSeq(e.a), sub: Number.MAX_SAFE_INTEGER, e });
+      perVcpu.set(key, list);
+    }
+    for (const list of perVcpu.values()) {
+      list.sort((x, y) => x.key - y.key || x.sub - y.sub);
+      const stack: { target: number; vector: number }[] = [];
+      for (const { e } of list) {
+        if (e.kind === EV_INTENT) stack.push({ target: e.a, vector: e.b & 0xff });
+        else sends.set(e.a, { ev: e, intent: stack.pop(), delivered: false });
+      }
     }
     const latencies: number[] = [];
     let delivered = 0, coalesced = 0;
     const evidence = (...es: Ev[]) => (): string[] => this.evidence(es, fmt);
     for (const e of [...this.log].sort((x, y) => x.time - y.time)) {
-      if (e.kind === EV_PHYS_IRQ && e.b === PIRQ_UNKNOWN) {
+      if (e.kind === EV_PHYS_IRQ && (e.b === PIRQ_UNKNOWN || e.b === PIRQ_REFLECTED)) {
         findings.add('IPI_UNKNOWN_VECTOR', e.time, e.pcpu, '', -1,
-          `physical vector 0x${e.a.toString(16)} reached pCPU ${e.pcpu}, which has no handler for it (only the hypervisor receives interrupts)`, evidence(e));
+          `physical vector 0x${e.a.toString(16)} reached pCPU ${e.pcpu}, which has no handler for it (only the hypervisor receives interrupts)${e.b === PIRQ_REFLECTED ? '; reflected to the running vCPU as the design assumes' : ''}`, evidence(e));
       } else if (e.kind === EV_HOST_RESET) {
         const src = ipiTagSender(e.c);
         const s = src >= 0 ? who(src) : undefined;
@@ -80,7 +91,7 @@ export class IpiOracle {
           findings.add('IPI_MISDIRECTED', e.time, e.pcpu, names[e.dom], e.vcpu,
             `${names[s.dom]}/v${s.vcpu} meant vector 0x${it.vector.toString(16)} for vCPU ${it.target}; vector 0x${e.b.toString(16)} reached vCPU ${e.vcpu} instead`,
             evidence(send.ev, e));
-        } else if (e.vcpu === it.target) latencies.push(e.time - send.ev.time);
+        } else if (e.vcpu === it.target) latencies.push(Math.max(0, e.time - send.ev.time)); // clocks of two pCPUs differ by up to --slack
       }
     }
     const bound = nsToCycles(IPI_LOST_BOUND_NS);

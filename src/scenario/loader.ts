@@ -29,6 +29,8 @@ export interface DomainScenario {
   ipiPath: (typeof IPI_PATH_NAMES)[number];
   /** gpa of the published vCPU -> pCPU map, -1 = none. */
   vcpuMap: number;
+  /** Extra assembler symbols for this domain's program (`defines = { ROUNDS = 100 }`). */
+  defines: Map<string, number>;
 }
 
 export interface Scenario {
@@ -41,6 +43,8 @@ export interface Scenario {
   timesliceUs: number;
   /** "balance": vCPUs move between pCPUs of their affinity; "none": they stay where placed. */
   migration: 'balance' | 'none';
+  /** Chance (percent) that a descheduled vCPU moves to a random other pCPU of its affinity. */
+  migratePercent: number;
   costs: CostTable;
   domains: DomainScenario[];
 }
@@ -124,10 +128,10 @@ class Checker {
     return v as T;
   }
 
-  table(t: Table, key: string): Table {
+  table(t: Table, key: string, path = ''): Table {
     const v = t[key];
     if (v === undefined) return {};
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) this.fail(key, `'${key}' must be a table ([${key}])`);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) this.fail(path === '' ? key : `${path}.${key}`, `'${key}' must be a table`);
     return v as Table;
   }
 }
@@ -177,12 +181,13 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   ck.onlyKeys(doc, '', ['description', 'machine', 'domain', 'costs']);
   const description = ck.str(doc, '', 'description', '');
   const mach = ck.table(doc, 'machine');
-  ck.onlyKeys(mach, 'machine', ['pcpus', 'apic_mode', 'timeslice_us', 'migration']);
+  ck.onlyKeys(mach, 'machine', ['pcpus', 'apic_mode', 'timeslice_us', 'migration', 'migrate_percent']);
   let pcpus = ck.int(mach, 'machine', 'pcpus', 1, MAX_PCPUS, 4);
   if (ov.pcpus !== undefined) pcpus = ov.pcpus;
   const apicMode = ck.oneOf(mach, 'machine', 'apic_mode', ['xapic', 'x2apic'] as const, 'xapic');
   const timesliceUs = ck.int(mach, 'machine', 'timeslice_us', 1, 1_000_000, 1000);
   const migration = ck.oneOf(mach, 'machine', 'migration', ['balance', 'none'] as const, 'balance');
+  const migratePercent = ck.int(mach, 'machine', 'migrate_percent', 0, 100, 0);
   const costsT = ck.table(doc, 'costs');
   ck.onlyKeys(costsT, 'costs', Object.keys(DEFAULT_COSTS));
   const costs = { ...DEFAULT_COSTS };
@@ -194,7 +199,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const names = new Set<string>();
   const domains = (doms as Table[]).map((d, i) => {
     const path = `domain[${i}]`;
-    ck.onlyKeys(d, path, ['name', 'vcpus', 'memory_kb', 'program', 'cpus', 'altp2m', 'altp2m_count', 'ipi_path', 'vcpu_map']);
+    ck.onlyKeys(d, path, ['name', 'vcpus', 'memory_kb', 'program', 'cpus', 'altp2m', 'altp2m_count', 'ipi_path', 'vcpu_map', 'defines']);
     const name = ck.str(d, path, 'name', `domain${i}`);
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) ck.fail(`${path}.name`, `'name' may only hold letters, digits, '_', '.', '-', got ${fmt(name)}`);
     if (names.has(name)) ck.fail(`${path}.name`, `domain name "${name}" is used twice`);
@@ -213,11 +218,17 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
     if (vcpuMap >= 0 && (vcpuMap % 8 !== 0 || vcpuMap + vcpus * 8 > memoryKb * 1024)) {
       ck.fail(`${path}.vcpu_map`, `'vcpu_map' must be an 8-aligned gpa with room for ${vcpus} entries of 8 bytes inside RAM, got 0x${vcpuMap.toString(16)}`);
     }
-    return { name, vcpus, memoryKb, program, cpus, altp2m, altp2mCount, ipiPath, vcpuMap };
+    const defT = ck.table(d, 'defines', path);
+    const defines = new Map<string, number>();
+    for (const k of Object.keys(defT)) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) ck.fail(`${path}.defines`, `defines: '${k}' is not a symbol name`);
+      defines.set(k, ck.int(defT, `${path}.defines`, k, -0x80000000, 0xffffffff));
+    }
+    return { name, vcpus, memoryKb, program, cpus, altp2m, altp2mCount, ipiPath, vcpuMap, defines };
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
-  return { name: nameOrFile, file, description, pcpus, apicMode, timesliceUs, migration, costs, domains };
+  return { name: nameOrFile, file, description, pcpus, apicMode, timesliceUs, migration, migratePercent, costs, domains };
 }
 
 /** Assemble each domain's program and resolve affinities: the machine the engines run. */
@@ -234,7 +245,8 @@ export function scenarioMachine(sc: Scenario): MachineSpec {
       }
       const predefined = new Map<string, number>([
         ['VCPUS', d.vcpus], ['PCPUS', sc.pcpus], ['MEMORY_KB', d.memoryKb], ['DOMAIN_INDEX', i],
-        ['VCPU_MAP', d.vcpuMap >>> 0],
+        ['VCPU_MAP', Math.max(0, d.vcpuMap)], ['IPI_PATH', IPI_PATH_NAMES.indexOf(d.ipiPath)],
+        ...d.defines,
       ]);
       const prog = assemble(src, d.program, predefined);
       if (prog.entry === undefined) throw new UserError(`${d.program}: no '_start' label (every vCPU starts there)`);

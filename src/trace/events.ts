@@ -1,7 +1,7 @@
 // Event kinds carried by the per-pCPU rings (layout: shared/ring.ts). Grouped by class, as Xen's
 // trace.h does: 1-15 guest services, 16-31 VM exits and scheduling, 32-47 domain lifecycle.
 export const EV_REPORT = 1;        // a = key, b = value, c = per-vCPU report sequence
-export const EV_INTENT = 2;        // a = target vCPU, b = vector
+export const EV_INTENT = 2;        // a = target vCPU, b = vector | intent seq << 8, c = sender's IPI seq then
 export const EV_ASSERT = 3;        // a = code, b = pc
 export const EV_MARKER = 4;        // a = marker id, b = pc
 export const EV_CONSOLE = 5;       // a = byte
@@ -43,3 +43,4 @@ export const CRASH_BAD_VMFUNC = 3;
 export const CRASH_NAMES: Readonly<Record<number, string>> = {
   [CRASH_TRIPLE_FAULT]: 'triple fault', [CRASH_EPT_VIOLATION]: 'EPT violation', [CRASH_BAD_VMFUNC]: 'VMFUNC',
 };
+export function ipiTagSeq(tag: number): number { return tag >>> 12; }

@@ -107,3 +107,16 @@ export function schedWake(m: Machine, v: number): number {
   if (Atomics.compareExchange(m.vc32, b + VC_RUNSTATE, RS_BLOCKED, RS_RUNNABLE) !== RS_BLOCKED) return -1;
   return Atomics.load(m.vc32, b + VC_PCPU);
 }
+
+/** A pCPU of v's affinity other than p, chosen by `r` (a random word), or -1 when there is none. */
+export function schedRandomPcpu(m: Machine, v: number, p: number, r: number): number {
+  let n = 0;
+  for (let q = 0; q < m.npcpus; q++) if (q !== p && schedAffine(m.vc32, v, q)) n++;
+  if (n === 0) return -1;
+  let k = r % n;
+  for (let q = 0; q < m.npcpus; q++) {
+    if (q === p || !schedAffine(m.vc32, v, q)) continue;
+    if (k-- === 0) return q;
+  }
+  return -1;
+}
