@@ -122,11 +122,17 @@ export const LAPIC_SIM_ESR_PENDING = 0x810;
 export const LAPIC_SIM_INITIAL_ID = 0x814;
 /** 1 on the bootstrap processor (IA32_APIC_BASE bit 8): INIT restarts it at the reset vector, no SIPI. */
 export const LAPIC_SIM_BSP = 0x818;
+/**
+ * Who last wrote ICR_HI of a physical LAPIC (oracle bookkeeping, never architectural): bits 30:0 = global
+ * vCPU index + 1, 0 = the hypervisor; bit 31 set once an ICR_LO write has sent with that value. Owner only.
+ */
+export const LAPIC_SIM_ICR_HI_WRITER = 0x81c;
+export const ICR_HI_WRITER_USED = 1 << 31;
 /** Last private word; keep it last when adding fields. */
-export const LAPIC_SIM_LAST = LAPIC_SIM_BSP;
+export const LAPIC_SIM_LAST = LAPIC_SIM_ICR_HI_WRITER;
 const LAPIC_SIM_WORDS: readonly number[] = [
   LAPIC_SIM_MODE, LAPIC_SIM_PENDING, LAPIC_SIM_INIT_STATE, LAPIC_SIM_NMI_PENDING, LAPIC_SIM_ESR_PENDING,
-  LAPIC_SIM_INITIAL_ID, LAPIC_SIM_BSP,
+  LAPIC_SIM_INITIAL_ID, LAPIC_SIM_BSP, LAPIC_SIM_ICR_HI_WRITER,
 ];
 
 // LAPIC_SIM_MODE values (IA32_APIC_BASE EN = bit 11, EXTD = bit 10)

@@ -3,7 +3,7 @@
 // (xen-sched-ipi.md §3.2): in xAPIC mode ICR_HI is a latch shared by everyone on that pCPU, which is
 // the race the secure-realm design runs into (apic.md §5).
 import { DM_IPI_PATH, IPI_PATH_VLAPIC } from '../../shared/domain.js';
-import { ICR_DM_FIXED, ICR_DM_MASK, ICR_HI_XAPIC_DEST_SHIFT, LAPIC_ICR_HI, LAPIC_ICR_LO, APIC_MODE_X2APIC, LAPIC_PEND_INIT, LAPIC_PEND_SIPI } from '../../shared/lapic.js';
+import { ICR_DM_FIXED, ICR_DM_MASK, ICR_HI_XAPIC_DEST_SHIFT, LAPIC_ICR_HI, LAPIC_ICR_LO, LAPIC_SIM_ICR_HI_WRITER, ICR_HI_WRITER_USED, APIC_MODE_X2APIC, LAPIC_PEND_INIT, LAPIC_PEND_SIPI } from '../../shared/lapic.js';
 import { PC_PENDING, PC_STATE, PEND_IRQ, PS_WAIT_SIPI } from '../../shared/pcpu.js';
 import { RS_LOST, VCPU_STRIDE_WORDS, VC_IPI_SEQ, VC_RUNSTATE } from '../../shared/vcpu.js';
 import { apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
@@ -14,7 +14,7 @@ import {
 import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
 import type { LapicPort } from '../isa/interp.js';
 import type { Machine } from '../machine.js';
-import { EV_HOST_RESET, EV_IPI_SEND, EV_PHYS_IRQ, PIRQ_HANDLED, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTag } from '../trace/events.js';
+import { EV_HOST_RESET, EV_ICR_WINDOW, EV_IPI_SEND, ICRW_OTHER, ICRW_REUSED, EV_PHYS_IRQ, PIRQ_HANDLED, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTag } from '../trace/events.js';
 import type { Pcpu } from './pcpu-loop.js';
 import { vlapicAcceptReflected } from './vlapic.js';
 
@@ -68,6 +68,7 @@ export function hvSendIpi(p: Pcpu, target: number, vector: number): void {
   else {
     lapicWrite(m.lapic32, base, LAPIC_ICR_HI, target << ICR_HI_XAPIC_DEST_SHIFT);
     eff = lapicWrite(m.lapic32, base, LAPIC_ICR_LO, lo);
+    m.lapic32[base + (LAPIC_SIM_ICR_HI_WRITER >> 2)] = ICR_HI_WRITER_USED; // the hypervisor's, already sent
   }
   if (eff.type === 'ipi') physSend(p, eff.icrLo, eff.icrHi, 0);
 }
@@ -124,9 +125,16 @@ export class PhysLapicPort implements LapicPort {
   }
 
   apicWrite(offset: number, value: number): void {
-    const p = this.p;
-    const eff = lapicWrite(p.m.lapic32, p.m.plapicBase(p.id), offset, value);
-    if (eff.type === 'ipi') this.guestSend(eff.icrLo, eff.icrHi);
+    const p = this.p, m = p.m, w = m.plapicBase(p.id) + (LAPIC_SIM_ICR_HI_WRITER >> 2);
+    const eff = lapicWrite(m.lapic32, m.plapicBase(p.id), offset, value);
+    if (offset === LAPIC_ICR_HI) m.lapic32[w] = p.cur + 1;
+    if (eff.type !== 'ipi') return;
+    const writer = m.lapic32[w];
+    m.lapic32[w] = writer | ICR_HI_WRITER_USED;
+    const tag = this.guestSend(eff.icrLo, eff.icrHi);
+    // The window between ICR_HI and ICR_LO (apic.md §5): say when this send used someone else's ICR_HI.
+    if ((writer & ICR_HI_WRITER_USED) !== 0) p.emit(EV_ICR_WINDOW, tag, ICRW_REUSED, writer & ~ICR_HI_WRITER_USED);
+    else if (writer !== p.cur + 1) p.emit(EV_ICR_WINDOW, tag, ICRW_OTHER, writer);
   }
 
   x2apicRdmsr(msr: number): boolean {
@@ -145,13 +153,14 @@ export class PhysLapicPort implements LapicPort {
     return true;
   }
 
-  /** A guest wrote the physical ICR: the IPI leaves with whatever ICR_HI holds now. */
-  private guestSend(icrLo: number, icrHi: number): void {
+  /** A guest wrote the physical ICR: the IPI leaves with whatever ICR_HI holds now. Returns its tag. */
+  private guestSend(icrLo: number, icrHi: number): number {
     const p = this.p, m = p.m;
     const vb = p.cur * VCPU_STRIDE_WORDS;
     const tag = ipiTag(p.cur, m.vc32[vb + VC_IPI_SEQ]++);
     p.emit(EV_IPI_SEND, tag, icrLo, icrHi);
     physSend(p, icrLo, icrHi, tag);
+    return tag;
   }
 }
 

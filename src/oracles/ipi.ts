@@ -6,7 +6,7 @@
 // order: rings are drained per pCPU and pCPU clocks differ by up to --slack. The judgement is made
 // when the run ends, over the recorded IPI events (they are few next to instructions).
 import { cyclesToNs, nsToCycles } from '../engine/clock.js';
-import { EV_HOST_RESET, EV_INTENT, EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, EV_PHYS_IRQ, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTagSender, ipiTagSeq } from '../trace/events.js';
+import { EV_HOST_RESET, EV_ICR_WINDOW, EV_SCHED_IN, EV_SCHED_OUT, ICRW_REUSED, EV_INTENT, EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, EV_PHYS_IRQ, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTagSender, ipiTagSeq } from '../trace/events.js';
 import type { Findings } from './findings.js';
 
 /** An intended IPI not delivered within this much simulated time of its send is lost. */
@@ -30,7 +30,7 @@ export class IpiOracle {
 
   onEvent(pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): void {
     if (kind === EV_INTENT || kind === EV_IPI_SEND || kind === EV_IPI_DELIVER || kind === EV_IPI_COALESCED ||
-        kind === EV_PHYS_IRQ || kind === EV_HOST_RESET) {
+        kind === EV_PHYS_IRQ || kind === EV_HOST_RESET || kind === EV_ICR_WINDOW || kind === EV_SCHED_IN || kind === EV_SCHED_OUT) {
       this.log.push({ pcpu, time, kind, dom, vcpu, a, b, c });
     }
   }
@@ -61,6 +61,37 @@ export class IpiOracle {
         else sends.set(e.a, { ev: e, intent: stack.pop(), delivered: false });
       }
     }
+    const windows = new Map<number, Ev>();
+    for (const e of this.log) if (e.kind === EV_ICR_WINDOW) windows.set(e.a, e);
+    const runs = new Map<string, Ev[]>(); // vCPU -> its sched_in events by time: where it ran when
+    for (const e of this.log) if (e.kind === EV_SCHED_IN || e.kind === EV_SCHED_OUT) {
+      const k = `${e.dom}/${e.vcpu}`;
+      const l = runs.get(k) ?? [];
+      l.push(e);
+      runs.set(k, l);
+    }
+    for (const l of runs.values()) l.sort((x, y) => x.time - y.time);
+    const ranOn = (dom: number, vcpu: number, t: number): number => {
+      let at = -1;
+      for (const e of runs.get(`${dom}/${vcpu}`) ?? []) { if (e.time > t) break; at = e.kind === EV_SCHED_IN ? e.pcpu : -2; }
+      return at; // -2: descheduled at that time, -1: unknown
+    };
+    const why = (send: Ev, target: number, landedOn: number): string => {
+      const w = windows.get(send.a);
+      if (w !== undefined) {
+        const by = w.c === 0 ? 'the hypervisor' : `${names[who(w.c - 1).dom]}/v${who(w.c - 1).vcpu}`;
+        return w.b === ICRW_REUSED
+          ? `: its ICR_LO write reused an ICR_HI already sent with (written by ${by}); something sent between its ICR_HI and ICR_LO writes`
+          : `: between its ICR_HI and ICR_LO writes, ICR_HI was rewritten by ${by}`;
+      }
+      if (send.c === -1 || (send.c >>> 24) === 0xff) {
+        return `: the destination was the broadcast ID (0x${(send.c >>> 0).toString(16)}), so every pCPU took it; a vCPU map entry read before vCPU ${target} ever ran holds -1`;
+      }
+      const where = ranOn(send.dom, target, send.time);
+      if (where >= 0 && where !== landedOn) return `: the destination was stale, vCPU ${target} ran on pCPU ${where} when the IPI left for pCPU ${landedOn}`;
+      if (where === -2) return `: vCPU ${target} was not running (waiting for a pCPU) when the IPI left for pCPU ${landedOn}, whose current vCPU took it`;
+      return '';
+    };
     const latencies: number[] = [];
     let delivered = 0, coalesced = 0;
     const evidence = (...es: Ev[]) => (): string[] => this.evidence(es, fmt);
@@ -89,7 +120,7 @@ export class IpiOracle {
         if (e.kind === EV_IPI_COALESCED) continue;
         if (s.dom === e.dom && (e.vcpu !== it.target || e.b !== it.vector)) {
           findings.add('IPI_MISDIRECTED', e.time, e.pcpu, names[e.dom], e.vcpu,
-            `${names[s.dom]}/v${s.vcpu} meant vector 0x${it.vector.toString(16)} for vCPU ${it.target}; vector 0x${e.b.toString(16)} reached vCPU ${e.vcpu} instead`,
+            `${names[s.dom]}/v${s.vcpu} meant vector 0x${it.vector.toString(16)} for vCPU ${it.target}; vector 0x${e.b.toString(16)} reached vCPU ${e.vcpu} instead${why(send.ev, it.target, e.c)}`,
             evidence(send.ev, e));
         } else if (e.vcpu === it.target) latencies.push(Math.max(0, e.time - send.ev.time)); // clocks of two pCPUs differ by up to --slack
       }

@@ -16,7 +16,9 @@ export const EV_IPI_SEND = 21;     // a = source tag, b = ICR low word, c = dest
 export const EV_IPI_DELIVER = 22;  // a = source tag, b = vector, c = pCPU the vector was accepted on (guest handler entered)
 export const EV_IPI_COALESCED = 23; // a = source tag, b = vector: the target's IRR bit was already set
 export const EV_PHYS_IRQ = 24;     // a = vector, b = PIRQ_* disposition, c = source tag
-export const EV_HOST_RESET = 25;   // a = target pCPU, b = delivery mode (5 INIT, 6 SIPI), c = source tag
+export const EV_HOST_RESET = 25;
+/** A guest's ICR_LO write sent with an ICR_HI it did not just write: a = source tag, b = ICRW_*, c = last writer (vCPU + 1, 0 hypervisor). */
+export const EV_ICR_WINDOW = 26;   // a = target pCPU, b = delivery mode (5 INIT, 6 SIPI), c = source tag
 export const EV_DOMAIN_END = 32;   // a = DS_* state, b = exit code or CRASH_*, c = detail
 export const EV_HALT_DEAD = 33;    // a vCPU halted with IF=0 (can never wake)
 
@@ -26,7 +28,12 @@ export const EVENT_NAMES: Readonly<Record<number, string>> = {
   [EV_VCPU_LIMIT]: 'vcpu_limit', [EV_EXCEPTION]: 'exception', [EV_DOMAIN_END]: 'domain_end',
   [EV_HALT_DEAD]: 'halt_dead', [EV_IPI_SEND]: 'ipi_send', [EV_IPI_DELIVER]: 'ipi_deliver',
   [EV_IPI_COALESCED]: 'ipi_coalesced', [EV_PHYS_IRQ]: 'phys_irq', [EV_HOST_RESET]: 'host_reset',
+  [EV_ICR_WINDOW]: 'icr_window',
 };
+
+/** EV_ICR_WINDOW causes. */
+export const ICRW_REUSED = 1;      // the ICR_HI value had already been sent with (a nested send ran in between)
+export const ICRW_OTHER = 2;       // ICR_HI was last written by someone else (the hypervisor or another vCPU)
 
 /** EV_PHYS_IRQ dispositions. */
 export const PIRQ_HANDLED = 0;      // one of the hypervisor's own vectors

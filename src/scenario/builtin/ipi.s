@@ -19,6 +19,24 @@ _start:
     shr ebx, 25
     mov ebp, ebx                ; ebp = my vCPU id for the whole run
     lidt idt
+    mov eax, IPI_PATH           ; passthrough designs: wait until every vCPU has run once, so the
+    cmp eax, 0                  ; published map holds a pCPU for each (-1 would be the broadcast ID)
+    jz go
+    mov edi, 0
+wait_map:
+    mov eax, edi
+    shl eax, 3
+    add eax, VCPU_MAP
+    mov eax, [eax]
+    cmp eax, -1
+    jnz map_next
+    pause
+    jmp wait_map
+map_next:
+    add edi, 1
+    cmp edi, VCPUS
+    jnz wait_map
+go:
     sti
     mov esi, 0                  ; rounds done
 send_loop:
