@@ -98,8 +98,9 @@ export function physService(p: Pcpu): boolean {
   for (;;) {
     const next = lapicPendingDeliverable(m.lapic32, base);
     if (next < 0) break;
-    const tag = irqTagTake(m, p.id, next);
+    const pre = irqTagTake(m, p.id, next);
     const v = lapicAck(m.lapic32, base);
+    const tag = irqTagAcked(m, p.id, next, pre, v);
     if (hvHandlesVector(v)) {
       // EVENT_CHECK only forces the exit (softirqs run on the way back); the others are not used yet.
       p.emit(EV_PHYS_IRQ, v, PIRQ_HANDLED, tag);
@@ -179,4 +180,14 @@ export function irqTagRelease(m: Machine, page: number, vector: number, tag: num
 }
 export function irqTagTake(m: Machine, page: number, vector: number): number {
   return Atomics.exchange(m.irqsrc, m.irqsrcBase(page) + vector, 0);
+}
+/**
+ * The receiver takes the tag of the vector it is about to acknowledge (`expected`, `pre`) BEFORE the ack,
+ * so a sender that arrives after the ack finds an empty slot for its new IRR bit. If another thread
+ * raised a higher vector in between, lapicAck took that one: put `pre` back and take the right tag.
+ */
+export function irqTagAcked(m: Machine, page: number, expected: number, pre: number, acked: number): number {
+  if (acked === expected) return pre;
+  if (pre !== 0) irqTagClaim(m, page, expected, pre);
+  return acked < 0 ? 0 : irqTagTake(m, page, acked);
 }

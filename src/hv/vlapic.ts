@@ -17,7 +17,7 @@ import { INSN_BYTES, OP_LD, OP_ST, OP_ST_SD, OP_ST_SI, REG_EAX, REG_ECX, REG_EDX
 import { PC_EXITS } from '../../shared/pcpu.js';
 import { EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, ipiTag } from '../trace/events.js';
 import { schedWake } from './sched/sched.js';
-import { hvKick, irqTagClaim, irqTagRelease, irqTagTake } from './ipi.js';
+import { hvKick, irqTagAcked, irqTagClaim, irqTagRelease, irqTagTake } from './ipi.js';
 import type { Pcpu } from './pcpu-loop.js';
 
 export const MSR_APIC_BASE = 0x1b;
@@ -80,8 +80,9 @@ export function vlapicInject(p: Pcpu): boolean {
   if ((c.flags & FL_IF) === 0) return true;
   const next = lapicPendingDeliverable(m.lapic32, base);
   if (next < 0) { p.virqCheck = false; return true; }
-  const tag = irqTagTake(m, m.npcpus + v, next);
+  const pre = irqTagTake(m, m.npcpus + v, next);
   const vec = lapicAck(m.lapic32, base);
+  const tag = irqTagAcked(m, m.npcpus + v, next, pre, vec);
   // Passthrough designs: the guest's EOI goes to the physical LAPIC, never to this one, so a reflected
   // vector is retired at once (as if auto-EOI) or it would block its priority class for good.
   if (m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH] !== IPI_PATH_VLAPIC) lapicEoi(m.lapic32, base);

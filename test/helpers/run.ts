@@ -27,6 +27,9 @@ export interface GuestOpts {
   replayRuns?: Int32Array;
   /** [machine] timeslice_us (scenario default 1000). */
   timesliceUs?: number;
+  /** Extra `key = value` lines for [machine] and for the [[domain]]. */
+  machineExtra?: string[];
+  domainExtra?: string[];
 }
 
 export interface Scenario {
@@ -46,6 +49,7 @@ export function writeScenario(source: string, opts: GuestOpts = {}): Scenario {
     '[machine]',
     `pcpus = ${opts.pcpus ?? 1}`,
     ...(opts.timesliceUs !== undefined ? [`timeslice_us = ${opts.timesliceUs}`] : []),
+    ...(opts.machineExtra ?? []),
     '',
     '[[domain]]',
     'name = "guest"',
@@ -53,6 +57,7 @@ export function writeScenario(source: string, opts: GuestOpts = {}): Scenario {
     `memory_kb = ${opts.memoryKb ?? 1024}`,
     'program = "prog.s"',
     `cpus = "${opts.cpus ?? 'all'}"`,
+    ...(opts.domainExtra ?? []),
     '',
   ].join('\n');
   const tomlPath = join(dir, 'scenario.toml');
