@@ -35,7 +35,25 @@ assertLayout('domain', DM_LOWEST_PRIO_PREV, DOMAIN_STRIDE_WORDS);
 export const IPI_PATH_VLAPIC = 0;
 export const IPI_PATH_XAPIC_PASSTHROUGH = 1;
 export const IPI_PATH_X2APIC_PASSTHROUGH = 2;
-export const IPI_PATH_NAMES = ['vlapic', 'xapic-passthrough', 'x2apic-passthrough'] as const;
+/** vlapic trap on the sender; delivery by posted-interrupt descriptor (PIR/ON) and notification vector. */
+export const IPI_PATH_POSTED = 3;
+/** Intel IPI virtualization: fixed physical unicast sends post without an exit; the rest trap. */
+export const IPI_PATH_IPIV = 4;
+/** AMD AVIC: sends to running targets go without exit; a target not running gives an incomplete-IPI exit. */
+export const IPI_PATH_AVIC = 5;
+export const IPI_PATH_NAMES = ['vlapic', 'xapic-passthrough', 'x2apic-passthrough', 'posted', 'ipiv', 'avic'] as const;
+/** Paths whose physical vectors the hypervisor does not own (passthrough designs). */
+export function ipiPathIsPassthrough(path: number): boolean {
+  return path === IPI_PATH_XAPIC_PASSTHROUGH || path === IPI_PATH_X2APIC_PASSTHROUGH;
+}
+/** Paths that deliver through posted-interrupt descriptors. */
+export function ipiPathPosts(path: number): boolean {
+  return path === IPI_PATH_POSTED || path === IPI_PATH_IPIV || path === IPI_PATH_AVIC;
+}
+/** Paths where the CPU virtualizes the APIC page and x2APIC MSRs itself (accesses do not exit). */
+export function ipiPathHwApic(path: number): boolean {
+  return path === IPI_PATH_IPIV || path === IPI_PATH_AVIC;
+}
 /** gfn of the xAPIC window (gpa 0xFEE00000). */
 export const APIC_GFN_NUMBER = 0xfee00;
 /** vcpu_map page: per vCPU two words, [pCPU index, physical APIC ID]; -1 while it runs nowhere yet. */

@@ -42,7 +42,14 @@ export const VC_AFFINITY_WORDS = 8;
 export const VC_INSNS_F64 = 32;
 /** Cycles this vCPU has run (Float64). */
 export const VC_RUN_CYCLES_F64 = 34;
-assertLayout('vcpu', VC_AFFINITY + VC_AFFINITY_WORDS - 1, VCPU_STRIDE_WORDS);
+/** Posted-interrupt descriptor: PIR, 256 bits in 8 words (Atomics.or by senders, exchanged by the owner). */
+export const VC_PIR = 48;
+/** PI control: PI_ON (outstanding notification) | PI_SN (suppress notification). Atomics. */
+export const VC_PI_CTL = 56;
+export const PI_ON = 1 << 0;
+export const PI_SN = 1 << 1;
+assertLayout('vcpu', VC_PI_CTL, VCPU_STRIDE_WORDS);
+assertLayout('vcpu affinity before PIR', VC_AFFINITY + VC_AFFINITY_WORDS - 1, VC_PIR);
 assertLayout('vcpu f64 before affinity', VC_RUN_CYCLES_F64 + 1, VC_AFFINITY);
 assertF64Aligned('vcpu insns', VC_INSNS_F64);
 assertF64Aligned('vcpu run cycles', VC_RUN_CYCLES_F64);

@@ -1,7 +1,7 @@
 // Builds the simulated machine in SharedArrayBuffers (layouts in shared/) and attaches typed views
 // to them. The main thread builds; every thread (main, pCPU workers, campaign workers) attaches.
 import * as C from '../shared/machine.js';
-import { APIC_GFN_NUMBER as APIC_GFN, IPI_PATH_XAPIC_PASSTHROUGH, DM_IPI_PATH, DM_VCPU_MAP_GPA, VCPU_MAP_ENTRY_WORDS, DOMAIN_STRIDE_WORDS, DM_DEAD_HALTED, DM_ENDED_BY, DM_FIRST_VCPU, DM_NVCPUS, DM_P2M_ROOT, DM_RAM_FRAMES, DM_STATE, DS_RUNNING } from '../shared/domain.js';
+import { ipiPathHwApic, APIC_GFN_NUMBER as APIC_GFN, IPI_PATH_XAPIC_PASSTHROUGH, DM_IPI_PATH, DM_VCPU_MAP_GPA, VCPU_MAP_ENTRY_WORDS, DOMAIN_STRIDE_WORDS, DM_DEAD_HALTED, DM_ENDED_BY, DM_FIRST_VCPU, DM_NVCPUS, DM_P2M_ROOT, DM_RAM_FRAMES, DM_STATE, DS_RUNNING } from '../shared/domain.js';
 import { ACCESS_RW, ACCESS_RWX, P2MT_APIC_ACCESS, P2MT_MMIO_DIRECT, P2M_HDR_CAPACITY, P2M_HDR_NEXT, P2M_HDR_WORDS, P2M_LEAF_ENTRIES, P2M_LEAF_WORDS, P2M_ROOT_ENTRIES, P2MT_RAM_RW, p2mAttr } from '../shared/p2m.js';
 import { PCPU_STRIDE_WORDS, PC_CURRENT, PC_STATE, PS_RUNNING } from '../shared/pcpu.js';
 import { RING_STRIDE_WORDS } from '../shared/ring.js';
@@ -179,7 +179,7 @@ export function buildMachine(spec: MachineSpec): Machine {
     m.dm32[db + DM_VCPU_MAP_GPA] = d.vcpuMapGpa;
     // The xAPIC window: trapped (APIC-access page, the vLAPIC emulates) or the machine's own LAPIC of
     // whatever pCPU the vCPU runs on (the passthrough design; mfn is unused for that type).
-    if (d.ipiPath === IPI_PATH_XAPIC_PASSTHROUGH) p2mSetEntry(p2m, root, APIC_GFN, -1, p2mAttr(P2MT_MMIO_DIRECT, ACCESS_RW, true));
+    if (d.ipiPath === IPI_PATH_XAPIC_PASSTHROUGH || ipiPathHwApic(d.ipiPath)) p2mSetEntry(p2m, root, APIC_GFN, -1, p2mAttr(P2MT_MMIO_DIRECT, ACCESS_RW, true));
     else p2mSetEntry(p2m, root, APIC_GFN, -1, p2mAttr(P2MT_APIC_ACCESS, ACCESS_RW, true));
     const base = nextMfn;
     for (let g = 0; g < ramFrames[di]; g++) p2mSetEntry(p2m, root, g, base + g, p2mAttr(P2MT_RAM_RW, ACCESS_RWX, true));

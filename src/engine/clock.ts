@@ -35,6 +35,8 @@ export interface CostTable {
   ept_violation: number;
   /** Port I/O exit handled in the hypervisor. */
   io_exit: number;
+  /** An IPI the CPU completes itself (IPIv post + notify, AVIC backing-page write + doorbell). */
+  ipi_hw_send: number;
 }
 
 export const DEFAULT_COSTS: Readonly<CostTable> = {
@@ -51,6 +53,7 @@ export const DEFAULT_COSTS: Readonly<CostTable> = {
   context_switch: 2000,
   ept_violation: 1300,
   io_exit: 1100,
+  ipi_hw_send: 200,
 };
 
 /** Per-opcode cycle cost used by the interpreter (exits add their own cost in the hypervisor). */

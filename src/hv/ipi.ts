@@ -2,7 +2,8 @@
 // hypervisor's own use of them. Xen sends its IPIs through the same ICR a passed-through guest writes
 // (xen-sched-ipi.md §3.2): in xAPIC mode ICR_HI is a latch shared by everyone on that pCPU, which is
 // the race the secure-realm design runs into (apic.md §5).
-import { DM_IPI_PATH, IPI_PATH_VLAPIC } from '../../shared/domain.js';
+import { DM_IPI_PATH, ipiPathIsPassthrough, ipiPathPosts } from '../../shared/domain.js';
+import { piNotificationInGuest, piWakeupHandler } from './posted.js';
 import { ICR_DM_FIXED, ICR_DM_MASK, ICR_HI_XAPIC_DEST_SHIFT, LAPIC_ICR_HI, LAPIC_ICR_LO, LAPIC_SIM_ICR_HI_WRITER, ICR_HI_WRITER_USED, APIC_MODE_X2APIC, LAPIC_PEND_INIT, LAPIC_PEND_SIPI } from '../../shared/lapic.js';
 import { PC_PENDING, PC_STATE, PEND_IRQ, PS_WAIT_SIPI } from '../../shared/pcpu.js';
 import { RS_LOST, VCPU_STRIDE_WORDS, VC_IPI_SEQ, VC_RUNSTATE } from '../../shared/vcpu.js';
@@ -12,7 +13,7 @@ import {
   lapicWrite, lapicWriteX2apic, lapicWriteX2apicIcr, type LapicWriteEffect,
 } from '../hw/lapic.js';
 import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
-import type { LapicPort } from '../isa/interp.js';
+import { PORT_GP, PORT_OK, type LapicPort } from '../isa/interp.js';
 import type { Machine } from '../machine.js';
 import { EV_HOST_RESET, EV_ICR_WINDOW, EV_IPI_SEND, ICRW_OTHER, ICRW_REUSED, EV_PHYS_IRQ, PIRQ_HANDLED, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTag } from '../trace/events.js';
 import type { Pcpu } from './pcpu-loop.js';
@@ -102,11 +103,14 @@ export function physService(p: Pcpu): boolean {
     const v = lapicAck(m.lapic32, base);
     const tag = irqTagAcked(m, p.id, next, pre, v);
     if (hvHandlesVector(v)) {
-      // EVENT_CHECK only forces the exit (softirqs run on the way back); the others are not used yet.
+      // EVENT_CHECK only forces the exit (softirqs run on the way back); CALL_FUNCTION and INVALIDATE are
+      // not used yet; posted-interrupt notification and wake-up have their handlers in posted.ts.
       p.emit(EV_PHYS_IRQ, v, PIRQ_HANDLED, tag);
+      if (v === POSTED_INTR_VECTOR && p.cur >= 0 && ipiPathPosts(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH])) piNotificationInGuest(p);
+      else if (v === PI_WAKEUP_VECTOR) piWakeupHandler(p);
     } else {
       const cur = p.cur;
-      const reflect = cur >= 0 && m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH] !== IPI_PATH_VLAPIC;
+      const reflect = cur >= 0 && ipiPathIsPassthrough(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH]);
       p.emit(EV_PHYS_IRQ, v, reflect ? PIRQ_REFLECTED : PIRQ_UNKNOWN, tag);
       // The passthrough designs assume the vector reaches the guest: model that generously, so the rest
       // of the design can be judged, but the finding stands (only the hypervisor receives interrupts).
@@ -125,17 +129,18 @@ export class PhysLapicPort implements LapicPort {
     return lapicRead(this.p.m.lapic32, this.p.m.plapicBase(this.p.id), offset);
   }
 
-  apicWrite(offset: number, value: number): void {
+  apicWrite(offset: number, value: number): boolean {
     const p = this.p, m = p.m, w = m.plapicBase(p.id) + (LAPIC_SIM_ICR_HI_WRITER >> 2);
     const eff = lapicWrite(m.lapic32, m.plapicBase(p.id), offset, value);
     if (offset === LAPIC_ICR_HI) m.lapic32[w] = p.cur + 1;
-    if (eff.type !== 'ipi') return;
+    if (eff.type !== 'ipi') return true;
     const writer = m.lapic32[w];
     m.lapic32[w] = writer | ICR_HI_WRITER_USED;
     const tag = this.guestSend(eff.icrLo, eff.icrHi);
     // The window between ICR_HI and ICR_LO (apic.md §5): say when this send used someone else's ICR_HI.
     if ((writer & ICR_HI_WRITER_USED) !== 0) p.emit(EV_ICR_WINDOW, tag, ICRW_REUSED, writer & ~ICR_HI_WRITER_USED);
     else if (writer !== p.cur + 1) p.emit(EV_ICR_WINDOW, tag, ICRW_OTHER, writer);
+    return true;
   }
 
   x2apicRdmsr(msr: number): boolean {
@@ -146,12 +151,12 @@ export class PhysLapicPort implements LapicPort {
     return true;
   }
 
-  x2apicWrmsr(msr: number, lo: number, hi: number): boolean {
+  x2apicWrmsr(msr: number, lo: number, hi: number): number {
     const p = this.p;
     const eff = lapicWriteX2apic(p.m.lapic32, p.m.plapicBase(p.id), msr, lo, hi);
-    if (eff.type === 'gp') return false;
+    if (eff.type === 'gp') return PORT_GP;
     if (eff.type === 'ipi') this.guestSend(eff.icrLo, eff.icrHi);
-    return true;
+    return PORT_OK;
   }
 
   /** A guest wrote the physical ICR: the IPI leaves with whatever ICR_HI holds now. Returns its tag. */

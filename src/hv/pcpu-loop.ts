@@ -2,7 +2,8 @@
 // guest execution, exit handling. The same object code runs under both engines; only the RingFullHandler
 // and the shared-access budget per step differ.
 import * as C from '../../shared/machine.js';
-import { DM_IPI_PATH, DM_P2M_ROOT, DM_STATE, DM_VCPU_MAP_GPA, DS_RUNNING, IPI_PATH_X2APIC_PASSTHROUGH, VCPU_MAP_ENTRY_WORDS } from '../../shared/domain.js';
+import { DM_IPI_PATH, DM_P2M_ROOT, DM_STATE, DM_VCPU_MAP_GPA, DS_RUNNING, IPI_PATH_X2APIC_PASSTHROUGH, VCPU_MAP_ENTRY_WORDS, ipiPathHwApic } from '../../shared/domain.js';
+import { VirtLapicPort } from './posted.js';
 import { PhysLapicPort, hvKick, physService } from './ipi.js';
 import { vlapicInject } from './vlapic.js';
 import { p2mGetMfn } from '../hw/ept.js';
@@ -14,7 +15,7 @@ import {
   RS_DONE, RS_LIMIT, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_DOMAIN, VC_FLAGS, VC_ID, VC_IDTR,
   VC_INSNS_F64, VC_MIGRATIONS, VC_PC, VC_PCPU, VC_REGS, VC_RUNSTATE, VC_RUN_CYCLES_F64,
 } from '../../shared/vcpu.js';
-import { CpuCore, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
+import { CpuCore, EXIT_EXTINT, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
 import { opcodeCosts, type CostTable } from '../engine/clock.js';
 import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
@@ -55,6 +56,11 @@ export class Pcpu {
   lastRun = -1;
   /** This pCPU's random stream (migration choices): a child seed of the run seed, so runs replay. */
   readonly rng: Prng;
+  /** Exit reason of the last guest run (posted.ts un-counts an exit the CPU would not have taken). */
+  lastExit = 0;
+  /** The two faces of the xAPIC page a guest may reach without an exit (CpuCore.lapic). */
+  private readonly physPort: PhysLapicPort;
+  private readonly virtPort: VirtLapicPort;
   /** The loaded vCPU may have a deliverable virtual interrupt (vlapic.ts vlapicInject). */
   virqCheck = true;
   sliceEnd = 0;
@@ -64,7 +70,9 @@ export class Pcpu {
     this.core = new CpuCore(m.mem32, m.mem8, m.p2m, m.pc32, this.base + PC_PENDING, opcodeCosts(params.costs));
     this.core.exceptionCost = params.costs.exception;
     this.ring = new RingWriter(m.ring32, m.ringF64, m.ringBase(id), id, full);
-    this.core.lapic = new PhysLapicPort(this);
+    this.physPort = new PhysLapicPort(this);
+    this.virtPort = new VirtLapicPort(this);
+    this.core.lapic = this.physPort;
     this.rng = new Prng(childSeed(params.seed, `pcpu${id}.sched`));
     this.core.clock = m.pcF64[(this.base + PC_CLOCK_F64) >> 1];
   }
@@ -112,7 +120,16 @@ export class Pcpu {
     const pend = pc32[base + PC_PENDING];
     if (pend !== 0) {
       Atomics.and(pc32, base + PC_PENDING, ~pend);
-      if ((pend & PEND_IRQ) !== 0) physService(this);
+      if ((pend & PEND_IRQ) !== 0) {
+        // Between two serial steps the loaded vCPU is still in guest mode: an interrupt arriving then
+        // makes it exit, exactly as one arriving mid-burst does (the interpreter counted that case).
+        if (this.cur >= 0 && this.lastExit !== EXIT_EXTINT) {
+          pc32[base + PC_EXITS + EXIT_EXTINT]++;
+          this.lastExit = EXIT_EXTINT;
+          this.hvCycles(this.params.costs.vmexit);
+        }
+        physService(this);
+      }
     }
     if (pc32[base + PC_STATE] === PS_WAIT_SIPI) return STEP_IDLE; // reset behind the hypervisor's back
     let v = this.cur;
@@ -145,6 +162,7 @@ export class Pcpu {
     const c0 = this.core.clock;
     this.core.sharedLeft = sharedAccesses;
     const exit = guestRun(this.core, budget);
+    this.lastExit = exit;
     const retired = this.core.retired;
     m.vcF64[insF] += retired;
     m.vcF64[(vb + VC_RUN_CYCLES_F64) >> 1] += this.core.clock - c0;
@@ -265,8 +283,11 @@ export class Pcpu {
     c.flags = m.vc32[vb + VC_FLAGS];
     c.idtr = m.vc32[vb + VC_IDTR];
     const d = m.vc32[vb + VC_DOMAIN];
-    // x2apic-passthrough: the MSR bitmap lets 0x800-0x8FF through to the pCPU's own x2APIC.
-    c.x2apicPassthrough = m.dm32[m.domainBase(d) + DM_IPI_PATH] === IPI_PATH_X2APIC_PASSTHROUGH;
+    // x2apic-passthrough: the MSR bitmap lets 0x800-0x8FF through to the pCPU's own x2APIC. ipiv/avic:
+    // the CPU virtualizes the APIC page and MSRs itself, against the vCPU's own vLAPIC.
+    const path = m.dm32[m.domainBase(d) + DM_IPI_PATH];
+    c.lapic = ipiPathHwApic(path) ? this.virtPort : this.physPort;
+    c.x2apicPassthrough = path === IPI_PATH_X2APIC_PASSTHROUGH || ipiPathHwApic(path);
     this.virqCheck = true;
     c.p2mRoot = m.dm32[m.domainBase(d) + DM_P2M_ROOT];
     c.tlb.flushAll();

@@ -2,8 +2,9 @@
 // `vlapic` IPI path: the guest's ICR write traps (APIC-access page or x2APIC MSR), the hypervisor routes it
 // among the domain's vLAPICs, sets the target's IRR and kicks the target's pCPU (Xen vlapic_ipi ->
 // vlapic_set_irq -> vcpu_kick, xen-sched-ipi.md §1.9, §2.1-2.3). Injection happens at VM entry.
-import { DM_FIRST_VCPU, DM_IPI_PATH, DM_LOWEST_PRIO_PREV, DM_NVCPUS, IPI_PATH_VLAPIC, IPI_PATH_X2APIC_PASSTHROUGH } from '../../shared/domain.js';
-import { APIC_BASE_EN, APIC_BASE_EXTD, ICR_DM_LOWEST, ICR_DM_MASK } from '../../shared/lapic.js';
+import { APIC_GFN_NUMBER, DM_FIRST_VCPU, DM_IPI_PATH, DM_LOWEST_PRIO_PREV, DM_NVCPUS, IPI_PATH_IPIV, IPI_PATH_POSTED, IPI_PATH_X2APIC_PASSTHROUGH, ipiPathHwApic, ipiPathIsPassthrough, ipiPathPosts } from '../../shared/domain.js';
+import { piPost, piSync } from './posted.js';
+import { APIC_BASE_EN, APIC_BASE_EXTD, ICR_DM_FIXED, ICR_DM_LOWEST, ICR_DM_MASK } from '../../shared/lapic.js';
 import { P2MT_APIC_ACCESS, p2mAttrType } from '../../shared/p2m.js';
 import { FL_IF, RS_RUNNING, VC_DOMAIN, VCPU_STRIDE_WORDS, VC_ID, VC_IPI_SEQ, VC_PCPU, VC_RUNSTATE } from '../../shared/vcpu.js';
 import { apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
@@ -58,8 +59,12 @@ export function vlapicSend(p: Pcpu, icrLo: number, icrHi: number): void {
   const targets = apicRouteIpi(icrLo >>> 0, icrHi >>> 0, sender - first, views, undefined, m.dm32[db + DM_LOWEST_PRIO_PREV]);
   if ((icrLo & ICR_DM_MASK) === ICR_DM_LOWEST && targets.length > 0) m.dm32[db + DM_LOWEST_PRIO_PREV] = targets[0];
   const vector = icrLo & 0xff;
+  const path = m.dm32[db + DM_IPI_PATH];
+  const posts = path === IPI_PATH_POSTED || path === IPI_PATH_IPIV;
   for (const i of targets) {
     const v = first + i;
+    const dm = icrLo & ICR_DM_MASK;
+    if (posts && (dm === ICR_DM_FIXED || dm === ICR_DM_LOWEST) && vector >= 16) { piPost(p, v, vector, tag, false); continue; }
     const claimed = irqTagClaim(m, m.npcpus + v, vector, tag);
     const r = lapicAcceptIpi(m.lapic32, m.vlapicBase(v), icrLo);
     if (claimed && r !== 'latched') irqTagRelease(m, m.npcpus + v, vector, tag);
@@ -75,6 +80,7 @@ export function vlapicSend(p: Pcpu, icrLo: number, icrHi: number): void {
 export function vlapicInject(p: Pcpu): boolean {
   const m = p.m, c = p.core, v = p.cur, base = m.vlapicBase(v);
   if (lapicTakePending(m.lapic32, base) !== 0) p.virqCheck = true;
+  if (ipiPathPosts(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH]) && piSync(p, v)) p.virqCheck = true;
   if (!p.virqCheck) return true;
   if (lapicTakeNmi(m.lapic32, base)) return deliver(p, VEC_NMI, 0);
   if ((c.flags & FL_IF) === 0) return true;
@@ -85,7 +91,7 @@ export function vlapicInject(p: Pcpu): boolean {
   const tag = irqTagAcked(m, m.npcpus + v, next, pre, vec);
   // Passthrough designs: the guest's EOI goes to the physical LAPIC, never to this one, so a reflected
   // vector is retired at once (as if auto-EOI) or it would block its priority class for good.
-  if (m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH] !== IPI_PATH_VLAPIC) lapicEoi(m.lapic32, base);
+  if (ipiPathIsPassthrough(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH])) lapicEoi(m.lapic32, base);
   return deliver(p, vec, tag);
 }
 
@@ -116,7 +122,8 @@ function applyEffect(p: Pcpu, eff: LapicWriteEffect): boolean {
 export function vlapicMmioExit(p: Pcpu): boolean {
   const m = p.m, c = p.core;
   const attr = p2mGetAttr(m.p2m, c.p2mRoot, c.exitGpa >>> 12);
-  if (p2mAttrType(attr) !== P2MT_APIC_ACCESS) return false;
+  const hwApic = ipiPathHwApic(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH]);
+  if (p2mAttrType(attr) !== P2MT_APIC_ACCESS && !(hwApic && (c.exitGpa >>> 12) === APIC_GFN_NUMBER)) return false;
   m.pc32[p.base + PC_EXITS + EXIT_EPT_VIOLATION]--;
   m.pc32[p.base + PC_EXITS + EXIT_APIC_ACCESS]++;
   p.hvCycles(p.params.costs.vmexit);

@@ -70,12 +70,18 @@ export const ACC_READ = PERM_R, ACC_WRITE = PERM_W, ACC_EXEC = PERM_X;
 export interface LapicPort {
   /** 32-bit read of the xAPIC register at `offset` (0..0xFF0). */
   apicRead(offset: number): number;
-  /** 32-bit write of the xAPIC register at `offset`; a write to ICR_LO sends. */
-  apicWrite(offset: number, value: number): void;
-  /** x2APIC MSR access; returns false when the MSR is #GP. */
+  /**
+   * 32-bit write of the xAPIC register at `offset`; a write to ICR_LO sends. Returns false when the
+   * hardware cannot complete it and the access must exit to the hypervisor (IPIv/AVIC non-unicast sends).
+   */
+  apicWrite(offset: number, value: number): boolean;
+  /** x2APIC MSR read; returns false when the MSR is #GP. */
   x2apicRdmsr(msr: number): boolean;
-  x2apicWrmsr(msr: number, lo: number, hi: number): boolean;
+  /** x2APIC MSR write: PORT_OK, PORT_GP, or PORT_EXIT (take a WRMSR exit instead). */
+  x2apicWrmsr(msr: number, lo: number, hi: number): number;
 }
+
+export const PORT_OK = 0, PORT_GP = 1, PORT_EXIT = 2;
 
 /** Page types xlateSlow reports in CpuCore.mmioKind when an access is not to RAM. */
 export const MMIO_NONE = 0;
@@ -264,7 +270,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc; cyc = 0; c.pc = pc;
-            (c.lapic as LapicPort).apicWrite(src & 0xfff, R[a]);
+            if (!(c.lapic as LapicPort).apicWrite(src & 0xfff, R[a])) { c.mmioKind = MMIO_NONE; exit = EXIT_EPT_VIOLATION; break loop; }
           } else mem32[h >> 2] = R[a];
           pc += 8;
           if (--sh === 0) break loop;
@@ -278,7 +284,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc; cyc = 0; c.pc = pc;
-            (c.lapic as LapicPort).apicWrite(ad & 0xfff, v);
+            if (!(c.lapic as LapicPort).apicWrite(ad & 0xfff, v)) { c.mmioKind = MMIO_NONE; exit = EXIT_EPT_VIOLATION; break loop; }
           } else mem32[h >> 2] = v;
           pc += 8;
           if (--sh === 0) break loop;
@@ -459,8 +465,10 @@ export function guestRun(c: CpuCore, budget: number): number {
           if (c.x2apicPassthrough && msr >= 0x800 && msr <= 0x8ff) {
             // The MSR bitmap lets these through: the physical x2APIC sees the access, no exit.
             c.clock += cyc; cyc = 0; c.pc = pc;
-            const ok = op === OP_WRMSR ? (c.lapic as LapicPort).x2apicWrmsr(msr, R[REG_EAX], R[REG_EDX]) : (c.lapic as LapicPort).x2apicRdmsr(msr);
-            if (!ok) { fault = VEC_GP; break; }
+            const r = op === OP_WRMSR ? (c.lapic as LapicPort).x2apicWrmsr(msr, R[REG_EAX], R[REG_EDX])
+              : (c.lapic as LapicPort).x2apicRdmsr(msr) ? PORT_OK : PORT_GP;
+            if (r === PORT_GP) { fault = VEC_GP; break; }
+            if (r === PORT_EXIT) { exit = EXIT_WRMSR; break loop; }
             pc += 8;
             if (--sh === 0) break loop;
             continue;

@@ -4,6 +4,7 @@
 ;   0 vlapic            ICR_HI then ICR_LO through the trapped APIC page, destination = virtual APIC ID 2n
 ;   1 xapic-passthrough ICR_HI then ICR_LO straight to the pCPU's xAPIC, destination read from VCPU_MAP
 ;   2 x2apic-passthrough one WRMSR 0x830 to the pCPU's x2APIC, destination read from VCPU_MAP
+;   3 posted, 4 ipiv, 5 avic  as vlapic: virtual destinations through the (virtualized) APIC page
 ; MASK_ICR = 1 wraps the two ICR writes in pushf/cli ... popf, as Linux does; 0 leaves the window open.
 ; NESTED = 1 makes the handler itself send an IPI (vector VEC2, with its own intent) to vCPU (i + 2) % VCPUS: when it
 ; runs between ICR_HI and ICR_LO, the interrupted send leaves with the handler's destination.
@@ -19,9 +20,11 @@ _start:
     shr ebx, 25
     mov ebp, ebx                ; ebp = my vCPU id for the whole run
     lidt idt
-    mov eax, IPI_PATH           ; passthrough designs: wait until every vCPU has run once, so the
-    cmp eax, 0                  ; published map holds a pCPU for each (-1 would be the broadcast ID)
-    jz go
+    mov eax, IPI_PATH           ; passthrough designs (1, 2): wait until every vCPU has run once, so the
+    cmp eax, 1                  ; published map holds a pCPU for each (-1 would be the broadcast ID)
+    jl go
+    cmp eax, 2
+    jg go
     mov edi, 0
 wait_map:
     mov eax, edi
@@ -107,8 +110,10 @@ send_unmasked:
 
 send_raw:
     mov eax, IPI_PATH
-    cmp eax, 0
-    jz send_vlapic
+    cmp eax, 1
+    jl send_vlapic
+    cmp eax, 2
+    jg send_vlapic              ; posted, ipiv, avic: virtual APIC IDs, like vlapic
     mov eax, edi                ; passthrough: physical APIC ID of the pCPU the target runs on (maybe stale)
     shl eax, 3
     add eax, VCPU_MAP + 4
