@@ -11,7 +11,8 @@
 //      context switches per wall second and per simulated second, and the IPI latency p50 / p99 as the
 //      wake-latency proxy (a ring target is often waiting for a pCPU when its IPI is sent).
 //
-// ROUNDS (IPIs each vCPU sends) is calibrated per row so a run takes about TARGET_MS of wall time.
+// ROUNDS (IPIs each vCPU sends) is calibrated per row so a run takes about 1 s of wall time beyond start-up
+// (--quick: fixed small sizes, no calibration).
 // Every run's scenario is written to a temporary directory and points at the built-in ipi.s by absolute path.
 //
 //   node dist/bench/ipi.js [--quick]     (these rows alone, printed; bench/results.json is not written)
@@ -81,6 +82,7 @@ interface IpiRun {
   simNs: number;
   instructions: number;
   findings: string;
+  exits: string;
 }
 
 function scenarioToml(c: IpiCase, rounds: number): string {
@@ -130,21 +132,26 @@ async function ipiRun(dir: string, c: IpiCase, rounds: number, maxMs: number): P
     vmExits: num(mt.vm_exits), contextSwitches: num(mt.context_switches), migrations: num(mt.migrations),
     wallMs: result.wallMs, simNs: num(mt.sim_time_ns), instructions: num(mt.instructions),
     findings: report.findings.map((f) => `${f.kind} x${f.count}`).join(', '),
+    exits: Object.entries(mt.exits as Record<string, number>).map(([k, v]) => `${k} ${v}`).join(', '),
   };
 }
 
 /**
- * A probe run, grown until it takes at least `probeMs` of wall time, then ROUNDS for about `targetMs`
- * (at least twice the probe's, so the incremental wall per IPI between the two is meaningful).
+ * Two probe runs, R and 4R rounds, R grown until the 4R run takes at least `probeMs` more wall time than
+ * the R run; then ROUNDS for about `targetMs` of wall time beyond the start-up (at least 2R). The R run is
+ * the reference for the incremental wall per IPI of the measured runs.
  */
 async function calibrate(dir: string, c: IpiCase, probeMs: number, targetMs: number, maxMs: number): Promise<{ probe: IpiRun; rounds: number }> {
-  let rounds = Math.max(8, Math.ceil(400 / c.vcpus));
+  let rounds = Math.max(4, Math.ceil(100 / c.vcpus));
+  let a = await ipiRun(dir, c, rounds, maxMs);
   for (let pass = 0; ; pass++) {
-    const probe = await ipiRun(dir, c, rounds, maxMs);
-    if (probe.wallMs >= probeMs || pass === 3) {
-      const scaled = Math.round((rounds * targetMs) / Math.max(probe.wallMs, 1));
-      return { probe, rounds: Math.min(Math.max(2 * rounds, scaled), 200 * rounds) };
+    const b = await ipiRun(dir, c, 4 * rounds, maxMs);
+    const dt = b.wallMs - a.wallMs;
+    if (dt >= probeMs || pass === 3) {
+      const msPerRound = Math.max(dt, 1) / (3 * rounds);
+      return { probe: a, rounds: Math.max(2 * rounds, Math.round(targetMs / msPerRound)) };
     }
+    a = b;
     rounds *= 4;
   }
 }
@@ -162,9 +169,10 @@ interface Measured { c: IpiCase; runs: IpiRun[]; probe: IpiRun; seconds: number 
 
 async function measure(dir: string, c: IpiCase, o: IpiBenchOptions): Promise<Measured> {
   const t0 = performance.now();
-  const targetMs = o.quick ? 200 : 1000;
   const maxMs = o.quick ? 15_000 : 30_000;
-  const { probe, rounds } = await calibrate(dir, c, o.quick ? 50 : 150, targetMs, maxMs);
+  // --quick: no calibration, a fixed probe of about 100 IPIs (threaded; 1000 serial) and a run 4x its size.
+  const r0 = Math.max(2, Math.ceil((c.engine === 'threaded' ? 100 : 1000) / c.vcpus));
+  const { probe, rounds } = o.quick ? { probe: await ipiRun(dir, c, r0, maxMs), rounds: 4 * r0 } : await calibrate(dir, c, 150, 1000, maxMs);
   const runs: IpiRun[] = [];
   for (let r = 0; r < o.reps; r++) runs.push(await ipiRun(dir, c, rounds, maxMs));
   return { c, runs, probe, seconds: (performance.now() - t0) / 1000 };
@@ -193,6 +201,7 @@ function summarize(m: Measured): { med: (f: (r: IpiRun) => number) => number; co
     ctxsw_per_sim_s: Math.round(med((r) => r.contextSwitches / (r.simNs / 1e9))),
     wall_ms: r2(med((r) => r.wallMs)), sim_time_ns: med((r) => r.simNs), instructions: med((r) => r.instructions),
     findings: runs[0].findings === '' ? 'none' : runs[0].findings,
+    exits_by_reason: runs[0].exits,
     row_seconds: r2(m.seconds),
   };
   return { med, common };
@@ -224,8 +233,8 @@ export async function ipiBench(o: IpiBenchOptions): Promise<{ rows: IpiRow[]; ra
           const reps = (k: string): string => (common[k] as number[]).map(fmtN).join(', ');
           const xpp = wall / pp;
           rows.push(
-            { name: names[0], kind: 'ipi', value: p50, unit: 'ns', show: `${fmtN(p50)} / ${fmtN(p99)}`, note: `reps p50 ${reps('p50_reps')}; p99 ${reps('p99_reps')}; ${common.ipi_delivered} of ${common.ipi_sent} delivered`, detail: { ...common, p99 } },
-            { name: names[1], kind: 'ipi', value: epi, unit: 'exits/IPI', show: epi.toFixed(2), note: `${common.vm_exits} exits; findings: ${common.findings}`, detail: common },
+            { name: names[0], kind: 'ipi', value: p50, unit: 'ns', show: `${fmtN(p50)} / ${fmtN(p99)}`, note: `reps p50 ${reps('p50_reps')}; p99 ${reps('p99_reps')}; ${common.ipi_delivered} delivered, ${common.ipi_coalesced} coalesced of ${common.ipi_sent} sent`, detail: { ...common, p99 } },
+            { name: names[1], kind: 'ipi', value: epi, unit: 'exits/IPI', show: epi.toFixed(2), note: `${common.exits_by_reason}; findings: ${common.findings}`, detail: common },
             { name: names[2], kind: 'ipi', value: wall, unit: 'us', show: fmtN(wall), note: `${fmtN(xpp)}x the ping-pong RT; incremental ${fmtN(inc)} us; reps ${reps('wall_us_per_ipi_reps')}`, detail: { ...common, x_pingpong_rt: r2(xpp), pingpong_rt_us: r3(pp) } },
           );
           ratios.push({ name: `IPI ${path}, ${engine}: wall per IPI / ping-pong RT`, value: xpp, how: `(wall_ms * 1000 / ipi_delivered) / Atomics spin ping-pong RT (${r3(pp)} us)` });
@@ -247,7 +256,7 @@ export async function ipiBench(o: IpiBenchOptions): Promise<{ rows: IpiRow[]; ra
           const { med, common } = summarize(m);
           const perWall = common.ctxsw_per_wall_s as number, perSim = common.ctxsw_per_sim_s as number;
           const p50 = med((r) => r.p50), p99 = med((r) => r.p99);
-          const undelivered = `${common.ipi_delivered} of ${common.ipi_sent} delivered`;
+          const undelivered = `${common.ipi_delivered} delivered, ${common.ipi_coalesced} coalesced of ${common.ipi_sent} sent`;
           rows.push(
             { name: names[0], kind: 'ipi', value: perWall, unit: '/s', show: fmtN(perWall), note: `${common.context_switches} switches in ${common.wall_ms} ms; ${common.migrations} migrations`, detail: common },
             { name: names[1], kind: 'ipi', value: perSim, unit: '/s', show: fmtN(perSim), note: `${common.context_switches} switches in ${fmtN((common.sim_time_ns as number) / 1e6)} simulated ms (timeslice ${TIMESLICE_US} us)`, detail: common },

@@ -54,7 +54,10 @@ export interface MachineBuffers {
   rings: SharedArrayBuffer;
   /** LAPIC register pages (shared/lapic.ts): pCPU p's physical LAPIC is page p, vCPU v's vLAPIC page npcpus + v. */
   lapics: SharedArrayBuffer;
-  /** Per LAPIC page, 256 words: the source tag of the last IPI that set each IRR vector (trace/events.ts). */
+  /**
+   * 256 words per LAPIC page: the source tag of the IPI that set each pending IRR vector (trace/events.ts);
+   * then 256 words per vCPU for its posted-interrupt PIR (page npcpus + nvcpus + v).
+   */
   irqsrc: SharedArrayBuffer;
 }
 
@@ -106,6 +109,8 @@ export class Machine {
   vlapicBase(v: number): number { return (this.npcpus + v) * LAPIC_PAGE_WORDS; }
   /** Word offset of the IRR source tags of LAPIC page `page` (pCPU p: p; vCPU v: npcpus + v). */
   irqsrcBase(page: number): number { return page * 256; }
+  /** irqsrc "page" of vCPU v's PIR tags. */
+  pirTagPage(v: number): number { return this.npcpus + this.nvcpus + v; }
 }
 
 /**
@@ -144,7 +149,7 @@ export function buildMachine(spec: MachineSpec): Machine {
     mem: new SharedArrayBuffer(frames * PAGE),
     rings: sab(spec.pcpus * RING_STRIDE_WORDS),
     lapics: sab((spec.pcpus + nvcpus) * LAPIC_PAGE_WORDS),
-    irqsrc: sab((spec.pcpus + nvcpus) * 256),
+    irqsrc: sab((spec.pcpus + 2 * nvcpus) * 256),
   };
   const ctl = new Int32Array(buffers.ctl);
   ctl[C.CTL_NPCPUS] = spec.pcpus;

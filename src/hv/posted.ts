@@ -16,20 +16,20 @@
 import { DM_FIRST_VCPU, DM_IPI_PATH, DM_NVCPUS, IPI_PATH_AVIC, IPI_PATH_IPIV } from '../../shared/domain.js';
 import {
   APIC_MODE_X2APIC, ICR_DEST_LOGICAL, ICR_DM_FIXED, ICR_DM_MASK, ICR_SHORTHAND_MASK, LAPIC_EOI, LAPIC_ICR_HI,
-  LAPIC_ICR_LO, LAPIC_IRR,
+  LAPIC_ICR_LO,
 } from '../../shared/lapic.js';
 import { APIC_BROADCAST_XAPIC as APIC_BROADCAST_XAPIC_ID } from '../hw/apic-bus.js';
 import { PC_EXITS } from '../../shared/pcpu.js';
 import { PI_ON, RS_BLOCKED, RS_RUNNING, VCPU_STRIDE_WORDS, VC_DOMAIN, VC_ID, VC_IPI_SEQ, VC_PCPU, VC_PIR, VC_PI_CTL, VC_RUNSTATE } from '../../shared/vcpu.js';
 import {
-  lapicAcceptInterrupt, lapicAcceptIpi, lapicEoi, lapicMode, lapicRead, lapicReadX2apic, lapicTestVector, lapicWrite,
+  lapicAcceptInterrupt, lapicAcceptIpi, lapicEoi, lapicMode, lapicRead, lapicReadX2apic, lapicWrite,
   lapicWriteX2apic,
 } from '../hw/lapic.js';
 import { EXIT_EXTINT, PORT_EXIT, PORT_GP, PORT_OK, type LapicPort } from '../isa/interp.js';
 import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
 import { EV_IPI_COALESCED, EV_IPI_SEND, ipiTag } from '../trace/events.js';
 import { schedWake } from './sched/sched.js';
-import { hvSendIpi, irqTagClaim, irqTagRelease, PI_WAKEUP_VECTOR, POSTED_INTR_VECTOR } from './ipi.js';
+import { hvSendIpi, irqTagClaim, irqTagRelease, irqTagTake, PI_WAKEUP_VECTOR, POSTED_INTR_VECTOR } from './ipi.js';
 import type { Pcpu } from './pcpu-loop.js';
 
 function coalesced(p: Pcpu, v: number, vector: number, tag: number): void {
@@ -43,11 +43,12 @@ function coalesced(p: Pcpu, v: number, vector: number, tag: number): void {
  * pCPU rather than by the sender's hypervisor.
  */
 export function piPost(p: Pcpu, v: number, vector: number, tag: number, hw: boolean): void {
-  const m = p.m, b = v * VCPU_STRIDE_WORDS, page = m.npcpus + v;
+  const m = p.m, b = v * VCPU_STRIDE_WORDS, page = m.pirTagPage(v);
+  // PIR bits carry tags of their own; piSync moves each to the vIRR slot (coalescing there if needed).
   const claimed = irqTagClaim(m, page, vector, tag);
   const bit = 1 << (vector & 31);
   const old = Atomics.or(m.vc32, b + VC_PIR + (vector >>> 5), bit);
-  if ((old & bit) !== 0 || (!claimed && lapicTestVector(m.lapic32, m.vlapicBase(v), LAPIC_IRR, vector))) {
+  if ((old & bit) !== 0) {
     if (claimed) irqTagRelease(m, page, vector, tag);
     coalesced(p, v, vector, tag);
     return;
@@ -73,13 +74,18 @@ export function piSync(p: Pcpu, v: number): boolean {
   const m = p.m, b = v * VCPU_STRIDE_WORDS;
   if ((Atomics.load(m.vc32, b + VC_PI_CTL) & PI_ON) === 0) return false;
   Atomics.and(m.vc32, b + VC_PI_CTL, ~PI_ON);
-  const base = m.vlapicBase(v);
+  const base = m.vlapicBase(v), pirPage = m.pirTagPage(v), irrPage = m.npcpus + v;
   for (let w = 0; w < 8; w++) {
     let bits = Atomics.exchange(m.vc32, b + VC_PIR + w, 0);
     while (bits !== 0) {
       const k = 31 - Math.clz32(bits);
       bits &= ~(1 << k);
-      lapicAcceptInterrupt(m.lapic32, base, w * 32 + k, false);
+      const vec = w * 32 + k;
+      const tag = irqTagTake(m, pirPage, vec);
+      const claimed = tag !== 0 && irqTagClaim(m, irrPage, vec, tag);
+      const r = lapicAcceptInterrupt(m.lapic32, base, vec, false);
+      if (claimed && r !== 'latched') irqTagRelease(m, irrPage, vec, tag);
+      if (r === 'coalesced' && tag !== 0) coalesced(p, v, vec, tag);
     }
   }
   return true;

@@ -27,11 +27,11 @@ const kinds = (r: RunReport) => r.findings.map((f) => f.kind);
 const finding = (r: RunReport, k: string) => r.findings.find((f) => f.kind === k);
 const why = (r: RunReport) => `${r.outcome} ${r.reason ?? ''} ${JSON.stringify(r.findings.map((f) => [f.kind, f.first.detail]))}`;
 
-describe('vlapic: every intended IPI exactly once, to the right vCPU', () => {
+describe.each(['vlapic', 'posted', 'ipiv', 'avic'])('%s: every intended IPI exactly once, to the right vCPU', (path) => {
   it('over 200 serial seeds with migration on', async () => {
     const seen = new Set<number>();
     for (let seed = 1; seed <= 200; seed++) {
-      const r = await runGuest(RING, ring('vlapic', { vcpus: 6, pcpus: 4, rounds: 8, mask: 1, nested: 1, migratePercent: 30, seed }));
+      const r = await runGuest(RING, ring(path, { vcpus: 6, pcpus: 4, rounds: 8, mask: 1, nested: 1, migratePercent: 30, seed }));
       expect(r.outcome, why(r)).toBe('completed');
       expect(kinds(r), why(r)).toEqual([]);
       const m = r.metrics as Record<string, number>;
@@ -46,7 +46,7 @@ describe('vlapic: every intended IPI exactly once, to the right vCPU', () => {
   }, 120_000);
 
   it('a threaded stress (8 pCPUs, 32 vCPUs, migration on) has no findings', async () => {
-    const r = await runGuest(RING, ring('vlapic', { vcpus: 32, pcpus: 8, rounds: 4, mask: 1, nested: 1, migratePercent: 30, seed: 1, engine: 'threaded' }));
+    const r = await runGuest(RING, ring(path, { vcpus: 32, pcpus: 8, rounds: 4, mask: 1, nested: 1, migratePercent: 30, seed: 1, engine: 'threaded' }));
     expect(r.outcome, why(r)).toBe('completed');
     expect(kinds(r), why(r)).toEqual([]);
     const m = r.metrics as Record<string, number>;
@@ -56,16 +56,45 @@ describe('vlapic: every intended IPI exactly once, to the right vCPU', () => {
   }, 120_000);
 });
 
+describe('exits per IPI', () => {
+  it('posted and ipiv take fewer exits per IPI than vlapic, ipiv none at all (same workload and seed)', async () => {
+    const epi: Record<string, number> = {};
+    for (const path of ['vlapic', 'posted', 'ipiv', 'avic']) {
+      const r = await runGuest(RING, ring(path, { vcpus: 6, pcpus: 4, rounds: 20, mask: 1, nested: 0, seed: 5 }));
+      expect(kinds(r), why(r)).toEqual([]);
+      epi[path] = (r.metrics as Record<string, number>).exits_per_ipi;
+    }
+    expect(epi.posted).toBeLessThan(epi.vlapic);
+    expect(epi.ipiv).toBeLessThan(epi.posted);
+    expect(epi.ipiv).toBe(0);
+    expect(epi.avic).toBeLessThan(epi.posted);
+  }, 60_000);
+});
+
 describe('xapic-passthrough: the ICR_HI / ICR_LO window', () => {
   // Pinned seed: 4 vCPUs on 4 pCPUs, no migration, interrupts left on around the ICR writes, handlers that
   // send their own IPI. Found by scanning seeds; kept as a regression test.
-  it('a nested send between ICR_HI and ICR_LO misdirects the interrupted IPI (pinned seed)', async () => {
-    const r = await runGuest(RING, ring('xapic-passthrough', { vcpus: 4, pcpus: 4, rounds: 20, mask: 0, nested: 1, migration: 'none', seed: XAPIC_SEED }));
-    const f = finding(r, 'IPI_MISDIRECTED');
-    expect(f, why(r)).toBeDefined();
-    expect(r.findings.some((x) => x.kind === 'IPI_MISDIRECTED' && /ICR_HI/.test(x.first.detail)) || /ICR_HI/.test(f?.first.detail ?? ''), why(r)).toBe(true);
-    expect(finding(r, 'IPI_UNKNOWN_VECTOR')).toBeDefined(); // only the hypervisor receives interrupts
-    expect(f?.evidence.length).toBeGreaterThan(0);
+  it('a nested send between ICR_HI and ICR_LO misdirects the interrupted IPI (pinned seeds)', async () => {
+    // 4 vCPUs on 4 pCPUs, no migration, interrupts left on around the ICR writes, handlers that send their
+    // own IPI: the only way to misdirect is the ICR_HI window. Seeds 1..8 are fixed; most show it.
+    const hits: number[] = [];
+    for (let seed = 1; seed <= 8; seed++) {
+      const r = await runGuest(RING, ring('xapic-passthrough', { vcpus: 4, pcpus: 4, rounds: 20, mask: 0, nested: 1, migration: 'none', seed }));
+      expect(finding(r, 'IPI_UNKNOWN_VECTOR'), why(r)).toBeDefined(); // only the hypervisor receives interrupts
+      const f = finding(r, 'IPI_MISDIRECTED');
+      if (f === undefined) continue;
+      expect(f.first.detail, why(r)).toMatch(/ICR_HI/);
+      expect(f.evidence.length).toBeGreaterThan(0);
+      hits.push(seed);
+    }
+    expect(hits.length).toBeGreaterThanOrEqual(2);
+  }, 60_000);
+
+  it('with interrupts masked around the two writes and no migration, nothing is misdirected (8 seeds)', async () => {
+    for (let seed = 1; seed <= 8; seed++) {
+      const r = await runGuest(RING, ring('xapic-passthrough', { vcpus: 4, pcpus: 4, rounds: 20, mask: 1, nested: 1, migration: 'none', seed }));
+      expect(finding(r, 'IPI_MISDIRECTED'), why(r)).toBeUndefined();
+    }
   }, 60_000);
 });
 
@@ -128,4 +157,3 @@ _start:
   });
 });
 
-const XAPIC_SEED = Number(process.env.VCPULAB_XAPIC_SEED ?? 1);
