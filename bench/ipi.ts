@@ -1,6 +1,6 @@
 // IPI rows of `npm run bench` (bench/run.ts), on the built-in IPI ring (src/scenario/builtin/ipi.s):
 //
-//  (1) per IPI path (vlapic, xapic-passthrough, x2apic-passthrough), 2 pCPUs / 2 vCPUs, no migration,
+//  (1) per IPI path (vlapic, posted, ipiv, avic, xapic-passthrough, x2apic-passthrough), 2 pCPUs / 2 vCPUs, no migration,
 //      NESTED = 0, MASK_ICR = 1, on the threaded engine and on the serial engine for reference: the send ->
 //      handler-entry latency p50 / p99 in simulated ns (the IPI oracle's ipi_latency_ns_*: the target
 //      pCPU's clock at delivery minus the sender's clock at the send), VM exits per IPI, and wall µs per
@@ -9,7 +9,9 @@
 //      detail), set against the Atomics spin ping-pong round trip measured by bench/floors.ts in the same run;
 //  (2) oversubscription: vlapic path, 2 pCPUs with 8 (4x) and 32 (16x) vCPUs, migration = "balance":
 //      context switches per wall second and per simulated second, and the IPI latency p50 / p99 as the
-//      wake-latency proxy (a ring target is often waiting for a pCPU when its IPI is sent).
+//      wake-latency proxy (a ring target is often waiting for a pCPU when its IPI is sent); threaded engine,
+//      and serial for reference in the full run. An IPI sent while the target's vector is still pending in
+//      its vLAPIC coalesces (ipi_coalesced) and has no latency of its own.
 //
 // ROUNDS (IPIs each vCPU sends) is calibrated per row so a run takes about 1 s of wall time beyond start-up
 // (--quick: fixed small sizes, no calibration).
@@ -25,8 +27,8 @@ import { simulate, type RunConfig } from '../src/cli/sim.js';
 import { BUILTIN_DIR } from '../src/scenario/loader.js';
 import { median } from './floors.js';
 
-export type IpiPathName = 'vlapic' | 'xapic-passthrough' | 'x2apic-passthrough';
-export const IPI_PATHS: readonly IpiPathName[] = ['vlapic', 'xapic-passthrough', 'x2apic-passthrough'];
+export type IpiPathName = 'vlapic' | 'xapic-passthrough' | 'x2apic-passthrough' | 'posted' | 'ipiv' | 'avic';
+export const IPI_PATHS: readonly IpiPathName[] = ['vlapic', 'posted', 'ipiv', 'avic', 'xapic-passthrough', 'x2apic-passthrough'];
 
 /** Engine settings of every IPI run (the same as the throughput rows of bench/run.ts). */
 const SLACK = 30_000;

@@ -31,15 +31,15 @@ describe.each(['vlapic', 'posted', 'ipiv', 'avic'])('%s: every intended IPI exac
   it('over 200 serial seeds with migration on', async () => {
     const seen = new Set<number>();
     for (let seed = 1; seed <= 200; seed++) {
-      const r = await runGuest(RING, ring(path, { vcpus: 6, pcpus: 4, rounds: 8, mask: 1, nested: 1, migratePercent: 30, seed }));
+      const r = await runGuest(RING, ring(path, { vcpus: 5, pcpus: 4, rounds: 4, mask: 1, nested: 1, migratePercent: 30, seed }));
       expect(r.outcome, why(r)).toBe('completed');
       expect(kinds(r), why(r)).toEqual([]);
       const m = r.metrics as Record<string, number>;
       // Each send was delivered or merged into a pending one (IRR coalescing, counted apart, not lost);
       // a few may still be in flight when vCPU 0 ends the domain.
       expect(m.ipi_delivered + m.ipi_coalesced, why(r)).toBeLessThanOrEqual(m.ipi_sent);
-      expect(m.ipi_delivered + m.ipi_coalesced, why(r)).toBeGreaterThanOrEqual(m.ipi_sent - 6);
-      expect(r.reports.find((x) => x.key === 2)?.value).toBe(6 * 8);
+      expect(m.ipi_delivered + m.ipi_coalesced, why(r)).toBeGreaterThanOrEqual(m.ipi_sent - 5);
+      expect(r.reports.find((x) => x.key === 2)?.value).toBe(5 * 4);
       seen.add(m.migrations);
     }
     expect(Math.max(...seen)).toBeGreaterThan(0); // migration really happened
