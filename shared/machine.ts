@@ -22,8 +22,10 @@ export const CTL_NDOMAINS = 8;
 export const CTL_LIMITED_VCPUS = 9;
 /** Guest asserts (magic 3) seen so far; makes the exit code 1. */
 export const CTL_GUEST_ASSERTS = 10;
+/** Monotonic counter stamping each vCPU as it joins a runqueue (FIFO order across threads). Atomics.add. */
+export const CTL_ENQUEUE_SEQ = 11;
 export const CTL_WORDS = 16;
-assertLayout('machine', CTL_GUEST_ASSERTS, CTL_WORDS);
+assertLayout('machine', CTL_ENQUEUE_SEQ, CTL_WORDS);
 
 /** Upper bound on pCPUs: one xAPIC physical ID byte, less the broadcast ID 0xFF. */
 export const MAX_PCPUS = 255;

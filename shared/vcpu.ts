@@ -35,6 +35,8 @@ export const VC_MIGRATIONS = 27;
 export const VC_IPI_SEQ = 28;
 /** Intents (magic 2) declared so far: orders them against sends whatever pCPU recorded them. */
 export const VC_INTENT_SEQ = 29;
+/** When it last became runnable, from CTL_ENQUEUE_SEQ: the longest-waiting vCPU runs first. */
+export const VC_QUEUE_SEQ = 30;
 /** Hard affinity (cpus=): 256-bit pCPU mask, 8 words, bit p of word p>>5. Written at build time. */
 export const VC_AFFINITY = 40;
 export const VC_AFFINITY_WORDS = 8;

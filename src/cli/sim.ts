@@ -172,7 +172,7 @@ export async function simulate(c: RunConfig, extra: { trace?: string; replayRuns
   const spec = scenarioMachine(sc);
   const m = buildMachine(spec);
   const names = spec.domains.map((d) => d.name);
-  const collector = new Collector(m, names);
+  const collector = new Collector(m, names, sc.ipiLostBoundUs);
   const tracer = extra.trace !== undefined
     ? new TraceWriter(extra.trace, { format: 'vcpulab-trace', version: 1, scenario: c.scenario, engine: c.engine, seed: c.seed, pcpus: spec.pcpus, domains: names })
     : undefined;

@@ -49,7 +49,7 @@ export function physSend(p: Pcpu, icrLo: number, icrHi: number, tag: number): vo
   for (const t of targets) {
     const claimed = irqTagClaim(m, t, vector, tag);
     const r = lapicAcceptIpi(m.lapic32, m.plapicBase(t), icrLo);
-    if (claimed && r !== 'latched') irqTagRelease(m, t, vector, tag);
+    irqTagSettle(m, t, vector, tag, claimed, r === 'latched');
     if (r === 'init' || r === 'sipi') p.emit(EV_HOST_RESET, t, mode >> 8, tag);
     Atomics.or(m.pc32, m.pcpuBase(t) + PC_PENDING, PEND_IRQ);
     Atomics.notify(m.pc32, m.pcpuBase(t) + PC_PENDING);
@@ -182,6 +182,15 @@ export function irqTagClaim(m: Machine, page: number, vector: number, tag: numbe
 }
 export function irqTagRelease(m: Machine, page: number, vector: number, tag: number): void {
   Atomics.compareExchange(m.irqsrc, m.irqsrcBase(page) + vector, tag, 0);
+}
+/**
+ * After the IRR (or PIR) bit was set: give the slot back if this send coalesced into a pending one; if
+ * the claim had failed but the bit was new, the receiver emptied the slot in between (it takes the tag,
+ * then clears the bit), so claim it now.
+ */
+export function irqTagSettle(m: Machine, page: number, vector: number, tag: number, claimed: boolean, latched: boolean): void {
+  if (claimed && !latched) irqTagRelease(m, page, vector, tag);
+  else if (!claimed && latched) irqTagClaim(m, page, vector, tag);
 }
 export function irqTagTake(m: Machine, page: number, vector: number): number {
   return Atomics.exchange(m.irqsrc, m.irqsrcBase(page) + vector, 0);

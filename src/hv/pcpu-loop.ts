@@ -20,7 +20,7 @@ import { opcodeCosts, type CostTable } from '../engine/clock.js';
 import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
 import { EV_EXIT, EV_SCHED_IN, EV_SCHED_OUT, EV_VCPU_LIMIT } from '../trace/events.js';
-import { schedClaimNext, schedPlace, schedRandomPcpu } from './sched/sched.js';
+import { schedClaimNext, schedPlace, schedRandomPcpu, schedStamp } from './sched/sched.js';
 import { Prng, childSeed } from '../engine/strategies/index.js';
 import { inject, vmexitHandle } from './vmexit.js';
 
@@ -52,8 +52,6 @@ export class Pcpu {
   /** Global index of the loaded vCPU, -1 none. */
   cur = -1;
   curDomain = -1;
-  /** Last vCPU this pCPU ran (round-robin position). */
-  lastRun = -1;
   /** This pCPU's random stream (migration choices): a child seed of the run seed, so runs replay. */
   readonly rng: Prng;
   /** Exit reason of the last guest run (posted.ts un-counts an exit the CPU would not have taken). */
@@ -211,7 +209,7 @@ export class Pcpu {
       }
       this.unload();
     }
-    const next = schedClaimNext(m, this.id, this.lastRun, this.params.migrate);
+    const next = schedClaimNext(m, this.id, this.params.migrate);
     if (next < 0) return -1;
     this.load(next);
     return next;
@@ -248,11 +246,11 @@ export class Pcpu {
         Atomics.store(m.vc32, vb + VC_PCPU, to);
         m.vc32[vb + VC_MIGRATIONS]++;
       }
+      schedStamp(m, v);
       Atomics.store(m.vc32, vb + VC_RUNSTATE, RS_RUNNABLE);
       if (to !== this.id) hvKick(this, to);
     }
     this.emit(EV_SCHED_OUT, rs === RS_RUNNING ? RS_RUNNABLE : rs, c.pc, to);
-    this.lastRun = v;
     this.cur = -1;
     this.curDomain = -1;
     Atomics.store(m.pc32, this.base + PC_CURRENT, -1);

@@ -29,7 +29,7 @@ import { EXIT_EXTINT, PORT_EXIT, PORT_GP, PORT_OK, type LapicPort } from '../isa
 import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
 import { EV_IPI_COALESCED, EV_IPI_SEND, ipiTag } from '../trace/events.js';
 import { schedWake } from './sched/sched.js';
-import { hvSendIpi, irqTagClaim, irqTagRelease, irqTagTake, PI_WAKEUP_VECTOR, POSTED_INTR_VECTOR } from './ipi.js';
+import { hvSendIpi, irqTagClaim, irqTagSettle, irqTagTake, PI_WAKEUP_VECTOR, POSTED_INTR_VECTOR } from './ipi.js';
 import type { Pcpu } from './pcpu-loop.js';
 
 function coalesced(p: Pcpu, v: number, vector: number, tag: number): void {
@@ -48,8 +48,8 @@ export function piPost(p: Pcpu, v: number, vector: number, tag: number, hw: bool
   const claimed = irqTagClaim(m, page, vector, tag);
   const bit = 1 << (vector & 31);
   const old = Atomics.or(m.vc32, b + VC_PIR + (vector >>> 5), bit);
+  irqTagSettle(m, page, vector, tag, claimed, (old & bit) === 0);
   if ((old & bit) !== 0) {
-    if (claimed) irqTagRelease(m, page, vector, tag);
     coalesced(p, v, vector, tag);
     return;
   }
@@ -69,22 +69,25 @@ export function piPost(p: Pcpu, v: number, vector: number, tag: number, hw: bool
 }
 const EVENT_CHECK_FOR_WAKE = 0xfc;
 
-/** Fold vCPU v's PIR into its vIRR if ON is set (vmx_sync_pir_to_irr: read ON, then clear, then move). */
+/** Fold vCPU v's PIR into its vIRR if ON is set (vmx_sync_pir_to_irr: read ON, then clear it, then move the bits). */
 export function piSync(p: Pcpu, v: number): boolean {
   const m = p.m, b = v * VCPU_STRIDE_WORDS;
   if ((Atomics.load(m.vc32, b + VC_PI_CTL) & PI_ON) === 0) return false;
   Atomics.and(m.vc32, b + VC_PI_CTL, ~PI_ON);
   const base = m.vlapicBase(v), pirPage = m.pirTagPage(v), irrPage = m.npcpus + v;
   for (let w = 0; w < 8; w++) {
-    let bits = Atomics.exchange(m.vc32, b + VC_PIR + w, 0);
+    let bits = Atomics.load(m.vc32, b + VC_PIR + w);
     while (bits !== 0) {
       const k = 31 - Math.clz32(bits);
       bits &= ~(1 << k);
       const vec = w * 32 + k;
+      // Tag first, then the PIR bit (as receivers take a vIRR tag before the ack): a post of the same
+      // vector in between sees the bit still set and counts itself coalesced into this one.
       const tag = irqTagTake(m, pirPage, vec);
+      Atomics.and(m.vc32, b + VC_PIR + w, ~(1 << k));
       const claimed = tag !== 0 && irqTagClaim(m, irrPage, vec, tag);
       const r = lapicAcceptInterrupt(m.lapic32, base, vec, false);
-      if (claimed && r !== 'latched') irqTagRelease(m, irrPage, vec, tag);
+      if (tag !== 0) irqTagSettle(m, irrPage, vec, tag, claimed, r === 'latched');
       if (r === 'coalesced' && tag !== 0) coalesced(p, v, vec, tag);
     }
   }
@@ -187,7 +190,7 @@ export class VirtLapicPort implements LapicPort {
     const page = m.npcpus + v;
     const claimed = irqTagClaim(m, page, vector, tag);
     const r = lapicAcceptIpi(m.lapic32, m.vlapicBase(v), icrLo);
-    if (claimed && r !== 'latched') irqTagRelease(m, page, vector, tag);
+    irqTagSettle(m, page, vector, tag, claimed, r === 'latched');
     if (r === 'coalesced') coalesced(p, v, vector, tag);
     const q = Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_PCPU);
     if (q !== p.id) hvSendIpi(p, q, POSTED_INTR_VECTOR);

@@ -18,7 +18,7 @@ import { INSN_BYTES, OP_LD, OP_ST, OP_ST_SD, OP_ST_SI, REG_EAX, REG_ECX, REG_EDX
 import { PC_EXITS } from '../../shared/pcpu.js';
 import { EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, ipiTag } from '../trace/events.js';
 import { schedWake } from './sched/sched.js';
-import { hvKick, irqTagAcked, irqTagClaim, irqTagRelease, irqTagTake } from './ipi.js';
+import { hvKick, irqTagAcked, irqTagClaim, irqTagSettle, irqTagTake } from './ipi.js';
 import type { Pcpu } from './pcpu-loop.js';
 
 export const MSR_APIC_BASE = 0x1b;
@@ -44,7 +44,7 @@ export function vlapicAcceptReflected(p: Pcpu, v: number, vector: number, tag: n
   const m = p.m, page = p.m.npcpus + v;
   const claimed = irqTagClaim(m, page, vector, tag);
   const r = lapicAcceptInterrupt(m.lapic32, m.vlapicBase(v), vector, false);
-  if (claimed && r !== 'latched') irqTagRelease(m, page, vector, tag);
+  irqTagSettle(m, page, vector, tag, claimed, r === 'latched');
   note(p, v, vector, tag, r);
 }
 
@@ -67,7 +67,7 @@ export function vlapicSend(p: Pcpu, icrLo: number, icrHi: number): void {
     if (posts && (dm === ICR_DM_FIXED || dm === ICR_DM_LOWEST) && vector >= 16) { piPost(p, v, vector, tag, false); continue; }
     const claimed = irqTagClaim(m, m.npcpus + v, vector, tag);
     const r = lapicAcceptIpi(m.lapic32, m.vlapicBase(v), icrLo);
-    if (claimed && r !== 'latched') irqTagRelease(m, m.npcpus + v, vector, tag);
+    irqTagSettle(m, m.npcpus + v, vector, tag, claimed, r === 'latched');
     note(p, v, vector, tag, r);
     if (r === 'latched' || r === 'nmi') vlapicKick(p, v);
   }
@@ -103,6 +103,8 @@ function deliver(p: Pcpu, vec: number, tag: number): boolean {
 
 /** hlt with IF=1: is an interrupt already deliverable (then hlt returns at once, Xen hvm_hlt)? */
 export function vlapicHasDeliverable(p: Pcpu, v: number): boolean {
+  // Posted paths: what sits in PIR counts too (Xen's block path syncs PIR to IRR before it looks).
+  if (ipiPathPosts(p.m.dm32[p.m.domainBase(p.curDomain) + DM_IPI_PATH])) piSync(p, v);
   return lapicPendingDeliverable(p.m.lapic32, p.m.vlapicBase(v)) >= 0;
 }
 

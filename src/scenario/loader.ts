@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { parse, TomlError } from 'smol-toml';
 import { MAX_PCPUS } from '../../shared/machine.js';
 import { IPI_PATH_NAMES } from '../../shared/domain.js';
+import { IPI_LOST_BOUND_US_DEFAULT } from '../oracles/ipi.js';
 import { DEFAULT_COSTS, type CostTable } from '../engine/clock.js';
 import { located, UserError } from '../errors.js';
 import { assemble } from '../isa/assembler.js';
@@ -45,6 +46,8 @@ export interface Scenario {
   migration: 'balance' | 'none';
   /** Chance (percent) that a descheduled vCPU moves to a random other pCPU of its affinity. */
   migratePercent: number;
+  /** [oracles] ipi_lost_bound_us. */
+  ipiLostBoundUs: number;
   costs: CostTable;
   domains: DomainScenario[];
 }
@@ -178,7 +181,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
     throw e;
   }
   const ck = new Checker(shown, new KeyLines(source));
-  ck.onlyKeys(doc, '', ['description', 'machine', 'domain', 'costs']);
+  ck.onlyKeys(doc, '', ['description', 'machine', 'domain', 'costs', 'oracles']);
   const description = ck.str(doc, '', 'description', '');
   const mach = ck.table(doc, 'machine');
   ck.onlyKeys(mach, 'machine', ['pcpus', 'apic_mode', 'timeslice_us', 'migration', 'migrate_percent']);
@@ -188,6 +191,9 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const timesliceUs = ck.int(mach, 'machine', 'timeslice_us', 1, 1_000_000, 1000);
   const migration = ck.oneOf(mach, 'machine', 'migration', ['balance', 'none'] as const, 'balance');
   const migratePercent = ck.int(mach, 'machine', 'migrate_percent', 0, 100, 0);
+  const oraclesT = ck.table(doc, 'oracles');
+  ck.onlyKeys(oraclesT, 'oracles', ['ipi_lost_bound_us']);
+  const ipiLostBoundUs = ck.int(oraclesT, 'oracles', 'ipi_lost_bound_us', 1, 10_000_000, IPI_LOST_BOUND_US_DEFAULT);
   const costsT = ck.table(doc, 'costs');
   ck.onlyKeys(costsT, 'costs', Object.keys(DEFAULT_COSTS));
   const costs = { ...DEFAULT_COSTS };
@@ -228,7 +234,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
-  return { name: nameOrFile, file, description, pcpus, apicMode, timesliceUs, migration, migratePercent, costs, domains };
+  return { name: nameOrFile, file, description, pcpus, apicMode, timesliceUs, migration, migratePercent, ipiLostBoundUs, costs, domains };
 }
 
 /** Assemble each domain's program and resolve affinities: the machine the engines run. */

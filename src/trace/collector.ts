@@ -30,12 +30,13 @@ export class Collector {
   private readonly recentW: Int32Array;
   private readonly recentN: Int32Array;
   listener: EventListener | undefined;
-  readonly ipi = new IpiOracle();
+  readonly ipi: IpiOracle;
   private ipiMetrics: IpiMetrics | undefined;
   readonly sink = (pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): void =>
     this.onEvent(pcpu, time, kind, dom, vcpu, a, b, c);
 
-  constructor(readonly m: Machine, readonly domainNames: string[]) {
+  constructor(readonly m: Machine, readonly domainNames: string[], ipiLostBoundUs?: number) {
+    this.ipi = new IpiOracle(ipiLostBoundUs);
     const n = m.npcpus;
     this.console = domainNames.map(() => '');
     this.events = new Array<number>(n).fill(0);

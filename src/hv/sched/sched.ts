@@ -8,16 +8,17 @@
 // deschedules it, or right after stealing it), which is Xen's rule that a unit migrates only once its
 // context is saved (../shared/reference/xen-sched-ipi.md §1.4).
 //
-// Policy (a simplification of credit2, §1.2-1.6): round robin among the vCPUs on this pCPU's runqueue
-// with a fixed time slice; with migration on, a descheduled vCPU moves to the least-loaded pCPU of its
+// Policy (a simplification of credit2, §1.2-1.6): longest-waiting first among the vCPUs on this pCPU's
+// runqueue, with a fixed time slice; with migration on, a descheduled vCPU moves to the least-loaded pCPU of its
 // hard affinity (ties keep it where it is), and an idle pCPU pulls a runnable vCPU waiting behind a
 // busy one. Wake-up places the vCPU on the pCPU it last ran on and tickles that pCPU (§1.6, no res_pick
 // at wake-up).
 import {
-  RS_BLOCKED, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_AFFINITY, VC_MIGRATIONS, VC_PCPU, VC_RUNSTATE,
+  RS_BLOCKED, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_AFFINITY, VC_MIGRATIONS, VC_PCPU, VC_QUEUE_SEQ, VC_RUNSTATE,
 } from '../../../shared/vcpu.js';
 import { PC_CURRENT, PC_PENDING, PEND_KICK } from '../../../shared/pcpu.js';
 import type { Machine } from '../../machine.js';
+import { CTL_ENQUEUE_SEQ } from '../../../shared/machine.js';
 
 /** Is pCPU p in vCPU v's hard affinity? */
 export function schedAffine(vc32: Int32Array, v: number, p: number): boolean {
@@ -37,32 +38,60 @@ export function schedLoad(m: Machine, p: number): number {
 }
 
 /**
- * Claim the next vCPU for pCPU `p`, starting the round robin after `after`. Returns the vCPU now in
- * RS_RUNNING on p, or -1. `steal`: also pull a runnable vCPU from another pCPU's runqueue.
+ * Claim the next vCPU for pCPU `p`: the runnable vCPU on its runqueue that has waited longest (FIFO by
+ * VC_QUEUE_SEQ; credit2 orders by credit, which has the same effect of not starving anyone). Returns the
+ * vCPU now in RS_RUNNING on p, or -1. `steal`: else pull the longest-waiting runnable vCPU queued behind
+ * a busy pCPU of its affinity. A lost compareExchange (another pCPU took it) just means look again.
  */
-export function schedClaimNext(m: Machine, p: number, after: number, steal: boolean): number {
-  const n = m.nvcpus, vc32 = m.vc32;
-  for (let k = 1; k <= n; k++) {
-    const v = (after + k + n) % n;
-    const b = v * VCPU_STRIDE_WORDS;
-    if (Atomics.load(vc32, b + VC_PCPU) !== p) continue;
-    if (Atomics.compareExchange(vc32, b + VC_RUNSTATE, RS_RUNNABLE, RS_RUNNING) === RS_RUNNABLE) return v;
+export function schedClaimNext(m: Machine, p: number, steal: boolean): number {
+  for (;;) {
+    const v = schedOldestRunnable(m, p, false);
+    if (v < 0) break;
+    if (Atomics.compareExchange(m.vc32, v * VCPU_STRIDE_WORDS + VC_RUNSTATE, RS_RUNNABLE, RS_RUNNING) === RS_RUNNABLE) {
+      if (Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_PCPU) === p) return v;
+      schedEnqueue(m, v); // moved away between the scan and the claim: give it back
+    }
   }
   if (!steal) return -1;
-  for (let k = 1; k <= n; k++) {
-    const v = (after + k + n) % n;
+  for (;;) {
+    const v = schedOldestRunnable(m, p, true);
+    if (v < 0) return -1;
     const b = v * VCPU_STRIDE_WORDS;
-    const home = Atomics.load(vc32, b + VC_PCPU);
-    if (home === p || !schedAffine(vc32, v, p)) continue;
-    // Only pull work that is waiting behind a running vCPU: an idle home pCPU will take it itself.
-    if (Atomics.load(m.pc32, m.pcpuBase(home) + PC_CURRENT) < 0) continue;
-    if (Atomics.compareExchange(vc32, b + VC_RUNSTATE, RS_RUNNABLE, RS_RUNNING) === RS_RUNNABLE) {
-      Atomics.store(vc32, b + VC_PCPU, p);
-      vc32[b + VC_MIGRATIONS]++;
+    if (Atomics.compareExchange(m.vc32, b + VC_RUNSTATE, RS_RUNNABLE, RS_RUNNING) === RS_RUNNABLE) {
+      Atomics.store(m.vc32, b + VC_PCPU, p);
+      m.vc32[b + VC_MIGRATIONS]++;
       return v;
     }
   }
-  return -1;
+}
+
+function schedOldestRunnable(m: Machine, p: number, stealing: boolean): number {
+  const vc32 = m.vc32;
+  let best = -1, bestSeq = 0;
+  for (let v = 0; v < m.nvcpus; v++) {
+    const b = v * VCPU_STRIDE_WORDS;
+    if (Atomics.load(vc32, b + VC_RUNSTATE) !== RS_RUNNABLE) continue;
+    const home = Atomics.load(vc32, b + VC_PCPU);
+    if (!stealing) { if (home !== p) continue; }
+    else {
+      if (home === p || !schedAffine(vc32, v, p)) continue;
+      // Only pull work that is waiting behind a running vCPU: an idle home pCPU will take it itself.
+      if (Atomics.load(m.pc32, m.pcpuBase(home) + PC_CURRENT) < 0) continue;
+    }
+    const seq = Atomics.load(vc32, b + VC_QUEUE_SEQ);
+    if (best < 0 || seq - bestSeq < 0) { best = v; bestSeq = seq; }
+  }
+  return best;
+}
+
+/** Stamp v as joining a runqueue now (call just before making it RS_RUNNABLE). */
+export function schedStamp(m: Machine, v: number): void {
+  Atomics.store(m.vc32, v * VCPU_STRIDE_WORDS + VC_QUEUE_SEQ, Atomics.add(m.ctl, CTL_ENQUEUE_SEQ, 1));
+}
+
+function schedEnqueue(m: Machine, v: number): void {
+  schedStamp(m, v);
+  Atomics.store(m.vc32, v * VCPU_STRIDE_WORDS + VC_RUNSTATE, RS_RUNNABLE);
 }
 
 /** Could pCPU p find something to run (the serial engine's eligibility test)? */
@@ -104,6 +133,7 @@ export function schedKick(m: Machine, p: number): void {
  */
 export function schedWake(m: Machine, v: number): number {
   const b = v * VCPU_STRIDE_WORDS;
+  schedStamp(m, v); // harmless if the wake loses the race below: the stamp only orders runnable vCPUs
   if (Atomics.compareExchange(m.vc32, b + VC_RUNSTATE, RS_BLOCKED, RS_RUNNABLE) !== RS_BLOCKED) return -1;
   return Atomics.load(m.vc32, b + VC_PCPU);
 }
