@@ -185,6 +185,8 @@ export async function simulate(c: RunConfig, extra: { trace?: string; replayRuns
     migrate: sc.migration === 'balance',
     migratePercent: sc.migration === 'balance' ? sc.migratePercent : 0,
     seed: c.seed,
+    apicBus: sc.apicBus,
+    lapic: sc.lapic,
   };
   const opts: EngineOptions = {
     seed: c.seed, strategy: c.strategy, slackCycles: c.slack, maxMs: c.maxMs, watchdogMs: c.watchdogMs,

@@ -43,12 +43,12 @@ function physBusViews(m: Machine): ApicBusTarget[] {
 /** Deliver an IPI that pCPU `p`'s LAPIC sends now. `tag` names its source (0 = the hypervisor). */
 export function physSend(p: Pcpu, icrLo: number, icrHi: number, tag: number): void {
   const m = p.m;
-  const targets = apicRouteIpi(icrLo >>> 0, icrHi >>> 0, p.id, physBusViews(m));
+  const targets = apicRouteIpi(icrLo >>> 0, icrHi >>> 0, p.id, physBusViews(m), p.params.apicBus);
   const vector = icrLo & 0xff;
   const mode = icrLo & ICR_DM_MASK;
   for (const t of targets) {
     const claimed = irqTagClaim(m, t, vector, tag);
-    const r = lapicAcceptIpi(m.lapic32, m.plapicBase(t), icrLo);
+    const r = lapicAcceptIpi(m.lapic32, m.plapicBase(t), icrLo, p.params.lapic);
     irqTagSettle(m, t, vector, tag, claimed, r === 'latched');
     if (r === 'init' || r === 'sipi') p.emit(EV_HOST_RESET, t, mode >> 8, tag);
     Atomics.or(m.pc32, m.pcpuBase(t) + PC_PENDING, PEND_IRQ);
@@ -131,7 +131,7 @@ export class PhysLapicPort implements LapicPort {
 
   apicWrite(offset: number, value: number): boolean {
     const p = this.p, m = p.m, w = m.plapicBase(p.id) + (LAPIC_SIM_ICR_HI_WRITER >> 2);
-    const eff = lapicWrite(m.lapic32, m.plapicBase(p.id), offset, value);
+    const eff = lapicWrite(m.lapic32, m.plapicBase(p.id), offset, value, p.params.lapic);
     if (offset === LAPIC_ICR_HI) m.lapic32[w] = p.cur + 1;
     if (eff.type !== 'ipi') return true;
     const writer = m.lapic32[w];
@@ -153,7 +153,7 @@ export class PhysLapicPort implements LapicPort {
 
   x2apicWrmsr(msr: number, lo: number, hi: number): number {
     const p = this.p;
-    const eff = lapicWriteX2apic(p.m.lapic32, p.m.plapicBase(p.id), msr, lo, hi);
+    const eff = lapicWriteX2apic(p.m.lapic32, p.m.plapicBase(p.id), msr, lo, hi, p.params.lapic);
     if (eff.type === 'gp') return PORT_GP;
     if (eff.type === 'ipi') this.guestSend(eff.icrLo, eff.icrHi);
     return PORT_OK;

@@ -15,6 +15,8 @@ import {
   RS_DONE, RS_LIMIT, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_DOMAIN, VC_FLAGS, VC_ID, VC_IDTR,
   VC_INSNS_F64, VC_MIGRATIONS, VC_PC, VC_PCPU, VC_REGS, VC_RUNSTATE, VC_RUN_CYCLES_F64,
 } from '../../shared/vcpu.js';
+import type { ApicBusOptions } from '../hw/apic-bus.js';
+import type { LapicOptions } from '../hw/lapic.js';
 import { CpuCore, EXIT_EXTINT, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
 import { opcodeCosts, type CostTable } from '../engine/clock.js';
 import type { Machine } from '../machine.js';
@@ -39,6 +41,9 @@ export interface PcpuParams {
   migratePercent: number;
   /** Run seed; each pCPU derives its own stream from it. */
   seed: number;
+  /** APIC bus and LAPIC behaviour where implementations differ (Xen's by default). */
+  apicBus: ApicBusOptions;
+  lapic: LapicOptions;
 }
 
 export const STEP_RAN = 0;

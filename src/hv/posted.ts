@@ -189,7 +189,7 @@ export class VirtLapicPort implements LapicPort {
     // AVIC: IRR in the target's backing page, then the doorbell to the pCPU it runs on.
     const page = m.npcpus + v;
     const claimed = irqTagClaim(m, page, vector, tag);
-    const r = lapicAcceptIpi(m.lapic32, m.vlapicBase(v), icrLo);
+    const r = lapicAcceptIpi(m.lapic32, m.vlapicBase(v), icrLo, p.params.lapic);
     irqTagSettle(m, page, vector, tag, claimed, r === 'latched');
     if (r === 'coalesced') coalesced(p, v, vector, tag);
     const q = Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_PCPU);

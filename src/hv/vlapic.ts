@@ -56,7 +56,7 @@ export function vlapicSend(p: Pcpu, icrLo: number, icrHi: number): void {
   const first = m.dm32[db + DM_FIRST_VCPU], n = m.dm32[db + DM_NVCPUS];
   const views: ApicBusTarget[] = [];
   for (let i = 0; i < n; i++) views.push(lapicBusView(m.lapic32, m.vlapicBase(first + i)));
-  const targets = apicRouteIpi(icrLo >>> 0, icrHi >>> 0, sender - first, views, undefined, m.dm32[db + DM_LOWEST_PRIO_PREV]);
+  const targets = apicRouteIpi(icrLo >>> 0, icrHi >>> 0, sender - first, views, p.params.apicBus, m.dm32[db + DM_LOWEST_PRIO_PREV]);
   if ((icrLo & ICR_DM_MASK) === ICR_DM_LOWEST && targets.length > 0) m.dm32[db + DM_LOWEST_PRIO_PREV] = targets[0];
   const vector = icrLo & 0xff;
   const path = m.dm32[db + DM_IPI_PATH];
@@ -66,7 +66,7 @@ export function vlapicSend(p: Pcpu, icrLo: number, icrHi: number): void {
     const dm = icrLo & ICR_DM_MASK;
     if (posts && (dm === ICR_DM_FIXED || dm === ICR_DM_LOWEST) && vector >= 16) { piPost(p, v, vector, tag, false); continue; }
     const claimed = irqTagClaim(m, m.npcpus + v, vector, tag);
-    const r = lapicAcceptIpi(m.lapic32, m.vlapicBase(v), icrLo);
+    const r = lapicAcceptIpi(m.lapic32, m.vlapicBase(v), icrLo, p.params.lapic);
     irqTagSettle(m, m.npcpus + v, vector, tag, claimed, r === 'latched');
     note(p, v, vector, tag, r);
     if (r === 'latched' || r === 'nmi') vlapicKick(p, v);
@@ -136,9 +136,9 @@ export function vlapicMmioExit(p: Pcpu): boolean {
   const base = m.vlapicBase(p.cur);
   let ok = true;
   if (op === OP_LD) c.R[a] = lapicRead(m.lapic32, base, off);
-  else if (op === OP_ST) ok = applyEffect(p, lapicWrite(m.lapic32, base, off, c.R[a]));
-  else if (op === OP_ST_SD) ok = applyEffect(p, lapicWrite(m.lapic32, base, off, w1));
-  else if (op === OP_ST_SI) ok = applyEffect(p, lapicWrite(m.lapic32, base, off, w0 >> 16));
+  else if (op === OP_ST) ok = applyEffect(p, lapicWrite(m.lapic32, base, off, c.R[a], p.params.lapic));
+  else if (op === OP_ST_SD) ok = applyEffect(p, lapicWrite(m.lapic32, base, off, w1, p.params.lapic));
+  else if (op === OP_ST_SI) ok = applyEffect(p, lapicWrite(m.lapic32, base, off, w0 >> 16, p.params.lapic));
   else ok = false;
   if (!ok) { p.injectFault(VEC_GP); return true; }
   c.pc += INSN_BYTES; // Safe: the emulated mov
@@ -163,7 +163,7 @@ export function vlapicMsrExit(p: Pcpu, write: boolean): boolean {
   }
   if (msr < 0x800 || msr > 0x8ff) return false;
   let ok: boolean;
-  if (write) ok = applyEffect(p, lapicWriteX2apic(m.lapic32, base, msr, R[REG_EAX], R[REG_EDX]));
+  if (write) ok = applyEffect(p, lapicWriteX2apic(m.lapic32, base, msr, R[REG_EAX], R[REG_EDX], p.params.lapic));
   else {
     const r = lapicReadX2apic(m.lapic32, base, msr);
     ok = r.type !== 'gp';

@@ -8,6 +8,8 @@ import { parse, TomlError } from 'smol-toml';
 import { MAX_PCPUS } from '../../shared/machine.js';
 import { IPI_PATH_NAMES } from '../../shared/domain.js';
 import { IPI_LOST_BOUND_US_DEFAULT } from '../oracles/ipi.js';
+import type { ApicBusOptions } from '../hw/apic-bus.js';
+import { LAPIC_DEFAULTS, type LapicOptions } from '../hw/lapic.js';
 import { DEFAULT_COSTS, type CostTable } from '../engine/clock.js';
 import { located, UserError } from '../errors.js';
 import { assemble } from '../isa/assembler.js';
@@ -46,6 +48,8 @@ export interface Scenario {
   migration: 'balance' | 'none';
   /** Chance (percent) that a descheduled vCPU moves to a random other pCPU of its affinity. */
   migratePercent: number;
+  apicBus: ApicBusOptions;
+  lapic: LapicOptions;
   /** [oracles] ipi_lost_bound_us. */
   ipiLostBoundUs: number;
   costs: CostTable;
@@ -184,13 +188,20 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   ck.onlyKeys(doc, '', ['description', 'machine', 'domain', 'costs', 'oracles']);
   const description = ck.str(doc, '', 'description', '');
   const mach = ck.table(doc, 'machine');
-  ck.onlyKeys(mach, 'machine', ['pcpus', 'apic_mode', 'timeslice_us', 'migration', 'migrate_percent']);
+  ck.onlyKeys(mach, 'machine', ['pcpus', 'apic_mode', 'timeslice_us', 'migration', 'migrate_percent',
+    'lapic_lowest_priority', 'lapic_logical_broadcast', 'lapic_illegal_vector']);
   let pcpus = ck.int(mach, 'machine', 'pcpus', 1, MAX_PCPUS, 4);
   if (ov.pcpus !== undefined) pcpus = ov.pcpus;
   const apicMode = ck.oneOf(mach, 'machine', 'apic_mode', ['xapic', 'x2apic'] as const, 'xapic');
   const timesliceUs = ck.int(mach, 'machine', 'timeslice_us', 1, 1_000_000, 1000);
   const migration = ck.oneOf(mach, 'machine', 'migration', ['balance', 'none'] as const, 'balance');
   const migratePercent = ck.int(mach, 'machine', 'migrate_percent', 0, 100, 0);
+  // Where LAPIC implementations disagree (apic.md [DIV]); Xen's behaviour by default.
+  const apicBus: ApicBusOptions = {
+    lowestPriority: ck.oneOf(mach, 'machine', 'lapic_lowest_priority', ['xen', 'kvm-hash', 'lowest-ppr', 'qemu-first'] as const, 'xen'),
+    logicalBroadcast: ck.oneOf(mach, 'machine', 'lapic_logical_broadcast', ['xen', 'sdm', 'qemu'] as const, 'xen'),
+  };
+  const lapic: LapicOptions = { ...LAPIC_DEFAULTS, illegalVector: ck.oneOf(mach, 'machine', 'lapic_illegal_vector', ['xen', 'kvm', 'sdm'] as const, 'xen') };
   const oraclesT = ck.table(doc, 'oracles');
   ck.onlyKeys(oraclesT, 'oracles', ['ipi_lost_bound_us']);
   const ipiLostBoundUs = ck.int(oraclesT, 'oracles', 'ipi_lost_bound_us', 1, 10_000_000, IPI_LOST_BOUND_US_DEFAULT);
@@ -234,7 +245,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
-  return { name: nameOrFile, file, description, pcpus, apicMode, timesliceUs, migration, migratePercent, ipiLostBoundUs, costs, domains };
+  return { name: nameOrFile, file, description, pcpus, apicMode, timesliceUs, migration, migratePercent, apicBus, lapic, ipiLostBoundUs, costs, domains };
 }
 
 /** Assemble each domain's program and resolve affinities: the machine the engines run. */
