@@ -37,6 +37,8 @@ export const VC_IPI_SEQ = 28;
 export const VC_INTENT_SEQ = 29;
 /** When it last became runnable, from CTL_ENQUEUE_SEQ: the longest-waiting vCPU runs first. */
 export const VC_QUEUE_SEQ = 30;
+/** Credit left (credit2 scheduler), in cycles. Burnt by the pCPU running it; reset by its runqueue's pCPU. Atomics. */
+export const VC_CREDIT = 31;
 /** Hard affinity (cpus=): 256-bit pCPU mask, 8 words, bit p of word p>>5. Written at build time. */
 export const VC_AFFINITY = 40;
 export const VC_AFFINITY_WORDS = 8;

@@ -9,10 +9,11 @@ import { LAPIC_PAGE_WORDS, LAPIC_SVR } from '../shared/lapic.js';
 import { lapicReset, lapicWrite, lapicWriteX2apic } from './hw/lapic.js';
 import {
   FL_FIXED, RS_RUNNABLE, VCPU_STRIDE_WORDS, VC_APIC_ID, VC_DOMAIN, VC_ID, VC_IDTR, VC_PC, VC_PCPU, VC_REGS,
-  VC_RUNSTATE, VC_FLAGS, VC_AFFINITY,
+  VC_RUNSTATE, VC_FLAGS, VC_AFFINITY, VC_CREDIT,
 } from '../shared/vcpu.js';
 import { REG_ESP } from './isa/opcodes.js';
 import { p2mAllocRoot, p2mSetEntry } from './hw/ept.js';
+import { CREDIT_INIT } from './hv/sched/credit2.js';
 import { assert } from './errors.js';
 
 export const PAGE = 4096;
@@ -207,6 +208,7 @@ export function buildMachine(spec: MachineSpec): Machine {
       m.vc32[vb + VC_DOMAIN] = di;
       m.vc32[vb + VC_ID] = i;
       m.vc32[vb + VC_APIC_ID] = 2 * i;
+      m.vc32[vb + VC_CREDIT] = CREDIT_INIT;
       // vLAPIC: ID 2n as Xen, xAPIC mode. Software-enabled from the start (Xen resets SVR to 0xFF and the
       // guest enables it) so small test programs need no APIC set-up.
       lapicReset(m.lapic32, m.vlapicBase(v), 2 * i, false, i === 0);

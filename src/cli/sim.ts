@@ -185,6 +185,8 @@ export async function simulate(c: RunConfig, extra: { trace?: string; replayRuns
     migrate: sc.migration === 'balance',
     migratePercent: sc.migration === 'balance' ? sc.migratePercent : 0,
     seed: c.seed,
+    scheduler: sc.scheduler,
+    ratelimitCycles: nsToCycles(sc.ratelimitUs * 1000),
     apicBus: sc.apicBus,
     lapic: sc.lapic,
   };

@@ -23,6 +23,7 @@ import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
 import { EV_EXIT, EV_SCHED_IN, EV_SCHED_OUT, EV_VCPU_LIMIT } from '../trace/events.js';
 import { schedClaimNext, schedPlace, schedRandomPcpu, schedStamp } from './sched/sched.js';
+import { credit2Best, credit2Burn, credit2Of, credit2Reset, credit2Runtime } from './sched/credit2.js';
 import { Prng, childSeed } from '../engine/strategies/index.js';
 import { inject, vmexitHandle } from './vmexit.js';
 
@@ -41,6 +42,10 @@ export interface PcpuParams {
   migratePercent: number;
   /** Run seed; each pCPU derives its own stream from it. */
   seed: number;
+  /** "credit2": credit-ordered (sched/credit2.ts); "fifo": longest-waiting first with fixed time slices. */
+  scheduler: 'credit2' | 'fifo';
+  /** credit2: minimum run before a running vCPU can be preempted (Xen's sched_ratelimit_us). */
+  ratelimitCycles: number;
   /** APIC bus and LAPIC behaviour where implementations differ (Xen's by default). */
   apicBus: ApicBusOptions;
   lapic: LapicOptions;
@@ -169,6 +174,7 @@ export class Pcpu {
     const retired = this.core.retired;
     m.vcF64[insF] += retired;
     m.vcF64[(vb + VC_RUN_CYCLES_F64) >> 1] += this.core.clock - c0;
+    if (this.params.scheduler === 'credit2') credit2Burn(m, v, this.core.clock - c0);
     m.pcF64[(base + PC_INSNS_F64) >> 1] += retired;
     if (exit !== EXIT_NONE) {
       pc32[base + PC_EXITS + exit]++;
@@ -207,17 +213,46 @@ export class Pcpu {
     const cur = this.cur;
     if (cur >= 0) {
       const rs = Atomics.load(m.vc32, cur * VCPU_STRIDE_WORDS + VC_RUNSTATE);
-      if (rs === RS_RUNNING && !this.othersWaiting(cur)) {
-        // Nothing else wants this pCPU: a new slice without a context switch.
-        this.sliceEnd = this.core.clock + this.params.timesliceCycles;
+      if (rs === RS_RUNNING && this.keepRunning(cur)) {
+        // Nothing else should have this pCPU now: a new slice without a context switch.
+        this.sliceEnd = this.core.clock + this.sliceFor(cur);
         return cur;
       }
       this.unload();
     }
-    const next = schedClaimNext(m, this.id, this.params.migrate);
+    const next = this.claimNext();
     if (next < 0) return -1;
     this.load(next);
     return next;
+  }
+
+  /** May the running vCPU keep the pCPU at a scheduling point? */
+  private keepRunning(cur: number): boolean {
+    if (this.params.scheduler === 'fifo') return !this.othersWaiting(cur);
+    // credit2: keep it while it has more credit than every waiter (runq_candidate).
+    const w = credit2Best(this.m, this.id, cur);
+    return w < 0 || credit2Of(this.m, cur) > credit2Of(this.m, w);
+  }
+
+  private sliceFor(v: number): number {
+    return this.params.scheduler === 'fifo' ? this.params.timesliceCycles : credit2Runtime(this.m, this.id, v, this.params.ratelimitCycles);
+  }
+
+  private claimNext(): number {
+    const m = this.m;
+    if (this.params.scheduler === 'fifo') return schedClaimNext(m, this.id, this.params.migrate);
+    for (;;) {
+      const v = credit2Best(m, this.id, -1);
+      if (v < 0) return schedClaimNext(m, this.id, this.params.migrate); // nothing queued here: maybe pull
+      if (Atomics.compareExchange(m.vc32, v * VCPU_STRIDE_WORDS + VC_RUNSTATE, RS_RUNNABLE, RS_RUNNING) !== RS_RUNNABLE) continue;
+      if (Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_PCPU) !== this.id) {
+        schedStamp(m, v);
+        Atomics.store(m.vc32, v * VCPU_STRIDE_WORDS + VC_RUNSTATE, RS_RUNNABLE);
+        continue;
+      }
+      if (credit2Of(m, v) <= 0) credit2Reset(m, this.id, v);
+      return v;
+    }
   }
 
   /** Is another vCPU runnable on this pCPU's runqueue? */
@@ -300,7 +335,7 @@ export class Pcpu {
     Atomics.store(m.pc32, this.base + PC_CURRENT, v);
     m.pcF64[(this.base + PC_CTXSW_F64) >> 1]++;
     this.hvCycles(this.params.costs.context_switch);
-    this.sliceEnd = c.clock + this.params.timesliceCycles;
+    this.sliceEnd = c.clock + this.sliceFor(v);
     this.publishVcpuMap(v, d);
     this.emit(EV_SCHED_IN, 0, c.pc, 0);
   }

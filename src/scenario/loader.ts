@@ -8,6 +8,7 @@ import { parse, TomlError } from 'smol-toml';
 import { MAX_PCPUS } from '../../shared/machine.js';
 import { IPI_PATH_NAMES } from '../../shared/domain.js';
 import { IPI_LOST_BOUND_US_DEFAULT } from '../oracles/ipi.js';
+import { RATELIMIT_US_DEFAULT } from '../hv/sched/credit2.js';
 import type { ApicBusOptions } from '../hw/apic-bus.js';
 import { LAPIC_DEFAULTS, type LapicOptions } from '../hw/lapic.js';
 import { DEFAULT_COSTS, type CostTable } from '../engine/clock.js';
@@ -44,6 +45,8 @@ export interface Scenario {
   pcpus: number;
   apicMode: 'xapic' | 'x2apic';
   timesliceUs: number;
+  scheduler: 'fifo' | 'credit2';
+  ratelimitUs: number;
   /** "balance": vCPUs move between pCPUs of their affinity; "none": they stay where placed. */
   migration: 'balance' | 'none';
   /** Chance (percent) that a descheduled vCPU moves to a random other pCPU of its affinity. */
@@ -189,13 +192,15 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const description = ck.str(doc, '', 'description', '');
   const mach = ck.table(doc, 'machine');
   ck.onlyKeys(mach, 'machine', ['pcpus', 'apic_mode', 'timeslice_us', 'migration', 'migrate_percent',
-    'lapic_lowest_priority', 'lapic_logical_broadcast', 'lapic_illegal_vector']);
+    'lapic_lowest_priority', 'lapic_logical_broadcast', 'lapic_illegal_vector', 'scheduler', 'ratelimit_us']);
   let pcpus = ck.int(mach, 'machine', 'pcpus', 1, MAX_PCPUS, 4);
   if (ov.pcpus !== undefined) pcpus = ov.pcpus;
   const apicMode = ck.oneOf(mach, 'machine', 'apic_mode', ['xapic', 'x2apic'] as const, 'xapic');
   const timesliceUs = ck.int(mach, 'machine', 'timeslice_us', 1, 1_000_000, 1000);
   const migration = ck.oneOf(mach, 'machine', 'migration', ['balance', 'none'] as const, 'balance');
   const migratePercent = ck.int(mach, 'machine', 'migrate_percent', 0, 100, 0);
+  const scheduler = ck.oneOf(mach, 'machine', 'scheduler', ['fifo', 'credit2'] as const, 'fifo');
+  const ratelimitUs = ck.int(mach, 'machine', 'ratelimit_us', 0, 500_000, RATELIMIT_US_DEFAULT);
   // Where LAPIC implementations disagree (apic.md [DIV]); Xen's behaviour by default.
   const apicBus: ApicBusOptions = {
     lowestPriority: ck.oneOf(mach, 'machine', 'lapic_lowest_priority', ['xen', 'kvm-hash', 'lowest-ppr', 'qemu-first'] as const, 'xen'),
@@ -245,7 +250,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
-  return { name: nameOrFile, file, description, pcpus, apicMode, timesliceUs, migration, migratePercent, apicBus, lapic, ipiLostBoundUs, costs, domains };
+  return { name: nameOrFile, file, description, pcpus, apicMode, timesliceUs, scheduler, ratelimitUs, migration, migratePercent, apicBus, lapic, ipiLostBoundUs, costs, domains };
 }
 
 /** Assemble each domain's program and resolve affinities: the machine the engines run. */
