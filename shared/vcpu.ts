@@ -3,7 +3,7 @@
 // Owner: the pCPU the vCPU is placed on; others read VC_RUNSTATE/VC_PCPU with Atomics.
 import { assertF64Aligned, assertLayout } from './layout.js';
 
-export const VCPU_STRIDE_WORDS = 64;
+export const VCPU_STRIDE_WORDS = 80;
 
 /** General registers eax..r15 in ISA order (16 words). */
 export const VC_REGS = 0;
@@ -52,7 +52,14 @@ export const VC_PIR = 48;
 export const VC_PI_CTL = 56;
 export const PI_ON = 1 << 0;
 export const PI_SN = 1 << 1;
-assertLayout('vcpu', VC_PI_CTL, VCPU_STRIDE_WORDS);
+/**
+ * Soft affinity (cpus_soft=), as VC_AFFINITY: the pCPUs placement prefers. Written at build time, already
+ * intersected with the hard affinity; all zero when there is no preference (Xen: soft counts only when
+ * it intersects hard and does not contain it, xen-sched-ipi.md §1.5).
+ */
+export const VC_SOFT_AFFINITY = 64;
+assertLayout('vcpu', VC_SOFT_AFFINITY + VC_AFFINITY_WORDS - 1, VCPU_STRIDE_WORDS);
+assertLayout('vcpu PI before soft affinity', VC_PI_CTL, VC_SOFT_AFFINITY);
 assertLayout('vcpu affinity before PIR', VC_AFFINITY + VC_AFFINITY_WORDS - 1, VC_PIR);
 assertLayout('vcpu f64 before affinity', VC_RUN_CYCLES_F64 + 1, VC_AFFINITY);
 assertF64Aligned('vcpu insns', VC_INSNS_F64);

@@ -9,7 +9,7 @@ import { LAPIC_PAGE_WORDS, LAPIC_SVR } from '../shared/lapic.js';
 import { lapicReset, lapicWrite, lapicWriteX2apic } from './hw/lapic.js';
 import {
   FL_FIXED, RS_RUNNABLE, VCPU_STRIDE_WORDS, VC_APIC_ID, VC_DOMAIN, VC_ID, VC_IDTR, VC_PC, VC_PCPU, VC_REGS,
-  VC_RUNSTATE, VC_FLAGS, VC_AFFINITY, VC_CREDIT,
+  VC_RUNSTATE, VC_FLAGS, VC_AFFINITY, VC_CREDIT, VC_SOFT_AFFINITY,
 } from '../shared/vcpu.js';
 import { REG_ESP } from './isa/opcodes.js';
 import { p2mAllocRoot, p2mSetEntry } from './hw/ept.js';
@@ -32,6 +32,8 @@ export interface DomainSpec {
   entry: number;
   /** pCPUs this domain's vCPUs may run on (hard affinity, `cpus=`). */
   affinity: number[];
+  /** Soft affinity (`cpus_soft=`), pCPU indices; empty = no preference. */
+  softAffinity: number[];
   /** IPI_PATH_* (shared/domain.ts). */
   ipiPath: number;
   /** gpa of the published vCPU -> pCPU map, or -1. */
@@ -124,7 +126,10 @@ export function placeVcpus(spec: MachineSpec): number[] {
   for (const d of spec.domains) {
     for (let i = 0; i < d.vcpus; i++) {
       let best = -1;
-      for (const p of d.affinity) if (best < 0 || load[p] < load[best]) best = p;
+      // Soft affinity first (only where it narrows the hard one), as csched2_res_pick.
+      const soft = d.softAffinity.filter((p) => d.affinity.includes(p));
+      const pool = soft.length > 0 && soft.length < d.affinity.length ? soft : d.affinity;
+      for (const p of pool) if (best < 0 || load[p] < load[best]) best = p;
       assert(best >= 0, `domain ${d.name} has an empty affinity`);
       load[best]++;
       out.push(best);
@@ -214,6 +219,10 @@ export function buildMachine(spec: MachineSpec): Machine {
       lapicReset(m.lapic32, m.vlapicBase(v), 2 * i, false, i === 0);
       lapicWrite(m.lapic32, m.vlapicBase(v), LAPIC_SVR, 0x1ff);
       for (const p of d.affinity) m.vc32[vb + VC_AFFINITY + (p >> 5)] |= 1 << (p & 31);
+      const soft = d.softAffinity.filter((p) => d.affinity.includes(p));
+      if (soft.length > 0 && soft.length < d.affinity.length) {
+        for (const p of soft) m.vc32[vb + VC_SOFT_AFFINITY + (p >> 5)] |= 1 << (p & 31);
+      }
     }
     firstVcpu += d.vcpus;
   });

@@ -28,7 +28,7 @@ import {
 import { EXIT_EXTINT, PORT_EXIT, PORT_GP, PORT_OK, type LapicPort } from '../isa/interp.js';
 import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
 import { EV_IPI_COALESCED, EV_IPI_SEND, ipiTag } from '../trace/events.js';
-import { schedWake } from './sched/sched.js';
+import { schedTickleTarget, schedWake } from './sched/sched.js';
 import { hvSendIpi, irqTagClaim, irqTagSettle, irqTagTake, PI_WAKEUP_VECTOR, POSTED_INTR_VECTOR } from './ipi.js';
 import type { Pcpu } from './pcpu-loop.js';
 
@@ -58,7 +58,10 @@ export function piPost(p: Pcpu, v: number, vector: number, tag: number, hw: bool
   if (rs === RS_BLOCKED) {
     if (hw) { hvSendIpi(p, Atomics.load(m.vc32, b + VC_PCPU), PI_WAKEUP_VECTOR); return; }
     const woke = schedWake(m, v);
-    if (woke >= 0 && woke !== p.id) hvSendIpi(p, woke, EVENT_CHECK_FOR_WAKE);
+    if (woke >= 0) {
+      const t = schedTickleTarget(m, v, woke);
+      if (t !== p.id) hvSendIpi(p, t, EVENT_CHECK_FOR_WAKE);
+    }
     return;
   }
   if ((prev & PI_ON) !== 0) return; // a notification is already outstanding

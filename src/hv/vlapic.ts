@@ -17,7 +17,7 @@ import { EXIT_APIC_ACCESS, EXIT_EPT_VIOLATION, VEC_GP, VEC_NMI, guestDeliver, xl
 import { INSN_BYTES, OP_LD, OP_ST, OP_ST_SD, OP_ST_SI, REG_EAX, REG_ECX, REG_EDX } from '../isa/opcodes.js';
 import { PC_EXITS } from '../../shared/pcpu.js';
 import { EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, ipiTag } from '../trace/events.js';
-import { schedWake } from './sched/sched.js';
+import { schedTickleTarget, schedWake } from './sched/sched.js';
 import { hvKick, irqTagAcked, irqTagClaim, irqTagSettle, irqTagTake } from './ipi.js';
 import type { Pcpu } from './pcpu-loop.js';
 
@@ -28,7 +28,7 @@ export const APIC_BASE_ADDR = 0xfee00000;
 function vlapicKick(p: Pcpu, v: number): void {
   const m = p.m, b = v * VCPU_STRIDE_WORDS;
   const woke = schedWake(m, v);
-  if (woke >= 0) { hvKick(p, woke); return; }
+  if (woke >= 0) { hvKick(p, schedTickleTarget(m, v, woke)); return; }
   if (Atomics.load(m.vc32, b + VC_RUNSTATE) === RS_RUNNING) hvKick(p, Atomics.load(m.vc32, b + VC_PCPU));
 }
 

@@ -28,6 +28,8 @@ export interface DomainScenario {
   memoryKb: number;
   program: string;
   cpus: string;
+  /** Soft affinity, xl.cfg syntax; '' = none. */
+  cpusSoft: string;
   altp2m: (typeof ALTP2M_MODES)[number];
   altp2mCount: number;
   ipiPath: (typeof IPI_PATH_NAMES)[number];
@@ -221,7 +223,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const names = new Set<string>();
   const domains = (doms as Table[]).map((d, i) => {
     const path = `domain[${i}]`;
-    ck.onlyKeys(d, path, ['name', 'vcpus', 'memory_kb', 'program', 'cpus', 'altp2m', 'altp2m_count', 'ipi_path', 'vcpu_map', 'defines']);
+    ck.onlyKeys(d, path, ['name', 'vcpus', 'memory_kb', 'program', 'cpus', 'altp2m', 'altp2m_count', 'ipi_path', 'vcpu_map', 'defines', 'cpus_soft']);
     const name = ck.str(d, path, 'name', `domain${i}`);
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) ck.fail(`${path}.name`, `'name' may only hold letters, digits, '_', '.', '-', got ${fmt(name)}`);
     if (names.has(name)) ck.fail(`${path}.name`, `domain name "${name}" is used twice`);
@@ -233,6 +235,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
     if (vcpus * 4 > memoryKb) ck.fail(`${path}.memory_kb`, `'memory_kb' ${memoryKb} is too small for ${vcpus} vCPU stacks of 4 KiB`);
     const program = ck.str(d, path, 'program');
     const cpus = ck.str(d, path, 'cpus', 'all');
+    const cpusSoft = ck.str(d, path, 'cpus_soft', '');
     const altp2m = ck.oneOf(d, path, 'altp2m', ALTP2M_MODES, 'disabled');
     const altp2mCount = ck.int(d, path, 'altp2m_count', 1, 512, 10);
     const ipiPath = ck.oneOf(d, path, 'ipi_path', IPI_PATH_NAMES, 'vlapic');
@@ -246,7 +249,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) ck.fail(`${path}.defines`, `defines: '${k}' is not a symbol name`);
       defines.set(k, ck.int(defT, `${path}.defines`, k, -0x80000000, 0xffffffff));
     }
-    return { name, vcpus, memoryKb, program, cpus, altp2m, altp2mCount, ipiPath, vcpuMap, defines };
+    return { name, vcpus, memoryKb, program, cpus, cpusSoft, altp2m, altp2mCount, ipiPath, vcpuMap, defines };
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
@@ -277,7 +280,9 @@ export function scenarioMachine(sc: Scenario): MachineSpec {
       }
       const aff = parseCpuList(d.cpus, sc.pcpus);
       if (typeof aff === 'string') throw new UserError(`${sc.file}: domain "${d.name}": cpus: ${aff}`);
-      return { name: d.name, vcpus: d.vcpus, memoryKb: d.memoryKb, image: prog.image, entry: prog.entry, affinity: aff,
+      const soft = d.cpusSoft === '' ? [] : parseCpuList(d.cpusSoft, sc.pcpus);
+      if (typeof soft === 'string') throw new UserError(`${sc.file}: domain "${d.name}": cpus_soft: ${soft}`);
+      return { name: d.name, vcpus: d.vcpus, memoryKb: d.memoryKb, image: prog.image, entry: prog.entry, affinity: aff, softAffinity: soft,
         ipiPath: IPI_PATH_NAMES.indexOf(d.ipiPath), vcpuMapGpa: d.vcpuMap };
     }),
   };

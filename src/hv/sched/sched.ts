@@ -14,15 +14,26 @@
 // busy one. Wake-up places the vCPU on the pCPU it last ran on and tickles that pCPU (§1.6, no res_pick
 // at wake-up).
 import {
-  RS_BLOCKED, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_AFFINITY, VC_MIGRATIONS, VC_PCPU, VC_QUEUE_SEQ, VC_RUNSTATE,
+  RS_BLOCKED, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_AFFINITY, VC_AFFINITY_WORDS, VC_MIGRATIONS, VC_PCPU, VC_QUEUE_SEQ,
+  VC_RUNSTATE, VC_SOFT_AFFINITY,
 } from '../../../shared/vcpu.js';
-import { PC_CURRENT, PC_PENDING, PEND_KICK } from '../../../shared/pcpu.js';
+import { PC_CURRENT, PC_PENDING, PC_STATE, PEND_KICK, PS_IDLE } from '../../../shared/pcpu.js';
 import type { Machine } from '../../machine.js';
 import { CTL_ENQUEUE_SEQ } from '../../../shared/machine.js';
 
 /** Is pCPU p in vCPU v's hard affinity? */
 export function schedAffine(vc32: Int32Array, v: number, p: number): boolean {
   return (vc32[v * VCPU_STRIDE_WORDS + VC_AFFINITY + (p >> 5)] & (1 << (p & 31))) !== 0;
+}
+
+/** Is pCPU p in vCPU v's soft affinity (always false when v has none)? */
+export function schedSoftAffine(vc32: Int32Array, v: number, p: number): boolean {
+  return (vc32[v * VCPU_STRIDE_WORDS + VC_SOFT_AFFINITY + (p >> 5)] & (1 << (p & 31))) !== 0;
+}
+
+function schedHasSoft(vc32: Int32Array, v: number): boolean {
+  for (let i = 0; i < VC_AFFINITY_WORDS; i++) if (vc32[v * VCPU_STRIDE_WORDS + VC_SOFT_AFFINITY + i] !== 0) return true;
+  return false;
 }
 
 /** Runnable or running vCPUs whose runqueue is pCPU p. */
@@ -112,9 +123,12 @@ export function schedHasRunnable(m: Machine, p: number, steal: boolean): boolean
  * staying on p unless another is strictly less loaded (Xen's migrate resistance, simplified).
  */
 export function schedPlace(m: Machine, v: number, p: number): number {
-  let best = p, bestLoad = schedLoad(m, p) - 1; // v itself is counted on p while running
+  // Soft affinity first (csched2_res_pick): the least-loaded pCPU of soft ∩ hard, else of hard.
+  const soft = schedHasSoft(m.vc32, v);
+  const mine = soft && !schedSoftAffine(m.vc32, v, p) ? Infinity : schedLoad(m, p) - 1; // v counts on p while running
+  let best = p, bestLoad = mine;
   for (let q = 0; q < m.npcpus; q++) {
-    if (q === p || !schedAffine(m.vc32, v, q)) continue;
+    if (q === p || !schedAffine(m.vc32, v, q) || (soft && !schedSoftAffine(m.vc32, v, q))) continue;
     const l = schedLoad(m, q);
     if (l < bestLoad) { best = q; bestLoad = l; }
   }
@@ -125,6 +139,24 @@ export function schedPlace(m: Machine, v: number, p: number): number {
 export function schedKick(m: Machine, p: number): void {
   Atomics.or(m.pc32, m.pcpuBase(p) + PC_PENDING, PEND_KICK);
   Atomics.notify(m.pc32, m.pcpuBase(p) + PC_PENDING);
+}
+
+/**
+ * runq_tickle, simplified: which pCPU to poke so that a vCPU just made runnable on `home` runs soon. Its
+ * home pCPU if that is idle; else an idle pCPU of its soft affinity, then of its hard affinity (which
+ * will pull it, schedClaimNext); else home, where it waits its turn.
+ */
+export function schedTickleTarget(m: Machine, v: number, home: number): number {
+  if (Atomics.load(m.pc32, m.pcpuBase(home) + PC_CURRENT) < 0) return home;
+  let hard = -1;
+  for (let q = 0; q < m.npcpus; q++) {
+    if (q === home || !schedAffine(m.vc32, v, q)) continue;
+    if (Atomics.load(m.pc32, m.pcpuBase(q) + PC_CURRENT) >= 0) continue;
+    if (Atomics.load(m.pc32, m.pcpuBase(q) + PC_STATE) !== PS_IDLE) continue;
+    if (schedSoftAffine(m.vc32, v, q)) return q;
+    if (hard < 0) hard = q;
+  }
+  return hard >= 0 ? hard : home;
 }
 
 /**
