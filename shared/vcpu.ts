@@ -42,6 +42,12 @@ export const VC_CREDIT = 31;
 /** Hard affinity (cpus=): 256-bit pCPU mask, 8 words, bit p of word p>>5. Written at build time. */
 export const VC_AFFINITY = 40;
 export const VC_AFFINITY_WORDS = 8;
+/** vcpu_pause count: the vCPU runs only while it is 0 (pauses nest, Xen domain.c). Atomics. */
+export const VC_PAUSE_COUNT = 36;
+/** VINIT_* below: an INIT waiting to be applied once the vCPU is off its pCPU. Atomics. */
+export const VC_INIT_PENDING = 37;
+export const VINIT_NONE = 0;
+export const VINIT_PENDING = 1;
 /** Guest instructions retired by this vCPU (Float64); --max-instructions compares against it. */
 export const VC_INSNS_F64 = 32;
 /** Cycles this vCPU has run (Float64). */
@@ -76,6 +82,8 @@ export const RS_DONE = 3;
 export const RS_LIMIT = 4;
 /** On a pCPU that was reset by INIT: its state is gone (HOST_RESET). */
 export const RS_LOST = 5;
+/** INIT reset it: it waits for a SIPI (virtual AP bring-up). */
+export const RS_WAIT_SIPI = 6;
 
 // Guest EFLAGS bits (x86 positions so pushf images look familiar)
 export const FL_CF = 1 << 0;

@@ -13,7 +13,7 @@ import {
 } from '../../shared/pcpu.js';
 import {
   RS_DONE, RS_LIMIT, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_DOMAIN, VC_FLAGS, VC_ID, VC_IDTR,
-  VC_INSNS_F64, VC_MIGRATIONS, VC_PC, VC_PCPU, VC_REGS, VC_RUNSTATE, VC_RUN_CYCLES_F64,
+  VC_INIT_PENDING, VC_INSNS_F64, VC_MIGRATIONS, VC_PAUSE_COUNT, VC_PC, VC_PCPU, VC_REGS, VINIT_NONE, VC_RUNSTATE, VC_RUN_CYCLES_F64,
 } from '../../shared/vcpu.js';
 import type { ApicBusOptions } from '../hw/apic-bus.js';
 import type { LapicOptions } from '../hw/lapic.js';
@@ -22,6 +22,7 @@ import { opcodeCosts, type CostTable } from '../engine/clock.js';
 import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
 import { EV_EXIT, EV_SCHED_IN, EV_SCHED_OUT, EV_VCPU_LIMIT } from '../trace/events.js';
+import { vcpuApplyInit } from './vcpu-ops.js';
 import { schedClaimNext, schedPlace, schedRandomPcpu, schedStamp } from './sched/sched.js';
 import { credit2Best, credit2Burn, credit2Of, credit2Reset, credit2Runtime } from './sched/credit2.js';
 import { Prng, childSeed } from '../engine/strategies/index.js';
@@ -146,7 +147,8 @@ export class Pcpu {
       if (Atomics.load(m.dm32, m.domainBase(this.curDomain) + DM_STATE) !== DS_RUNNING) {
         Atomics.store(m.vc32, vb + VC_RUNSTATE, RS_DONE);
       }
-      if (Atomics.load(m.vc32, vb + VC_RUNSTATE) !== RS_RUNNING || this.core.clock >= this.sliceEnd) v = this.schedule();
+      if (Atomics.load(m.vc32, vb + VC_RUNSTATE) !== RS_RUNNING || this.core.clock >= this.sliceEnd ||
+        Atomics.load(m.vc32, vb + VC_PAUSE_COUNT) !== 0) v = this.schedule();
     } else v = this.schedule();
     // PC_STATE and PC_BURSTS are written only by this pCPU: a plain read of its own word is exact, and
     // only a change needs the (ordered) Atomics store other threads pair with.
@@ -213,7 +215,7 @@ export class Pcpu {
     const cur = this.cur;
     if (cur >= 0) {
       const rs = Atomics.load(m.vc32, cur * VCPU_STRIDE_WORDS + VC_RUNSTATE);
-      if (rs === RS_RUNNING && this.keepRunning(cur)) {
+      if (rs === RS_RUNNING && Atomics.load(m.vc32, cur * VCPU_STRIDE_WORDS + VC_PAUSE_COUNT) === 0 && this.keepRunning(cur)) {
         // Nothing else should have this pCPU now: a new slice without a context switch.
         this.sliceEnd = this.core.clock + this.sliceFor(cur);
         return cur;
@@ -261,7 +263,8 @@ export class Pcpu {
     for (let v = 0; v < m.nvcpus; v++) {
       if (v === cur) continue;
       const b = v * VCPU_STRIDE_WORDS;
-      if (Atomics.load(m.vc32, b + VC_PCPU) === this.id && Atomics.load(m.vc32, b + VC_RUNSTATE) === RS_RUNNABLE) return true;
+      if (Atomics.load(m.vc32, b + VC_PCPU) === this.id && Atomics.load(m.vc32, b + VC_RUNSTATE) === RS_RUNNABLE &&
+        Atomics.load(m.vc32, b + VC_PAUSE_COUNT) === 0) return true;
     }
     return false;
   }
@@ -291,6 +294,8 @@ export class Pcpu {
       if (to !== this.id) hvKick(this, to);
     }
     this.emit(EV_SCHED_OUT, rs === RS_RUNNING ? RS_RUNNABLE : rs, c.pc, to);
+    // A pause asked for while it ran completes now that its state is saved (vcpu_sleep_sync).
+    if (Atomics.load(m.vc32, vb + VC_INIT_PENDING) !== VINIT_NONE) vcpuApplyInit(this, v);
     this.cur = -1;
     this.curDomain = -1;
     Atomics.store(m.pc32, this.base + PC_CURRENT, -1);

@@ -4,6 +4,7 @@
 // vlapic_set_irq -> vcpu_kick, xen-sched-ipi.md §1.9, §2.1-2.3). Injection happens at VM entry.
 import { APIC_GFN_NUMBER, DM_FIRST_VCPU, DM_IPI_PATH, DM_LOWEST_PRIO_PREV, DM_NVCPUS, IPI_PATH_IPIV, IPI_PATH_POSTED, IPI_PATH_X2APIC_PASSTHROUGH, ipiPathHwApic, ipiPathIsPassthrough, ipiPathPosts } from '../../shared/domain.js';
 import { piPost, piSync } from './posted.js';
+import { vcpuInit, vcpuSipi } from './vcpu-ops.js';
 import { APIC_BASE_EN, APIC_BASE_EXTD, ICR_DM_FIXED, ICR_DM_LOWEST, ICR_DM_MASK } from '../../shared/lapic.js';
 import { P2MT_APIC_ACCESS, p2mAttrType } from '../../shared/p2m.js';
 import { FL_IF, RS_RUNNING, VC_DOMAIN, VCPU_STRIDE_WORDS, VC_ID, VC_IPI_SEQ, VC_PCPU, VC_RUNSTATE } from '../../shared/vcpu.js';
@@ -70,6 +71,8 @@ export function vlapicSend(p: Pcpu, icrLo: number, icrHi: number): void {
     irqTagSettle(m, m.npcpus + v, vector, tag, claimed, r === 'latched');
     note(p, v, vector, tag, r);
     if (r === 'latched' || r === 'nmi') vlapicKick(p, v);
+    else if (r === 'init' && v !== sender) vcpuInit(p, v);
+    else if (r === 'sipi') vcpuSipi(p, v);
   }
 }
 

@@ -157,3 +157,62 @@ _start:
   });
 });
 
+
+describe('virtual INIT-SIPI (vlapic): AP bring-up through vcpu_pause', () => {
+  const BOOT = `
+_start:
+    mov eax, 1
+    cpuid
+    shr ebx, 25
+    cmp ebx, 0
+    jnz ap_idle
+wait_ap:
+    mov eax, [ap_alive]
+    cmp eax, 0
+    jz wait_ap
+    mov eax, 2 << 24
+    mov [0xFEE00310], eax
+    mov eax, 0x4500
+    mov [0xFEE00300], eax       ; INIT to vCPU 1 (virtual APIC ID 2)
+    mov eax, 0x4602
+    mov [0xFEE00300], eax       ; SIPI, vector 2: start at 0x2000
+    mov [0xFEE00300], eax       ; the second SIPI of the protocol: ignored
+wait_started:
+    mov eax, [ap_started]
+    cmp eax, 0
+    jnz done
+    pause
+    jmp wait_started
+done:
+    mov ebx, 1
+    mov ecx, [ap_started]
+    magic 1
+    mov ebx, 0
+    magic 0
+ap_idle:                        ; vCPU 1 before INIT: busy, interrupts off
+    lock add [ap_alive], 1
+    jmp ap_idle
+.align 8
+ap_alive:   .word 0
+ap_started: .word 0
+.org 0x2000
+ap_entry:
+    mov eax, 1
+    cpuid
+    shr ebx, 25
+    mov ecx, esp
+    mov ebx, 5
+    magic 1                     ; key 5 = esp it started with
+    mov [ap_started], 1
+ap_spin:
+    pause
+    jmp ap_spin
+`;
+  it.each(['serial', 'threaded'] as const)('%s: the AP restarts at the SIPI vector with a fresh stack', async (engine) => {
+    const r = await runGuest(BOOT, { vcpus: 2, pcpus: 2, memoryKb: 64, engine, watchdogMs: 15_000 });
+    expect(r.outcome, why(r)).toBe('completed');
+    expect(kinds(r), why(r)).toEqual([]);
+    expect(r.reports.find((x) => x.vcpu === 0 && x.key === 1)?.value).toBe(1);
+    expect(r.reports.find((x) => x.vcpu === 1 && x.key === 5)?.value).toBe(64 * 1024 - 4096);
+  });
+});

@@ -6,7 +6,7 @@
 // time is the credit lead over the best waiter, clamped to [max(MIN_TIMER, ratelimit), MAX_TIMER].
 // Not modelled: weights and caps, per-socket runqueues (here one per pCPU), load-average balancing (the
 // placement and idle pull of sched.ts are used instead), tickling a busy pCPU on wake-up.
-import { RS_RUNNABLE, VCPU_STRIDE_WORDS, VC_CREDIT, VC_PCPU, VC_QUEUE_SEQ, VC_RUNSTATE } from '../../../shared/vcpu.js';
+import { RS_RUNNABLE, VCPU_STRIDE_WORDS, VC_CREDIT, VC_PAUSE_COUNT, VC_PCPU, VC_QUEUE_SEQ, VC_RUNSTATE } from '../../../shared/vcpu.js';
 import { nsToCycles } from '../../engine/clock.js';
 import type { Machine } from '../../machine.js';
 
@@ -26,6 +26,7 @@ export function credit2Best(m: Machine, p: number, not: number): number {
     if (v === not) continue;
     const b = v * VCPU_STRIDE_WORDS;
     if (Atomics.load(vc32, b + VC_RUNSTATE) !== RS_RUNNABLE || Atomics.load(vc32, b + VC_PCPU) !== p) continue;
+    if (Atomics.load(vc32, b + VC_PAUSE_COUNT) !== 0) continue;
     const cr = Atomics.load(vc32, b + VC_CREDIT), seq = Atomics.load(vc32, b + VC_QUEUE_SEQ);
     if (best < 0 || cr > bestCredit || (cr === bestCredit && seq - bestSeq < 0)) { best = v; bestCredit = cr; bestSeq = seq; }
   }

@@ -15,7 +15,7 @@
 // at wake-up).
 import {
   RS_BLOCKED, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_AFFINITY, VC_AFFINITY_WORDS, VC_MIGRATIONS, VC_PCPU, VC_QUEUE_SEQ,
-  VC_RUNSTATE, VC_SOFT_AFFINITY,
+  VC_PAUSE_COUNT, VC_RUNSTATE, VC_SOFT_AFFINITY,
 } from '../../../shared/vcpu.js';
 import { PC_CURRENT, PC_PENDING, PC_STATE, PEND_KICK, PS_IDLE } from '../../../shared/pcpu.js';
 import type { Machine } from '../../machine.js';
@@ -81,7 +81,7 @@ function schedOldestRunnable(m: Machine, p: number, stealing: boolean): number {
   let best = -1, bestSeq = 0;
   for (let v = 0; v < m.nvcpus; v++) {
     const b = v * VCPU_STRIDE_WORDS;
-    if (Atomics.load(vc32, b + VC_RUNSTATE) !== RS_RUNNABLE) continue;
+    if (Atomics.load(vc32, b + VC_RUNSTATE) !== RS_RUNNABLE || Atomics.load(vc32, b + VC_PAUSE_COUNT) !== 0) continue;
     const home = Atomics.load(vc32, b + VC_PCPU);
     if (!stealing) { if (home !== p) continue; }
     else {
@@ -110,7 +110,7 @@ export function schedHasRunnable(m: Machine, p: number, steal: boolean): boolean
   const vc32 = m.vc32;
   for (let v = 0; v < m.nvcpus; v++) {
     const b = v * VCPU_STRIDE_WORDS;
-    if (Atomics.load(vc32, b + VC_RUNSTATE) !== RS_RUNNABLE) continue;
+    if (Atomics.load(vc32, b + VC_RUNSTATE) !== RS_RUNNABLE || Atomics.load(vc32, b + VC_PAUSE_COUNT) !== 0) continue;
     const home = Atomics.load(vc32, b + VC_PCPU);
     if (home === p) return true;
     if (steal && schedAffine(vc32, v, p) && Atomics.load(m.pc32, m.pcpuBase(home) + PC_CURRENT) >= 0) return true;
