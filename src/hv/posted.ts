@@ -29,7 +29,7 @@ import { EXIT_EXTINT, PORT_EXIT, PORT_GP, PORT_OK, type LapicPort } from '../isa
 import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
 import { EV_IPI_COALESCED, EV_IPI_SEND, ipiTag } from '../trace/events.js';
 import { schedTickleTarget, schedWake } from './sched/sched.js';
-import { hvSendIpi, irqTagClaim, irqTagSettle, irqTagTake, PI_WAKEUP_VECTOR, POSTED_INTR_VECTOR } from './ipi.js';
+import { EVENT_CHECK_VECTOR, hvSendIpi, irqTagClaim, irqTagSettle, irqTagTake, PI_WAKEUP_VECTOR, POSTED_INTR_VECTOR } from './ipi.js';
 import type { Pcpu } from './pcpu-loop.js';
 
 function coalesced(p: Pcpu, v: number, vector: number, tag: number): void {
@@ -60,7 +60,7 @@ export function piPost(p: Pcpu, v: number, vector: number, tag: number, hw: bool
     const woke = schedWake(m, v);
     if (woke >= 0) {
       const t = schedTickleTarget(m, v, woke);
-      if (t !== p.id) hvSendIpi(p, t, EVENT_CHECK_FOR_WAKE);
+      if (t !== p.id) hvSendIpi(p, t, EVENT_CHECK_VECTOR);
     }
     return;
   }
@@ -70,7 +70,6 @@ export function piPost(p: Pcpu, v: number, vector: number, tag: number, hw: bool
     if (q !== p.id) hvSendIpi(p, q, POSTED_INTR_VECTOR);
   }
 }
-const EVENT_CHECK_FOR_WAKE = 0xfc;
 
 /** Fold vCPU v's PIR into its vIRR if ON is set (vmx_sync_pir_to_irr: read ON, then clear it, then move the bits). */
 export function piSync(p: Pcpu, v: number): boolean {

@@ -21,8 +21,6 @@ import { bug } from '../errors.js';
 
 export const CONSOLE_PORT = 0xe9;
 export const MSR_TSC = 0x10;
-export const MSR_APIC_BASE = 0x1b;
-export const APIC_BASE_ADDR = 0xfee00000;
 
 export function vmexitHandle(p: Pcpu, reason: number): void {
   const costs = p.params.costs;
@@ -134,11 +132,6 @@ function exitCpuid(p: Pcpu): void {
   p.core.pc += INSN_BYTES; // Safe: cpuid
 }
 
-function apicBaseValue(p: Pcpu): number {
-  const vid = p.m.vc32[p.cur * VCPU_STRIDE_WORDS + VC_ID];
-  return (APIC_BASE_ADDR | (1 << 11) | (vid === 0 ? 1 << 8 : 0)) | 0;
-}
-
 function exitRdmsr(p: Pcpu): void {
   const R = p.core.R;
   const msr = R[REG_ECX] >>> 0;
@@ -146,21 +139,12 @@ function exitRdmsr(p: Pcpu): void {
     const t = p.core.clock;
     R[REG_EAX] = t % 4294967296 | 0;
     R[REG_EDX] = Math.floor(t / 4294967296) | 0;
-  } else if (msr === MSR_APIC_BASE) {
-    R[REG_EAX] = apicBaseValue(p);
-    R[REG_EDX] = 0;
   } else return inject(p, VEC_GP);
   p.core.pc += INSN_BYTES; // Safe: rdmsr
 }
 
+/** No writable MSR is left after the vLAPIC's (IA32_APIC_BASE, x2APIC range, vlapic.ts): #GP. */
 function exitWrmsr(p: Pcpu): void {
-  const R = p.core.R;
-  const msr = R[REG_ECX] >>> 0;
-  // IA32_APIC_BASE: rewriting the current value is accepted; mode changes arrive with the LAPIC model.
-  if (msr === MSR_APIC_BASE && R[REG_EAX] === apicBaseValue(p) && R[REG_EDX] === 0) {
-    p.core.pc += INSN_BYTES; // Safe: wrmsr
-    return;
-  }
   inject(p, VEC_GP);
 }
 

@@ -17,7 +17,7 @@ import {
   RS_BLOCKED, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_AFFINITY, VC_AFFINITY_WORDS, VC_MIGRATIONS, VC_PCPU, VC_QUEUE_SEQ,
   VC_PAUSE_COUNT, VC_RUNSTATE, VC_SOFT_AFFINITY,
 } from '../../../shared/vcpu.js';
-import { PC_CURRENT, PC_PENDING, PC_STATE, PEND_KICK, PS_IDLE } from '../../../shared/pcpu.js';
+import { PC_CURRENT, PC_STATE, PS_IDLE } from '../../../shared/pcpu.js';
 import type { Machine } from '../../machine.js';
 import { CTL_ENQUEUE_SEQ } from '../../../shared/machine.js';
 
@@ -133,12 +133,6 @@ export function schedPlace(m: Machine, v: number, p: number): number {
     if (l < bestLoad) { best = q; bestLoad = l; }
   }
   return best;
-}
-
-/** Kick pCPU p without an IPI (the engines' control path: stop, pause). Hypervisor kicks use hvKick. */
-export function schedKick(m: Machine, p: number): void {
-  Atomics.or(m.pc32, m.pcpuBase(p) + PC_PENDING, PEND_KICK);
-  Atomics.notify(m.pc32, m.pcpuBase(p) + PC_PENDING);
 }
 
 /**
