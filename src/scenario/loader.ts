@@ -201,8 +201,11 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const timesliceUs = ck.int(mach, 'machine', 'timeslice_us', 1, 1_000_000, 1000);
   const migration = ck.oneOf(mach, 'machine', 'migration', ['balance', 'none'] as const, 'balance');
   const migratePercent = ck.int(mach, 'machine', 'migrate_percent', 0, 100, 0);
-  const scheduler = ck.oneOf(mach, 'machine', 'scheduler', ['fifo', 'credit2'] as const, 'fifo');
+  const scheduler = ck.oneOf(mach, 'machine', 'scheduler', ['fifo', 'credit2'] as const, 'credit2');
   const ratelimitUs = ck.int(mach, 'machine', 'ratelimit_us', 0, 500_000, RATELIMIT_US_DEFAULT);
+  if (mach.timeslice_us !== undefined && scheduler !== 'fifo') {
+    ck.fail('machine.timeslice_us', `'timeslice_us' applies to scheduler = "fifo"; credit2 (the default) computes each run time from credits (see ratelimit_us)`);
+  }
   // Where LAPIC implementations disagree (apic.md [DIV]); Xen's behaviour by default.
   const apicBus: ApicBusOptions = {
     lowestPriority: ck.oneOf(mach, 'machine', 'lapic_lowest_priority', ['xen', 'kvm-hash', 'lowest-ppr', 'qemu-first'] as const, 'xen'),

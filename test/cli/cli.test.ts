@@ -163,3 +163,10 @@ describe('runs', () => {
     expect(r.stdout).toMatch(/^counter\s+\S/m);
   });
 });
+
+describe('scheduler keys', () => {
+  it('timeslice_us with credit2 is refused with the reason', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 1\ntimeslice_us = 100\n${domain()}`, GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', f), /sc\.toml:3: 'timeslice_us' applies to scheduler = "fifo"/);
+  });
+});

@@ -89,7 +89,7 @@ wait:
 done: .word 0
 `;
   it('vCPUs run only on their hard affinity (cpus=)', async () => {
-    const r = await runGuest(RUN, { vcpus: 4, pcpus: 4, cpus: '1,3', memoryKb: 64, machineExtra: ['migrate_percent = 50', 'timeslice_us = 20'] });
+    const r = await runGuest(RUN, { vcpus: 4, pcpus: 4, cpus: '1,3', memoryKb: 64, machineExtra: ['scheduler = "fifo"', 'migrate_percent = 50', 'timeslice_us = 20'] });
     const per = r.metrics.instructions_per_pcpu as Record<string, number>;
     expect(per['0']).toBe(0);
     expect(per['2']).toBe(0);
@@ -97,7 +97,7 @@ done: .word 0
     expect(per['3']).toBeGreaterThan(0);
   });
   it('placement and rebalancing prefer the soft affinity (cpus_soft=)', async () => {
-    const r = await runGuest(RUN, { vcpus: 2, pcpus: 4, cpus: 'all', memoryKb: 64, domainExtra: ['cpus_soft = "2-3"'], machineExtra: ['timeslice_us = 20'] });
+    const r = await runGuest(RUN, { vcpus: 2, pcpus: 4, cpus: 'all', memoryKb: 64, domainExtra: ['cpus_soft = "2-3"'], machineExtra: ['scheduler = "fifo"', 'timeslice_us = 20'] });
     const per = r.metrics.instructions_per_pcpu as Record<string, number>;
     expect(per['0'] + per['1']).toBe(0);
     expect(per['2']).toBeGreaterThan(0);

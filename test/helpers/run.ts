@@ -55,7 +55,7 @@ export function writeScenario(source: string, opts: GuestOpts = {}): Scenario {
     '',
     '[machine]',
     `pcpus = ${opts.pcpus ?? 1}`,
-    ...(opts.timesliceUs !== undefined ? [`timeslice_us = ${opts.timesliceUs}`] : []),
+    ...(opts.timesliceUs !== undefined ? ['scheduler = "fifo"', `timeslice_us = ${opts.timesliceUs}`] : []),
     ...(opts.machineExtra ?? []),
     '',
     '[[domain]]',
