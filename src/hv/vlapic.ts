@@ -5,7 +5,7 @@
 import { APIC_GFN_NUMBER, DM_FIRST_VCPU, DM_IPI_PATH, DM_LOWEST_PRIO_PREV, DM_NVCPUS, IPI_PATH_IPIV, IPI_PATH_POSTED, IPI_PATH_X2APIC_PASSTHROUGH, ipiPathHwApic, ipiPathIsPassthrough, ipiPathPosts } from '../../shared/domain.js';
 import { piPost, piSync } from './posted.js';
 import { vcpuInit, vcpuSipi } from './vcpu-ops.js';
-import { APIC_BASE_EN, APIC_BASE_EXTD, ICR_DM_FIXED, ICR_DM_LOWEST, ICR_DM_MASK } from '../../shared/lapic.js';
+import { APIC_BASE_EN, APIC_BASE_EXTD, ICR_DM_FIXED, ICR_DM_LOWEST, ICR_DM_MASK, LAPIC_PEND_NMI } from '../../shared/lapic.js';
 import { P2MT_APIC_ACCESS, p2mAttrType } from '../../shared/p2m.js';
 import { FL_IF, RS_RUNNING, VC_DOMAIN, VCPU_STRIDE_WORDS, VC_ID, VC_IPI_SEQ, VC_PCPU, VC_RUNSTATE } from '../../shared/vcpu.js';
 import { apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
@@ -82,10 +82,12 @@ export function vlapicSend(p: Pcpu, icrLo: number, icrHi: number): void {
  */
 export function vlapicInject(p: Pcpu): boolean {
   const m = p.m, c = p.core, v = p.cur, base = m.vlapicBase(v);
-  if (lapicTakePending(m.lapic32, base) !== 0) p.virqCheck = true;
+  const pend = lapicTakePending(m.lapic32, base);
+  if (pend !== 0) p.virqCheck = true;
   if (ipiPathPosts(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH]) && piSync(p, v)) p.virqCheck = true;
   if (!p.virqCheck) return true;
-  if (lapicTakeNmi(m.lapic32, base)) return deliver(p, VEC_NMI, 0);
+  // The NMI latch is set before the summary bit (lapicAcceptNmi), so only a summary with NMI can have one.
+  if ((pend & LAPIC_PEND_NMI) !== 0 && lapicTakeNmi(m.lapic32, base)) return deliver(p, VEC_NMI, 0);
   if ((c.flags & FL_IF) === 0) return true;
   const next = lapicPendingDeliverable(m.lapic32, base);
   if (next < 0) { p.virqCheck = false; return true; }

@@ -154,6 +154,14 @@ export function xlate(c: CpuCore, gpa: number, perm: number): number {
   return xlateSlow(c, gpa, perm);
 }
 
+/** xlate with the TLB arrays already in locals (the interpreter's hot path: no property chains). */
+function xlateFast(c: CpuCore, tag: Int32Array, base: Int32Array, tperm: Int32Array, gpa: number, perm: number): number {
+  const gfn = gpa >>> 12;
+  const s = gfn & TLB_MASK;
+  if (tag[s] === gfn && (tperm[s] & perm) === perm) return base[s] + (gpa & 0xfff);
+  return xlateSlow(c, gpa, perm);
+}
+
 function xlateSlow(c: CpuCore, gpa: number, perm: number): number {
   const gfn = gpa >>> 12;
   const e = p2mEntryOffset(c.p2m, c.p2mRoot, gfn);
@@ -221,6 +229,7 @@ export function guestDeliver(c: CpuCore, vec: number, retPc: number): number {
  */
 export function guestRun(c: CpuCore, budget: number): number {
   const R = c.R, mem32 = c.mem32, mem8 = c.mem8, pend = c.pend, pendIdx = c.pendIdx, cost = c.cost;
+  const tTag = c.tlb.tag, tBase = c.tlb.base, tPerm = c.tlb.perm;
   let sh = c.sharedLeft;
   let pc = c.pc | 0;
   const fl = c.flags;
@@ -234,7 +243,7 @@ export function guestRun(c: CpuCore, budget: number): number {
     if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break; }
     if ((pc >>> 12) !== codeGfn) {
       if ((pc & 7) !== 0) { fault = VEC_GP; } else {
-        const hb = xlate(c, pc, PERM_X);
+        const hb = xlateFast(c, tTag, tBase, tPerm, pc, PERM_X);
         if (hb < 0) { exit = EXIT_EPT_VIOLATION; break; }
         codeGfn = pc >>> 12;
         codeBase = (hb - (pc & 0xfff)) >> 2;
@@ -254,7 +263,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         case OP_MOV: R[a] = src; pc += 8; continue;
         case OP_LD: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlate(c, src, PERM_R);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, PERM_R);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc; cyc = 0;
@@ -266,7 +275,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         }
         case OP_ST: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlate(c, src, PERM_W);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, PERM_W);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc; cyc = 0; c.pc = pc;
@@ -280,7 +289,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           const ad = op === OP_ST_SD ? (R[(w0 >>> 11) & 31] + (w0 >> 16)) | 0 : src;
           const v = op === OP_ST_SD ? w1 : w0 >> 16;
           if ((ad & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlate(c, ad, PERM_W);
+          const h = xlateFast(c, tTag, tBase, tPerm, ad, PERM_W);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc; cyc = 0; c.pc = pc;
@@ -291,14 +300,14 @@ export function guestRun(c: CpuCore, budget: number): number {
           continue;
         }
         case OP_LDB: {
-          const h = xlate(c, src, PERM_R);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, PERM_R);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           R[a] = mem8[h]; pc += 8;
           if (--sh === 0) break loop;
           continue;
         }
         case OP_STB: {
-          const h = xlate(c, src, PERM_W);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, PERM_W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           mem8[h] = R[a]; pc += 8;
           if (--sh === 0) break loop;
@@ -365,7 +374,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         case OP_CALL: case OP_PUSH: case OP_PUSHF: {
           const sp = (R[REG_ESP] - 4) | 0;
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlate(c, sp, PERM_W);
+          const h = xlateFast(c, tTag, tBase, tPerm, sp, PERM_W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           mem32[h >> 2] = op === OP_CALL ? pc + 8 : op === OP_PUSH ? src : packFlags(cf, zf, sf, of, ifl);
           R[REG_ESP] = sp;
@@ -376,7 +385,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         case OP_POP: case OP_RET: case OP_POPF: {
           const sp = R[REG_ESP];
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlate(c, sp, PERM_R);
+          const h = xlateFast(c, tTag, tBase, tPerm, sp, PERM_R);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const v = mem32[h >> 2];
           R[REG_ESP] = (sp + 4) | 0;
@@ -392,8 +401,8 @@ export function guestRun(c: CpuCore, budget: number): number {
         case OP_IRET: {
           const sp = R[REG_ESP];
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h1 = xlate(c, sp, PERM_R);
-          const h2 = xlate(c, (sp + 4) | 0, PERM_R);
+          const h1 = xlateFast(c, tTag, tBase, tPerm, sp, PERM_R);
+          const h2 = xlateFast(c, tTag, tBase, tPerm, (sp + 4) | 0, PERM_R);
           if (h1 < 0 || h2 < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           pc = mem32[h1 >> 2];
           const v = mem32[h2 >> 2];
@@ -406,7 +415,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         // ---- atomics (Atomics on host memory: atomic across pCPUs, as the lock prefix is) ----
         case OP_XCHG: case OP_XADD: case OP_CMPXCHG: case OP_LADD: case OP_LOR: case OP_LAND: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlate(c, src, PERM_R | PERM_W);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, PERM_R | PERM_W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const wi2 = h >> 2, v = R[a];
           if (op === OP_XCHG) R[a] = Atomics.exchange(mem32, wi2, v);
@@ -436,7 +445,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           const ad = sd ? (R[(w0 >>> 11) & 31] + (w0 >> 16)) | 0 : src;
           const v = sd ? w1 : w0 >> 16;
           if ((ad & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlate(c, ad, PERM_R | PERM_W);
+          const h = xlateFast(c, tTag, tBase, tPerm, ad, PERM_R | PERM_W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const isAdd = op === OP_LADD_SD || op === OP_LADD_SI, isOr = op === OP_LOR_SD || op === OP_LOR_SI;
           const old = isAdd ? Atomics.add(mem32, h >> 2, v) : isOr ? Atomics.or(mem32, h >> 2, v) : Atomics.and(mem32, h >> 2, v);
