@@ -7,9 +7,11 @@ import {
 } from '../../shared/p2m.js';
 import { assert } from '../errors.js';
 
-export const PERM_R = 1;
-export const PERM_W = 2;
-export const PERM_X = 4;
+/** Access rights as the TLB stores them (a const enum: inlined as literals on the interpreter's hot path). */
+export const enum Perm { R = 1, W = 2, X = 4 }
+export const PERM_R = Perm.R;
+export const PERM_W = Perm.W;
+export const PERM_X = Perm.X;
 
 /**
  * Effective r/w/x of a xenmem_access_t. rx2rw and n2rwx are "automatic" types: the hardware entry is rx

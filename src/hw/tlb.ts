@@ -1,8 +1,10 @@
 // Per-pCPU software TLB: a direct-mapped cache of gfn -> host byte offset + permissions for the
 // view the loaded vCPU uses. pCPU-private (never shared), so plain arrays suffice. Flushed on every
 // vCPU switch and, once views exist, by INVEPT before VM entry.
-export const TLB_ENTRIES = 256;
-export const TLB_MASK = TLB_ENTRIES - 1;
+/** Size of the direct-mapped TLB (a const enum so the hot path sees literals). */
+export const enum TlbSize { ENTRIES = 256, MASK = 255 }
+export const TLB_ENTRIES = TlbSize.ENTRIES;
+export const TLB_MASK = TlbSize.MASK;
 
 export class Tlb {
   /** gfn cached in each slot, -1 when empty. */

@@ -12,19 +12,11 @@
 //    inc/dec leave CF unchanged; neg sets CF when the operand was non-zero.
 //  - a fault (#UD, #GP) pushes the address of the faulting instruction; `int n` pushes the next one.
 //  - a jump to an address that is not 8-aligned raises #GP at the first fetch.
-import {
-  OP_ADD, OP_AND, OP_CALL, OP_CLI, OP_CMP, OP_CMPXCHG, OP_CPUID, OP_DEC, OP_HLT, OP_IMUL, OP_IN, OP_INC,
-  OP_INT, OP_IRET, OP_JA, OP_JAE, OP_JB, OP_JBE, OP_JG, OP_JGE, OP_JL, OP_JLE, OP_JMP, OP_JNZ, OP_JZ,
-  OP_LADD, OP_LADD_SD, OP_LADD_SI, OP_LAND, OP_LAND_SD, OP_LAND_SI, OP_LD, OP_LDB, OP_LFENCE, OP_LIDT,
-  OP_LOR, OP_LOR_SD, OP_LOR_SI, OP_MAGIC, OP_MFENCE, OP_MOV, OP_NEG, OP_NOP, OP_NOT, OP_OR, OP_OUT, OP_PAUSE,
-  OP_POP, OP_POPF, OP_PUSH, OP_PUSHF, OP_RDMSR, OP_RDTSC, OP_RET, OP_SAR, OP_SHL, OP_SHR, OP_ST, OP_ST_SD,
-  OP_ST_SI, OP_STB, OP_STI, OP_SUB, OP_TEST, OP_UD2, OP_VMCALL, OP_VMFUNC, OP_WRMSR, OP_XADD, OP_XCHG,
-  OP_XOR, REG_EAX, REG_ECX, REG_EDX, REG_ESP,
-} from './opcodes.js';
+import { Op, Reg } from './opcodes.js';
 import { FL_CF, FL_FIXED, FL_IF, FL_OF, FL_SF, FL_ZF } from '../../shared/vcpu.js';
 import { P2E_ATTR, P2E_MFN, P2MT_MMIO_DIRECT, P2MT_RAM_RW, p2mAttrAccess, p2mAttrType } from '../../shared/p2m.js';
-import { eptAccessPerms, p2mEntryOffset, PERM_R, PERM_W, PERM_X } from '../hw/ept.js';
-import { Tlb, TLB_MASK } from '../hw/tlb.js';
+import { eptAccessPerms, p2mEntryOffset, Perm, PERM_R, PERM_W, PERM_X } from '../hw/ept.js';
+import { Tlb, TlbSize } from '../hw/tlb.js';
 
 // ---- exit reasons (also the index into the pCPU's exit counters) ----
 /** Not an exit: the burst ended (budget, or a shared access under the serial engine). */
@@ -148,7 +140,7 @@ export class CpuCore {
  */
 export function xlate(c: CpuCore, gpa: number, perm: number): number {
   const gfn = gpa >>> 12;
-  const s = gfn & TLB_MASK;
+  const s = gfn & TlbSize.MASK;
   const t = c.tlb;
   if (t.tag[s] === gfn && (t.perm[s] & perm) === perm) return t.base[s] + (gpa & 0xfff);
   return xlateSlow(c, gpa, perm);
@@ -157,7 +149,7 @@ export function xlate(c: CpuCore, gpa: number, perm: number): number {
 /** xlate with the TLB arrays already in locals (the interpreter's hot path: no property chains). */
 function xlateFast(c: CpuCore, tag: Int32Array, base: Int32Array, tperm: Int32Array, gpa: number, perm: number): number {
   const gfn = gpa >>> 12;
-  const s = gfn & TLB_MASK;
+  const s = gfn & TlbSize.MASK;
   if (tag[s] === gfn && (tperm[s] & perm) === perm) return base[s] + (gpa & 0xfff);
   return xlateSlow(c, gpa, perm);
 }
@@ -171,11 +163,11 @@ function xlateSlow(c: CpuCore, gpa: number, perm: number): number {
   if (type !== P2MT_RAM_RW || (allowed & perm) !== perm) {
     c.exitGpa = gpa;
     c.exitAccess = perm;
-    c.mmioKind = type === P2MT_MMIO_DIRECT && (allowed & perm) === perm && c.lapic !== null && (perm & PERM_X) === 0
+    c.mmioKind = type === P2MT_MMIO_DIRECT && (allowed & perm) === perm && c.lapic !== null && (perm & Perm.X) === 0
       ? MMIO_LAPIC_DIRECT : MMIO_NONE;
     return -1;
   }
-  const s = gfn & TLB_MASK;
+  const s = gfn & TlbSize.MASK;
   const t = c.tlb;
   t.tag[s] = gfn;
   t.base[s] = Atomics.load(c.p2m, e + P2E_MFN) << 12;
@@ -204,20 +196,20 @@ export function guestDeliver(c: CpuCore, vec: number, retPc: number): number {
   if (c.idtr === -1) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
   const entry = (c.idtr + vec * 4) | 0;
   if ((entry & 3) !== 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
-  const he = xlate(c, entry, PERM_R);
+  const he = xlate(c, entry, Perm.R);
   if (he < 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
   const handler = Atomics.load(c.mem32, he >> 2);
   if (handler === 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
   const R = c.R;
-  const sp1 = (R[REG_ESP] - 4) | 0;
-  const sp2 = (R[REG_ESP] - 8) | 0;
+  const sp1 = (R[Reg.ESP] - 4) | 0;
+  const sp2 = (R[Reg.ESP] - 8) | 0;
   if ((sp1 & 3) !== 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
-  const h1 = xlate(c, sp1, PERM_W);
-  const h2 = xlate(c, sp2, PERM_W);
+  const h1 = xlate(c, sp1, Perm.W);
+  const h2 = xlate(c, sp2, Perm.W);
   if (h1 < 0 || h2 < 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
   c.mem32[h1 >> 2] = c.flags;
   c.mem32[h2 >> 2] = retPc;
-  R[REG_ESP] = sp2;
+  R[Reg.ESP] = sp2;
   c.flags &= ~FL_IF;
   c.pc = handler;
   return EXIT_NONE;
@@ -237,13 +229,13 @@ export function guestRun(c: CpuCore, budget: number): number {
   let ifl = (fl & FL_IF) !== 0;
   let n = 0, cyc = 0, exit = EXIT_NONE, fault = -1;
   let codeGfn = c.codeGfn, codeBase = c.codeBase;
-  if (c.tlb.tag[codeGfn & TLB_MASK] !== codeGfn) codeGfn = -1;
+  if (c.tlb.tag[codeGfn & TlbSize.MASK] !== codeGfn) codeGfn = -1;
 
   loop: while (n < budget) {
     if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break; }
     if ((pc >>> 12) !== codeGfn) {
       if ((pc & 7) !== 0) { fault = VEC_GP; } else {
-        const hb = xlateFast(c, tTag, tBase, tPerm, pc, PERM_X);
+        const hb = xlateFast(c, tTag, tBase, tPerm, pc, Perm.X);
         if (hb < 0) { exit = EXIT_EPT_VIOLATION; break; }
         codeGfn = pc >>> 12;
         codeBase = (hb - (pc & 0xfff)) >> 2;
@@ -260,10 +252,10 @@ export function guestRun(c: CpuCore, budget: number): number {
       cyc += cost[op];
       switch (op) {
         // ---- moves ----
-        case OP_MOV: R[a] = src; pc += 8; continue;
-        case OP_LD: {
+        case Op.MOV: R[a] = src; pc += 8; continue;
+        case Op.LD: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, src, PERM_R);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.R);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc; cyc = 0;
@@ -273,9 +265,9 @@ export function guestRun(c: CpuCore, budget: number): number {
           if (--sh === 0) break loop;
           continue;
         }
-        case OP_ST: {
+        case Op.ST: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, src, PERM_W);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.W);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc; cyc = 0; c.pc = pc;
@@ -285,11 +277,11 @@ export function guestRun(c: CpuCore, budget: number): number {
           if (--sh === 0) break loop;
           continue;
         }
-        case OP_ST_SD: case OP_ST_SI: {
-          const ad = op === OP_ST_SD ? (R[(w0 >>> 11) & 31] + (w0 >> 16)) | 0 : src;
-          const v = op === OP_ST_SD ? w1 : w0 >> 16;
+        case Op.ST_SD: case Op.ST_SI: {
+          const ad = op === Op.ST_SD ? (R[(w0 >>> 11) & 31] + (w0 >> 16)) | 0 : src;
+          const v = op === Op.ST_SD ? w1 : w0 >> 16;
           if ((ad & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, ad, PERM_W);
+          const h = xlateFast(c, tTag, tBase, tPerm, ad, Perm.W);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc; cyc = 0; c.pc = pc;
@@ -299,25 +291,25 @@ export function guestRun(c: CpuCore, budget: number): number {
           if (--sh === 0) break loop;
           continue;
         }
-        case OP_LDB: {
-          const h = xlateFast(c, tTag, tBase, tPerm, src, PERM_R);
+        case Op.LDB: {
+          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.R);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           R[a] = mem8[h]; pc += 8;
           if (--sh === 0) break loop;
           continue;
         }
-        case OP_STB: {
-          const h = xlateFast(c, tTag, tBase, tPerm, src, PERM_W);
+        case Op.STB: {
+          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           mem8[h] = R[a]; pc += 8;
           if (--sh === 0) break loop;
           continue;
         }
         // ---- arithmetic ----
-        case OP_ADD: case OP_CMP: case OP_SUB: {
+        case Op.ADD: case Op.CMP: case Op.SUB: {
           const x = R[a];
           let r: number;
-          if (op === OP_ADD) {
+          if (op === Op.ADD) {
             r = (x + src) | 0;
             cf = (r >>> 0) < (x >>> 0);
             of = ((x ^ r) & (src ^ r)) < 0;
@@ -327,70 +319,70 @@ export function guestRun(c: CpuCore, budget: number): number {
             of = ((x ^ src) & (x ^ r)) < 0;
           }
           zf = r === 0; sf = r < 0;
-          if (op !== OP_CMP) R[a] = r;
+          if (op !== Op.CMP) R[a] = r;
           pc += 8; continue;
         }
-        case OP_AND: case OP_TEST: case OP_OR: case OP_XOR: {
-          const r = op === OP_OR ? R[a] | src : op === OP_XOR ? R[a] ^ src : R[a] & src;
+        case Op.AND: case Op.TEST: case Op.OR: case Op.XOR: {
+          const r = op === Op.OR ? R[a] | src : op === Op.XOR ? R[a] ^ src : R[a] & src;
           zf = r === 0; sf = r < 0; cf = false; of = false;
-          if (op !== OP_TEST) R[a] = r;
+          if (op !== Op.TEST) R[a] = r;
           pc += 8; continue;
         }
-        case OP_SHL: case OP_SHR: case OP_SAR: {
+        case Op.SHL: case Op.SHR: case Op.SAR: {
           const k = src & 31;
           if (k !== 0) {
             const x = R[a];
             let r: number;
-            if (op === OP_SHL) { r = x << k; cf = ((x >>> (32 - k)) & 1) !== 0; }
-            else if (op === OP_SHR) { r = (x >>> k) | 0; cf = ((x >>> (k - 1)) & 1) !== 0; }
+            if (op === Op.SHL) { r = x << k; cf = ((x >>> (32 - k)) & 1) !== 0; }
+            else if (op === Op.SHR) { r = (x >>> k) | 0; cf = ((x >>> (k - 1)) & 1) !== 0; }
             else { r = x >> k; cf = ((x >> (k - 1)) & 1) !== 0; }
             zf = r === 0; sf = r < 0; of = false;
             R[a] = r;
           }
           pc += 8; continue;
         }
-        case OP_IMUL: {
+        case Op.IMUL: {
           const r = Math.imul(R[a], src);
           of = cf = r !== R[a] * src;
           zf = r === 0; sf = r < 0;
           R[a] = r; pc += 8; continue;
         }
-        case OP_INC: { const x = R[a]; const r = (x + 1) | 0; of = r === -0x80000000; zf = r === 0; sf = r < 0; R[a] = r; pc += 8; continue; }
-        case OP_DEC: { const x = R[a]; const r = (x - 1) | 0; of = x === -0x80000000; zf = r === 0; sf = r < 0; R[a] = r; pc += 8; continue; }
-        case OP_NEG: { const x = R[a]; const r = (-x) | 0; cf = x !== 0; of = x === -0x80000000; zf = r === 0; sf = r < 0; R[a] = r; pc += 8; continue; }
-        case OP_NOT: { const r = ~R[a]; zf = r === 0; sf = r < 0; cf = false; of = false; R[a] = r; pc += 8; continue; }
+        case Op.INC: { const x = R[a]; const r = (x + 1) | 0; of = r === -0x80000000; zf = r === 0; sf = r < 0; R[a] = r; pc += 8; continue; }
+        case Op.DEC: { const x = R[a]; const r = (x - 1) | 0; of = x === -0x80000000; zf = r === 0; sf = r < 0; R[a] = r; pc += 8; continue; }
+        case Op.NEG: { const x = R[a]; const r = (-x) | 0; cf = x !== 0; of = x === -0x80000000; zf = r === 0; sf = r < 0; R[a] = r; pc += 8; continue; }
+        case Op.NOT: { const r = ~R[a]; zf = r === 0; sf = r < 0; cf = false; of = false; R[a] = r; pc += 8; continue; }
         // ---- control flow ----
-        case OP_JMP: pc = src; continue;
-        case OP_JZ: pc = zf ? src : pc + 8; continue;
-        case OP_JNZ: pc = !zf ? src : pc + 8; continue;
-        case OP_JL: pc = sf !== of ? src : pc + 8; continue;
-        case OP_JLE: pc = zf || sf !== of ? src : pc + 8; continue;
-        case OP_JG: pc = !zf && sf === of ? src : pc + 8; continue;
-        case OP_JGE: pc = sf === of ? src : pc + 8; continue;
-        case OP_JB: pc = cf ? src : pc + 8; continue;
-        case OP_JBE: pc = cf || zf ? src : pc + 8; continue;
-        case OP_JA: pc = !cf && !zf ? src : pc + 8; continue;
-        case OP_JAE: pc = !cf ? src : pc + 8; continue;
-        case OP_CALL: case OP_PUSH: case OP_PUSHF: {
-          const sp = (R[REG_ESP] - 4) | 0;
+        case Op.JMP: pc = src; continue;
+        case Op.JZ: pc = zf ? src : pc + 8; continue;
+        case Op.JNZ: pc = !zf ? src : pc + 8; continue;
+        case Op.JL: pc = sf !== of ? src : pc + 8; continue;
+        case Op.JLE: pc = zf || sf !== of ? src : pc + 8; continue;
+        case Op.JG: pc = !zf && sf === of ? src : pc + 8; continue;
+        case Op.JGE: pc = sf === of ? src : pc + 8; continue;
+        case Op.JB: pc = cf ? src : pc + 8; continue;
+        case Op.JBE: pc = cf || zf ? src : pc + 8; continue;
+        case Op.JA: pc = !cf && !zf ? src : pc + 8; continue;
+        case Op.JAE: pc = !cf ? src : pc + 8; continue;
+        case Op.CALL: case Op.PUSH: case Op.PUSHF: {
+          const sp = (R[Reg.ESP] - 4) | 0;
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, sp, PERM_W);
+          const h = xlateFast(c, tTag, tBase, tPerm, sp, Perm.W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
-          mem32[h >> 2] = op === OP_CALL ? pc + 8 : op === OP_PUSH ? src : packFlags(cf, zf, sf, of, ifl);
-          R[REG_ESP] = sp;
-          pc = op === OP_CALL ? src : pc + 8;
+          mem32[h >> 2] = op === Op.CALL ? pc + 8 : op === Op.PUSH ? src : packFlags(cf, zf, sf, of, ifl);
+          R[Reg.ESP] = sp;
+          pc = op === Op.CALL ? src : pc + 8;
           if (--sh === 0) break loop;
           continue;
         }
-        case OP_POP: case OP_RET: case OP_POPF: {
-          const sp = R[REG_ESP];
+        case Op.POP: case Op.RET: case Op.POPF: {
+          const sp = R[Reg.ESP];
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, sp, PERM_R);
+          const h = xlateFast(c, tTag, tBase, tPerm, sp, Perm.R);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const v = mem32[h >> 2];
-          R[REG_ESP] = (sp + 4) | 0;
-          if (op === OP_POP) { R[a] = v; pc += 8; }
-          else if (op === OP_RET) pc = v;
+          R[Reg.ESP] = (sp + 4) | 0;
+          if (op === Op.POP) { R[a] = v; pc += 8; }
+          else if (op === Op.RET) pc = v;
           else {
             cf = (v & FL_CF) !== 0; zf = (v & FL_ZF) !== 0; sf = (v & FL_SF) !== 0; of = (v & FL_OF) !== 0;
             ifl = (v & FL_IF) !== 0; pc += 8;
@@ -398,56 +390,56 @@ export function guestRun(c: CpuCore, budget: number): number {
           if (--sh === 0) break loop;
           continue;
         }
-        case OP_IRET: {
-          const sp = R[REG_ESP];
+        case Op.IRET: {
+          const sp = R[Reg.ESP];
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h1 = xlateFast(c, tTag, tBase, tPerm, sp, PERM_R);
-          const h2 = xlateFast(c, tTag, tBase, tPerm, (sp + 4) | 0, PERM_R);
+          const h1 = xlateFast(c, tTag, tBase, tPerm, sp, Perm.R);
+          const h2 = xlateFast(c, tTag, tBase, tPerm, (sp + 4) | 0, Perm.R);
           if (h1 < 0 || h2 < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           pc = mem32[h1 >> 2];
           const v = mem32[h2 >> 2];
           cf = (v & FL_CF) !== 0; zf = (v & FL_ZF) !== 0; sf = (v & FL_SF) !== 0; of = (v & FL_OF) !== 0;
           ifl = (v & FL_IF) !== 0;
-          R[REG_ESP] = (sp + 8) | 0;
+          R[Reg.ESP] = (sp + 8) | 0;
           if (--sh === 0) break loop;
           continue;
         }
         // ---- atomics (Atomics on host memory: atomic across pCPUs, as the lock prefix is) ----
-        case OP_XCHG: case OP_XADD: case OP_CMPXCHG: case OP_LADD: case OP_LOR: case OP_LAND: {
+        case Op.XCHG: case Op.XADD: case Op.CMPXCHG: case Op.LADD: case Op.LOR: case Op.LAND: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, src, PERM_R | PERM_W);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.R | Perm.W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const wi2 = h >> 2, v = R[a];
-          if (op === OP_XCHG) R[a] = Atomics.exchange(mem32, wi2, v);
-          else if (op === OP_XADD) {
+          if (op === Op.XCHG) R[a] = Atomics.exchange(mem32, wi2, v);
+          else if (op === Op.XADD) {
             const old = Atomics.add(mem32, wi2, v);
             const r = (old + v) | 0;
             cf = (r >>> 0) < (old >>> 0); of = ((old ^ r) & (v ^ r)) < 0; zf = r === 0; sf = r < 0;
             R[a] = old;
-          } else if (op === OP_CMPXCHG) {
-            const exp = R[REG_EAX];
+          } else if (op === Op.CMPXCHG) {
+            const exp = R[Reg.EAX];
             const old = Atomics.compareExchange(mem32, wi2, exp, v);
             const r = (exp - old) | 0;
             zf = old === exp; sf = r < 0; cf = (exp >>> 0) < (old >>> 0); of = ((exp ^ old) & (exp ^ r)) < 0;
-            if (!zf) R[REG_EAX] = old;
+            if (!zf) R[Reg.EAX] = old;
           } else {
-            const old = op === OP_LADD ? Atomics.add(mem32, wi2, v) : op === OP_LOR ? Atomics.or(mem32, wi2, v) : Atomics.and(mem32, wi2, v);
-            const r = op === OP_LADD ? (old + v) | 0 : op === OP_LOR ? old | v : old & v;
+            const old = op === Op.LADD ? Atomics.add(mem32, wi2, v) : op === Op.LOR ? Atomics.or(mem32, wi2, v) : Atomics.and(mem32, wi2, v);
+            const r = op === Op.LADD ? (old + v) | 0 : op === Op.LOR ? old | v : old & v;
             zf = r === 0; sf = r < 0;
-            if (op === OP_LADD) { cf = (r >>> 0) < (old >>> 0); of = ((old ^ r) & (v ^ r)) < 0; } else { cf = false; of = false; }
+            if (op === Op.LADD) { cf = (r >>> 0) < (old >>> 0); of = ((old ^ r) & (v ^ r)) < 0; } else { cf = false; of = false; }
           }
           pc += 8;
           if (--sh === 0) break loop;
           continue;
         }
-        case OP_LADD_SD: case OP_LADD_SI: case OP_LOR_SD: case OP_LOR_SI: case OP_LAND_SD: case OP_LAND_SI: {
-          const sd = op === OP_LADD_SD || op === OP_LOR_SD || op === OP_LAND_SD;
+        case Op.LADD_SD: case Op.LADD_SI: case Op.LOR_SD: case Op.LOR_SI: case Op.LAND_SD: case Op.LAND_SI: {
+          const sd = op === Op.LADD_SD || op === Op.LOR_SD || op === Op.LAND_SD;
           const ad = sd ? (R[(w0 >>> 11) & 31] + (w0 >> 16)) | 0 : src;
           const v = sd ? w1 : w0 >> 16;
           if ((ad & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, ad, PERM_R | PERM_W);
+          const h = xlateFast(c, tTag, tBase, tPerm, ad, Perm.R | Perm.W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
-          const isAdd = op === OP_LADD_SD || op === OP_LADD_SI, isOr = op === OP_LOR_SD || op === OP_LOR_SI;
+          const isAdd = op === Op.LADD_SD || op === Op.LADD_SI, isOr = op === Op.LOR_SD || op === Op.LOR_SI;
           const old = isAdd ? Atomics.add(mem32, h >> 2, v) : isOr ? Atomics.or(mem32, h >> 2, v) : Atomics.and(mem32, h >> 2, v);
           const r = isAdd ? (old + v) | 0 : isOr ? old | v : old & v;
           zf = r === 0; sf = r < 0;
@@ -456,25 +448,25 @@ export function guestRun(c: CpuCore, budget: number): number {
           if (--sh === 0) break loop;
           continue;
         }
-        case OP_MFENCE: case OP_LFENCE: case OP_NOP: pc += 8; continue;
-        case OP_PAUSE: pc += 8; if (--sh === 0) break loop; continue;
+        case Op.MFENCE: case Op.LFENCE: case Op.NOP: pc += 8; continue;
+        case Op.PAUSE: pc += 8; if (--sh === 0) break loop; continue;
         // ---- interrupts ----
-        case OP_CLI: ifl = false; pc += 8; continue;
-        case OP_STI: ifl = true; pc += 8; continue;
-        case OP_LIDT: c.idtr = src; pc += 8; continue;
-        case OP_INT: fault = w1 & 255; pc += 8; break; // a trap: the pushed pc is the next instruction
-        case OP_UD2: fault = VEC_UD; break;
+        case Op.CLI: ifl = false; pc += 8; continue;
+        case Op.STI: ifl = true; pc += 8; continue;
+        case Op.LIDT: c.idtr = src; pc += 8; continue;
+        case Op.INT: fault = w1 & 255; pc += 8; break; // a trap: the pushed pc is the next instruction
+        case Op.UD2: fault = VEC_UD; break;
         // ---- system: instructions the hypervisor handles (pc stays on the instruction) ----
-        case OP_HLT: exit = EXIT_HLT; break loop;
-        case OP_VMCALL: exit = EXIT_VMCALL; break loop;
-        case OP_MAGIC: c.exitQual = w1; exit = EXIT_MAGIC; break loop;
-        case OP_CPUID: exit = EXIT_CPUID; break loop;
-        case OP_RDMSR: case OP_WRMSR: {
-          const msr = R[REG_ECX] >>> 0;
+        case Op.HLT: exit = EXIT_HLT; break loop;
+        case Op.VMCALL: exit = EXIT_VMCALL; break loop;
+        case Op.MAGIC: c.exitQual = w1; exit = EXIT_MAGIC; break loop;
+        case Op.CPUID: exit = EXIT_CPUID; break loop;
+        case Op.RDMSR: case Op.WRMSR: {
+          const msr = R[Reg.ECX] >>> 0;
           if (c.x2apicPassthrough && msr >= 0x800 && msr <= 0x8ff) {
             // The MSR bitmap lets these through: the physical x2APIC sees the access, no exit.
             c.clock += cyc; cyc = 0; c.pc = pc;
-            const r = op === OP_WRMSR ? (c.lapic as LapicPort).x2apicWrmsr(msr, R[REG_EAX], R[REG_EDX])
+            const r = op === Op.WRMSR ? (c.lapic as LapicPort).x2apicWrmsr(msr, R[Reg.EAX], R[Reg.EDX])
               : (c.lapic as LapicPort).x2apicRdmsr(msr) ? PORT_OK : PORT_GP;
             if (r === PORT_GP) { fault = VEC_GP; break; }
             if (r === PORT_EXIT) { exit = EXIT_WRMSR; break loop; }
@@ -482,20 +474,20 @@ export function guestRun(c: CpuCore, budget: number): number {
             if (--sh === 0) break loop;
             continue;
           }
-          exit = op === OP_WRMSR ? EXIT_WRMSR : EXIT_RDMSR; break loop;
+          exit = op === Op.WRMSR ? EXIT_WRMSR : EXIT_RDMSR; break loop;
         }
-        case OP_IN: case OP_OUT:
-          c.exitQual = ioQual(w1, a, op === OP_OUT); exit = EXIT_IO; break loop;
-        case OP_RDTSC: {
+        case Op.IN: case Op.OUT:
+          c.exitQual = ioQual(w1, a, op === Op.OUT); exit = EXIT_IO; break loop;
+        case Op.RDTSC: {
           const t = c.clock + cyc;
-          R[REG_EAX] = t % 4294967296 | 0;
-          R[REG_EDX] = Math.floor(t / 4294967296) | 0;
+          R[Reg.EAX] = t % 4294967296 | 0;
+          R[Reg.EDX] = Math.floor(t / 4294967296) | 0;
           pc += 8; continue;
         }
-        case OP_VMFUNC:
+        case Op.VMFUNC:
           // ISA.md: #UD when not enabled or eax >= 64, checked by the CPU before any exit.
-          if (!c.vmfuncEnabled || (R[REG_EAX] >>> 0) >= 64) { fault = VEC_UD; break; }
-          c.exitQual = R[REG_ECX];
+          if (!c.vmfuncEnabled || (R[Reg.EAX] >>> 0) >= 64) { fault = VEC_UD; break; }
+          c.exitQual = R[Reg.ECX];
           exit = EXIT_VMFUNC; break loop;
         default:
           fault = VEC_UD; break;

@@ -24,8 +24,9 @@ export const REG_NAMES = [
 ] as const;
 export type RegName = (typeof REG_NAMES)[number];
 /** Register indices in ISA order. */
-export const REG_EAX = 0, REG_ECX = 1, REG_EDX = 2, REG_EBX = 3, REG_ESP = 4, REG_EBP = 5,
-  REG_ESI = 6, REG_EDI = 7;
+export const enum Reg { EAX = 0, ECX = 1, EDX = 2, EBX = 3, ESP = 4, EBP = 5, ESI = 6, EDI = 7 }
+export const REG_EAX = Reg.EAX, REG_ECX = Reg.ECX, REG_EDX = Reg.EDX, REG_EBX = Reg.EBX, REG_ESP = Reg.ESP,
+  REG_EBP = Reg.EBP, REG_ESI = Reg.ESI, REG_EDI = Reg.EDI;
 /** Reads as 0; only valid in field b. The register file has 17 slots so R[REG_ZERO] needs no branch. */
 export const REG_ZERO = 16;
 export const REG_FILE_SLOTS = 17;
@@ -33,34 +34,176 @@ export const REG_FILE_SLOTS = 17;
 export const INSN_BYTES = 8;
 
 // Opcodes. Numbering is part of the binary format: append, never renumber.
-export const OP_NOP = 0, OP_HLT = 1, OP_UD2 = 2, OP_CPUID = 3, OP_RDTSC = 4, OP_RDMSR = 5,
-  OP_WRMSR = 6, OP_CLI = 7, OP_STI = 8, OP_IRET = 9, OP_RET = 10, OP_PUSHF = 11, OP_POPF = 12,
-  OP_MFENCE = 13, OP_LFENCE = 14, OP_PAUSE = 15, OP_VMCALL = 16, OP_VMFUNC = 17,
-  OP_MAGIC = 18,     // imm32 = service number
-  OP_INT = 19,       // imm32 = vector
-  OP_LIDT = 20,      // src
-  OP_IN = 21,        // a <- port imm32
-  OP_OUT = 22,       // port imm32 <- a
-  OP_MOV = 23,       // a <- src
-  OP_LD = 24,        // a <- [R[b]+imm32]            (32-bit, 4-aligned)
-  OP_ST = 25,        // [R[b]+imm32] <- a
-  OP_ST_SD = 26,     // [R[b]+i16] <- imm32
-  OP_ST_SI = 27,     // [R[b]+imm32] <- i16
-  OP_LDB = 28,       // a <- zero-extended byte [R[b]+imm32]
-  OP_STB = 29,       // byte [R[b]+imm32] <- low byte of a
-  OP_ADD = 30, OP_SUB = 31, OP_AND = 32, OP_OR = 33, OP_XOR = 34, OP_SHL = 35, OP_SHR = 36,
-  OP_SAR = 37, OP_IMUL = 38, OP_CMP = 39, OP_TEST = 40,   // a op= src
-  OP_INC = 41, OP_DEC = 42, OP_NEG = 43, OP_NOT = 44,      // a
-  OP_JMP = 45, OP_JZ = 46, OP_JNZ = 47, OP_JL = 48, OP_JLE = 49, OP_JG = 50, OP_JGE = 51,
-  OP_JB = 52, OP_JBE = 53, OP_JA = 54, OP_JAE = 55,        // target = src
-  OP_CALL = 56,      // target = src
-  OP_PUSH = 57,      // src
-  OP_POP = 58,       // a
-  OP_XCHG = 59,      // [m] <-> a
-  OP_XADD = 60,      // lock xadd [m], a
-  OP_CMPXCHG = 61,   // lock cmpxchg [m], a
-  OP_LADD = 62, OP_LOR = 63, OP_LAND = 64,                 // lock op [m], a
-  OP_LADD_SD = 65, OP_LADD_SI = 66, OP_LOR_SD = 67, OP_LOR_SI = 68, OP_LAND_SD = 69, OP_LAND_SI = 70;
+// One `const enum` is the source of the numbers: tsc inlines its members as literals, which lets the
+// interpreter's switch compile to a jump table (imported `const` bindings are loads V8 cannot fold).
+// The OP_* names below are the same values for code that prefers plain constants.
+export const enum Op {
+  NOP = 0,
+  HLT = 1,
+  UD2 = 2,
+  CPUID = 3,
+  RDTSC = 4,
+  RDMSR = 5,
+  WRMSR = 6,
+  CLI = 7,
+  STI = 8,
+  IRET = 9,
+  RET = 10,
+  PUSHF = 11,
+  POPF = 12,
+  MFENCE = 13,
+  LFENCE = 14,
+  PAUSE = 15,
+  VMCALL = 16,
+  VMFUNC = 17,
+  /** imm32 = service number */
+  MAGIC = 18,
+  /** imm32 = vector */
+  INT = 19,
+  /** src */
+  LIDT = 20,
+  /** a <- port imm32 */
+  IN = 21,
+  /** port imm32 <- a */
+  OUT = 22,
+  /** a <- src */
+  MOV = 23,
+  /** a <- [R[b]+imm32] (32-bit, 4-aligned) */
+  LD = 24,
+  /** [R[b]+imm32] <- a */
+  ST = 25,
+  /** [R[b]+i16] <- imm32 */
+  ST_SD = 26,
+  /** [R[b]+imm32] <- i16 */
+  ST_SI = 27,
+  /** a <- zero-extended byte [R[b]+imm32] */
+  LDB = 28,
+  /** byte [R[b]+imm32] <- low byte of a */
+  STB = 29,
+  /** a op= src (through TEST) */
+  ADD = 30,
+  SUB = 31,
+  AND = 32,
+  OR = 33,
+  XOR = 34,
+  SHL = 35,
+  SHR = 36,
+  SAR = 37,
+  IMUL = 38,
+  CMP = 39,
+  TEST = 40,
+  /** a (through NOT) */
+  INC = 41,
+  DEC = 42,
+  NEG = 43,
+  NOT = 44,
+  /** target = src (through JAE) */
+  JMP = 45,
+  JZ = 46,
+  JNZ = 47,
+  JL = 48,
+  JLE = 49,
+  JG = 50,
+  JGE = 51,
+  JB = 52,
+  JBE = 53,
+  JA = 54,
+  JAE = 55,
+  /** target = src */
+  CALL = 56,
+  /** src */
+  PUSH = 57,
+  /** a */
+  POP = 58,
+  /** [m] <-> a */
+  XCHG = 59,
+  /** lock xadd [m], a */
+  XADD = 60,
+  /** lock cmpxchg [m], a */
+  CMPXCHG = 61,
+  /** lock op [m], a (LOR, LAND too) */
+  LADD = 62,
+  LOR = 63,
+  LAND = 64,
+  /** lock op [m], imm (the _SD/_SI pairs: see the header) */
+  LADD_SD = 65,
+  LADD_SI = 66,
+  LOR_SD = 67,
+  LOR_SI = 68,
+  LAND_SD = 69,
+  LAND_SI = 70,
+}
+export const OP_NOP = Op.NOP;
+export const OP_HLT = Op.HLT;
+export const OP_UD2 = Op.UD2;
+export const OP_CPUID = Op.CPUID;
+export const OP_RDTSC = Op.RDTSC;
+export const OP_RDMSR = Op.RDMSR;
+export const OP_WRMSR = Op.WRMSR;
+export const OP_CLI = Op.CLI;
+export const OP_STI = Op.STI;
+export const OP_IRET = Op.IRET;
+export const OP_RET = Op.RET;
+export const OP_PUSHF = Op.PUSHF;
+export const OP_POPF = Op.POPF;
+export const OP_MFENCE = Op.MFENCE;
+export const OP_LFENCE = Op.LFENCE;
+export const OP_PAUSE = Op.PAUSE;
+export const OP_VMCALL = Op.VMCALL;
+export const OP_VMFUNC = Op.VMFUNC;
+export const OP_MAGIC = Op.MAGIC;
+export const OP_INT = Op.INT;
+export const OP_LIDT = Op.LIDT;
+export const OP_IN = Op.IN;
+export const OP_OUT = Op.OUT;
+export const OP_MOV = Op.MOV;
+export const OP_LD = Op.LD;
+export const OP_ST = Op.ST;
+export const OP_ST_SD = Op.ST_SD;
+export const OP_ST_SI = Op.ST_SI;
+export const OP_LDB = Op.LDB;
+export const OP_STB = Op.STB;
+export const OP_ADD = Op.ADD;
+export const OP_SUB = Op.SUB;
+export const OP_AND = Op.AND;
+export const OP_OR = Op.OR;
+export const OP_XOR = Op.XOR;
+export const OP_SHL = Op.SHL;
+export const OP_SHR = Op.SHR;
+export const OP_SAR = Op.SAR;
+export const OP_IMUL = Op.IMUL;
+export const OP_CMP = Op.CMP;
+export const OP_TEST = Op.TEST;
+export const OP_INC = Op.INC;
+export const OP_DEC = Op.DEC;
+export const OP_NEG = Op.NEG;
+export const OP_NOT = Op.NOT;
+export const OP_JMP = Op.JMP;
+export const OP_JZ = Op.JZ;
+export const OP_JNZ = Op.JNZ;
+export const OP_JL = Op.JL;
+export const OP_JLE = Op.JLE;
+export const OP_JG = Op.JG;
+export const OP_JGE = Op.JGE;
+export const OP_JB = Op.JB;
+export const OP_JBE = Op.JBE;
+export const OP_JA = Op.JA;
+export const OP_JAE = Op.JAE;
+export const OP_CALL = Op.CALL;
+export const OP_PUSH = Op.PUSH;
+export const OP_POP = Op.POP;
+export const OP_XCHG = Op.XCHG;
+export const OP_XADD = Op.XADD;
+export const OP_CMPXCHG = Op.CMPXCHG;
+export const OP_LADD = Op.LADD;
+export const OP_LOR = Op.LOR;
+export const OP_LAND = Op.LAND;
+export const OP_LADD_SD = Op.LADD_SD;
+export const OP_LADD_SI = Op.LADD_SI;
+export const OP_LOR_SD = Op.LOR_SD;
+export const OP_LOR_SI = Op.LOR_SI;
+export const OP_LAND_SD = Op.LAND_SD;
+export const OP_LAND_SI = Op.LAND_SI;
 export const OP_COUNT = 71;
 
 /** Operand shapes, used by the assembler and disassembler (the interpreter never looks at them). */
