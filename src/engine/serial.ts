@@ -9,7 +9,7 @@ import { schedHasRunnable } from '../hv/sched/sched.js';
 import { Pcpu, STEP_STOPPED } from '../hv/pcpu-loop.js';
 import type { RingFullHandler } from '../trace/ring.js';
 import type { Collector } from '../trace/collector.js';
-import { endReason, totalInstructions, type EngineInput, type EngineResult } from './common.js';
+import { totalInstructions, type EngineInput, type EngineResult } from './common.js';
 import { makeStrategy, ReplayStrategy, ScheduleDiverged, ScheduleRecorder, type Strategy } from './strategies/index.js';
 import { bug } from '../errors.js';
 
@@ -44,13 +44,14 @@ export async function runSerial({ m, params, collector, opts }: EngineInput): Pr
   const work = new Uint8Array(n);
   const t0 = performance.now();
   let steps = 0;
+  const liveIdx = C.CTL_LIVE_DOMAINS;
   let outcome: EngineResult['outcome'] | null = null;
   let reason: string | null = null;
 
   run: for (;;) {
     for (let k = 0; k < CHUNK; k++) {
-      const end = endReason(m);
-      if (end !== null) { outcome = end; break run; }
+      if (Atomics.load(m.ctl, liveIdx) === 0) { outcome = 'completed'; break run; } // endReason, inlined
+
       let min = Infinity;
       for (let i = 0; i < n; i++) {
         const w = hasWork(pcpus[i]);

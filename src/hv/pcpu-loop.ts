@@ -74,8 +74,33 @@ export class Pcpu {
   virqCheck = true;
   sliceEnd = 0;
 
+  // Precomputed word indices (see step). Per pCPU:
+  private readonly iStop = C.CTL_STOP;
+  private readonly iPending: number;
+  private readonly iState: number;
+  private readonly iBursts: number;
+  private readonly iExits: number;
+  private readonly fClock: number;
+  private readonly fInsns: number;
+  private readonly fEntries: number;
+  private readonly credit2: boolean;
+  // ... and per loaded vCPU (set in load):
+  private iRunstate = 0;
+  private iPause = 0;
+  private iDomState = 0;
+  private fVInsns = 0;
+  private fVCycles = 0;
+
   constructor(readonly m: Machine, readonly id: number, readonly params: PcpuParams, full: RingFullHandler) {
     this.base = m.pcpuBase(id);
+    this.iPending = this.base + PC_PENDING;
+    this.iState = this.base + PC_STATE;
+    this.iBursts = this.base + PC_BURSTS;
+    this.iExits = this.base + PC_EXITS;
+    this.fClock = (this.base + PC_CLOCK_F64) >> 1;
+    this.fInsns = (this.base + PC_INSNS_F64) >> 1;
+    this.fEntries = (this.base + PC_ENTRIES_F64) >> 1;
+    this.credit2 = params.scheduler === 'credit2';
     this.core = new CpuCore(m.mem32, m.mem8, m.p2m, m.pc32, this.base + PC_PENDING, opcodeCosts(params.costs));
     this.core.exceptionCost = params.costs.exception;
     this.ring = new RingWriter(m.ring32, m.ringF64, m.ringBase(id), id, full);
@@ -124,73 +149,75 @@ export class Pcpu {
    * the exit. Returns STEP_*.
    */
   step(budget: number, sharedAccesses = SHARED_UNLIMITED): number {
-    const m = this.m, pc32 = m.pc32, base = this.base;
-    if (Atomics.load(m.ctl, C.CTL_STOP) !== 0) return this.stop();
-    const pend = pc32[base + PC_PENDING];
-    if (pend !== 0) {
-      Atomics.and(pc32, base + PC_PENDING, ~pend);
-      if ((pend & PEND_IRQ) !== 0) {
-        // Between two serial steps the loaded vCPU is still in guest mode: an interrupt arriving then
-        // makes it exit, exactly as one arriving mid-burst does (the interpreter counted that case).
-        if (this.cur >= 0 && this.lastExit !== EXIT_EXTINT) {
-          pc32[base + PC_EXITS + EXIT_EXTINT]++;
-          this.lastExit = EXIT_EXTINT;
-          this.hvCycles(this.params.costs.vmexit);
-        }
-        physService(this);
-      }
-    }
-    if (pc32[base + PC_STATE] === PS_WAIT_SIPI) return STEP_IDLE; // reset behind the hypervisor's back
+    // Word indices are precomputed (constructor, load): imported layout constants are module-binding
+    // loads that V8 does not fold, and this runs once per serial step.
+    const m = this.m, pc32 = m.pc32;
+    if (Atomics.load(m.ctl, this.iStop) !== 0) return this.stop();
+    const pend = pc32[this.iPending];
+    if (pend !== 0) this.servicePending(pend);
+    if (pc32[this.iState] === PS_WAIT_SIPI) return STEP_IDLE; // reset behind the hypervisor's back
     let v = this.cur;
     if (v >= 0) {
-      const vb = v * VCPU_STRIDE_WORDS;
-      if (Atomics.load(m.dm32, m.domainBase(this.curDomain) + DM_STATE) !== DS_RUNNING) {
-        Atomics.store(m.vc32, vb + VC_RUNSTATE, RS_DONE);
-      }
-      if (Atomics.load(m.vc32, vb + VC_RUNSTATE) !== RS_RUNNING || this.core.clock >= this.sliceEnd ||
-        Atomics.load(m.vc32, vb + VC_PAUSE_COUNT) !== 0) v = this.schedule();
+      if (Atomics.load(m.dm32, this.iDomState) !== DS_RUNNING) Atomics.store(m.vc32, this.iRunstate, RS_DONE);
+      if (Atomics.load(m.vc32, this.iRunstate) !== RS_RUNNING || this.core.clock >= this.sliceEnd ||
+        Atomics.load(m.vc32, this.iPause) !== 0) v = this.schedule();
     } else v = this.schedule();
     // PC_STATE and PC_BURSTS are written only by this pCPU: a plain read of its own word is exact, and
     // only a change needs the (ordered) Atomics store other threads pair with.
     if (v < 0) {
-      if (pc32[base + PC_STATE] !== PS_IDLE) Atomics.store(pc32, base + PC_STATE, PS_IDLE);
+      if (pc32[this.iState] !== PS_IDLE) Atomics.store(pc32, this.iState, PS_IDLE);
       return STEP_IDLE;
     }
-    if (pc32[base + PC_STATE] !== PS_RUNNING) Atomics.store(pc32, base + PC_STATE, PS_RUNNING);
-    const vb = v * VCPU_STRIDE_WORDS;
-    const insF = (vb + VC_INSNS_F64) >> 1;
+    if (pc32[this.iState] !== PS_RUNNING) Atomics.store(pc32, this.iState, PS_RUNNING);
+    const insF = this.fVInsns;
     const max = this.params.maxInstructions;
     if (max > 0) {
       const left = max - m.vcF64[insF];
       if (left < budget) budget = left;
     }
-    m.pcF64[(base + PC_ENTRIES_F64) >> 1]++;
+    m.pcF64[this.fEntries]++;
     if (!vlapicInject(this)) {
       vmexitHandle(this, EXIT_TRIPLE_FAULT);
       return STEP_RAN;
     }
-    const c0 = this.core.clock;
-    this.core.sharedLeft = sharedAccesses;
-    const exit = guestRun(this.core, budget);
+    const core = this.core;
+    const c0 = core.clock;
+    core.sharedLeft = sharedAccesses;
+    const exit = guestRun(core, budget);
     this.lastExit = exit;
-    const retired = this.core.retired;
+    const retired = core.retired, ran = core.clock - c0;
     m.vcF64[insF] += retired;
-    m.vcF64[(vb + VC_RUN_CYCLES_F64) >> 1] += this.core.clock - c0;
-    if (this.params.scheduler === 'credit2') credit2Burn(m, v, this.core.clock - c0);
-    m.pcF64[(base + PC_INSNS_F64) >> 1] += retired;
+    m.vcF64[this.fVCycles] += ran;
+    if (this.credit2) credit2Burn(m, v, ran);
+    m.pcF64[this.fInsns] += retired;
     if (exit !== EXIT_NONE) {
-      pc32[base + PC_EXITS + exit]++;
-      if (this.params.traceExits) this.emit(EV_EXIT, exit, this.core.pc, this.core.exitQual);
+      pc32[this.iExits + exit]++;
+      if (this.params.traceExits) this.emit(EV_EXIT, exit, core.pc, core.exitQual);
       vmexitHandle(this, exit);
     }
-    if (max > 0 && m.vcF64[insF] >= max && Atomics.load(m.vc32, vb + VC_RUNSTATE) === RS_RUNNING) {
-      Atomics.store(m.vc32, vb + VC_RUNSTATE, RS_LIMIT);
+    if (max > 0 && m.vcF64[insF] >= max && Atomics.load(m.vc32, this.iRunstate) === RS_RUNNING) {
+      Atomics.store(m.vc32, this.iRunstate, RS_LIMIT);
       Atomics.add(m.ctl, C.CTL_LIMITED_VCPUS, 1);
-      this.emit(EV_VCPU_LIMIT, 0, this.core.pc, 0);
+      this.emit(EV_VCPU_LIMIT, 0, core.pc, 0);
     }
-    this.publishClock();
-    pc32[base + PC_BURSTS]++; // progress for the watchdog; a late view of it is harmless
+    m.pcF64[this.fClock] = core.clock;
+    pc32[this.iBursts]++; // progress for the watchdog; a late view of it is harmless
     return STEP_RAN;
+  }
+
+  /** Bits other threads set in PC_PENDING: kicks and physical interrupts. */
+  private servicePending(pend: number): void {
+    const pc32 = this.m.pc32;
+    Atomics.and(pc32, this.iPending, ~pend);
+    if ((pend & PEND_IRQ) === 0) return;
+    // Between two serial steps the loaded vCPU is still in guest mode: an interrupt arriving then
+    // makes it exit, exactly as one arriving mid-burst does (the interpreter counted that case).
+    if (this.cur >= 0 && this.lastExit !== EXIT_EXTINT) {
+      pc32[this.iExits + EXIT_EXTINT]++;
+      this.lastExit = EXIT_EXTINT;
+      this.hvCycles(this.params.costs.vmexit);
+    }
+    physService(this);
   }
 
   /** Idle time passes: move the clock to `now` if behind (an idle pCPU follows the others). */
@@ -336,6 +363,11 @@ export class Pcpu {
     c.tlb.flushAll();
     // schedClaimNext already moved it RUNNABLE -> RUNNING for this pCPU.
     this.cur = v;
+    this.iRunstate = vb + VC_RUNSTATE;
+    this.iPause = vb + VC_PAUSE_COUNT;
+    this.iDomState = m.domainBase(d) + DM_STATE;
+    this.fVInsns = (vb + VC_INSNS_F64) >> 1;
+    this.fVCycles = (vb + VC_RUN_CYCLES_F64) >> 1;
     this.curDomain = d;
     Atomics.store(m.pc32, this.base + PC_CURRENT, v);
     m.pcF64[(this.base + PC_CTXSW_F64) >> 1]++;
