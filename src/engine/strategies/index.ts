@@ -41,7 +41,7 @@ export class RandomStrategy implements Strategy {
   readonly name = 'random';
   private readonly rng: Prng;
   shared = 1;
-  constructor(seed: number, private readonly maxRun = 16) { this.rng = new Prng(childSeed(seed, 'strategy.random')); }
+  constructor(seed: number, private readonly maxRun = 32) { this.rng = new Prng(childSeed(seed, 'strategy.random')); }
   next(eligible: Int32Array, count: number): number {
     const p = eligible[this.rng.below(count)];
     this.shared = 1 + this.rng.below(this.maxRun);
