@@ -90,6 +90,7 @@ function scenario(w: Workload, prog: string): string {
 [machine]
 pcpus = ${w.pcpus}
 apic_mode = "xapic"
+scheduler = "fifo"
 timeslice_us = 1000
 
 [[domain]]
