@@ -186,6 +186,7 @@ export async function simulate(c: RunConfig, extra: { trace?: string; replayRuns
     migratePercent: sc.migration === 'balance' ? sc.migratePercent : 0,
     seed: c.seed,
     scheduler: sc.scheduler,
+    hvIpiUnmasked: sc.hvIpiIrqs === 'unmasked',
     ratelimitCycles: nsToCycles(sc.ratelimitUs * 1000),
     apicBus: sc.apicBus,
     lapic: sc.lapic,

@@ -15,7 +15,7 @@ import {
 import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
 import { PORT_GP, PORT_OK, type LapicPort } from '../isa/interp.js';
 import type { Machine } from '../machine.js';
-import { EV_HOST_RESET, EV_ICR_WINDOW, EV_IPI_SEND, ICRW_OTHER, ICRW_REUSED, EV_PHYS_IRQ, PIRQ_HANDLED, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTag } from '../trace/events.js';
+import { EV_HOST_RESET, EV_HV_IPI_MISDIRECTED, EV_ICR_WINDOW, EV_IPI_SEND, ICRW_OTHER, ICRW_REUSED, EV_PHYS_IRQ, PIRQ_HANDLED, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTag } from '../trace/events.js';
 import type { Pcpu } from './pcpu-loop.js';
 import { vlapicAcceptReflected } from './vlapic.js';
 
@@ -68,6 +68,14 @@ export function hvSendIpi(p: Pcpu, target: number, vector: number): void {
   if (lapicMode(m.lapic32, base) === APIC_MODE_X2APIC) eff = lapicWriteX2apicIcr(m.lapic32, base, lo, target);
   else {
     lapicWrite(m.lapic32, base, LAPIC_ICR_HI, target << ICR_HI_XAPIC_DEST_SHIFT);
+    if (p.params.hvIpiUnmasked && (Atomics.load(m.pc32, p.base + PC_PENDING) & PEND_IRQ) !== 0) {
+      // hv_ipi_irqs = "unmasked": a pending interrupt is taken between the two writes. Its handler may
+      // send an IPI of its own (the wake-up handler tickles), rewriting the shared ICR_HI latch.
+      Atomics.and(m.pc32, p.base + PC_PENDING, ~PEND_IRQ);
+      physService(p);
+      const dest = lapicRead(m.lapic32, base, LAPIC_ICR_HI) >>> ICR_HI_XAPIC_DEST_SHIFT;
+      if (dest !== target) p.emit(EV_HV_IPI_MISDIRECTED, target, vector, dest);
+    }
     eff = lapicWrite(m.lapic32, base, LAPIC_ICR_LO, lo);
     m.lapic32[base + (LAPIC_SIM_ICR_HI_WRITER >> 2)] = ICR_HI_WRITER_USED; // the hypervisor's, already sent
   }

@@ -47,6 +47,8 @@ export interface PcpuParams {
   scheduler: 'credit2' | 'fifo';
   /** credit2: minimum run before a running vCPU can be preempted (Xen's sched_ratelimit_us). */
   ratelimitCycles: number;
+  /** The hypervisor takes pending interrupts between ICR_HI and ICR_LO of its own sends (Xen masks them). */
+  hvIpiUnmasked: boolean;
   /** APIC bus and LAPIC behaviour where implementations differ (Xen's by default). */
   apicBus: ApicBusOptions;
   lapic: LapicOptions;

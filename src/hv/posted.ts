@@ -29,7 +29,7 @@ import { EXIT_EXTINT, PORT_EXIT, PORT_GP, PORT_OK, type LapicPort } from '../isa
 import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
 import { EV_IPI_COALESCED, EV_IPI_SEND, ipiTag } from '../trace/events.js';
 import { schedTickleTarget, schedWake } from './sched/sched.js';
-import { EVENT_CHECK_VECTOR, hvSendIpi, irqTagClaim, irqTagSettle, irqTagTake, PI_WAKEUP_VECTOR, POSTED_INTR_VECTOR } from './ipi.js';
+import { EVENT_CHECK_VECTOR, hvKick, hvSendIpi, irqTagClaim, irqTagSettle, irqTagTake, PI_WAKEUP_VECTOR, POSTED_INTR_VECTOR } from './ipi.js';
 import type { Pcpu } from './pcpu-loop.js';
 
 function coalesced(p: Pcpu, v: number, vector: number, tag: number): void {
@@ -103,7 +103,9 @@ export function piWakeupHandler(p: Pcpu): void {
     const b = v * VCPU_STRIDE_WORDS;
     if (Atomics.load(m.vc32, b + VC_PCPU) !== p.id) continue;
     if ((Atomics.load(m.vc32, b + VC_PI_CTL) & PI_ON) === 0) continue;
-    schedWake(m, v);
+    const home = schedWake(m, v);
+    // runq_tickle from the handler: if this pCPU is busy, an idle one of v's affinity should pull it.
+    if (home >= 0) hvKick(p, schedTickleTarget(m, v, home));
   }
 }
 

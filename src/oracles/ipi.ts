@@ -6,7 +6,7 @@
 // order: rings are drained per pCPU and pCPU clocks differ by up to --slack. The judgement is made
 // when the run ends, over the recorded IPI events (they are few next to instructions).
 import { cyclesToNs, nsToCycles } from '../engine/clock.js';
-import { EV_HOST_RESET, EV_ICR_WINDOW, EV_SCHED_IN, EV_SCHED_OUT, ICRW_REUSED, EV_INTENT, EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, EV_PHYS_IRQ, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTagSender, ipiTagSeq } from '../trace/events.js';
+import { EV_HOST_RESET, EV_HV_IPI_MISDIRECTED, EV_ICR_WINDOW, EV_SCHED_IN, EV_SCHED_OUT, ICRW_REUSED, EV_INTENT, EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, EV_PHYS_IRQ, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTagSender, ipiTagSeq } from '../trace/events.js';
 import type { Findings } from './findings.js';
 
 /**
@@ -35,7 +35,7 @@ export class IpiOracle {
 
   onEvent(pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): void {
     if (kind === EV_INTENT || kind === EV_IPI_SEND || kind === EV_IPI_DELIVER || kind === EV_IPI_COALESCED ||
-        kind === EV_PHYS_IRQ || kind === EV_HOST_RESET || kind === EV_ICR_WINDOW || kind === EV_SCHED_IN || kind === EV_SCHED_OUT) {
+        kind === EV_PHYS_IRQ || kind === EV_HOST_RESET || kind === EV_ICR_WINDOW || kind === EV_SCHED_IN || kind === EV_SCHED_OUT || kind === EV_HV_IPI_MISDIRECTED) {
       this.log.push({ pcpu, time, kind, dom, vcpu, a, b, c });
     }
   }
@@ -104,6 +104,9 @@ export class IpiOracle {
       if (e.kind === EV_PHYS_IRQ && (e.b === PIRQ_UNKNOWN || e.b === PIRQ_REFLECTED)) {
         findings.add('IPI_UNKNOWN_VECTOR', e.time, e.pcpu, '', -1,
           `physical vector 0x${e.a.toString(16)} reached pCPU ${e.pcpu}, which has no handler for it (only the hypervisor receives interrupts)${e.b === PIRQ_REFLECTED ? '; reflected to the running vCPU as the design assumes' : ''}`, evidence(e));
+      } else if (e.kind === EV_HV_IPI_MISDIRECTED) {
+        findings.add('IPI_MISDIRECTED', e.time, e.pcpu, '', -1,
+          `the hypervisor's vector 0x${e.b.toString(16)} for pCPU ${e.a} left for pCPU ${e.c}: an interrupt handler sent its own IPI between its ICR_HI and ICR_LO writes (hv_ipi_irqs = "unmasked")`, evidence(e));
       } else if (e.kind === EV_HOST_RESET) {
         const src = ipiTagSender(e.c);
         const s = src >= 0 ? who(src) : undefined;

@@ -49,6 +49,8 @@ export interface Scenario {
   timesliceUs: number;
   scheduler: 'fifo' | 'credit2';
   ratelimitUs: number;
+  /** Whether the hypervisor's own ICR_HI/ICR_LO pair is interruptible ("masked" = Xen). */
+  hvIpiIrqs: 'masked' | 'unmasked';
   /** "balance": vCPUs move between pCPUs of their affinity; "none": they stay where placed. */
   migration: 'balance' | 'none';
   /** Chance (percent) that a descheduled vCPU moves to a random other pCPU of its affinity. */
@@ -194,13 +196,14 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const description = ck.str(doc, '', 'description', '');
   const mach = ck.table(doc, 'machine');
   ck.onlyKeys(mach, 'machine', ['pcpus', 'apic_mode', 'timeslice_us', 'migration', 'migrate_percent',
-    'lapic_lowest_priority', 'lapic_logical_broadcast', 'lapic_illegal_vector', 'scheduler', 'ratelimit_us']);
+    'lapic_lowest_priority', 'lapic_logical_broadcast', 'lapic_illegal_vector', 'scheduler', 'ratelimit_us', 'hv_ipi_irqs']);
   let pcpus = ck.int(mach, 'machine', 'pcpus', 1, MAX_PCPUS, 4);
   if (ov.pcpus !== undefined) pcpus = ov.pcpus;
   const apicMode = ck.oneOf(mach, 'machine', 'apic_mode', ['xapic', 'x2apic'] as const, 'xapic');
   const timesliceUs = ck.int(mach, 'machine', 'timeslice_us', 1, 1_000_000, 1000);
   const migration = ck.oneOf(mach, 'machine', 'migration', ['balance', 'none'] as const, 'balance');
   const migratePercent = ck.int(mach, 'machine', 'migrate_percent', 0, 100, 0);
+  const hvIpiIrqs = ck.oneOf(mach, 'machine', 'hv_ipi_irqs', ['masked', 'unmasked'] as const, 'masked');
   const scheduler = ck.oneOf(mach, 'machine', 'scheduler', ['fifo', 'credit2'] as const, 'credit2');
   const ratelimitUs = ck.int(mach, 'machine', 'ratelimit_us', 0, 500_000, RATELIMIT_US_DEFAULT);
   if (mach.timeslice_us !== undefined && scheduler !== 'fifo') {
@@ -256,7 +259,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
-  return { name: nameOrFile, file, description, pcpus, apicMode, timesliceUs, scheduler, ratelimitUs, migration, migratePercent, apicBus, lapic, ipiLostBoundUs, costs, domains };
+  return { name: nameOrFile, file, description, pcpus, apicMode, hvIpiIrqs, timesliceUs, scheduler, ratelimitUs, migration, migratePercent, apicBus, lapic, ipiLostBoundUs, costs, domains };
 }
 
 /** Assemble each domain's program and resolve affinities: the machine the engines run. */

@@ -17,6 +17,8 @@ export const EV_IPI_DELIVER = 22;  // a = source tag, b = vector, c = pCPU the v
 export const EV_IPI_COALESCED = 23; // a = source tag, b = vector: the target's IRR bit was already set
 export const EV_PHYS_IRQ = 24;     // a = vector, b = PIRQ_* disposition, c = source tag
 export const EV_HOST_RESET = 25;
+/** The hypervisor's own IPI left for another pCPU than it wrote (hv_ipi_irqs = "unmasked"): a = meant pCPU, b = vector, c = actual. */
+export const EV_HV_IPI_MISDIRECTED = 27;
 /** A guest's ICR_LO write sent with an ICR_HI it did not just write: a = source tag, b = ICRW_*, c = last writer (vCPU + 1, 0 hypervisor). */
 export const EV_ICR_WINDOW = 26;   // a = target pCPU, b = delivery mode (5 INIT, 6 SIPI), c = source tag
 export const EV_DOMAIN_END = 32;   // a = DS_* state, b = exit code or CRASH_*, c = detail
@@ -28,7 +30,7 @@ export const EVENT_NAMES: Readonly<Record<number, string>> = {
   [EV_VCPU_LIMIT]: 'vcpu_limit', [EV_EXCEPTION]: 'exception', [EV_DOMAIN_END]: 'domain_end',
   [EV_HALT_DEAD]: 'halt_dead', [EV_IPI_SEND]: 'ipi_send', [EV_IPI_DELIVER]: 'ipi_deliver',
   [EV_IPI_COALESCED]: 'ipi_coalesced', [EV_PHYS_IRQ]: 'phys_irq', [EV_HOST_RESET]: 'host_reset',
-  [EV_ICR_WINDOW]: 'icr_window',
+  [EV_ICR_WINDOW]: 'icr_window', [EV_HV_IPI_MISDIRECTED]: 'hv_ipi_misdirected',
 };
 
 /** EV_ICR_WINDOW causes. */
