@@ -1,6 +1,7 @@
 // What both engines take and return.
 import * as C from '../../shared/machine.js';
 import { PC_INSNS_F64 } from '../../shared/pcpu.js';
+import { RS_BLOCKED, VCPU_STRIDE_WORDS, VC_RUNSTATE } from '../../shared/vcpu.js';
 import type { Machine } from '../machine.js';
 import type { PcpuParams } from '../hv/pcpu-loop.js';
 import type { Collector } from '../trace/collector.js';
@@ -51,6 +52,13 @@ export function totalInstructions(m: Machine): number {
   let n = 0;
   for (let p = 0; p < m.npcpus; p++) n += m.pcF64[(m.pcpuBase(p) + PC_INSNS_F64) >> 1];
   return n;
+}
+
+/** The STALL detail when every pCPU is idle: nothing can ever run again. */
+export function stallIdleDetail(m: Machine): string {
+  let blocked = 0;
+  for (let v = 0; v < m.nvcpus; v++) if (Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_RUNSTATE) === RS_BLOCKED) blocked++;
+  return `no pCPU can make progress: ${blocked} vCPU(s) blocked in hlt with nothing left to wake them`;
 }
 
 /** Why the run should end now, judged from shared state alone (same answer in both engines). */

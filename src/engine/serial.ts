@@ -4,12 +4,11 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import * as C from '../../shared/machine.js';
 import { PC_PENDING } from '../../shared/pcpu.js';
-import { RS_BLOCKED, VC_RUNSTATE, VCPU_STRIDE_WORDS } from '../../shared/vcpu.js';
 import { schedHasRunnable } from '../hv/sched/sched.js';
 import { Pcpu, STEP_STOPPED } from '../hv/pcpu-loop.js';
 import type { RingFullHandler } from '../trace/ring.js';
 import type { Collector } from '../trace/collector.js';
-import { totalInstructions, type EngineInput, type EngineResult } from './common.js';
+import { stallIdleDetail, totalInstructions, type EngineInput, type EngineResult } from './common.js';
 import { makeStrategy, ReplayStrategy, ScheduleDiverged, ScheduleRecorder, type Strategy } from './strategies/index.js';
 import { bug } from '../errors.js';
 
@@ -97,9 +96,7 @@ export async function runSerial({ m, params, collector, opts }: EngineInput): Pr
 
 function stallFinding(pcpus: Pcpu[], collector: Collector): string {
   const m = pcpus[0].m;
-  let blocked = 0;
-  for (let v = 0; v < m.nvcpus; v++) if (Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_RUNSTATE) === RS_BLOCKED) blocked++;
-  const detail = `no pCPU can make progress: ${blocked} vCPU(s) blocked in hlt with nothing left to wake them`;
+  const detail = stallIdleDetail(m);
   let t = 0, at = 0;
   for (const p of pcpus) if (p.core.clock > t) { t = p.core.clock; at = p.id; }
   collector.drainAll();

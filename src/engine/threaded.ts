@@ -8,9 +8,8 @@ import { Piscina } from 'piscina';
 import * as Comlink from 'comlink';
 import * as C from '../../shared/machine.js';
 import { PC_BURSTS, PC_CLOCK_F64, PC_PENDING, PC_STARTED, PC_STATE, PEND_KICK, PS_IDLE, PS_STOPPED } from '../../shared/pcpu.js';
-import { RS_BLOCKED, VC_RUNSTATE, VCPU_STRIDE_WORDS } from '../../shared/vcpu.js';
 import type { PcpuControl, PcpuStats, PcpuTask } from './pcpu-thread.js';
-import { endReason, totalInstructions, type EngineInput, type EngineResult, type Outcome } from './common.js';
+import { endReason, stallIdleDetail, totalInstructions, type EngineInput, type EngineResult, type Outcome } from './common.js';
 import type { Machine } from '../machine.js';
 
 const POLL_MS = 2;
@@ -121,10 +120,8 @@ function allIdle(m: Machine): boolean {
 }
 
 function stall(m: Machine, collector: EngineInput['collector'], idle: boolean): string {
-  let blocked = 0;
-  for (let v = 0; v < m.nvcpus; v++) if (Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_RUNSTATE) === RS_BLOCKED) blocked++;
   const detail = idle
-    ? `no pCPU can make progress: ${blocked} vCPU(s) blocked in hlt with nothing left to wake them`
+    ? stallIdleDetail(m)
     : 'no pCPU completed a burst within the watchdog period (a pCPU thread is hung)';
   let t = 0;
   for (let i = 0; i < m.npcpus; i++) t = Math.max(t, m.pcF64[(m.pcpuBase(i) + PC_CLOCK_F64) >> 1]);

@@ -2,7 +2,7 @@
 // instruction is 8 bytes, and an exit leaves pc on the instruction that caused it.
 import * as C from '../../shared/machine.js';
 import { DM_DEAD_HALTED, DM_NVCPUS, DS_CRASHED, DS_HALTED, DS_SHUTDOWN } from '../../shared/domain.js';
-import { FL_IF, RS_BLOCKED, RS_RUNNING, VC_INTENT_SEQ, VC_IPI_SEQ, VC_APIC_ID, VC_ID, VC_REPORT_SEQ, VC_RUNSTATE, VCPU_STRIDE_WORDS } from '../../shared/vcpu.js';
+import { FL_IF, RS_BLOCKED, RS_RUNNING, VC_INTENT_SEQ, VC_IPI_SEQ, VC_APIC_ID, VC_REPORT_SEQ, VC_RUNSTATE, VCPU_STRIDE_WORDS } from '../../shared/vcpu.js';
 import {
   EXIT_CPUID, EXIT_EPT_VIOLATION, EXIT_EXTINT, EXIT_HLT, EXIT_IO, EXIT_MAGIC, EXIT_PREEMPT, EXIT_RDMSR,
   EXIT_TRIPLE_FAULT, EXIT_VMCALL, EXIT_VMFUNC, EXIT_WRMSR, VEC_GP, VEC_UD, guestDeliver, ioQualIsOut, ioQualPort,
