@@ -3,7 +3,7 @@
 //
 //   root: P2M_ROOT_ENTRIES words, indexed by gfn >> P2M_LEAF_BITS; each holds the word offset of a
 //         leaf in this buffer, or P2M_NO_LEAF.
-//   leaf: P2M_LEAF_ENTRIES entries of 2 words: [mfn, attr].
+//   leaf: P2M_LEAF_ENTRIES entries of 4 words: [mfn, attr, stamp, spare].
 // Leaves are carved from the buffer with Atomics.add on P2M_HDR_NEXT, so any thread may add one.
 // Entries are written mfn first, then attr (Atomics.store); a reader that sees a valid attr sees its mfn.
 import { assertLayout } from './layout.js';
@@ -11,7 +11,7 @@ import { assertLayout } from './layout.js';
 export const P2M_LEAF_BITS = 10;
 export const P2M_LEAF_ENTRIES = 1 << P2M_LEAF_BITS;
 export const P2M_ROOT_ENTRIES = 1 << (32 - 12 - P2M_LEAF_BITS);
-export const P2M_ENTRY_WORDS = 2;
+export const P2M_ENTRY_WORDS = 4;
 export const P2M_LEAF_WORDS = P2M_LEAF_ENTRIES * P2M_ENTRY_WORDS;
 export const P2M_NO_LEAF = -1;
 
@@ -21,9 +21,15 @@ export const P2M_HDR_CAPACITY = 1;
 export const P2M_HDR_WORDS = 16;
 assertLayout('p2m header', P2M_HDR_CAPACITY, P2M_HDR_WORDS);
 
-/** Entry word 0: machine frame number. Entry word 1: attributes. */
+/** Entry word 0: machine frame number. */
 export const P2E_MFN = 0;
+/** Entry word 1: attributes (below). */
 export const P2E_ATTR = 1;
+/**
+ * Entry word 2: the domain's p2m generation (AD_GEN, shared/altp2m.ts) of the operation that last wrote
+ * the entry. A TLB entry remembers it, so the STALE_TRANSLATION oracle can tell an entry changed since.
+ */
+export const P2E_STAMP = 2;
 
 // attr layout
 /** bits 0..3: access, Xen's xenmem_access_t numbering (ACCESS_*). */
@@ -41,9 +47,10 @@ export const P2MT_MMIO_DM = 2;       // emulated MMIO: access exits to the hyper
 export const P2MT_MMIO_DIRECT = 3;   // passed through to a machine device page
 export const P2MT_APIC_ACCESS = 4;   // APIC-access page (trap and emulate)
 
-// xenmem_access_t (Xen public/memory.h order)
+// xenmem_access_t (Xen public/memory.h order, 4.20 and later: r_pw took 10 and moved `default` to 11)
 export const ACCESS_N = 0, ACCESS_R = 1, ACCESS_W = 2, ACCESS_RW = 3, ACCESS_X = 4, ACCESS_RX = 5,
-  ACCESS_WX = 6, ACCESS_RWX = 7, ACCESS_RX2RW = 8, ACCESS_N2RWX = 9, ACCESS_DEFAULT = 10;
+  ACCESS_WX = 6, ACCESS_RWX = 7, ACCESS_RX2RW = 8, ACCESS_N2RWX = 9, ACCESS_R_PW = 10, ACCESS_DEFAULT = 11;
+export const ACCESS_NAMES = ['n', 'r', 'w', 'rw', 'x', 'rx', 'wx', 'rwx', 'rx2rw', 'n2rwx', 'r_pw', 'default'] as const;
 
 export function p2mAttr(type: number, access: number, suppressVe: boolean): number {
   return (access & ATTR_ACCESS_MASK) | ((type << ATTR_TYPE_SHIFT) & ATTR_TYPE_MASK) | (suppressVe ? ATTR_SUPPRESS_VE : 0);

@@ -34,7 +34,22 @@ export const PC_CTXSW_F64 = 38;
 export const PC_ENTRIES_F64 = 40;
 /** Cycles spent in the hypervisor: exit handling, scheduling (Float64). */
 export const PC_HV_F64 = 42;
-assertLayout('pcpu', PC_HV_F64 + 1, PCPU_STRIDE_WORDS);
+/**
+ * Set (Atomics) by whoever marks an EPT `invalidate` mask: this pCPU should look at the masks of the domain
+ * it runs before its next VM entry. A hint only; the masks (shared/altp2m.ts) are the truth.
+ */
+export const PC_INVEPT_HINT = 44;
+/** Flush IPIs this pCPU has taken (CALL_FUNCTION with no body, ept_sync_domain). Senders wait for it to move. Atomics. */
+export const PC_FLUSH_ACKS = 45;
+/** INVEPT single-context and all-context executed (owner only). */
+export const PC_INVEPT_SINGLE = 46;
+export const PC_INVEPT_ALL = 47;
+/** Successful guest VMFUNCs, #VEs delivered, flush IPIs sent (owner only). */
+export const PC_VMFUNCS = 48;
+export const PC_VE_DELIVERED = 49;
+export const PC_FLUSH_IPIS = 50;
+assertLayout('pcpu', PC_FLUSH_IPIS, PCPU_STRIDE_WORDS);
+assertLayout('pcpu f64 before altp2m', PC_HV_F64 + 1, PC_INVEPT_HINT);
 assertLayout('pcpu exits', PC_EXITS + PC_EXITS_WORDS - 1, PC_CLOCK_F64);
 for (const [n, o] of [['clock', PC_CLOCK_F64], ['insns', PC_INSNS_F64], ['idle', PC_IDLE_F64],
   ['ctxsw', PC_CTXSW_F64], ['entries', PC_ENTRIES_F64], ['hv', PC_HV_F64]] as const) assertF64Aligned(`pcpu ${n}`, o);

@@ -64,7 +64,37 @@ export const PI_SN = 1 << 1;
  * it intersects hard and does not contain it, xen-sched-ipi.md §1.5).
  */
 export const VC_SOFT_AFFINITY = 64;
-assertLayout('vcpu', VC_SOFT_AFFINITY + VC_AFFINITY_WORDS - 1, VCPU_STRIDE_WORDS);
+// altp2m state (xen-altp2m.md §0 "Per vCPU"). VC_P2MIDX above is Xen's bookkeeping (p2midx): it learns of a
+// guest VMFUNC only at the vCPU's next VM exit, so it may lag VC_EPTP_INDEX while the vCPU runs.
+/** The view the hardware uses (VMCS EPTP_INDEX). Written by the pCPU running the vCPU, or by whoever switches it off-CPU. */
+export const VC_EPTP_INDEX = 72;
+/** VCA_* bits below. Atomics.or/and. */
+export const VC_ALTP2M_FLAGS = 73;
+/** gfn of the registered #VE information page (-1 none). */
+export const VC_VE_GFN = 74;
+/** View a FAST_SINGLESTEP response switches to after the step. */
+export const VC_FAST_SS_IDX = 75;
+/** gpa and access (PERM_* bits) of the last EPT violation reported to vm_event (the EMULATE check reads them). */
+export const VC_VIOL_GPA = 76;
+export const VC_VIOL_ACCESS = 77;
+/** Pauses taken by vm_event (Xen's vm_event_pause_count); responses act only while it is > 0. Atomics. */
+export const VC_VM_EVENT_PAUSE = 78;
+assertLayout('vcpu', VC_VM_EVENT_PAUSE, VCPU_STRIDE_WORDS);
+assertLayout('vcpu soft affinity before altp2m', VC_SOFT_AFFINITY + VC_AFFINITY_WORDS - 1, VC_EPTP_INDEX);
+/** Xen's INVALID_ALTP2M: the vCPU uses the host p2m. */
+export const INVALID_ALTP2M = 0xffff;
+
+// VC_ALTP2M_FLAGS bits
+/** "Enable VM functions" (VMFUNC leaf 0) in this vCPU's VMCS: set by vcpu_enable_notify, cleared only when altp2m is turned off. */
+export const VCA_VMFUNC = 1 << 0;
+/** "EPT-violation #VE": set by vcpu_enable_notify, cleared by vcpu_disable_notify. */
+export const VCA_VE = 1 << 1;
+/** Monitor single-step is on (TOGGLE_SINGLESTEP). */
+export const VCA_SINGLESTEP = 1 << 2;
+/** FAST_SINGLESTEP: step one instruction, then switch to VC_FAST_SS_IDX without an event. */
+export const VCA_FAST_SS = 1 << 3;
+/** EMULATE: run the faulting instruction once past the access restriction. */
+export const VCA_EMULATE = 1 << 4;
 assertLayout('vcpu PI before soft affinity', VC_PI_CTL, VC_SOFT_AFFINITY);
 assertLayout('vcpu affinity before PIR', VC_AFFINITY + VC_AFFINITY_WORDS - 1, VC_PIR);
 assertLayout('vcpu f64 before affinity', VC_RUN_CYCLES_F64 + 1, VC_AFFINITY);

@@ -13,6 +13,13 @@ import {
 } from '../shared/vcpu.js';
 import { REG_ESP } from './isa/opcodes.js';
 import { p2mAllocRoot, p2mSetEntry } from './hw/ept.js';
+import {
+  AD_ACCESS_REQUIRED, AD_EPTP, AD_EPT_SYNC, AD_HOST_DEFAULT_ACCESS, AD_MODE, AD_NR, AD_REALM_HI, AD_REALM_LO, AD_SECRET_HI,
+  AD_SECRET_LO, AD_STRIDE_WORDS, AD_TRAMP_HI, AD_TRAMP_LO, AD_VISIBLE, ALTP2M_MODE_DISABLED, EPTP_INVALID, EPT_SYNC_XEN, MAX_VIEWS, VW_ROOT,
+  altp2mBase, viewBase,
+} from '../shared/altp2m.js';
+import { VR_STRIDE_WORDS } from '../shared/vm-event.js';
+import { INVALID_ALTP2M, VC_EPTP_INDEX, VC_P2MIDX, VC_VE_GFN } from '../shared/vcpu.js';
 import { CREDIT_INIT } from './hv/sched/credit2.js';
 import { assert } from './errors.js';
 
@@ -38,6 +45,17 @@ export interface DomainSpec {
   ipiPath: number;
   /** gpa of the published vCPU -> pCPU map, or -1. */
   vcpuMapGpa: number;
+  /** ALTP2M_MODE_* and the number of view slots (altp2m_count; unused when disabled). Default: disabled. */
+  altp2mMode?: number;
+  altp2mCount?: number;
+  /** EPT_SYNC_* (ept_sync). Default: Xen's. */
+  eptSync?: number;
+  /** With no vm_event listener, an access violation crashes the domain (xc_domain_set_access_required). */
+  accessRequired?: boolean;
+  /** Regions as inclusive gfn ranges, or null: the oracles ROGUE_VMFUNC and REALM_ESCAPE read them. */
+  trampoline?: [number, number] | null;
+  realm?: [number, number] | null;
+  secret?: [number, number] | null;
 }
 
 export interface MachineSpec {
@@ -57,6 +75,10 @@ export interface MachineBuffers {
   rings: SharedArrayBuffer;
   /** LAPIC register pages (shared/lapic.ts): pCPU p's physical LAPIC is page p, vCPU v's vLAPIC page npcpus + v. */
   lapics: SharedArrayBuffer;
+  /** altp2m state, one block per domain (shared/altp2m.ts). */
+  altp2m: SharedArrayBuffer;
+  /** vm_event rings, one per domain (shared/vm-event.ts). */
+  vmEvent: SharedArrayBuffer;
   /**
    * 256 words per LAPIC page: the source tag of the IPI that set each pending IRR vector (trace/events.ts);
    * then 256 words per vCPU for its posted-interrupt PIR (page npcpus + nvcpus + v).
@@ -79,6 +101,8 @@ export class Machine {
   readonly ringF64: Float64Array;
   readonly lapic32: Int32Array;
   readonly irqsrc: Int32Array;
+  readonly ap32: Int32Array;
+  readonly vr32: Int32Array;
   readonly npcpus: number;
   readonly nvcpus: number;
   readonly ndomains: number;
@@ -97,6 +121,8 @@ export class Machine {
     this.ringF64 = new Float64Array(buffers.rings);
     this.lapic32 = new Int32Array(buffers.lapics);
     this.irqsrc = new Int32Array(buffers.irqsrc);
+    this.ap32 = new Int32Array(buffers.altp2m);
+    this.vr32 = new Int32Array(buffers.vmEvent);
     this.npcpus = this.ctl[C.CTL_NPCPUS];
     this.nvcpus = this.ctl[C.CTL_NVCPUS];
     this.ndomains = this.ctl[C.CTL_NDOMAINS];
@@ -143,8 +169,12 @@ export function buildMachine(spec: MachineSpec): Machine {
   const ramFrames = spec.domains.map((d) => Math.ceil((d.memoryKb * 1024) / PAGE));
   const frames = ramFrames.reduce((s, f) => s + f, 0) + SPARE_FRAMES;
   assert(frames * PAGE <= MAX_HOST_BYTES, 'host memory over 1 GiB (the scenario loader should have refused it)');
-  const leaves = ramFrames.reduce((s, f) => s + Math.ceil(f / P2M_LEAF_ENTRIES), 0) + 4 * spec.domains.length + 8;
-  const p2mWords = P2M_HDR_WORDS + spec.domains.length * P2M_ROOT_ENTRIES + leaves * P2M_LEAF_WORDS;
+  // Each table (the host p2m and every view slot) needs a root and at most the host's leaves: views hold
+  // only gfns the host maps. The host's: RAM, the xAPIC window, one spare.
+  const tables = spec.domains.map((d) => 1 + viewSlots(d));
+  const leavesPerTable = ramFrames.map((f) => Math.ceil(f / P2M_LEAF_ENTRIES) + 2);
+  const p2mWords = P2M_HDR_WORDS + 8 * P2M_LEAF_WORDS +
+    tables.reduce((s, t, i) => s + t * (P2M_ROOT_ENTRIES + leavesPerTable[i] * P2M_LEAF_WORDS), 0);
   const sab = (words: number) => new SharedArrayBuffer(words * 4);
   const buffers: MachineBuffers = {
     ctl: sab(C.CTL_WORDS),
@@ -156,6 +186,8 @@ export function buildMachine(spec: MachineSpec): Machine {
     rings: sab(spec.pcpus * RING_STRIDE_WORDS),
     lapics: sab((spec.pcpus + nvcpus) * LAPIC_PAGE_WORDS),
     irqsrc: sab((spec.pcpus + 2 * nvcpus) * 256),
+    altp2m: sab(Math.max(1, spec.domains.length) * AD_STRIDE_WORDS),
+    vmEvent: sab(Math.max(1, spec.domains.length) * VR_STRIDE_WORDS),
   };
   const ctl = new Int32Array(buffers.ctl);
   ctl[C.CTL_NPCPUS] = spec.pcpus;
@@ -201,9 +233,13 @@ export function buildMachine(spec: MachineSpec): Machine {
     if (d.vcpuMapGpa >= 0) {
       for (let i = 0; i < d.vcpus * VCPU_MAP_ENTRY_WORDS; i++) m.mem32[((base * PAGE + d.vcpuMapGpa) >> 2) + i] = -1;
     }
+    initAltp2m(m, di, d);
     for (let i = 0; i < d.vcpus; i++) {
       const v = firstVcpu + i;
       const vb = m.vcpuBase(v);
+      m.vc32[vb + VC_P2MIDX] = INVALID_ALTP2M;
+      m.vc32[vb + VC_EPTP_INDEX] = INVALID_ALTP2M;
+      m.vc32[vb + VC_VE_GFN] = -1;
       m.vc32[vb + VC_REGS + REG_ESP] = ramTop - PAGE * i;
       m.vc32[vb + VC_PC] = d.entry;
       m.vc32[vb + VC_FLAGS] = FL_FIXED;
@@ -227,4 +263,34 @@ export function buildMachine(spec: MachineSpec): Machine {
     firstVcpu += d.vcpus;
   });
   return m;
+}
+
+/** View slots a domain has: altp2m_count, or none when altp2m is disabled. */
+function viewSlots(d: DomainSpec): number {
+  return (d.altp2mMode ?? ALTP2M_MODE_DISABLED) === ALTP2M_MODE_DISABLED ? 0 : d.altp2mCount ?? 10;
+}
+
+/** The domain's altp2m block: mode, slots with their roots (all allocated up front, as Xen), empty EPTP lists. */
+function initAltp2m(m: Machine, di: number, d: DomainSpec): void {
+  const ab = altp2mBase(di);
+  const nr = viewSlots(d);
+  m.ap32[ab + AD_MODE] = d.altp2mMode ?? ALTP2M_MODE_DISABLED;
+  m.ap32[ab + AD_NR] = nr;
+  m.ap32[ab + AD_EPT_SYNC] = d.eptSync ?? EPT_SYNC_XEN;
+  m.ap32[ab + AD_ACCESS_REQUIRED] = d.accessRequired === true ? 1 : 0;
+  m.ap32[ab + AD_HOST_DEFAULT_ACCESS] = ACCESS_RWX;
+  const region = (lo: number, hi: number, r: [number, number] | null, none: [number, number]) => {
+    const [a, b] = r ?? none;
+    m.ap32[ab + lo] = a;
+    m.ap32[ab + hi] = b;
+  };
+  // No trampoline region: VMFUNC is allowed everywhere. No realm: every pc is outside it. No secret: nothing probed.
+  region(AD_TRAMP_LO, AD_TRAMP_HI, d.trampoline ?? null, [0, 0xfffff]);
+  region(AD_REALM_LO, AD_REALM_HI, d.realm ?? null, [1, 0]);
+  region(AD_SECRET_LO, AD_SECRET_HI, d.secret ?? null, [1, 0]);
+  for (let i = 0; i < MAX_VIEWS; i++) {
+    m.ap32[ab + AD_EPTP + i] = EPTP_INVALID;
+    m.ap32[ab + AD_VISIBLE + i] = EPTP_INVALID;
+    m.ap32[viewBase(di, i) + VW_ROOT] = i < nr ? p2mAllocRoot(m.p2m) : -1;
+  }
 }

@@ -37,6 +37,10 @@ export interface CostTable {
   io_exit: number;
   /** An IPI the CPU completes itself (IPIv post + notify, AVIC backing-page write + doorbell). */
   ipi_hw_send: number;
+  /** INVEPT before VM entry, single- or all-context (anchors.md: no number found; a parameter). */
+  invept: number;
+  /** One poll of a hypervisor wait loop (flush acknowledgements, vCPUs leaving their pCPUs). */
+  spin_poll: number;
 }
 
 export const DEFAULT_COSTS: Readonly<CostTable> = {
@@ -54,6 +58,8 @@ export const DEFAULT_COSTS: Readonly<CostTable> = {
   ept_violation: 1300,
   io_exit: 1100,
   ipi_hw_send: 200,
+  invept: 800,
+  spin_poll: 40,
 };
 
 /** Per-opcode cycle cost used by the interpreter (exits add their own cost in the hypervisor). */

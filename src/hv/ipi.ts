@@ -18,6 +18,7 @@ import type { Machine } from '../machine.js';
 import { EV_HOST_RESET, EV_HV_IPI_MISDIRECTED, EV_ICR_WINDOW, EV_IPI_SEND, ICRW_OTHER, ICRW_REUSED, EV_PHYS_IRQ, PIRQ_HANDLED, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTag } from '../trace/events.js';
 import type { Pcpu } from './pcpu-loop.js';
 import { vlapicAcceptReflected } from './vlapic.js';
+import { eptFlushIpiTaken } from './ept-sync.js';
 
 // Xen's own vectors (xen/arch/x86/include/asm/irq-vectors.h; xen-sched-ipi.md §3.1)
 export const INVALIDATE_TLB_VECTOR = 0xfd;
@@ -111,10 +112,11 @@ export function physService(p: Pcpu): boolean {
     const v = lapicAck(m.lapic32, base);
     const tag = irqTagAcked(m, p.id, next, pre, v);
     if (hvHandlesVector(v)) {
-      // EVENT_CHECK only forces the exit (softirqs run on the way back); CALL_FUNCTION and INVALIDATE are
-      // not used yet; posted-interrupt notification and wake-up have their handlers in posted.ts.
+      // EVENT_CHECK only forces the exit (softirqs run on the way back); CALL_FUNCTION is the EPT flush
+      // (ept-sync.ts); INVALIDATE is not used; posted-interrupt notification and wake-up are in posted.ts.
       p.emit(EV_PHYS_IRQ, v, PIRQ_HANDLED, tag);
-      if (v === POSTED_INTR_VECTOR && p.cur >= 0 && ipiPathPosts(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH])) piNotificationInGuest(p);
+      if (v === CALL_FUNCTION_VECTOR) eptFlushIpiTaken(p); // ept_sync_domain's: no body, acknowledged by being taken
+      else if (v === POSTED_INTR_VECTOR && p.cur >= 0 && ipiPathPosts(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH])) piNotificationInGuest(p);
       else if (v === PI_WAKEUP_VECTOR) piWakeupHandler(p);
     } else {
       const cur = p.cur;

@@ -27,6 +27,18 @@ import { schedClaimNext, schedPlace, schedRandomPcpu, schedStamp } from './sched
 import { credit2Best, credit2Burn, credit2Of, credit2Reset, credit2Runtime } from './sched/credit2.js';
 import { Prng, childSeed } from '../engine/strategies/index.js';
 import { inject, vmexitHandle } from './vmexit.js';
+import { AD_DONE, AD_SECRET_HI, AD_SECRET_LO, AD_TRAMP_HI, AD_TRAMP_LO, AD_VISIBLE, altp2mBase } from '../../shared/altp2m.js';
+import {
+  INVALID_ALTP2M, VCA_EMULATE, VCA_FAST_SS, VCA_SINGLESTEP, VCA_VMFUNC, VC_ALTP2M_FLAGS, VC_EPTP_INDEX, VC_FAST_SS_IDX, VC_P2MIDX,
+} from '../../shared/vcpu.js';
+import { PC_INVEPT_HINT, PC_VMFUNCS } from '../../shared/pcpu.js';
+import { GuestAltOp, OPW_NONE, hvmOpContinue } from './hvm-op-guest.js';
+import { altp2mActive, tableRoot, vcpuResyncP2midx, vcpuSetView, viewValid, HOST_TABLE } from './altp2m.js';
+import { dirtyMaskClear, dirtyMaskSet, eptEntryFlush } from './ept-sync.js';
+import { monitorAttached, vmEventPost } from './vm-event.js';
+import { AD_SINGLESTEP_MONITOR } from '../../shared/altp2m.js';
+import { VM_EVENT_REASON_SINGLESTEP } from '../../shared/vm-event.js';
+import { EV_ROGUE_VMFUNC, EV_SINGLESTEP, EV_STALE, EV_VMFUNC } from '../trace/events.js';
 
 /** Parameters every pCPU gets, identical in both engines. Plain data (sent to workers). */
 export interface PcpuParams {
@@ -75,6 +87,12 @@ export class Pcpu {
   /** The loaded vCPU may have a deliverable virtual interrupt (vlapic.ts vlapicInject). */
   virqCheck = true;
   sliceEnd = 0;
+  /** A guest HVMOP_altp2m in progress on this pCPU (hvm-op-guest.ts). */
+  readonly altOp: GuestAltOp;
+  /** The domain whose vCPU this pCPU loaded last (dirty_cpumask is cleared only when that changes). */
+  private lastDomain = -1;
+  /** VMFUNCs already reported from the core's counter. */
+  private seenVmfuncs = 0;
 
   // Precomputed word indices (see step). Per pCPU:
   private readonly iStop = C.CTL_STOP;
@@ -85,11 +103,14 @@ export class Pcpu {
   private readonly fClock: number;
   private readonly fInsns: number;
   private readonly fEntries: number;
+  private readonly iInveptHint: number;
   private readonly credit2: boolean;
   // ... and per loaded vCPU (set in load):
   private iRunstate = 0;
   private iPause = 0;
   private iDomState = 0;
+  private iApFlags = 0;
+  private iP2midx = 0;
   private fVInsns = 0;
   private fVCycles = 0;
 
@@ -102,6 +123,7 @@ export class Pcpu {
     this.fClock = (this.base + PC_CLOCK_F64) >> 1;
     this.fInsns = (this.base + PC_INSNS_F64) >> 1;
     this.fEntries = (this.base + PC_ENTRIES_F64) >> 1;
+    this.iInveptHint = this.base + PC_INVEPT_HINT;
     this.credit2 = params.scheduler === 'credit2';
     this.core = new CpuCore(m.mem32, m.mem8, m.p2m, m.pc32, this.base + PC_PENDING, opcodeCosts(params.costs));
     this.core.exceptionCost = params.costs.exception;
@@ -111,6 +133,8 @@ export class Pcpu {
     this.core.lapic = this.physPort;
     this.rng = new Prng(childSeed(params.seed, `pcpu${id}.sched`));
     this.core.clock = m.pcF64[(this.base + PC_CLOCK_F64) >> 1];
+    this.core.ap32 = m.ap32;
+    this.altOp = new GuestAltOp(this);
   }
 
   /** Emit an event for the loaded vCPU (or a hypervisor event with vcpu -1). */
@@ -158,6 +182,12 @@ export class Pcpu {
     const pend = pc32[this.iPending];
     if (pend !== 0) this.servicePending(pend);
     if (pc32[this.iState] === PS_WAIT_SIPI) return STEP_IDLE; // reset behind the hypervisor's back
+    if (this.altOp.phase !== OPW_NONE) {
+      // A hypercall that waits is not preempted: its vCPU stays here until the wait is over.
+      hvmOpContinue(this);
+      m.pcF64[this.fClock] = this.core.clock;
+      return STEP_RAN;
+    }
     let v = this.cur;
     if (v >= 0) {
       if (Atomics.load(m.dm32, this.iDomState) !== DS_RUNNING) Atomics.store(m.vc32, this.iRunstate, RS_DONE);
@@ -183,10 +213,23 @@ export class Pcpu {
       return STEP_RAN;
     }
     const core = this.core;
+    if (pc32[this.iInveptHint] !== 0) eptEntryFlush(this, this.curDomain);
+    const apf = Atomics.load(m.vc32, this.iApFlags);
+    core.vmfuncEnabled = (apf & VCA_VMFUNC) !== 0;
+    const stepping = (apf & (VCA_SINGLESTEP | VCA_FAST_SS | VCA_EMULATE)) !== 0;
+    if (stepping) {
+      budget = 1;
+      core.ignoreAccess = (apf & VCA_EMULATE) !== 0;
+    }
     const c0 = core.clock;
     core.sharedLeft = sharedAccesses;
     const exit = guestRun(core, budget);
     this.lastExit = exit;
+    if (stepping) this.afterStep(apf);
+    if (core.vmfuncs !== this.seenVmfuncs) this.noteVmfunc();
+    if (core.stale !== 0) this.noteStale();
+    // Xen reads EPTP_INDEX at every exit: only then does p2midx catch up with a guest VMFUNC.
+    if (exit !== EXIT_NONE && core.view !== m.vc32[this.iP2midx] && core.vmfuncEnabled) vcpuResyncP2midx(m, this.curDomain, v, core.view);
     const retired = core.retired, ran = core.clock - c0;
     m.vcF64[insF] += retired;
     m.vcF64[this.fVCycles] += ran;
@@ -305,6 +348,11 @@ export class Pcpu {
     m.vc32[vb + VC_PC] = c.pc;
     m.vc32[vb + VC_FLAGS] = c.flags;
     m.vc32[vb + VC_IDTR] = c.idtr;
+    if (c.view !== INVALID_ALTP2M) {
+      // Descheduling is an exit: Xen's p2midx catches up with any VMFUNC before the vCPU can move.
+      Atomics.store(m.vc32, vb + VC_EPTP_INDEX, c.view);
+      vcpuResyncP2midx(m, this.curDomain, v, c.view);
+    }
     const rs = Atomics.load(m.vc32, vb + VC_RUNSTATE);
     let to = this.id;
     if (rs === RS_RUNNING) {
@@ -348,6 +396,52 @@ export class Pcpu {
     Atomics.store(m.mem32, w + 1, this.id); // physical APIC ID of pCPU p is p
   }
 
+  /** Point the core at the loaded vCPU's view (VC_EPTP_INDEX), or at the host p2m when altp2m is off. */
+  reloadView(): void {
+    const m = this.m, c = this.core, v = this.cur, d = this.curDomain;
+    if (v < 0) return;
+    const idx = Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_EPTP_INDEX);
+    if (idx === INVALID_ALTP2M || !altp2mActive(m, d)) c.setTable(INVALID_ALTP2M, tableRoot(m, d, HOST_TABLE));
+    else c.setTable(idx, tableRoot(m, d, idx));
+  }
+
+  /** After a single-stepped instruction: fast single-step switches views quietly; monitor single-step reports. */
+  private afterStep(apf: number): void {
+    const m = this.m, c = this.core, v = this.cur, b = v * VCPU_STRIDE_WORDS;
+    if ((apf & VCA_EMULATE) !== 0) {
+      c.ignoreAccess = false;
+      Atomics.and(m.vc32, b + VC_ALTP2M_FLAGS, ~VCA_EMULATE);
+    }
+    if (c.retired === 0) return;
+    const d = this.curDomain;
+    if ((apf & VCA_FAST_SS) !== 0) {
+      Atomics.and(m.vc32, b + VC_ALTP2M_FLAGS, ~VCA_FAST_SS);
+      const idx = m.vc32[b + VC_FAST_SS_IDX];
+      if (altp2mActive(m, d) && viewValid(m, d, idx)) {
+        vcpuSetView(m, d, v, idx);
+        this.reloadView();
+      }
+    } else if ((apf & VCA_SINGLESTEP) !== 0 && monitorAttached(m, d) && Atomics.load(m.ap32, altp2mBase(d) + AD_SINGLESTEP_MONITOR) !== 0) {
+      // The monitor trap flag exits after one instruction: a sync SINGLESTEP request.
+      if (vmEventPost(m, d, this.id + 1, v, true, VM_EVENT_REASON_SINGLESTEP, 0, 0, 0, c.pc)) this.emit(EV_SINGLESTEP, c.pc, 0, 0);
+    }
+  }
+
+  private noteVmfunc(): void {
+    const c = this.core, m = this.m;
+    m.pc32[this.base + PC_VMFUNCS] += c.vmfuncs - this.seenVmfuncs;
+    this.seenVmfuncs = c.vmfuncs;
+    this.emit(EV_VMFUNC, c.vmfuncFrom, c.vmfuncPc, c.view);
+    if (c.vmfuncPc < c.trampLo || c.vmfuncPc >= c.trampHi) this.emit(EV_ROGUE_VMFUNC, c.view, c.vmfuncPc, c.vmfuncFrom);
+  }
+
+  /** One event per burst that used a stale translation, with the burst's first such access. */
+  private noteStale(): void {
+    const c = this.core;
+    this.emit(EV_STALE, c.staleGpa, c.staleAccess | ((c.staleView & 0xffff) << 8), c.staleStamp);
+    c.stale = 0;
+  }
+
   private load(v: number): void {
     const m = this.m, vb = v * VCPU_STRIDE_WORDS, c = this.core;
     for (let i = 0; i < 16; i++) c.R[i] = m.vc32[vb + VC_REGS + i];
@@ -361,16 +455,33 @@ export class Pcpu {
     c.lapic = ipiPathHwApic(path) ? this.virtPort : this.physPort;
     c.x2apicPassthrough = path === IPI_PATH_X2APIC_PASSTHROUGH || ipiPathHwApic(path);
     this.virqCheck = true;
-    c.p2mRoot = m.dm32[m.domainBase(d) + DM_P2M_ROOT];
-    c.tlb.flushAll();
-    // schedClaimNext already moved it RUNNABLE -> RUNNING for this pCPU.
+    c.tlbFlushAll();
+    // dirty_cpumask: set before the switch (an EPT flush must not miss us); left only for another domain.
+    if (this.lastDomain !== d) {
+      if (this.lastDomain >= 0) dirtyMaskClear(m, this.lastDomain, this.id);
+      this.lastDomain = d;
+    }
+    dirtyMaskSet(m, d, this.id);
+    const ab = altp2mBase(d);
+    c.visibleBase = ab + AD_VISIBLE;
+    c.doneIdx = ab + AD_DONE;
+    c.trampLo = m.ap32[ab + AD_TRAMP_LO] * 4096;
+    c.trampHi = (m.ap32[ab + AD_TRAMP_HI] + 1) * 4096;
+    c.secretLo = m.ap32[ab + AD_SECRET_LO];
+    c.secretHi = m.ap32[ab + AD_SECRET_HI];
+    c.secretPass = -1;
+    this.iApFlags = vb + VC_ALTP2M_FLAGS;
+    this.iP2midx = vb + VC_P2MIDX;
     this.cur = v;
+    this.curDomain = d;
+    this.reloadView();
+    this.seenVmfuncs = c.vmfuncs;
+    // schedClaimNext already moved it RUNNABLE -> RUNNING for this pCPU.
     this.iRunstate = vb + VC_RUNSTATE;
     this.iPause = vb + VC_PAUSE_COUNT;
     this.iDomState = m.domainBase(d) + DM_STATE;
     this.fVInsns = (vb + VC_INSNS_F64) >> 1;
     this.fVCycles = (vb + VC_RUN_CYCLES_F64) >> 1;
-    this.curDomain = d;
     Atomics.store(m.pc32, this.base + PC_CURRENT, v);
     m.pcF64[(this.base + PC_CTXSW_F64) >> 1]++;
     this.hvCycles(this.params.costs.context_switch);

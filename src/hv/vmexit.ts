@@ -10,12 +10,13 @@ import {
 } from '../isa/interp.js';
 import { INSN_BYTES, REG_EAX, REG_EBX, REG_ECX, REG_EDX } from '../isa/opcodes.js';
 import {
-  CRASH_EPT_VIOLATION, CRASH_TRIPLE_FAULT, EV_ASSERT, EV_CONSOLE, EV_DOMAIN_END, EV_EXCEPTION, EV_HALT_DEAD,
+  CRASH_TRIPLE_FAULT, EV_ASSERT, EV_CONSOLE, EV_DOMAIN_END, EV_EXCEPTION, EV_HALT_DEAD,
   EV_INTENT, EV_MARKER, EV_REPORT,
 } from '../trace/events.js';
 import { domainEnd } from './domain-ops.js';
 import { hypercallDispatch, XEN_VERSION } from './hypercall.js';
-import { vlapicHasDeliverable, vlapicMmioExit, vlapicMsrExit } from './vlapic.js';
+import { vlapicHasDeliverable, vlapicMsrExit } from './vlapic.js';
+import { eptViolation } from './mem-access.js';
 import type { Pcpu } from './pcpu-loop.js';
 import { bug } from '../errors.js';
 
@@ -28,18 +29,14 @@ export function vmexitHandle(p: Pcpu, reason: number): void {
     case EXIT_HLT: p.hvCycles(costs.vmexit); return exitHlt(p);
     case EXIT_VMCALL:
       p.hvCycles(costs.hypercall);
-      hypercallDispatch(p);
-      p.core.pc += INSN_BYTES; // Safe: vmcall, and the hypercall did not move pc
+      if (hypercallDispatch(p)) p.core.pc += INSN_BYTES; // Safe: vmcall, and the hypercall did not move pc
       return;
     case EXIT_MAGIC: return exitMagic(p);
     case EXIT_CPUID: p.hvCycles(costs.vmexit); return exitCpuid(p);
     case EXIT_RDMSR: p.hvCycles(costs.vmexit); if (!vlapicMsrExit(p, false)) exitRdmsr(p); return;
     case EXIT_WRMSR: p.hvCycles(costs.vmexit); if (!vlapicMsrExit(p, true)) exitWrmsr(p); return;
     case EXIT_IO: p.hvCycles(costs.io_exit); return exitIo(p);
-    case EXIT_EPT_VIOLATION:
-      if (vlapicMmioExit(p)) return;
-      p.hvCycles(costs.ept_violation);
-      return exitEptViolation(p);
+    case EXIT_EPT_VIOLATION: return eptViolation(p);
     case EXIT_TRIPLE_FAULT: return crash(p, CRASH_TRIPLE_FAULT, p.core.exitQual, p.core.pc, 0);
     case EXIT_EXTINT: p.hvCycles(costs.vmexit); return; // the pending bits are serviced at the next step
     case EXIT_VMFUNC:
@@ -158,10 +155,4 @@ function exitIo(p: Pcpu): void {
     c.R[reg] = port === CONSOLE_PORT ? CONSOLE_PORT : -1;
   }
   c.pc += INSN_BYTES; // Safe: in/out
-}
-
-function exitEptViolation(p: Pcpu): void {
-  // No mem_access listener and no #VE yet: the gfn is not mapped for this access, so Xen crashes
-  // the domain (xen-altp2m.md: p2m_mem_access_check without a ring).
-  crash(p, CRASH_EPT_VIOLATION, p.core.exitGpa, p.core.exitAccess, p.core.pc);
 }

@@ -1,6 +1,7 @@
-// Per-pCPU software TLB: a direct-mapped cache of gfn -> host byte offset + permissions for the
-// view the loaded vCPU uses. pCPU-private (never shared), so plain arrays suffice. Flushed on every
-// vCPU switch and, once views exist, by INVEPT before VM entry.
+// Per-pCPU software TLB: a direct-mapped cache of gfn -> host byte offset + permissions, one per EPT
+// table the pCPU has used (the host p2m and each altp2m view), as hardware tags translations with the
+// EPTP. pCPU-private (never shared), so plain arrays suffice. Flushed on every vCPU switch, and per table
+// by INVEPT before VM entry (hv/ept-sync.ts); VMFUNC switches tables without flushing.
 /** Size of the direct-mapped TLB (a const enum so the hot path sees literals). */
 export const enum TlbSize { ENTRIES = 256, MASK = 255 }
 export const TLB_ENTRIES = TlbSize.ENTRIES;
@@ -13,6 +14,10 @@ export class Tlb {
   readonly base = new Int32Array(TLB_ENTRIES);
   /** PERM_* bits the entry allows. */
   readonly perm = new Int32Array(TLB_ENTRIES);
+  /** Word index of the p2m entry's stamp (P2E_STAMP) this translation came from. */
+  readonly eoff = new Int32Array(TLB_ENTRIES);
+  /** The stamp it had then: a different stamp now means the entry was rewritten since. */
+  readonly stamp = new Int32Array(TLB_ENTRIES);
   flushes = 0;
 
   flushAll(): void {

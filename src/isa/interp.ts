@@ -14,7 +14,8 @@
 //  - a jump to an address that is not 8-aligned raises #GP at the first fetch.
 import { Op, Reg } from './opcodes.js';
 import { FL_CF, FL_FIXED, FL_IF, FL_OF, FL_SF, FL_ZF } from '../../shared/vcpu.js';
-import { P2E_ATTR, P2E_MFN, P2MT_MMIO_DIRECT, P2MT_RAM_RW, p2mAttrAccess, p2mAttrType } from '../../shared/p2m.js';
+import { ATTR_SUPPRESS_VE, P2E_ATTR, P2E_MFN, P2E_STAMP, P2MT_INVALID, P2MT_MMIO_DIRECT, P2MT_RAM_RW, p2mAttrAccess, p2mAttrType } from '../../shared/p2m.js';
+import { INVALID_ALTP2M } from '../../shared/vcpu.js';
 import { eptAccessPerms, p2mEntryOffset, Perm, PERM_R, PERM_W, PERM_X } from '../hw/ept.js';
 import { Tlb, TlbSize } from '../hw/tlb.js';
 
@@ -79,6 +80,8 @@ export const PORT_OK = 0, PORT_GP = 1, PORT_EXIT = 2;
 export const MMIO_NONE = 0;
 /** The pCPU's own xAPIC page, passed through: handled inline through CpuCore.lapic. */
 export const MMIO_LAPIC_DIRECT = 1;
+/** A data access to the secret region: the REALM_ESCAPE oracle looks at it, then it completes (no real exit). */
+export const MMIO_SECRET = 2;
 
 /**
  * The pCPU's "hardware" state for the loaded vCPU: registers, flags, TLB and the memory it sees.
@@ -93,9 +96,44 @@ export class CpuCore {
   idtr = -1;
   /** VMFUNC enabled for this vCPU (Xen: only through vcpu_enable_notify). */
   vmfuncEnabled = false;
-  readonly tlb = new Tlb();
+  /** One TLB per EPT table: views 0..511, then the host p2m at TLB_HOST. Created on first use. */
+  private readonly tlbs: (Tlb | undefined)[] = new Array(TLB_HOST + 1);
+  private readonly tlbsUsed: Tlb[] = [];
+  /** The TLB of the table in use. */
+  tlb: Tlb;
   /** Root of the p2m (view) this vCPU uses now, a word offset into p2m. */
   p2mRoot = 0;
+  /** The view in use (the VMCS EPTP index), or INVALID_ALTP2M for the host p2m. */
+  view = INVALID_ALTP2M;
+  /** The altp2m buffer and, for the loaded domain, the word index of its visible EPTP list and of AD_DONE. */
+  ap32: Int32Array = EMPTY;
+  visibleBase = 0;
+  doneIdx = 0;
+  /** Successful VMFUNCs; the last one's source and target views end the burst so the pCPU can record it. */
+  vmfuncs = 0;
+  vmfuncFrom = -1;
+  vmfuncPc = 0;
+  /** Trampoline region, gpa bytes [lo, hi): a VMFUNC elsewhere is ROGUE_VMFUNC. Default: everywhere. */
+  trampLo = 0;
+  trampHi = 0x7fffffff;
+  /** Secret region, gfns [lo, hi]: every data access there exits to the REALM_ESCAPE oracle first (lo > hi: none). */
+  secretLo = 1;
+  secretHi = 0;
+  /** gfn an oracle-probed access may now complete on (once). */
+  secretPass = -1;
+  /** True only inside guestRun: hypervisor reads of guest memory are not probed. */
+  probing = false;
+  /** Accesses a stale TLB entry allowed (STALE_TRANSLATION), with the first one's details. */
+  stale = 0;
+  staleGpa = 0;
+  staleAccess = 0;
+  staleView = 0;
+  staleStamp = 0;
+  staleFill = 0;
+  /** EMULATE from vm_event: the next instruction ignores the view's access restriction (not its mapping). */
+  ignoreAccess = false;
+  /** After an EPT violation: the deciding entry has suppress-VE clear (the violation may become a #VE). */
+  exitVeConvertible = false;
   /** Simulated cycles of this pCPU. */
   clock = 0;
   /** Instructions retired in the last guestRun. */
@@ -131,47 +169,139 @@ export class CpuCore {
     readonly pend: Int32Array,
     readonly pendIdx: number,
     readonly cost: Int32Array,
-  ) {}
+  ) {
+    this.tlb = this.tlbFor(INVALID_ALTP2M);
+  }
+
+  private tlbFor(view: number): Tlb {
+    const i = view === INVALID_ALTP2M || view < 0 ? TLB_HOST : view;
+    let t = this.tlbs[i];
+    if (t === undefined) {
+      t = new Tlb();
+      this.tlbs[i] = t;
+      this.tlbsUsed.push(t);
+    }
+    return t;
+  }
+
+  /** Use table `view` (INVALID_ALTP2M: the host p2m) rooted at `root`. No flush: TLBs are per table. */
+  setTable(view: number, root: number): void {
+    this.view = view;
+    this.p2mRoot = root;
+    this.tlb = this.tlbFor(view);
+    this.codeGfn = -1;
+  }
+
+  /** INVEPT single-context: forget the translations of one table (-1 or INVALID_ALTP2M: the host p2m). */
+  tlbFlushTable(view: number): void {
+    this.tlbFor(view).flushAll();
+    this.codeGfn = -1;
+  }
+
+  /** INVEPT all-context (and a vCPU switch): forget every table's translations. */
+  tlbFlushAll(): void {
+    for (const t of this.tlbsUsed) t.flushAll();
+    this.codeGfn = -1;
+  }
 }
+
+const EMPTY = new Int32Array(1);
+/** TLB index of the host p2m (after the 512 views). */
+const TLB_HOST = 512;
 
 /**
  * Translate gpa for an access needing `perm`; returns the host byte offset, or -1 after recording an
  * EPT violation in the core. The fast path is a TLB hit; the slow path reads the p2m.
  */
 export function xlate(c: CpuCore, gpa: number, perm: number): number {
+  const t = c.tlb;
+  return xlateFast(c, t.tag, t.base, t.perm, t.eoff, t.stamp, c.p2m, gpa, perm);
+}
+
+/**
+ * xlate with the TLB arrays already in locals (the interpreter's hot path: no property chains). A hit
+ * whose p2m entry has been rewritten since the fill (its stamp moved) goes to xlateStale.
+ */
+function xlateFast(c: CpuCore, tag: Int32Array, base: Int32Array, tperm: Int32Array, teoff: Int32Array, tstamp: Int32Array,
+  p2m: Int32Array, gpa: number, perm: number): number {
   const gfn = gpa >>> 12;
   const s = gfn & TlbSize.MASK;
-  const t = c.tlb;
-  if (t.tag[s] === gfn && (t.perm[s] & perm) === perm) return t.base[s] + (gpa & 0xfff);
+  if (tag[s] === gfn && (tperm[s] & perm) === perm) {
+    if (p2m[teoff[s]] === tstamp[s]) return base[s] + (gpa & 0xfff);
+    return xlateStale(c, gpa, perm, s);
+  }
   return xlateSlow(c, gpa, perm);
 }
 
-/** xlate with the TLB arrays already in locals (the interpreter's hot path: no property chains). */
-function xlateFast(c: CpuCore, tag: Int32Array, base: Int32Array, tperm: Int32Array, gpa: number, perm: number): number {
-  const gfn = gpa >>> 12;
-  const s = gfn & TlbSize.MASK;
-  if (tag[s] === gfn && (tperm[s] & perm) === perm) return base[s] + (gpa & 0xfff);
-  return xlateSlow(c, gpa, perm);
+/**
+ * A TLB hit on an entry rewritten since the fill. The hardware uses the TLB entry whatever the p2m says;
+ * the oracle judges it: if the current entry no longer allows this access (or maps another frame) and the
+ * operation that rewrote it has returned (stamp <= AD_DONE, read after the stamp: happens-before), the
+ * access is STALE_TRANSLATION. If the entry still allows it, the TLB entry is simply brought up to date.
+ */
+function xlateStale(c: CpuCore, gpa: number, perm: number, s: number): number {
+  const t = c.tlb, p2m = c.p2m;
+  const e = t.eoff[s] - P2E_STAMP;
+  let attr = 0, mfn = 0, stamp = 0;
+  for (;;) {
+    stamp = Atomics.load(p2m, e + P2E_STAMP);
+    attr = Atomics.load(p2m, e + P2E_ATTR);
+    mfn = Atomics.load(p2m, e + P2E_MFN);
+    if (Atomics.load(p2m, e + P2E_STAMP) === stamp && Atomics.load(p2m, e + P2E_ATTR) === attr) break;
+  }
+  const allowed = eptAccessPerms(p2mAttrAccess(attr));
+  if (stamp !== -1 && p2mAttrType(attr) === P2MT_RAM_RW && (allowed & perm) === perm && (mfn << 12) === t.base[s]) {
+    t.stamp[s] = stamp;
+    t.perm[s] = allowed;
+  } else if (stamp !== -1 && stamp <= Atomics.load(c.ap32, c.doneIdx)) {
+    if (c.stale++ === 0) {
+      c.staleGpa = gpa; c.staleAccess = perm; c.staleView = c.view; c.staleStamp = stamp; c.staleFill = t.stamp[s];
+    }
+  }
+  return t.base[s] + (gpa & 0xfff);
 }
 
 function xlateSlow(c: CpuCore, gpa: number, perm: number): number {
   const gfn = gpa >>> 12;
-  const e = p2mEntryOffset(c.p2m, c.p2mRoot, gfn);
-  const attr = e < 0 ? 0 : Atomics.load(c.p2m, e + P2E_ATTR);
-  const allowed = eptAccessPerms(p2mAttrAccess(attr));
+  const p2m = c.p2m;
+  const e = p2mEntryOffset(p2m, c.p2mRoot, gfn);
+  let attr = 0, mfn = 0, stamp = 0;
+  if (e >= 0) {
+    // A consistent (stamp, attr, mfn): altp2m.ts writeEntry marks the stamp busy (-1) while it writes.
+    for (;;) {
+      stamp = Atomics.load(p2m, e + P2E_STAMP);
+      attr = Atomics.load(p2m, e + P2E_ATTR);
+      mfn = Atomics.load(p2m, e + P2E_MFN);
+      if (stamp !== -1 && Atomics.load(p2m, e + P2E_STAMP) === stamp && Atomics.load(p2m, e + P2E_ATTR) === attr) break;
+    }
+  }
+  const allowed = c.ignoreAccess ? (Perm.R | Perm.W | Perm.X) : eptAccessPerms(p2mAttrAccess(attr));
   const type = p2mAttrType(attr);
   if (type !== P2MT_RAM_RW || (allowed & perm) !== perm) {
     c.exitGpa = gpa;
     c.exitAccess = perm;
+    // Not-present entries suppress #VE here (Xen's default for new entries; the zeroed-root case is unconfirmed).
+    c.exitVeConvertible = type !== P2MT_INVALID && (attr & ATTR_SUPPRESS_VE) === 0;
     c.mmioKind = type === P2MT_MMIO_DIRECT && (allowed & perm) === perm && c.lapic !== null && (perm & Perm.X) === 0
       ? MMIO_LAPIC_DIRECT : MMIO_NONE;
     return -1;
   }
+  if (c.probing && gfn >= c.secretLo && gfn <= c.secretHi && (perm & Perm.X) === 0) {
+    // Every data access to the secret region is judged (REALM_ESCAPE) before it completes: no TLB fill.
+    if (c.secretPass === gfn) { c.secretPass = -1; return (mfn << 12) + (gpa & 0xfff); }
+    c.exitGpa = gpa;
+    c.exitAccess = perm;
+    c.mmioKind = MMIO_SECRET;
+    return -1;
+  }
+  if (c.ignoreAccess) return (mfn << 12) + (gpa & 0xfff); // an emulated access leaves no translation behind
   const s = gfn & TlbSize.MASK;
   const t = c.tlb;
   t.tag[s] = gfn;
-  t.base[s] = Atomics.load(c.p2m, e + P2E_MFN) << 12;
+  t.base[s] = mfn << 12;
   t.perm[s] = allowed;
+  t.eoff[s] = e + P2E_STAMP;
+  t.stamp[s] = stamp;
   return t.base[s] + (gpa & 0xfff);
 }
 
@@ -221,8 +351,10 @@ export function guestDeliver(c: CpuCore, vec: number, retPc: number): number {
  */
 export function guestRun(c: CpuCore, budget: number): number {
   const R = c.R, mem32 = c.mem32, mem8 = c.mem8, pend = c.pend, pendIdx = c.pendIdx, cost = c.cost;
-  const tTag = c.tlb.tag, tBase = c.tlb.base, tPerm = c.tlb.perm;
+  let tTag = c.tlb.tag, tBase = c.tlb.base, tPerm = c.tlb.perm, tEoff = c.tlb.eoff, tStamp = c.tlb.stamp;
+  const p2m = c.p2m;
   let sh = c.sharedLeft;
+  c.probing = true;
   let pc = c.pc | 0;
   const fl = c.flags;
   let cf = (fl & FL_CF) !== 0, zf = (fl & FL_ZF) !== 0, sf = (fl & FL_SF) !== 0, of = (fl & FL_OF) !== 0;
@@ -235,7 +367,7 @@ export function guestRun(c: CpuCore, budget: number): number {
     if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break; }
     if ((pc >>> 12) !== codeGfn) {
       if ((pc & 7) !== 0) { fault = VEC_GP; } else {
-        const hb = xlateFast(c, tTag, tBase, tPerm, pc, Perm.X);
+        const hb = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, pc, Perm.X);
         if (hb < 0) { exit = EXIT_EPT_VIOLATION; break; }
         codeGfn = pc >>> 12;
         codeBase = (hb - (pc & 0xfff)) >> 2;
@@ -255,7 +387,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.MOV: R[a] = src; pc += 8; continue;
         case Op.LD: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.R);
+          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, src, Perm.R);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc; cyc = 0;
@@ -267,7 +399,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         }
         case Op.ST: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, src, Perm.W);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc; cyc = 0; c.pc = pc;
@@ -281,7 +413,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           const ad = op === Op.ST_SD ? (R[(w0 >>> 11) & 31] + (w0 >> 16)) | 0 : src;
           const v = op === Op.ST_SD ? w1 : w0 >> 16;
           if ((ad & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, ad, Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, ad, Perm.W);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc; cyc = 0; c.pc = pc;
@@ -292,14 +424,14 @@ export function guestRun(c: CpuCore, budget: number): number {
           continue;
         }
         case Op.LDB: {
-          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.R);
+          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, src, Perm.R);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           R[a] = mem8[h]; pc += 8;
           if (--sh === 0) break loop;
           continue;
         }
         case Op.STB: {
-          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, src, Perm.W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           mem8[h] = R[a]; pc += 8;
           if (--sh === 0) break loop;
@@ -366,7 +498,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.CALL: case Op.PUSH: case Op.PUSHF: {
           const sp = (R[Reg.ESP] - 4) | 0;
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, sp, Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, sp, Perm.W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           mem32[h >> 2] = op === Op.CALL ? pc + 8 : op === Op.PUSH ? src : packFlags(cf, zf, sf, of, ifl);
           R[Reg.ESP] = sp;
@@ -377,7 +509,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.POP: case Op.RET: case Op.POPF: {
           const sp = R[Reg.ESP];
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, sp, Perm.R);
+          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, sp, Perm.R);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const v = mem32[h >> 2];
           R[Reg.ESP] = (sp + 4) | 0;
@@ -393,8 +525,8 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.IRET: {
           const sp = R[Reg.ESP];
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h1 = xlateFast(c, tTag, tBase, tPerm, sp, Perm.R);
-          const h2 = xlateFast(c, tTag, tBase, tPerm, (sp + 4) | 0, Perm.R);
+          const h1 = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, sp, Perm.R);
+          const h2 = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, (sp + 4) | 0, Perm.R);
           if (h1 < 0 || h2 < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           pc = mem32[h1 >> 2];
           const v = mem32[h2 >> 2];
@@ -407,7 +539,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         // ---- atomics (Atomics on host memory: atomic across pCPUs, as the lock prefix is) ----
         case Op.XCHG: case Op.XADD: case Op.CMPXCHG: case Op.LADD: case Op.LOR: case Op.LAND: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.R | Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, src, Perm.R | Perm.W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const wi2 = h >> 2, v = R[a];
           if (op === Op.XCHG) R[a] = Atomics.exchange(mem32, wi2, v);
@@ -437,7 +569,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           const ad = sd ? (R[(w0 >>> 11) & 31] + (w0 >> 16)) | 0 : src;
           const v = sd ? w1 : w0 >> 16;
           if ((ad & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, ad, Perm.R | Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, ad, Perm.R | Perm.W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const isAdd = op === Op.LADD_SD || op === Op.LADD_SI, isOr = op === Op.LOR_SD || op === Op.LOR_SI;
           const old = isAdd ? Atomics.add(mem32, h >> 2, v) : isOr ? Atomics.or(mem32, h >> 2, v) : Atomics.and(mem32, h >> 2, v);
@@ -484,11 +616,22 @@ export function guestRun(c: CpuCore, budget: number): number {
           R[Reg.EDX] = Math.floor(t / 4294967296) | 0;
           pc += 8; continue;
         }
-        case Op.VMFUNC:
-          // ISA.md: #UD when not enabled or eax >= 64, checked by the CPU before any exit.
-          if (!c.vmfuncEnabled || (R[Reg.EAX] >>> 0) >= 64) { fault = VEC_UD; break; }
-          c.exitQual = R[Reg.ECX];
-          exit = EXIT_VMFUNC; break loop;
+        case Op.VMFUNC: {
+          // SDM order (xen-altp2m.md §5): #UD when not enabled or eax >= 64; a leaf other than 0 (its
+          // control bit is clear), ecx >= 512 or an invalid EPTP-list slot exits (reason 59). No CPL check.
+          const leaf = R[Reg.EAX] >>> 0, idx = R[Reg.ECX] >>> 0;
+          if (!c.vmfuncEnabled || leaf >= 64) { fault = VEC_UD; break; }
+          const root = leaf === 0 && idx < 512 ? Atomics.load(c.ap32, c.visibleBase + idx) : -1;
+          if (root === -1) { c.exitQual = R[Reg.ECX]; exit = EXIT_VMFUNC; break loop; }
+          c.vmfuncFrom = c.view;
+          c.vmfuncPc = pc;
+          c.vmfuncs++;
+          c.setTable(idx, root);
+          tTag = c.tlb.tag; tBase = c.tlb.base; tPerm = c.tlb.perm; tEoff = c.tlb.eoff; tStamp = c.tlb.stamp;
+          codeGfn = -1;
+          pc += 8;
+          break loop; // ends the burst (no exit): the pCPU records the switch
+        }
         default:
           fault = VEC_UD; break;
       }
@@ -503,6 +646,7 @@ export function guestRun(c: CpuCore, budget: number): number {
     pc = c.pc; ifl = false;
     if (--sh === 0) break;
   }
+  c.probing = false;
   c.pc = pc;
   c.flags = packFlags(cf, zf, sf, of, ifl);
   c.retired = n;

@@ -1,6 +1,7 @@
 // Scenario files (DESIGN.md §5.5, extended): TOML parsed by smol-toml, then checked key by key so every
 // mistake is one line naming the file, the line and the key. Built-in scenarios live beside this file
 // in builtin/ (a .toml and a .s each).
+import { EPT_SYNC_NAMES } from '../../shared/altp2m.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +20,7 @@ import { parseCpuList } from './cpulist.js';
 
 export const BUILTIN_DIR = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './builtin/' : '../../../src/scenario/builtin/', import.meta.url));
 
-export const ALTP2M_MODES = ['disabled', 'mixed', 'external', 'limited'] as const;
+export const ALTP2M_MODES = ['disabled', 'mixed', 'external', 'limited'] as const; // ALTP2M_MODE_* order
 export const MAX_VCPUS_PER_DOMAIN = 512;
 
 export interface DomainScenario {
@@ -37,6 +38,18 @@ export interface DomainScenario {
   vcpuMap: number;
   /** Extra assembler symbols for this domain's program (`defines = { ROUNDS = 100 }`). */
   defines: Map<string, number>;
+  /** ept_sync: how p2m writers invalidate other pCPUs' translations. */
+  eptSync: (typeof EPT_SYNC_NAMES)[number];
+  /** With no vm_event listener, a violation crashes the domain instead of relaxing the entry. */
+  accessRequired: boolean;
+  /** Regions (inclusive gfn ranges) the oracles read. */
+  trampoline: [number, number] | null;
+  realm: [number, number] | null;
+  secret: [number, number] | null;
+  /** Agent module (path relative to the scenario file, or a built-in agent's name), '' = none. */
+  agent: string;
+  /** Options handed to the agent. */
+  agentArgs: Record<string, unknown>;
 }
 
 export interface Scenario {
@@ -142,6 +155,28 @@ class Checker {
     return v as T;
   }
 
+  bool(t: Table, path: string, key: string, dflt: boolean): boolean {
+    const v = t[key];
+    if (v === undefined) return dflt;
+    if (typeof v !== 'boolean') this.fail(`${path}.${key}`, `'${key}' must be true or false, got ${fmt(v)}`);
+    return v;
+  }
+
+  /** A gfn range "LO-HI" or "N" (decimal or 0x hex, inclusive), inside `frames`; null when absent. */
+  gfnRange(t: Table, path: string, key: string, frames: number): [number, number] | null {
+    if (t[key] === undefined) return null;
+    const v = this.str(t, path, key);
+    const mm = /^\s*((?:0x)?[0-9a-fA-F]+)\s*(?:-\s*((?:0x)?[0-9a-fA-F]+)\s*)?$/.exec(v);
+    const num = (x: string) => (x.startsWith('0x') ? parseInt(x.slice(2), 16) : /^\d+$/.test(x) ? parseInt(x, 10) : NaN);
+    const lo = mm === null ? NaN : num(mm[1]);
+    const hi = mm === null ? NaN : mm[2] === undefined ? lo : num(mm[2]);
+    if (!Number.isInteger(lo) || !Number.isInteger(hi) || hi < lo) {
+      this.fail(`${path}.${key}`, `'${key}' must be a gfn range "LO-HI" or a gfn "N" (decimal or 0x hex), got ${fmt(v)}`);
+    }
+    if (hi >= frames) this.fail(`${path}.${key}`, `'${key}' gfn 0x${hi.toString(16)} is beyond the domain's RAM (${frames} frames)`);
+    return [lo, hi];
+  }
+
   table(t: Table, key: string, path = ''): Table {
     const v = t[key];
     if (v === undefined) return {};
@@ -229,7 +264,8 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const names = new Set<string>();
   const domains = (doms as Table[]).map((d, i) => {
     const path = `domain[${i}]`;
-    ck.onlyKeys(d, path, ['name', 'vcpus', 'memory_kb', 'program', 'cpus', 'altp2m', 'altp2m_count', 'ipi_path', 'vcpu_map', 'defines', 'cpus_soft']);
+    ck.onlyKeys(d, path, ['name', 'vcpus', 'memory_kb', 'program', 'cpus', 'altp2m', 'altp2m_count', 'ipi_path', 'vcpu_map', 'defines', 'cpus_soft',
+      'ept_sync', 'access_required', 'trampoline', 'realm', 'secret', 'agent', 'agent_args']);
     const name = ck.str(d, path, 'name', `domain${i}`);
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) ck.fail(`${path}.name`, `'name' may only hold letters, digits, '_', '.', '-', got ${fmt(name)}`);
     if (names.has(name)) ck.fail(`${path}.name`, `domain name "${name}" is used twice`);
@@ -255,7 +291,18 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) ck.fail(`${path}.defines`, `defines: '${k}' is not a symbol name`);
       defines.set(k, ck.int(defT, `${path}.defines`, k, -0x80000000, 0xffffffff));
     }
-    return { name, vcpus, memoryKb, program, cpus, cpusSoft, altp2m, altp2mCount, ipiPath, vcpuMap, defines };
+    const eptSync = ck.oneOf(d, path, 'ept_sync', EPT_SYNC_NAMES, 'xen');
+    const accessRequired = ck.bool(d, path, 'access_required', false);
+    const frames = memoryKb / 4;
+    const trampoline = ck.gfnRange(d, path, 'trampoline', frames);
+    const realm = ck.gfnRange(d, path, 'realm', frames);
+    const secret = ck.gfnRange(d, path, 'secret', frames);
+    const agent = ck.str(d, path, 'agent', '');
+    if (agent !== '' && altp2m === 'disabled') ck.fail(`${path}.agent`, `'agent' needs altp2m (the agent's views): set 'altp2m' to "mixed", "external" or "limited"`);
+    const agentArgs = ck.table(d, 'agent_args', path) as Record<string, unknown>;
+    if (d.agent_args !== undefined && agent === '') ck.fail(`${path}.agent_args`, `'agent_args' without 'agent'`);
+    return { name, vcpus, memoryKb, program, cpus, cpusSoft, altp2m, altp2mCount, ipiPath, vcpuMap, defines, eptSync, accessRequired,
+      trampoline, realm, secret, agent, agentArgs };
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
@@ -277,6 +324,8 @@ export function scenarioMachine(sc: Scenario): MachineSpec {
       const predefined = new Map<string, number>([
         ['VCPUS', d.vcpus], ['PCPUS', sc.pcpus], ['MEMORY_KB', d.memoryKb], ['DOMAIN_INDEX', i],
         ['VCPU_MAP', Math.max(0, d.vcpuMap)], ['IPI_PATH', IPI_PATH_NAMES.indexOf(d.ipiPath)],
+        ['DOMID', i + 1], ['ALTP2M_COUNT', d.altp2mCount],
+        ['TRAMP_GFN', d.trampoline?.[0] ?? 0], ['REALM_GFN', d.realm?.[0] ?? 0], ['SECRET_GFN', d.secret?.[0] ?? 0],
         ...d.defines,
       ]);
       const prog = assemble(src, d.program, predefined);
@@ -289,7 +338,9 @@ export function scenarioMachine(sc: Scenario): MachineSpec {
       const soft = d.cpusSoft === '' ? [] : parseCpuList(d.cpusSoft, sc.pcpus);
       if (typeof soft === 'string') throw new UserError(`${sc.file}: domain "${d.name}": cpus_soft: ${soft}`);
       return { name: d.name, vcpus: d.vcpus, memoryKb: d.memoryKb, image: prog.image, entry: prog.entry, affinity: aff, softAffinity: soft,
-        ipiPath: IPI_PATH_NAMES.indexOf(d.ipiPath), vcpuMapGpa: d.vcpuMap };
+        ipiPath: IPI_PATH_NAMES.indexOf(d.ipiPath), vcpuMapGpa: d.vcpuMap,
+        altp2mMode: ALTP2M_MODES.indexOf(d.altp2m), altp2mCount: d.altp2mCount, eptSync: EPT_SYNC_NAMES.indexOf(d.eptSync),
+        accessRequired: d.accessRequired, trampoline: d.trampoline, realm: d.realm, secret: d.secret };
     }),
   };
 }

@@ -23,6 +23,16 @@ export const EV_HV_IPI_MISDIRECTED = 27;
 export const EV_ICR_WINDOW = 26;   // a = target pCPU, b = delivery mode (5 INIT, 6 SIPI), c = source tag
 export const EV_DOMAIN_END = 32;   // a = DS_* state, b = exit code or CRASH_*, c = detail
 export const EV_HALT_DEAD = 33;    // a vCPU halted with IF=0 (can never wake)
+// 48-63 memory views (altp2m, VMFUNC, #VE, vm_event, EPT sync)
+export const EV_VMFUNC = 48;       // a = from view, b = pc, c = to view (a guest EPTP switch, no exit)
+export const EV_ROGUE_VMFUNC = 49; // a = to view, b = pc outside the trampoline region
+export const EV_VE = 50;           // a = gpa, b = access (PERM_*), c = view: #VE delivered in the guest
+export const EV_MEM_EVENT = 51;    // a = gpa, b = access, c = view: MEM_ACCESS request posted, vCPU paused
+export const EV_INVEPT = 52;       // a = table flushed (-1 host, -2 all-context), b = marks found
+export const EV_STALE = 53;        // a = gpa, b = access | view << 8, c = entry stamp: access through a stale translation
+export const EV_REALM_ESCAPE = 54; // a = gpa of the secret, b = pc outside the realm, c = view
+export const EV_ALTP2M_OP = 55;    // a = sub-op, b = result, c = generation (0: wrote nothing): a guest HVMOP_altp2m returned
+export const EV_SINGLESTEP = 56;   // a = pc: a SINGLESTEP request posted
 
 export const EVENT_NAMES: Readonly<Record<number, string>> = {
   [EV_REPORT]: 'report', [EV_INTENT]: 'intent', [EV_ASSERT]: 'assert', [EV_MARKER]: 'marker',
@@ -31,6 +41,9 @@ export const EVENT_NAMES: Readonly<Record<number, string>> = {
   [EV_HALT_DEAD]: 'halt_dead', [EV_IPI_SEND]: 'ipi_send', [EV_IPI_DELIVER]: 'ipi_deliver',
   [EV_IPI_COALESCED]: 'ipi_coalesced', [EV_PHYS_IRQ]: 'phys_irq', [EV_HOST_RESET]: 'host_reset',
   [EV_ICR_WINDOW]: 'icr_window', [EV_HV_IPI_MISDIRECTED]: 'hv_ipi_misdirected',
+  [EV_VMFUNC]: 'vmfunc', [EV_ROGUE_VMFUNC]: 'rogue_vmfunc', [EV_VE]: 've', [EV_MEM_EVENT]: 'mem_event',
+  [EV_INVEPT]: 'invept', [EV_STALE]: 'stale_translation', [EV_REALM_ESCAPE]: 'realm_escape',
+  [EV_ALTP2M_OP]: 'altp2m_op', [EV_SINGLESTEP]: 'singlestep',
 };
 
 /** EV_ICR_WINDOW causes. */

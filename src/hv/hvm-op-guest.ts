@@ -1,0 +1,180 @@
+// A guest's HVMOP_altp2m on its pCPU. The sub-op itself is hvm-op.ts; this file is the part Xen does
+// around it that takes time: pausing the other vCPUs for the whole-domain sub-ops
+// (domain_pause_except_self, which returns only when they are off their pCPUs) and the EPT sync after a
+// p2m write (ept_sync_domain waits for every flush IPI to be taken). A hypervisor action here never
+// blocks its pCPU (the serial engine has one thread), so both waits are continuations: the vCPU stays
+// on its vmcall, and each later step of this pCPU polls (Pcpu.opPhase) until the wait is over, servicing
+// its own interrupts first so that two waiting pCPUs acknowledge each other.
+import { AD_PAUSE_LOCK, altp2mBase } from '../../shared/altp2m.js';
+import { DM_STATE, DS_RUNNING } from '../../shared/domain.js';
+import { PC_PENDING } from '../../shared/pcpu.js';
+import { RS_RUNNING, VCPU_STRIDE_WORDS, VC_RUNSTATE } from '../../shared/vcpu.js';
+import { INSN_BYTES, REG_EAX, REG_ECX } from '../isa/opcodes.js';
+import { EV_ALTP2M_OP } from '../trace/events.js';
+import { domainVcpus, hostGpaToHost, p2mEndWrite, p2mUnlock } from './altp2m.js';
+import { eptMarkTables, eptSyncAcked, eptSyncSend } from './ept-sync.js';
+import { EFAULT, OP_NEEDS_PAUSE, OP_RESTART, altp2mOp, altp2mOpCopiesBack, type AltCtx } from './hvm-op.js';
+import type { Pcpu } from './pcpu-loop.js';
+import type { Machine } from '../machine.js';
+import { vcpuPauseNosync, vcpuUnpause } from './vcpu-ops.js';
+
+export const OPW_NONE = 0;
+/** Waiting for the other vCPUs of the domain to leave their pCPUs. */
+export const OPW_PAUSING = 1;
+/** Waiting for the flush IPIs of an EPT sync to be taken. */
+export const OPW_ACKS = 2;
+
+const STRUCT_WORDS = 20;
+
+/** The pCPU's state for a guest HVMOP_altp2m in progress (one per pCPU: a pCPU runs one vCPU). */
+export class GuestAltOp implements AltCtx {
+  readonly m: Machine;
+  callerDom = -1;
+  readonly holder: number;
+  paused = false;
+  gen = 0;
+  readonly touched: number[] = [];
+  phase = OPW_NONE;
+  ret = 0;
+  readonly words = new Int32Array(STRUCT_WORDS);
+  readonly snap: Int32Array;
+
+  constructor(private readonly p: Pcpu) {
+    this.m = p.m;
+    this.holder = p.id + 1;
+    this.snap = new Int32Array(p.m.npcpus);
+  }
+
+  preemptPending(): boolean { return Atomics.load(this.m.pc32, this.p.base + PC_PENDING) !== 0; }
+
+  readU64(handle: number, i: number): number | null {
+    const gpa = (handle + 8 * i) | 0;
+    if ((gpa & 3) !== 0) return null;
+    const d = this.p.curDomain;
+    const lo = hostGpaToHost(this.m, d, gpa), hi = hostGpaToHost(this.m, d, gpa + 4);
+    if (lo < 0 || hi < 0) return null;
+    const l = Atomics.load(this.m.mem32, lo >> 2), h = Atomics.load(this.m.mem32, hi >> 2);
+    if (l === -1 && h === -1) return -1;
+    return h !== 0 ? -2 : l;
+  }
+
+  readU8(handle: number, i: number): number | null {
+    const at = hostGpaToHost(this.m, this.p.curDomain, (handle + i) | 0);
+    return at < 0 ? null : Atomics.load(this.m.mem8, at);
+  }
+}
+
+/** Copy the 80-byte struct at gpa in or out (copy_from/to_guest). False on a fault (-EFAULT). */
+function copyStruct(p: Pcpu, gpa: number, w: Int32Array, out: boolean): boolean {
+  if ((gpa & 3) !== 0) return false;
+  const mem = p.m.mem32;
+  for (let i = 0; i < STRUCT_WORDS; i++) {
+    const h = hostGpaToHost(p.m, p.curDomain, (gpa + 4 * i) | 0);
+    if (h < 0) return false;
+    if (out) Atomics.store(mem, h >> 2, w[i]);
+    else w[i] = Atomics.load(mem, h >> 2);
+  }
+  return true;
+}
+
+/** EXIT_VMCALL with hvm_op / HVMOP_altp2m. Returns true when done (eax written, pc to advance). */
+export function hvmOpAltp2mGuest(p: Pcpu): boolean {
+  const op = p.altOp;
+  op.callerDom = p.curDomain;
+  if (!copyStruct(p, p.core.R[REG_ECX], op.words, false)) return finish(p, -EFAULT, false);
+  const r = altp2mOp(op, op.words);
+  if (r === OP_NEEDS_PAUSE) {
+    // domain_pause_except_self: a contended deadlock mutex means -ERESTART (the vmcall runs again).
+    const lockIdx = altp2mBase(p.curDomain) + AD_PAUSE_LOCK;
+    if (Atomics.compareExchange(p.m.ap32, lockIdx, 0, op.holder) !== 0) return false;
+    const [first, n] = domainVcpus(p.m, p.curDomain);
+    for (let i = 0; i < n; i++) if (first + i !== p.cur) vcpuPauseNosync(p, first + i);
+    op.paused = true;
+    op.phase = OPW_PAUSING;
+    return false;
+  }
+  if (r === OP_RESTART) {
+    if (op.gen !== 0) {
+      // A multi-op stopped at a preemption point: its progress is in the struct; sync what it wrote.
+      if (!copyStruct(p, p.core.R[REG_ECX], op.words, true)) return finish(p, -EFAULT, false);
+      return startSync(p, OP_RESTART);
+    }
+    if (op.paused) { op.phase = OPW_PAUSING; return false; } // the p2m lock is busy: keep the domain paused, retry
+    return false;
+  }
+  if (r >= 0 && altp2mOpCopiesBack(op.words[1]) && !copyStruct(p, p.core.R[REG_ECX], op.words, true)) return finish(p, -EFAULT, true);
+  if (op.gen !== 0) return startSync(p, r);
+  return finish(p, r, true);
+}
+
+/** Mark the changed tables, IPI the dirty mask, and wait for the acknowledgements if any were sent. */
+function startSync(p: Pcpu, r: number): boolean {
+  const op = p.altOp;
+  eptMarkTables(p.m, p.curDomain, op.touched);
+  if (eptSyncSend(p.m, p.curDomain, p, p.params.lapic, op.snap) > 0) {
+    op.ret = r;
+    op.phase = OPW_ACKS;
+    return false;
+  }
+  return finish(p, r, true);
+}
+
+/**
+ * The operation returns: its writes are published as returned (AD_DONE), the locks released, the other
+ * vCPUs unpaused, eax written, and the loaded vCPU's view reloaded (switch_p2m and set_domain_state move
+ * it too). OP_RESTART leaves eax and pc alone: the vmcall runs again.
+ */
+function finish(p: Pcpu, r: number, copied: boolean): boolean {
+  const op = p.altOp;
+  const gen = op.gen;
+  release(p);
+  p.reloadView();
+  if (r === OP_RESTART) return false;
+  p.emit(EV_ALTP2M_OP, op.words[1], r, copied ? gen : 0);
+  p.core.R[REG_EAX] = r;
+  return true;
+}
+
+function release(p: Pcpu): void {
+  const op = p.altOp, m = p.m, d = p.curDomain;
+  if (op.gen !== 0) {
+    p2mEndWrite(m, d, op.gen);
+    p2mUnlock(m, d, op.holder);
+    op.gen = 0;
+  }
+  op.touched.length = 0;
+  if (op.paused) {
+    const [first, n] = domainVcpus(m, d);
+    for (let i = 0; i < n; i++) if (first + i !== p.cur) vcpuUnpause(p, first + i);
+    Atomics.compareExchange(m.ap32, altp2mBase(d) + AD_PAUSE_LOCK, op.holder, 0);
+    op.paused = false;
+  }
+  op.phase = OPW_NONE;
+}
+
+/** One poll of a waiting HVMOP (Pcpu.step calls it while op.phase is set). */
+export function hvmOpContinue(p: Pcpu): void {
+  const op = p.altOp, m = p.m;
+  p.hvCycles(p.params.costs.spin_poll);
+  if (p.cur < 0 || Atomics.load(m.dm32, m.domainBase(p.curDomain) + DM_STATE) !== DS_RUNNING) {
+    // The domain ended while we waited: give everything back; nobody is left to return to.
+    if (p.cur >= 0) release(p);
+    else op.phase = OPW_NONE;
+    return;
+  }
+  if (op.phase === OPW_PAUSING) {
+    const [first, n] = domainVcpus(m, p.curDomain);
+    for (let i = 0; i < n; i++) {
+      if (first + i !== p.cur && Atomics.load(m.vc32, (first + i) * VCPU_STRIDE_WORDS + VC_RUNSTATE) === RS_RUNNING) return;
+    }
+    op.phase = OPW_NONE;
+    if (hvmOpAltp2mGuest(p)) p.core.pc += INSN_BYTES; // Safe: the vmcall completes now
+    return;
+  }
+  if (op.phase === OPW_ACKS && eptSyncAcked(m, op.snap)) {
+    const r = op.ret;
+    op.phase = OPW_NONE;
+    if (finish(p, r, true)) p.core.pc += INSN_BYTES; // Safe: the vmcall completes now
+  }
+}
+
