@@ -63,12 +63,24 @@ export function p2mCurrentGen(m: Machine, d: number): number { return Atomics.lo
 // ---- entries ------------------------------------------------------------------------------------------
 
 /**
- * Write an entry: stamp -1 (busy) first, then mfn and attr, then the final stamp, so a reader that sees
- * the same stamp before and after reading mfn and attr has a consistent pair (readEntry).
+ * Claim an entry for writing: its stamp goes to -1 (busy) by compareExchange, so a lock-free lazy fill
+ * (viewFillFromHost) and a writer holding the p2m lock never write the same entry at once. Busy only for
+ * a few stores, so spinning here cannot block a step.
+ */
+function claimEntry(p2m: Int32Array, e: number): void {
+  for (;;) {
+    const s = Atomics.load(p2m, e + P2E_STAMP);
+    if (s !== -1 && Atomics.compareExchange(p2m, e + P2E_STAMP, s, -1) === s) return;
+  }
+}
+
+/**
+ * Write an entry: claimed (stamp -1), then mfn and attr, then the final stamp, so a reader that sees the
+ * same stamp before and after reading mfn and attr has a consistent pair (readEntry).
  */
 export function writeEntry(m: Machine, root: number, gfn: number, mfn: number, attr: number, stamp: number): void {
   const e = p2mEnsureEntry(m.p2m, root, gfn);
-  Atomics.store(m.p2m, e + P2E_STAMP, -1);
+  claimEntry(m.p2m, e);
   Atomics.store(m.p2m, e + P2E_MFN, mfn);
   Atomics.store(m.p2m, e + P2E_ATTR, attr);
   Atomics.store(m.p2m, e + P2E_STAMP, stamp);
@@ -78,7 +90,7 @@ export function writeEntry(m: Machine, root: number, gfn: number, mfn: number, a
 export function clearEntry(m: Machine, root: number, gfn: number, stamp: number): void {
   const e = p2mEntryOffset(m.p2m, root, gfn);
   if (e < 0) return;
-  Atomics.store(m.p2m, e + P2E_STAMP, -1);
+  claimEntry(m.p2m, e);
   Atomics.store(m.p2m, e + P2E_ATTR, 0);
   Atomics.store(m.p2m, e + P2E_STAMP, stamp);
 }
@@ -107,16 +119,35 @@ function present(attr: number): boolean { return p2mAttrType(attr) !== P2MT_INVA
 /**
  * Xen's p2m_altp2m_get_or_propagate (xen-altp2m.md §3 step 2): a view without an entry for gfn copies
  * the host's, with the view's default_access and suppress-VE set (a new entry's default). Returns true
- * when it filled the entry (the faulting instruction is retried). Lock held by the caller.
+ * when it filled the entry (the faulting access is retried).
+ *
+ * Lock-free, so that event delivery and a pCPU whose writer is waiting for flush acknowledgements never
+ * wait on the p2m lock: the entry is claimed by compareExchange and filled only if still absent; if the
+ * host entry changed meanwhile (a writer's propagation may have passed this view before the fill), the
+ * fill is undone and the access faults again.
  */
 export function viewFillFromHost(m: Machine, d: number, view: number, gfn: number): boolean {
-  const vroot = tableRoot(m, d, view);
-  readEntry(m, vroot, gfn);
-  if (present(entryOut.attr)) return false;
-  readEntry(m, tableRoot(m, d, HOST_TABLE), gfn);
+  const hroot = tableRoot(m, d, HOST_TABLE), vroot = tableRoot(m, d, view);
+  readEntry(m, hroot, gfn);
   if (!present(entryOut.attr)) return false;
+  const hmfn = entryOut.mfn, hattr = entryOut.attr, hstamp = entryOut.stamp;
+  const p2m = m.p2m;
+  const e = p2mEnsureEntry(p2m, vroot, gfn);
+  const s = Atomics.load(p2m, e + P2E_STAMP);
+  if (s === -1 || Atomics.compareExchange(p2m, e + P2E_STAMP, s, -1) !== s) return false;
+  if (present(Atomics.load(p2m, e + P2E_ATTR))) { Atomics.store(p2m, e + P2E_STAMP, s); return false; }
   const access = m.ap32[viewBase(d, view) + VW_DEFAULT_ACCESS];
-  writeEntry(m, vroot, gfn, entryOut.mfn, p2mAttr(p2mAttrType(entryOut.attr), access, true), p2mCurrentGen(m, d));
+  Atomics.store(p2m, e + P2E_MFN, hmfn);
+  Atomics.store(p2m, e + P2E_ATTR, p2mAttr(p2mAttrType(hattr), access, true));
+  Atomics.store(p2m, e + P2E_STAMP, s);
+  readEntry(m, hroot, gfn);
+  if (entryOut.stamp !== hstamp || entryOut.attr !== hattr || entryOut.mfn !== hmfn) {
+    const s2 = Atomics.load(p2m, e + P2E_STAMP);
+    if (s2 === s && Atomics.compareExchange(p2m, e + P2E_STAMP, s, -1) === s) {
+      if (Atomics.load(p2m, e + P2E_MFN) === hmfn) Atomics.store(p2m, e + P2E_ATTR, 0);
+      Atomics.store(p2m, e + P2E_STAMP, s);
+    }
+  }
   return true;
 }
 
@@ -165,7 +196,7 @@ export function tableClear(m: Machine, root: number, stamp: number): void {
     for (let i = 0; i < P2M_LEAF_ENTRIES; i++) {
       const e = leaf + i * P2M_ENTRY_WORDS;
       if (Atomics.load(p2m, e + P2E_ATTR) === 0) continue;
-      Atomics.store(p2m, e + P2E_STAMP, -1);
+      claimEntry(p2m, e);
       Atomics.store(p2m, e + P2E_ATTR, 0);
       Atomics.store(p2m, e + P2E_STAMP, stamp);
     }

@@ -36,10 +36,10 @@ export function eptViolation(p: Pcpu): void {
   // The CPU converts first: such a violation never reaches the hypervisor.
   if (inView && c.exitVeConvertible && veDeliver(p, gpa, access)) return;
   p.hvCycles(p.params.costs.ept_violation);
+  const t = inView ? c.view : HOST_TABLE;
+  if (inView && viewFillFromHost(m, d, t, gfn)) return; // first touch: the access is retried
   const holder = p.id + 1;
   if (!p2mTryLock(m, d, holder)) return; // another writer holds the p2m: the instruction faults again later
-  const t = inView ? c.view : HOST_TABLE;
-  if (inView && viewFillFromHost(m, d, t, gfn)) { p2mUnlock(m, d, holder); return; } // first touch: retried
   const root = tableRoot(m, d, t);
   readEntry(m, root, gfn);
   const attr = entryOut.attr, mfn = entryOut.mfn;

@@ -17,7 +17,7 @@ import {
 } from '../../shared/vcpu.js';
 import type { ApicBusOptions } from '../hw/apic-bus.js';
 import type { LapicOptions } from '../hw/lapic.js';
-import { CpuCore, EXIT_EXTINT, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
+import { type DeliveryHook, CpuCore, EXIT_EXTINT, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
 import { opcodeCosts, type CostTable } from '../engine/clock.js';
 import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
@@ -33,7 +33,7 @@ import {
 } from '../../shared/vcpu.js';
 import { PC_INVEPT_HINT, PC_VMFUNCS } from '../../shared/pcpu.js';
 import { GuestAltOp, OPW_NONE, hvmOpContinue } from './hvm-op-guest.js';
-import { altp2mActive, tableRoot, vcpuResyncP2midx, vcpuSetView, viewValid, HOST_TABLE } from './altp2m.js';
+import { altp2mActive, tableRoot, vcpuResyncP2midx, vcpuSetView, viewFillFromHost, viewValid, HOST_TABLE } from './altp2m.js';
 import { dirtyMaskClear, dirtyMaskSet, eptEntryFlush } from './ept-sync.js';
 import { monitorAttached, vmEventPost } from './vm-event.js';
 import { AD_SINGLESTEP_MONITOR } from '../../shared/altp2m.js';
@@ -70,7 +70,7 @@ export const STEP_RAN = 0;
 export const STEP_IDLE = 1;
 export const STEP_STOPPED = 2;
 
-export class Pcpu {
+export class Pcpu implements DeliveryHook {
   readonly core: CpuCore;
   readonly ring: RingWriter;
   readonly base: number;
@@ -111,6 +111,7 @@ export class Pcpu {
   private iDomState = 0;
   private iApFlags = 0;
   private iP2midx = 0;
+  private iEptpIndex = 0;
   private fVInsns = 0;
   private fVCycles = 0;
 
@@ -134,6 +135,7 @@ export class Pcpu {
     this.rng = new Prng(childSeed(params.seed, `pcpu${id}.sched`));
     this.core.clock = m.pcF64[(this.base + PC_CLOCK_F64) >> 1];
     this.core.ap32 = m.ap32;
+    this.core.deliveryHook = this;
     this.altOp = new GuestAltOp(this);
   }
 
@@ -229,7 +231,10 @@ export class Pcpu {
     if (core.vmfuncs !== this.seenVmfuncs) this.noteVmfunc();
     if (core.stale !== 0) this.noteStale();
     // Xen reads EPTP_INDEX at every exit: only then does p2midx catch up with a guest VMFUNC.
-    if (exit !== EXIT_NONE && core.view !== m.vc32[this.iP2midx] && core.vmfuncEnabled) vcpuResyncP2midx(m, this.curDomain, v, core.view);
+    if (exit !== EXIT_NONE && core.view !== m.vc32[this.iP2midx] && core.view !== INVALID_ALTP2M) {
+      Atomics.store(m.vc32, this.iEptpIndex, core.view);
+      vcpuResyncP2midx(m, this.curDomain, v, core.view);
+    }
     const retired = core.retired, ran = core.clock - c0;
     m.vcF64[insF] += retired;
     m.vcF64[this.fVCycles] += ran;
@@ -405,6 +410,12 @@ export class Pcpu {
     else c.setTable(idx, tableRoot(m, d, idx));
   }
 
+  fillForDelivery(gpa: number): boolean {
+    const c = this.core;
+    if (this.cur < 0 || c.view === INVALID_ALTP2M || !altp2mActive(this.m, this.curDomain)) return false;
+    return viewFillFromHost(this.m, this.curDomain, c.view, gpa >>> 12);
+  }
+
   /** After a single-stepped instruction: fast single-step switches views quietly; monitor single-step reports. */
   private afterStep(apf: number): void {
     const m = this.m, c = this.core, v = this.cur, b = v * VCPU_STRIDE_WORDS;
@@ -472,6 +483,7 @@ export class Pcpu {
     c.secretPass = -1;
     this.iApFlags = vb + VC_ALTP2M_FLAGS;
     this.iP2midx = vb + VC_P2MIDX;
+    this.iEptpIndex = vb + VC_EPTP_INDEX;
     this.cur = v;
     this.curDomain = d;
     this.reloadView();

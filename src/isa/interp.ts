@@ -78,6 +78,12 @@ export const PORT_OK = 0, PORT_GP = 1, PORT_EXIT = 2;
 
 /** Page types xlateSlow reports in CpuCore.mmioKind when an access is not to RAM. */
 export const MMIO_NONE = 0;
+/** See CpuCore.deliveryHook. */
+export interface DeliveryHook {
+  /** Make gpa's page present in the current view if it can be (lazy fill). True: retry the access. */
+  fillForDelivery(gpa: number): boolean;
+}
+
 /** The pCPU's own xAPIC page, passed through: handled inline through CpuCore.lapic. */
 export const MMIO_LAPIC_DIRECT = 1;
 /** A data access to the secret region: the REALM_ESCAPE oracle looks at it, then it completes (no real exit). */
@@ -134,6 +140,11 @@ export class CpuCore {
   ignoreAccess = false;
   /** After an EPT violation: the deciding entry has suppress-VE clear (the violation may become a #VE). */
   exitVeConvertible = false;
+  /**
+   * The hypervisor's help when event delivery (IDT read, stack pushes) meets an entry a view has not
+   * filled yet: it fills it, as the EPT violation Xen takes during delivery would, and delivery retries.
+   */
+  deliveryHook: DeliveryHook | null = null;
   /** Simulated cycles of this pCPU. */
   clock = 0;
   /** Instructions retired in the last guestRun. */
@@ -326,7 +337,7 @@ export function guestDeliver(c: CpuCore, vec: number, retPc: number): number {
   if (c.idtr === -1) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
   const entry = (c.idtr + vec * 4) | 0;
   if ((entry & 3) !== 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
-  const he = xlate(c, entry, Perm.R);
+  const he = deliveryXlate(c, entry, Perm.R);
   if (he < 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
   const handler = Atomics.load(c.mem32, he >> 2);
   if (handler === 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
@@ -334,8 +345,8 @@ export function guestDeliver(c: CpuCore, vec: number, retPc: number): number {
   const sp1 = (R[Reg.ESP] - 4) | 0;
   const sp2 = (R[Reg.ESP] - 8) | 0;
   if ((sp1 & 3) !== 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
-  const h1 = xlate(c, sp1, Perm.W);
-  const h2 = xlate(c, sp2, Perm.W);
+  const h1 = deliveryXlate(c, sp1, Perm.W);
+  const h2 = deliveryXlate(c, sp2, Perm.W);
   if (h1 < 0 || h2 < 0) { c.exitQual = vec; return EXIT_TRIPLE_FAULT; }
   c.mem32[h1 >> 2] = c.flags;
   c.mem32[h2 >> 2] = retPc;
@@ -343,6 +354,13 @@ export function guestDeliver(c: CpuCore, vec: number, retPc: number): number {
   c.flags &= ~FL_IF;
   c.pc = handler;
   return EXIT_NONE;
+}
+
+/** xlate for event delivery, with the hypervisor's lazy fill of an unfilled view entry (deliveryHook). */
+function deliveryXlate(c: CpuCore, gpa: number, perm: number): number {
+  const h = xlate(c, gpa, perm);
+  if (h >= 0 || c.deliveryHook === null || !c.deliveryHook.fillForDelivery(gpa)) return h;
+  return xlate(c, gpa, perm);
 }
 
 /**
