@@ -1,4 +1,6 @@
 // The run report (DESIGN.md §5.4 contract, with extra fields that only add information).
+import { PC_FLUSH_IPIS, PC_INVEPT_ALL, PC_INVEPT_SINGLE, PC_VE_DELIVERED, PC_VMFUNCS } from '../shared/pcpu.js';
+import { VR_POSTED, vmEventRingBase } from '../shared/vm-event.js';
 import { DM_CRASH_A, DM_CRASH_B, DM_CRASH_C, DM_CRASH_REASON, DM_EXIT_CODE, DM_STATE, DS_CRASHED, DS_HALTED, DS_RUNNING, DS_SHUTDOWN } from '../shared/domain.js';
 import { PC_CLOCK_F64, PC_CTXSW_F64, PC_ENTRIES_F64, PC_EXITS, PC_HV_F64, PC_IDLE_F64, PC_INSNS_F64 } from '../shared/pcpu.js';
 import { VC_MIGRATIONS } from '../shared/vcpu.js';
@@ -110,6 +112,17 @@ function metrics(m: Machine, col: Collector, res: EngineResult): Record<string, 
   }
   let migrations = 0;
   for (let v = 0; v < m.nvcpus; v++) migrations += m.vc32[m.vcpuBase(v) + VC_MIGRATIONS];
+  let vmfuncs = 0, single = 0, all = 0, ves = 0, flushIpis = 0;
+  for (let p = 0; p < m.npcpus; p++) {
+    const b = m.pcpuBase(p);
+    vmfuncs += m.pc32[b + PC_VMFUNCS];
+    single += m.pc32[b + PC_INVEPT_SINGLE];
+    all += m.pc32[b + PC_INVEPT_ALL];
+    ves += m.pc32[b + PC_VE_DELIVERED];
+    flushIpis += m.pc32[b + PC_FLUSH_IPIS];
+  }
+  let vmEvents = 0;
+  for (let d = 0; d < m.ndomains; d++) vmEvents += m.vr32[vmEventRingBase(d) + VR_POSTED];
   const wall = res.wallMs;
   return {
     instructions: insns,
@@ -126,9 +139,15 @@ function metrics(m: Machine, col: Collector, res: EngineResult): Record<string, 
     idle_ns: Math.round(cyclesToNs(idle)),
     events: col.events.reduce((s, x) => s + x, 0),
     steps: res.steps,
-    // View metrics are defined for every run so designs compare on one table (0 until views exist).
-    vmfuncs: 0,
-    ept_flushes: 0,
+    // View metrics: defined for every run so designs compare on one table.
+    vmfuncs,
+    /** INVEPTs run before VM entries (single- plus all-context). */
+    ept_flushes: single + all,
+    invept_single: single,
+    invept_all: all,
+    ept_flush_ipis: flushIpis,
+    ve_delivered: ves,
+    vm_events: vmEvents,
   };
 }
 

@@ -91,6 +91,8 @@ export class Pcpu implements DeliveryHook {
   readonly altOp: GuestAltOp;
   /** The domain whose vCPU this pCPU loaded last (dirty_cpumask is cleared only when that changes). */
   private lastDomain = -1;
+  /** The next guest run is a VM entry (after an exit or a load), not the next burst of the same run. */
+  private entering = true;
   /** VMFUNCs already reported from the core's counter. */
   private seenVmfuncs = 0;
 
@@ -215,7 +217,12 @@ export class Pcpu implements DeliveryHook {
       return STEP_RAN;
     }
     const core = this.core;
-    if (pc32[this.iInveptHint] !== 0) eptEntryFlush(this, this.curDomain);
+    // A serial step boundary inside a burst is not a VM entry: only after an exit (or a load) does the
+    // vCPU enter again, and only then does the pCPU run its INVEPT (vmx_vmenter_helper).
+    if (this.entering) {
+      this.entering = false;
+      if (pc32[this.iInveptHint] !== 0) eptEntryFlush(this, this.curDomain);
+    }
     const apf = Atomics.load(m.vc32, this.iApFlags);
     core.vmfuncEnabled = (apf & VCA_VMFUNC) !== 0;
     const stepping = (apf & (VCA_SINGLESTEP | VCA_FAST_SS | VCA_EMULATE)) !== 0;
@@ -241,6 +248,7 @@ export class Pcpu implements DeliveryHook {
     if (this.credit2) credit2Burn(m, v, ran);
     m.pcF64[this.fInsns] += retired;
     if (exit !== EXIT_NONE) {
+      this.entering = true;
       pc32[this.iExits + exit]++;
       if (this.params.traceExits) this.emit(EV_EXIT, exit, core.pc, core.exitQual);
       vmexitHandle(this, exit);
@@ -259,6 +267,7 @@ export class Pcpu implements DeliveryHook {
   private servicePending(pend: number): void {
     const pc32 = this.m.pc32;
     Atomics.and(pc32, this.iPending, ~pend);
+    this.entering = true; // a kick or an interrupt takes the vCPU out of guest mode
     if ((pend & PEND_IRQ) === 0) return;
     // Between two serial steps the loaded vCPU is still in guest mode: an interrupt arriving then
     // makes it exit, exactly as one arriving mid-burst does (the interpreter counted that case).
@@ -487,6 +496,7 @@ export class Pcpu implements DeliveryHook {
     this.cur = v;
     this.curDomain = d;
     this.reloadView();
+    this.entering = true;
     this.seenVmfuncs = c.vmfuncs;
     // schedClaimNext already moved it RUNNABLE -> RUNNING for this pCPU.
     this.iRunstate = vb + VC_RUNSTATE;

@@ -1,11 +1,16 @@
 // Main-thread consumer of the event rings: run report pieces (reports, console), findings from the
 // guest-visible oracles, a digest of every event (determinism checks), and the recent events of
 // each pCPU (evidence for findings).
-import { CRASH_EPT_VIOLATION, CRASH_NAMES, CRASH_TRIPLE_FAULT, EVENT_NAMES, EV_ASSERT, EV_CONSOLE, EV_DOMAIN_END, EV_EXIT, EV_REPORT } from './events.js';
+import {
+  CRASH_EPT_VIOLATION, CRASH_NAMES, CRASH_TRIPLE_FAULT, EVENT_NAMES, EV_ALTP2M_OP, EV_ASSERT, EV_CONSOLE, EV_DOMAIN_END, EV_EXIT, EV_INVEPT,
+  EV_MEM_EVENT, EV_REALM_ESCAPE, EV_REPORT, EV_ROGUE_VMFUNC, EV_STALE, EV_VE, EV_VMFUNC,
+} from './events.js';
+import { ALTP2M_OP_NAMES } from '../hv/hvm-op.js';
 import { DM_CRASH_A, DM_CRASH_B, DM_CRASH_C, DM_CRASH_REASON, DS_CRASHED } from '../../shared/domain.js';
 import { EXIT_NAMES } from '../isa/interp.js';
 import { Findings } from '../oracles/findings.js';
 import { IpiOracle, type IpiMetrics } from '../oracles/ipi.js';
+import { ViewOracle, viewName } from '../oracles/views.js';
 import { VCPU_STRIDE_WORDS, VC_DOMAIN, VC_ID } from '../../shared/vcpu.js';
 import { cyclesToNs } from '../engine/clock.js';
 import { ringDrain } from './ring.js';
@@ -24,6 +29,7 @@ export class Collector {
   readonly reports: ReportEntry[] = [];
   readonly console: string[];
   readonly findings = new Findings();
+  private readonly views = new ViewOracle();
   readonly events: number[];
   private readonly digests: Uint32Array;
   private readonly recentT: Float64Array;
@@ -82,6 +88,9 @@ export class Collector {
             `${CRASH_NAMES[b] ?? `reason ${b}`}: ${crashDetail(this.m, dom)}`, () => this.recent(pcpu));
         }
         break;
+      case EV_STALE: case EV_ROGUE_VMFUNC: case EV_REALM_ESCAPE:
+        this.views.onEvent(this.findings, this.domainNames, pcpu, time, kind, dom, vcpu, a, b, c, () => this.recent(pcpu));
+        break;
       default: break;
     }
     this.ipi.onEvent(pcpu, time, kind, dom, vcpu, a, b, c); // it keeps only the kinds it judges
@@ -119,6 +128,8 @@ export class Collector {
   }
 }
 
+const PERM_NAMES = ['-', 'r', 'w', 'rw', 'x', 'rx', 'wx', 'rwx'];
+
 export function hex(v: number): string { return (v >>> 0).toString(16).padStart(8, '0'); }
 
 export function formatEvent(names: string[], pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): string {
@@ -130,6 +141,13 @@ export function formatEvent(names: string[], pcpu: number, time: number, kind: n
     case EV_EXIT: what = `${EXIT_NAMES[a] ?? a} pc=0x${hex(b)} qual=0x${hex(c)}`; break;
     case EV_REPORT: what = `key=${a} value=${b}`; break;
     case EV_CONSOLE: what = JSON.stringify(String.fromCharCode(a & 0xff)); break;
+    case EV_VMFUNC: what = `${viewName(a)} -> ${viewName(c)} pc=0x${hex(b)}`; break;
+    case EV_ROGUE_VMFUNC: what = `to ${viewName(a)} from ${viewName(c)} pc=0x${hex(b)}`; break;
+    case EV_VE: case EV_MEM_EVENT: what = `gpa=0x${hex(a)} access=${PERM_NAMES[b] ?? b} ${viewName(c)}`; break;
+    case EV_STALE: what = `gpa=0x${hex(a)} access=${PERM_NAMES[b & 0xff] ?? b} ${viewName((b >>> 8) & 0xffff)} gen=${c}`; break;
+    case EV_REALM_ESCAPE: what = `gpa=0x${hex(a)} pc=0x${hex(b)} ${viewName(c)}`; break;
+    case EV_INVEPT: what = a === -2 ? `all-context (${b} tables marked)` : `single-context ${viewName(a)}`; break;
+    case EV_ALTP2M_OP: what = `${ALTP2M_OP_NAMES[a] ?? a} -> ${b}${c !== 0 ? ` (p2m generation ${c})` : ''}`; break;
     default: what = `a=${a} b=0x${hex(b)} c=${c}`;
   }
   return `${t} ns  p${pcpu}  ${who}  ${k} ${what}`;

@@ -1,0 +1,110 @@
+// Cross-pCPU EPT invalidation (../shared/reference/xen-altp2m.md §4) judged by the STALE_TRANSLATION
+// oracle. A writer vCPU restricts a page (set_mem_access on the host p2m, which propagates into view 0)
+// while a reader vCPU on another pCPU keeps writing it; after the hypercall returns, the writer publishes
+// a flag, and the reader's first write after seeing the flag must not go through its old translation.
+// ept_sync = "xen" makes that hold for every interleaving; "none" and "no-kick" do not.
+import { describe, expect, it } from 'vitest';
+import { runGuest } from '../helpers/run.js';
+
+export const STALE_PROGRAM = `
+.equ DATA, 0x8000            ; the page the writer restricts (gfn 8)
+.equ FLAGS, 0x9000           ; +0 restricted, +4 reader ready, +8 reader done
+.equ OP, 0xa000              ; xen_hvm_altp2m_op
+_start:
+    mov edi, OP
+    mov esi, FLAGS
+    mov ebp, DATA
+    mov eax, 1
+    cpuid
+    shr ebx, 24
+    cmp ebx, 0
+    jne reader
+
+writer:
+    call op_header
+    mov [edi+4], 2            ; set_domain_state
+    mov [edi+16], 1           ;   state = 1
+    call hvmop
+    mov [esi+4], 0         ; only a write made in view 0 counts as ready
+wait_ready:
+    mov eax, [esi+4]
+    cmp eax, 1
+    jne wait_ready
+    call op_header
+    mov [edi+4], 7            ; set_mem_access
+    mov [edi+16], 0x10000     ;   view 0 (the host p2m), access r
+    mov [edi+20], 0
+    mov [edi+24], DATA >> 12
+    mov [edi+28], 0
+    call hvmop
+    mov ecx, eax
+    mov ebx, 1
+    magic 1                  ; report 1: set_mem_access's result
+    mov [esi], 1           ; published after the hypercall returned
+wait_done:
+    mov eax, [esi+8]
+    cmp eax, 1
+    jne wait_done
+    mov ebx, 0
+    magic 0
+
+reader:
+    mov ecx, 0
+again:
+    inc ecx
+    mov [ebp], ecx          ; keeps a writable translation of DATA in this pCPU's TLB
+    mov [esi+4], 1
+    mov eax, [esi]
+    cmp eax, 1
+    jne again
+    mov [ebp], 0x5a5        ; the first write after the restriction was published
+    mov [esi+8], 1
+spin:
+    pause
+    jmp spin
+
+op_header:
+    mov [edi], 1              ; version
+    mov [edi+8], 0x7ff0       ; DOMID_SELF, pad1 0
+    mov [edi+12], 0
+    ret
+hvmop:
+    mov eax, 34
+    mov ebx, 25
+    mov ecx, OP
+    vmcall
+    ret
+`;
+
+function scenario(sync: string) {
+  return { pcpus: 2, vcpus: 2, maxInstructions: 400_000, domainExtra: ['altp2m = "mixed"', `ept_sync = "${sync}"`] };
+}
+
+describe('EPT invalidation across pCPUs (STALE_TRANSLATION)', () => {
+  it('ept_sync = "none": the reader writes through its stale translation (pinned seed)', async () => {
+    const r = await runGuest(STALE_PROGRAM, { ...scenario('none'), seed: 3 });
+    expect(r.outcome).toBe('completed');
+    expect(r.reports.find((x) => x.key === 1)?.value).toBe(0);
+    const f = r.findings.find((x) => x.kind === 'STALE_TRANSLATION');
+    expect(f, JSON.stringify(r.findings)).toBeDefined();
+    expect(f?.first.detail).toMatch(/write of gpa 0x8000 in view 0/);
+    expect(f?.first.vcpu).toBe(1);
+  });
+
+  it('ept_sync = "no-kick": marked but not kicked, the running reader still uses the old translation', async () => {
+    const r = await runGuest(STALE_PROGRAM, { ...scenario('no-kick'), seed: 3 });
+    expect(r.findings.map((x) => x.kind)).toContain('STALE_TRANSLATION');
+  });
+
+  it('ept_sync = "xen": no stale translation over 200 seeds, and the flush IPIs were sent', async () => {
+    let flushIpis = 0;
+    for (let seed = 1; seed <= 200; seed++) {
+      const r = await runGuest(STALE_PROGRAM, { ...scenario('xen'), seed });
+      expect(r.outcome, `seed ${seed}`).toBe('completed');
+      expect(r.findings.map((x) => x.kind), `seed ${seed}`).not.toContain('STALE_TRANSLATION');
+      expect(r.findings.map((x) => x.kind), `seed ${seed}`).not.toContain('DOMAIN_CRASH');
+      flushIpis += r.metrics.ept_flush_ipis as number;
+    }
+    expect(flushIpis).toBeGreaterThan(0);
+  }, 120_000);
+});
