@@ -38,6 +38,8 @@ export interface RunReport {
   replay: string;
   /** Extra: digest of every event of the run (the serial engine's determinism check). */
   digest: string;
+  /** Extra: each vm_event agent's requests handled and calls made, and why it stopped early, if it did. */
+  agents: { domain: string; events: number; calls: number; error: string | null }[];
 }
 
 export interface ReportMeta {
@@ -72,6 +74,7 @@ export function buildReport(m: Machine, col: Collector, res: EngineResult, meta:
     metrics: { ...metrics(m, col, res), ...ipi, exits_per_ipi: exitsPerIpi(m, ipi.ipi_sent) },
     replay: meta.replay,
     digest: col.digest(),
+    agents: (res.agents ?? []).map((a) => ({ domain: col.domainNames[a.dom], events: a.events, calls: a.calls, error: a.error })),
   };
 }
 

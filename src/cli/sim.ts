@@ -6,7 +6,7 @@ import cliProgress from 'cli-progress';
 import { MAX_PCPUS } from '../../shared/machine.js';
 import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UserError } from '../errors.js';
 import { buildMachine } from '../machine.js';
-import { loadScenario, scenarioMachine, MAX_VCPUS_PER_DOMAIN } from '../scenario/loader.js';
+import { loadScenario, scenarioAgents, scenarioMachine, MAX_VCPUS_PER_DOMAIN } from '../scenario/loader.js';
 import { Collector } from '../trace/collector.js';
 import { TraceWriter } from '../trace/writer.js';
 import { nsToCycles } from '../engine/clock.js';
@@ -170,6 +170,7 @@ export interface SimOutcome { report: RunReport; exitCode: number }
 export async function simulate(c: RunConfig, extra: { trace?: string; replayRuns?: Int32Array; recordSchedule?: boolean; onProgress?: (n: number) => void; interrupt?: { requested: boolean } } = {}): Promise<{ report: RunReport; result: EngineResult }> {
   const sc = loadScenario(c.scenario, { pcpus: c.pcpus, vcpus: c.vcpus });
   const spec = scenarioMachine(sc);
+  const agents = scenarioAgents(sc);
   const m = buildMachine(spec);
   const names = spec.domains.map((d) => d.name);
   const collector = new Collector(m, names, sc.ipiLostBoundUs);
@@ -198,7 +199,7 @@ export async function simulate(c: RunConfig, extra: { trace?: string; replayRuns
   };
   let result: EngineResult;
   try {
-    result = c.engine === 'serial' ? await runSerial({ m, params, collector, opts }) : await runThreaded({ m, params, collector, opts });
+    result = c.engine === 'serial' ? await runSerial({ m, params, collector, opts, agents }) : await runThreaded({ m, params, collector, opts, agents });
   } finally {
     tracer?.close();
   }

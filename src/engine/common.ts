@@ -5,6 +5,7 @@ import { RS_BLOCKED, VCPU_STRIDE_WORDS, VC_RUNSTATE } from '../../shared/vcpu.js
 import type { Machine } from '../machine.js';
 import type { PcpuParams } from '../hv/pcpu-loop.js';
 import type { Collector } from '../trace/collector.js';
+import type { AgentSpec } from '../agent/runner.js';
 
 export type Outcome = 'completed' | 'limit' | 'aborted';
 
@@ -39,6 +40,7 @@ export interface EngineResult {
   /** Serial: the schedule, as runs of (pCPU, steps). */
   schedule?: Int32Array;
   steps: number;
+  agents?: AgentResult[];
 }
 
 export interface EngineInput {
@@ -46,6 +48,17 @@ export interface EngineInput {
   params: PcpuParams;
   collector: Collector;
   opts: EngineOptions;
+  /** vm_event agents, one per domain that names one. */
+  agents?: AgentSpec[];
+}
+
+/** The agents' counters, for the report. */
+export interface AgentResult {
+  dom: number;
+  events: number;
+  calls: number;
+  /** Why the agent stopped before the run did (its code threw), or null. */
+  error: string | null;
 }
 
 export function totalInstructions(m: Machine): number {

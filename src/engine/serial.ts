@@ -8,9 +8,11 @@ import { schedHasRunnable } from '../hv/sched/sched.js';
 import { Pcpu, STEP_STOPPED } from '../hv/pcpu-loop.js';
 import type { RingFullHandler } from '../trace/ring.js';
 import type { Collector } from '../trace/collector.js';
-import { stallIdleDetail, totalInstructions, type EngineInput, type EngineResult } from './common.js';
+import { stallIdleDetail, totalInstructions, type AgentResult, type EngineInput, type EngineResult } from './common.js';
 import { makeStrategy, ReplayStrategy, ScheduleDiverged, ScheduleRecorder, type Strategy } from './strategies/index.js';
 import { bug } from '../errors.js';
+import { AgentRunner, loadAgent } from '../agent/runner.js';
+import { AgentStopped, type AgentHost } from '../agent/xc.js';
 
 /** Guest instructions a pCPU may run without touching shared state before it must offer a choice. */
 export const SERIAL_BURST = 1000;
@@ -29,7 +31,9 @@ function hasWork(p: Pcpu): boolean {
   return schedHasRunnable(p.m, p.id, p.params.migrate);
 }
 
-export async function runSerial({ m, params, collector, opts }: EngineInput): Promise<EngineResult> {
+const STEPPED = 0, NOTHING = 1, DIVERGED = 2;
+
+export async function runSerial({ m, params, collector, opts, agents }: EngineInput): Promise<EngineResult> {
   const n = m.npcpus;
   const full = new DrainNow(collector);
   const pcpus: Pcpu[] = [];
@@ -38,7 +42,10 @@ export async function runSerial({ m, params, collector, opts }: EngineInput): Pr
   }
   const strategy: Strategy = opts.replayRuns !== undefined ? new ReplayStrategy(opts.replayRuns) : makeStrategy(opts.strategy, opts.seed);
   const recorder = opts.recordSchedule ? new ScheduleRecorder() : undefined;
-  const elig = new Int32Array(n);
+  // Agents are participants n, n+1, ...: the strategy chooses them like pCPUs whenever they have work.
+  const runners: AgentRunner[] = [];
+  const agentResults: AgentResult[] = [];
+  const elig = new Int32Array(n + (agents?.length ?? 0));
   const clocks = new Float64Array(n);
   const work = new Uint8Array(n);
   const t0 = performance.now();
@@ -46,37 +53,81 @@ export async function runSerial({ m, params, collector, opts }: EngineInput): Pr
   const liveIdx = C.CTL_LIVE_DOMAINS;
   let outcome: EngineResult['outcome'] | null = null;
   let reason: string | null = null;
+  let divergence = '';
+  let inAgent = false;
+
+  /** One choice and one step (a pCPU's, or an agent's unless `allowAgents` is false). */
+  const stepOnce = (allowAgents: boolean): number => {
+    let min = Infinity;
+    for (let i = 0; i < n; i++) {
+      const w = hasWork(pcpus[i]);
+      work[i] = w ? 1 : 0;
+      clocks[i] = pcpus[i].core.clock;
+      if (w && clocks[i] < min) min = clocks[i];
+    }
+    let count = 0;
+    const bound = min + opts.slackCycles;
+    for (let i = 0; i < n; i++) if (work[i] === 1 && clocks[i] <= bound) elig[count++] = i;
+    if (allowAgents) for (let k = 0; k < runners.length; k++) if (agentResults[k].error === null && runners[k].hasWork()) elig[count++] = n + k;
+    if (count === 0) return NOTHING;
+    let p: number;
+    try {
+      p = strategy.next(elig, count);
+    } catch (e) {
+      if (e instanceof ScheduleDiverged) { divergence = e.message; return DIVERGED; }
+      throw e;
+    }
+    const shared = strategy.shared;
+    if (recorder !== undefined) recorder.record(p, shared);
+    steps++;
+    if (p >= n) { agentStep(p - n); return STEPPED; }
+    if (pcpus[p].step(SERIAL_BURST, shared) === STEP_STOPPED) bug('a serial pCPU stopped on its own');
+    return STEPPED;
+  };
+
+  /** An agent's wait steps the machine (never another agent) until its condition holds. */
+  const host: AgentHost = {
+    waitUntil(cond: () => boolean, what: string): void {
+      while (!cond()) {
+        if (Atomics.load(m.ctl, liveIdx) === 0) throw new AgentStopped(`the run ended while the agent waited for ${what}`);
+        const r = stepOnce(false);
+        if (r === DIVERGED) throw new ScheduleDiverged(divergence);
+        if (r === NOTHING) throw new AgentStopped(`nothing can run while the agent waits for ${what}`);
+      }
+    },
+  };
+  const agentStep = (k: number): void => {
+    if (inAgent) bug('an agent was stepped inside another agent call');
+    inAgent = true;
+    try {
+      runners[k].step();
+    } catch (e) {
+      if (e instanceof ScheduleDiverged) throw e;
+      agentResults[k].error = e instanceof Error ? e.message : String(e);
+    } finally {
+      inAgent = false;
+    }
+  };
+  for (const a of agents ?? []) {
+    runners.push(new AgentRunner(m, a, await loadAgent(a.module), host, params.lapic));
+    agentResults.push({ dom: a.dom, events: 0, calls: 0, error: null });
+  }
 
   run: for (;;) {
     for (let k = 0; k < CHUNK; k++) {
       if (Atomics.load(m.ctl, liveIdx) === 0) { outcome = 'completed'; break run; } // endReason, inlined
-
-      let min = Infinity;
-      for (let i = 0; i < n; i++) {
-        const w = hasWork(pcpus[i]);
-        work[i] = w ? 1 : 0;
-        clocks[i] = pcpus[i].core.clock;
-        if (w && clocks[i] < min) min = clocks[i];
+      let r: number;
+      try {
+        r = stepOnce(true);
+      } catch (e) {
+        if (e instanceof ScheduleDiverged) { divergence = e.message; r = DIVERGED; } else throw e;
       }
-      let count = 0;
-      const bound = min + opts.slackCycles;
-      for (let i = 0; i < n; i++) if (work[i] === 1 && clocks[i] <= bound) elig[count++] = i;
-      if (count === 0) {
+      if (r === DIVERGED) { outcome = 'aborted'; reason = `replay diverged: ${divergence}`; break run; }
+      if (r === NOTHING) {
         if (Atomics.load(m.ctl, C.CTL_LIMITED_VCPUS) > 0) { outcome = 'limit'; reason = 'every vCPU that can still run reached --max-instructions'; }
         else { outcome = 'completed'; reason = stallFinding(pcpus, collector); }
         break run;
       }
-      let p: number;
-      try {
-        p = strategy.next(elig, count);
-      } catch (e) {
-        if (e instanceof ScheduleDiverged) { outcome = 'aborted'; reason = `replay diverged: ${e.message}`; break run; }
-        throw e;
-      }
-      const shared = strategy.shared;
-      if (recorder !== undefined) recorder.record(p, shared);
-      if (pcpus[p].step(SERIAL_BURST, shared) === STEP_STOPPED) bug('a serial pCPU stopped on its own');
-      steps++;
     }
     collector.drainAll();
     if (opts.onProgress !== undefined) opts.onProgress(totalInstructions(m));
@@ -91,7 +142,8 @@ export async function runSerial({ m, params, collector, opts }: EngineInput): Pr
   Atomics.store(m.ctl, C.CTL_STOP, 1);
   for (const p of pcpus) p.stop();
   collector.drainAll();
-  return { outcome: outcome ?? 'aborted', reason, wallMs: performance.now() - t0, schedule: recorder?.runs(), steps };
+  runners.forEach((r, k) => { agentResults[k].events = r.events; agentResults[k].calls = r.xc.calls; });
+  return { outcome: outcome ?? 'aborted', reason, wallMs: performance.now() - t0, schedule: recorder?.runs(), steps, agents: agentResults };
 }
 
 function stallFinding(pcpus: Pcpu[], collector: Collector): string {

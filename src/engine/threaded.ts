@@ -11,14 +11,17 @@ import { PC_BURSTS, PC_CLOCK_F64, PC_PENDING, PC_STARTED, PC_STATE, PEND_KICK, P
 import type { PcpuControl, PcpuStats, PcpuTask } from './pcpu-thread.js';
 import { endReason, stallIdleDetail, totalInstructions, type EngineInput, type EngineResult, type Outcome } from './common.js';
 import type { Machine } from '../machine.js';
+import type { AgentTask } from '../agent/agent-thread.js';
+import type { AgentResult } from './common.js';
+import { VR_NOTIFY, vmEventRingBase } from '../../shared/vm-event.js';
 
 const POLL_MS = 2;
 /** How long stopped workers get to return before their threads are terminated. */
 const STOP_GRACE_MS = 3000;
 
-function workerSpec(): { filename: string; execArgv: string[] } {
+function workerSpec(name = 'pcpu'): { filename: string; execArgv: string[] } {
   const ts = import.meta.url.endsWith('.ts');
-  const filename = new URL(`../../workers/pcpu.worker.${ts ? 'ts' : 'js'}`, import.meta.url).href;
+  const filename = new URL(`../../workers/${name}.worker.${ts ? 'ts' : 'js'}`, import.meta.url).href;
   // Workers inherit execArgv unless it is given; under vitest tsx is not inherited, so say it.
   return { filename, execArgv: ts ? ['--import', 'tsx'] : [] };
 }
@@ -27,7 +30,7 @@ export interface ThreadedHandle {
   controls: Comlink.Remote<PcpuControl>[];
 }
 
-export async function runThreaded({ m, params, collector, opts }: EngineInput, onStart?: (h: ThreadedHandle) => Promise<void>): Promise<EngineResult> {
+export async function runThreaded({ m, params, collector, opts, agents }: EngineInput, onStart?: (h: ThreadedHandle) => Promise<void>): Promise<EngineResult> {
   const n = m.npcpus;
   const { filename, execArgv } = workerSpec();
   const pool = new Piscina({ filename, execArgv, minThreads: n, maxThreads: n, idleTimeout: Infinity, maxQueue: n, concurrentTasksPerWorker: 1 });
@@ -47,6 +50,12 @@ export async function runThreaded({ m, params, collector, opts }: EngineInput, o
     controls.push(Comlink.wrap<PcpuControl>(port1 as unknown as Comlink.Endpoint));
     ports.push(port1);
   }
+  // Each agent in its own thread (a pool of its own, so agents never wait behind pCPU tasks).
+  const agentSpecs = agents ?? [];
+  const agentPool = agentSpecs.length === 0 ? null : new Piscina({ ...workerSpec('agent'), minThreads: agentSpecs.length,
+    maxThreads: agentSpecs.length, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
+  const agentTasks: Promise<AgentResult>[] = agentSpecs.map((spec) => (agentPool as Piscina).run({ buffers: m.buffers, spec, lapic: params.lapic } satisfies AgentTask)
+    .catch((e: unknown) => ({ dom: spec.dom, events: 0, calls: 0, error: e instanceof Error ? e.message : String(e) })));
   if (onStart !== undefined) await onStart({ controls });
 
   let outcome: Outcome | null = null;
@@ -85,7 +94,8 @@ export async function runThreaded({ m, params, collector, opts }: EngineInput, o
   }
   Atomics.notify(m.ctl, C.CTL_SYNC_EPOCH);
   const drainer = setInterval(() => collector.drainAll(), POLL_MS);
-  const settled = await Promise.race([Promise.all(tasks).then(() => true), sleep(STOP_GRACE_MS).then(() => false)]);
+  for (const a of agentSpecs) Atomics.notify(m.vr32, vmEventRingBase(a.dom) + VR_NOTIFY);
+  const settled = await Promise.race([Promise.all([...tasks, ...agentTasks]).then(() => true), sleep(STOP_GRACE_MS).then(() => false)]);
   clearInterval(drainer);
   if (!settled) {
     const stuck = [];
@@ -95,9 +105,11 @@ export async function runThreaded({ m, params, collector, opts }: EngineInput, o
   }
   for (const c of controls) c[Comlink.releaseProxy]();
   for (const p of ports) p.close();
+  const agentResults = settled ? await Promise.all(agentTasks) : agentSpecs.map((a) => ({ dom: a.dom, events: 0, calls: 0, error: 'did not stop in time' }));
   await pool.destroy(); // terminates any thread still running: no orphans
+  if (agentPool !== null) await agentPool.destroy();
   collector.drainAll();
-  return { outcome, reason, wallMs: performance.now() - t0, steps: progressCount(m) };
+  return { outcome, reason, wallMs: performance.now() - t0, steps: progressCount(m), agents: agentResults };
 }
 
 function progressCount(m: Machine): number {

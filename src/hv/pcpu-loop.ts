@@ -17,7 +17,7 @@ import {
 } from '../../shared/vcpu.js';
 import type { ApicBusOptions } from '../hw/apic-bus.js';
 import type { LapicOptions } from '../hw/lapic.js';
-import { type DeliveryHook, CpuCore, EXIT_EXTINT, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
+import { type DeliveryHook, CpuCore, EXIT_EXTINT, EXIT_MTF, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
 import { opcodeCosts, type CostTable } from '../engine/clock.js';
 import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
@@ -433,6 +433,12 @@ export class Pcpu implements DeliveryHook {
       Atomics.and(m.vc32, b + VC_ALTP2M_FLAGS, ~VCA_EMULATE);
     }
     if (c.retired === 0) return;
+    if ((apf & (VCA_SINGLESTEP | VCA_FAST_SS)) !== 0 && this.lastExit === EXIT_NONE) {
+      // The monitor trap flag's exit after the one instruction.
+      m.pc32[this.iExits + EXIT_MTF]++;
+      this.hvCycles(this.params.costs.vmexit);
+      this.entering = true;
+    }
     const d = this.curDomain;
     if ((apf & VCA_FAST_SS) !== 0) {
       Atomics.and(m.vc32, b + VC_ALTP2M_FLAGS, ~VCA_FAST_SS);

@@ -38,9 +38,11 @@ export const EXIT_VMFUNC = 11;
 export const EXIT_PREEMPT = 12;
 /** An EPT violation on an APIC-access page: the vLAPIC emulates the access (counted apart). */
 export const EXIT_APIC_ACCESS = 13;
-export const EXIT_COUNT = 14;
+/** Monitor trap flag: the exit after a single-stepped instruction (vm_event single-step). Counted by the pCPU. */
+export const EXIT_MTF = 14;
+export const EXIT_COUNT = 15;
 export const EXIT_NAMES = ['none', 'hlt', 'vmcall', 'magic', 'cpuid', 'rdmsr', 'wrmsr', 'io', 'ept_violation',
-  'triple_fault', 'external_interrupt', 'vmfunc', 'preempt', 'apic_access'] as const;
+  'triple_fault', 'external_interrupt', 'vmfunc', 'preempt', 'apic_access', 'monitor_trap'] as const;
 
 // x86 exception vectors used here
 export const VEC_NMI = 2;

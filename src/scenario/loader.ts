@@ -2,9 +2,10 @@
 // mistake is one line naming the file, the line and the key. Built-in scenarios live beside this file
 // in builtin/ (a .toml and a .s each).
 import { EPT_SYNC_NAMES } from '../../shared/altp2m.js';
+import type { AgentSpec } from '../agent/runner.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse, TomlError } from 'smol-toml';
 import { MAX_PCPUS } from '../../shared/machine.js';
 import { IPI_PATH_NAMES } from '../../shared/domain.js';
@@ -307,6 +308,30 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
   return { name: nameOrFile, file, description, pcpus, apicMode, hvIpiIrqs, timesliceUs, scheduler, ratelimitUs, migration, migratePercent, apicBus, lapic, ipiLostBoundUs, costs, domains };
+}
+
+/** Built-in agents, by name (src/agent/examples/NAME.ts). */
+export const BUILTIN_AGENTS = ['xen-access'] as const;
+
+/**
+ * The agents a scenario names, as module URLs: a built-in name, or a .js/.mjs file relative to the
+ * scenario file (an agent is loaded with import(); TypeScript agents are compiled first).
+ */
+export function scenarioAgents(sc: Scenario): AgentSpec[] {
+  const out: AgentSpec[] = [];
+  sc.domains.forEach((d, i) => {
+    if (d.agent === '') return;
+    let file: string;
+    if ((BUILTIN_AGENTS as readonly string[]).includes(d.agent)) {
+      file = fileURLToPath(new URL(`../agent/examples/${d.agent}.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url));
+    } else {
+      if (!/\.m?js$/.test(d.agent)) throw new UserError(`${sc.file}: domain "${d.name}": agent: '${d.agent}' is neither a built-in agent (${BUILTIN_AGENTS.join(', ')}) nor a .js/.mjs module`);
+      file = isAbsolute(d.agent) ? d.agent : join(dirname(sc.file), d.agent);
+      if (!existsSync(file)) throw new UserError(`${sc.file}: domain "${d.name}": agent module '${d.agent}' not found`);
+    }
+    out.push({ dom: i, module: pathToFileURL(file).href, args: d.agentArgs });
+  });
+  return out;
 }
 
 /** Assemble each domain's program and resolve affinities: the machine the engines run. */
