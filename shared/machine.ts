@@ -24,8 +24,13 @@ export const CTL_LIMITED_VCPUS = 9;
 export const CTL_GUEST_ASSERTS = 10;
 /** Monotonic counter stamping each vCPU as it joins a runqueue (FIFO order across threads). Atomics.add. */
 export const CTL_ENQUEUE_SEQ = 11;
+/**
+ * Agents whose setup has not returned yet (threaded engine). Domains with an agent start paused, as a
+ * tool attaches to a domain created paused: pCPU threads start stepping only when this is 0. Atomics.
+ */
+export const CTL_AGENTS_PENDING = 12;
 export const CTL_WORDS = 16;
-assertLayout('machine', CTL_ENQUEUE_SEQ, CTL_WORDS);
+assertLayout('machine', CTL_AGENTS_PENDING, CTL_WORDS);
 
 /** Upper bound on pCPUs: one xAPIC physical ID byte, less the broadcast ID 0xFF. */
 export const MAX_PCPUS = 255;

@@ -31,9 +31,19 @@ export async function agentThread(task: AgentTask): Promise<AgentResult> {
       }
     },
   };
-  const runner = new AgentRunner(m, task.spec, await loadAgent(task.spec.module), host, task.lapic);
   const result: AgentResult = { dom: task.spec.dom, events: 0, calls: 0, error: null };
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    Atomics.sub(m.ctl, C.CTL_AGENTS_PENDING, 1);
+    Atomics.notify(m.ctl, C.CTL_AGENTS_PENDING);
+  };
+  let runner: AgentRunner | null = null;
   try {
+    runner = new AgentRunner(m, task.spec, await loadAgent(task.spec.module), host, task.lapic);
+    runner.step(); // attach and setup, before the domain runs
+    release();
     while (!stopped()) {
       if (runner.step()) continue;
       const seen = Atomics.load(m.vr32, notify);
@@ -41,8 +51,12 @@ export async function agentThread(task: AgentTask): Promise<AgentResult> {
     }
   } catch (e) {
     if (!(e instanceof AgentStopped)) result.error = e instanceof Error ? e.message : String(e);
+  } finally {
+    release();
   }
-  result.events = runner.events;
-  result.calls = runner.xc.calls;
+  if (runner !== null) {
+    result.events = runner.events;
+    result.calls = runner.xc.calls;
+  }
   return result;
 }

@@ -57,6 +57,8 @@ export async function pcpuThread(task: PcpuTask): Promise<PcpuStats> {
   };
   Comlink.expose(control, task.port as unknown as Comlink.Endpoint);
   let lastYield = performance.now();
+  // Wait for the agents' setup (CTL_AGENTS_PENDING) before the guests run.
+  for (let v; (v = Atomics.load(ctl, C.CTL_AGENTS_PENDING)) !== 0 && !stopped();) Atomics.wait(ctl, C.CTL_AGENTS_PENDING, v, 5);
   Atomics.store(m.pc32, p.base + PC_STARTED, 1);
   try {
     for (;;) {

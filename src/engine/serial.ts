@@ -112,6 +112,8 @@ export async function runSerial({ m, params, collector, opts, agents }: EngineIn
     runners.push(new AgentRunner(m, a, await loadAgent(a.module), host, params.lapic));
     agentResults.push({ dom: a.dom, events: 0, calls: 0, error: null });
   }
+  // Agents attach and set up before the domains run (a tool and a domain created paused), as in threaded.
+  for (let k = 0; k < runners.length; k++) agentStep(k);
 
   run: for (;;) {
     for (let k = 0; k < CHUNK; k++) {

@@ -33,6 +33,7 @@ export interface ThreadedHandle {
 export async function runThreaded({ m, params, collector, opts, agents }: EngineInput, onStart?: (h: ThreadedHandle) => Promise<void>): Promise<EngineResult> {
   const n = m.npcpus;
   const { filename, execArgv } = workerSpec();
+  Atomics.store(m.ctl, C.CTL_AGENTS_PENDING, agents?.length ?? 0);
   const pool = new Piscina({ filename, execArgv, minThreads: n, maxThreads: n, idleTimeout: Infinity, maxQueue: n, concurrentTasksPerWorker: 1 });
   const t0 = performance.now();
   const controls: Comlink.Remote<PcpuControl>[] = [];

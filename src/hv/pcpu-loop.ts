@@ -230,11 +230,10 @@ export class Pcpu implements DeliveryHook {
       budget = 1;
       core.ignoreAccess = (apf & VCA_EMULATE) !== 0;
     }
-    const c0 = core.clock;
+    const c0 = core.clock, pc0 = core.pc;
     core.sharedLeft = sharedAccesses;
     const exit = guestRun(core, budget);
     this.lastExit = exit;
-    if (stepping) this.afterStep(apf);
     if (core.vmfuncs !== this.seenVmfuncs) this.noteVmfunc();
     if (core.stale !== 0) this.noteStale();
     // Xen reads EPTP_INDEX at every exit: only then does p2midx catch up with a guest VMFUNC.
@@ -253,6 +252,7 @@ export class Pcpu implements DeliveryHook {
       if (this.params.traceExits) this.emit(EV_EXIT, exit, core.pc, core.exitQual);
       vmexitHandle(this, exit);
     }
+    if (stepping) this.afterStep(apf, pc0);
     if (max > 0 && m.vcF64[insF] >= max && Atomics.load(m.vc32, this.iRunstate) === RS_RUNNING) {
       Atomics.store(m.vc32, this.iRunstate, RS_LIMIT);
       Atomics.add(m.ctl, C.CTL_LIMITED_VCPUS, 1);
@@ -426,13 +426,15 @@ export class Pcpu implements DeliveryHook {
   }
 
   /** After a single-stepped instruction: fast single-step switches views quietly; monitor single-step reports. */
-  private afterStep(apf: number): void {
+  private afterStep(apf: number, pc0: number): void {
     const m = this.m, c = this.core, v = this.cur, b = v * VCPU_STRIDE_WORDS;
+    if (v < 0) return; // the domain ended under it
     if ((apf & VCA_EMULATE) !== 0) {
       c.ignoreAccess = false;
       Atomics.and(m.vc32, b + VC_ALTP2M_FLAGS, ~VCA_EMULATE);
     }
-    if (c.retired === 0) return;
+    // Stepped only if the instruction completed (an exit that retries it, such as a lazy fill, is not a step).
+    if (c.pc === pc0) return;
     if ((apf & (VCA_SINGLESTEP | VCA_FAST_SS)) !== 0 && this.lastExit === EXIT_NONE) {
       // The monitor trap flag's exit after the one instruction.
       m.pc32[this.iExits + EXIT_MTF]++;

@@ -108,3 +108,117 @@ describe('EPT invalidation across pCPUs (STALE_TRANSLATION)', () => {
     expect(flushIpis).toBeGreaterThan(0);
   }, 120_000);
 });
+
+/**
+ * Views changing under running vCPUs: vCPU 0 restricts the shared page ROUNDS times (each restriction is
+ * undone by the next write, which Xen relaxes to rwx with no listener), changes its own view 1 with
+ * change_gfn, and bumps a generation word after each return; vCPUs 1.. write the page and read the
+ * generation the whole time.
+ */
+export const CHURN_PROGRAM = `
+.equ DATA, 0x8000
+.equ OTHER, 0xb000
+.equ FLAGS, 0x9000           ; +0 generation, +4 writers done
+.equ OP, 0xa000
+_start:
+    mov edi, OP
+    mov esi, FLAGS
+    mov ebp, DATA
+    mov eax, 1
+    cpuid
+    shr ebx, 24
+    cmp ebx, 0
+    jne writer
+
+changer:
+    call op_header
+    mov [edi+4], 2           ; set_domain_state(1)
+    mov [edi+16], 1
+    call hvmop
+    call op_header
+    mov [edi+4], 4           ; create_p2m, default access rwx
+    mov [edi+16], 0x70000
+    call hvmop
+    mov r8, 0
+round:
+    call op_header
+    mov [edi+4], 7           ; set_mem_access(view 0, r, DATA)
+    mov [edi+16], 0x10000
+    mov [edi+20], 0
+    mov [edi+24], DATA >> 12
+    mov [edi+28], 0
+    call hvmop
+    call op_header
+    mov [edi+4], 8           ; change_gfn(view 1, DATA -> OTHER), then revert
+    mov [edi+16], 1
+    mov [edi+20], 0
+    mov [edi+24], DATA >> 12
+    mov [edi+28], 0
+    mov [edi+32], OTHER >> 12
+    mov [edi+36], 0
+    call hvmop
+    mov [edi+32], -1
+    mov [edi+36], -1
+    call hvmop
+    lock add [esi], 1        ; a new generation: everything above has returned
+    inc r8
+    cmp r8, ROUNDS
+    jne round
+wait:
+    mov eax, [esi+4]
+    cmp eax, VCPUS - 1
+    jne wait
+    mov ebx, 0
+    magic 0
+
+writer:
+    mov ecx, 0
+again:
+    inc ecx
+    mov [ebp], ecx
+    mov eax, [ebp]
+    mov eax, [esi]
+    cmp eax, ROUNDS
+    jne again
+    lock add [esi+4], 1
+spin:
+    pause
+    jmp spin
+
+op_header:
+    mov [edi], 1
+    mov [edi+8], 0x7ff0
+    mov [edi+12], 0
+    ret
+hvmop:
+    mov eax, 34
+    mov ebx, 25
+    mov ecx, OP
+    vmcall
+    ret
+`;
+
+describe('views changing under running vCPUs', () => {
+  it('threaded, 4 pCPUs x 4 vCPUs, ept_sync = "xen": no stale translation, no crash', async () => {
+    for (let i = 0; i < 3; i++) {
+      const r = await runGuest(CHURN_PROGRAM, {
+        engine: 'threaded', pcpus: 4, vcpus: 4, maxInstructions: 50_000_000, watchdogMs: 10_000,
+        domainExtra: ['altp2m = "mixed"', 'ept_sync = "xen"', 'defines = { ROUNDS = 150 }'],
+      });
+      expect(r.outcome, r.reason ?? '').toBe('completed');
+      expect(r.domains[0].state).toBe('shutdown');
+      expect(r.findings.map((f) => f.kind)).toEqual([]);
+      expect(r.metrics.ept_flush_ipis as number).toBeGreaterThan(0);
+      expect(r.metrics.ept_flushes as number).toBeGreaterThan(0);
+    }
+  }, 120_000);
+
+  it('serial, the same churn with ept_sync = "none": stale translations are found (pinned seed)', async () => {
+    const r = await runGuest(CHURN_PROGRAM, {
+      pcpus: 4, vcpus: 4, seed: 5, maxInstructions: 5_000_000,
+      domainExtra: ['altp2m = "mixed"', 'ept_sync = "none"', 'defines = { ROUNDS = 20 }'],
+    });
+    expect(r.outcome).toBe('completed');
+    expect(r.findings.map((f) => f.kind)).toContain('STALE_TRANSLATION');
+  });
+});
