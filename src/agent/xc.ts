@@ -9,7 +9,10 @@ import { ACCESS_NAMES } from '../../shared/p2m.js';
 import { RS_RUNNING, VCPU_STRIDE_WORDS, VC_RUNSTATE } from '../../shared/vcpu.js';
 import type { LapicOptions } from '../hw/lapic.js';
 import type { Machine } from '../machine.js';
-import { domainVcpus, p2mEndWrite, p2mUnlock } from '../hv/altp2m.js';
+import {
+  HOST_TABLE, clearEntry, domainVcpus, entryOut, p2mBeginWrite, p2mEndWrite, p2mTryLock, p2mUnlock, propagateHostChange, readEntry, tableRoot,
+} from '../hv/altp2m.js';
+import { P2MT_RAM_RW, p2mAttrType } from '../../shared/p2m.js';
 import { eptMarkTables, eptSyncAcked, eptSyncSend } from '../hv/ept-sync.js';
 import {
   ALTP2M_OP_NAMES, ALTP2M_change_gfn, ALTP2M_create_p2m, ALTP2M_destroy_p2m, ALTP2M_get_domain_state, ALTP2M_get_mem_access,
@@ -42,6 +45,7 @@ const INVALID_GFN = -1;
 
 export class XenControl implements AltCtx {
   readonly callerDom = -1;
+  readonly selfVcpu = -1;
   readonly holder = LOCK_AGENT;
   paused = false;
   gen = 0;
@@ -140,6 +144,28 @@ export class XenControl implements AltCtx {
   monitorSinglestep(domid: number, enable: boolean): void {
     Atomics.store(this.m.ap32, altp2mBase(this.dom(domid)) + AD_SINGLESTEP_MONITOR, enable ? 1 : 0);
   }
+  /**
+   * xc_domain_decrease_reservation of one frame (a balloon driver giving gfn back): the host entry goes,
+   * and the change reaches the views by Xen's propagation rules (a view whose change_gfn targets cover
+   * gfn is reset; two such views reset them all). ESRCH if gfn is not RAM now.
+   */
+  decreaseReservation(domid: number, gfn: number): void {
+    const m = this.m, d = this.dom(domid);
+    this.host.waitUntil(() => p2mTryLock(m, d, LOCK_AGENT), 'p2m lock');
+    this.gen = p2mBeginWrite(m, d);
+    this.calls++;
+    const root = tableRoot(m, d, HOST_TABLE);
+    readEntry(m, root, gfn);
+    if (p2mAttrType(entryOut.attr) !== P2MT_RAM_RW) {
+      this.sync(d);
+      throw new XcError('decrease_reservation', 3);
+    }
+    clearEntry(m, root, gfn, this.gen);
+    this.touched.push(HOST_TABLE);
+    propagateHostChange(m, d, gfn, -1, 0, this.gen, this.touched);
+    this.sync(d);
+  }
+
   /** xc_monitor_enable: attach the vm_event ring (the runner does this before the agent's setup). */
   monitorEnable(domid: number, enable: boolean): void {
     Atomics.store(this.m.ap32, altp2mBase(this.dom(domid)) + AD_MONITOR, enable ? 1 : 0);

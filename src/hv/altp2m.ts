@@ -167,20 +167,38 @@ export function viewPrepopulate(m: Machine, d: number, view: number, gfn: number
 }
 
 /**
- * A host entry was written: Xen's p2m_altp2m_propagate_change (§4). Views that hold the gfn take the
- * host's mfn, type and access, keeping their own suppress-VE; their own access and any change_gfn of that
- * gfn are lost, as in Xen. Returns the views it touched (bitmask over a small list the caller marks).
+ * A host entry was written: Xen's p2m_altp2m_propagate_change (§4). Removal (the host entry is gone, as
+ * after decrease_reservation) overlapping a view's change_gfn target range resets that view, and a second
+ * such view resets every view. Otherwise views that hold the gfn take the host's mfn, type and access,
+ * keeping their own suppress-VE: their own access and any change_gfn of that gfn are lost, as in Xen.
+ * The tables it changed are appended to `touched`.
  */
 export function propagateHostChange(m: Machine, d: number, gfn: number, mfn: number, attr: number, stamp: number, touched: number[]): void {
   if (!altp2mActive(m, d)) return;
   const nr = altp2mNr(m, d);
+  const removed = !present(attr);
+  let resets = 0;
   for (let i = 0; i < nr; i++) {
     if (!viewValid(m, d, i)) continue;
+    if (removed) {
+      const vb = viewBase(d, i);
+      const lo = Atomics.load(m.ap32, vb + VW_MIN_REMAP), hi = Atomics.load(m.ap32, vb + VW_MAX_REMAP);
+      if (lo !== INVALID_GFN32 && gfn >= lo && gfn <= hi) {
+        if (resets++ === 0) { viewReset(m, d, i, stamp); touched.push(i); continue; }
+        for (let j = 0; j < nr; j++) {
+          if (!viewValid(m, d, j)) continue;
+          viewReset(m, d, j, stamp);
+          if (!touched.includes(j)) touched.push(j);
+        }
+        return;
+      }
+    }
     const vroot = tableRoot(m, d, i);
     readEntry(m, vroot, gfn);
     if (!present(entryOut.attr)) continue;
-    writeEntry(m, vroot, gfn, mfn, (attr & ~ATTR_SUPPRESS_VE) | (entryOut.attr & ATTR_SUPPRESS_VE), stamp);
-    touched.push(i);
+    if (removed) clearEntry(m, vroot, gfn, stamp);
+    else writeEntry(m, vroot, gfn, mfn, (attr & ~ATTR_SUPPRESS_VE) | (entryOut.attr & ATTR_SUPPRESS_VE), stamp);
+    if (!touched.includes(i)) touched.push(i);
   }
 }
 

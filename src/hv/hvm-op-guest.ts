@@ -30,6 +30,7 @@ const STRUCT_WORDS = 20;
 export class GuestAltOp implements AltCtx {
   readonly m: Machine;
   callerDom = -1;
+  selfVcpu = -1;
   readonly holder: number;
   paused = false;
   gen = 0;
@@ -81,6 +82,7 @@ function copyStruct(p: Pcpu, gpa: number, w: Int32Array, out: boolean): boolean 
 export function hvmOpAltp2mGuest(p: Pcpu): boolean {
   const op = p.altOp;
   op.callerDom = p.curDomain;
+  op.selfVcpu = p.cur;
   if (!copyStruct(p, p.core.R[REG_ECX], op.words, false)) return finish(p, -EFAULT, false);
   const r = altp2mOp(op, op.words);
   if (r === OP_NEEDS_PAUSE) {

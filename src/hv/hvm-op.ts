@@ -10,7 +10,7 @@ import {
   ALTP2M_MODE_LIMITED, EPTP_INVALID, VW_ACTIVE_VCPUS, VW_DEFAULT_ACCESS, VW_MAX_REMAP, VW_MIN_REMAP, altp2mBase, viewBase,
 } from '../../shared/altp2m.js';
 import { ACCESS_DEFAULT, ATTR_ACCESS_MASK, ATTR_SUPPRESS_VE, P2MT_INVALID, P2MT_RAM_RW, p2mAttr, p2mAttrAccess, p2mAttrType } from '../../shared/p2m.js';
-import { INVALID_ALTP2M, VCA_VE, VCA_VMFUNC, VCPU_STRIDE_WORDS, VC_ALTP2M_FLAGS, VC_P2MIDX, VC_VE_GFN } from '../../shared/vcpu.js';
+import { INVALID_ALTP2M, RS_RUNNING, VCA_VE, VCA_VMFUNC, VCPU_STRIDE_WORDS, VC_ALTP2M_FLAGS, VC_P2MIDX, VC_RUNSTATE, VC_VE_GFN } from '../../shared/vcpu.js';
 import type { Machine } from '../machine.js';
 import {
   HOST_TABLE, INVALID_GFN32, altp2mActive, altp2mNr, domainVcpus, entryOut, hostDefaultAccess, p2mBeginWrite, p2mTryLock,
@@ -72,6 +72,8 @@ export interface AltCtx {
   readonly holder: number;
   /** The other vCPUs of the target domain are paused and off their pCPUs. */
   paused: boolean;
+  /** Global index of the calling vCPU (a guest), or -1 (the agent). */
+  readonly selfVcpu: number;
   /** Preemption is pending (set_mem_access_multi may stop and restart). */
   preemptPending(): boolean;
   /**
@@ -174,6 +176,20 @@ export function altp2mOp(ctx: AltCtx, w: Int32Array): number {
   }
 }
 
+/**
+ * The whole-domain sub-ops run only when every vCPU of d but the caller's is off its pCPU (Xen's
+ * domain_pause_except_self returns only then). An invariant: a failure is a bug in the pause protocol.
+ */
+function assertQuiesced(ctx: AltCtx, d: number, self: number): void {
+  const [first, n] = domainVcpus(ctx.m, d);
+  for (let i = 0; i < n; i++) {
+    if (first + i === self) continue;
+    if (Atomics.load(ctx.m.vc32, (first + i) * VCPU_STRIDE_WORDS + VC_RUNSTATE) === RS_RUNNING) {
+      throw new Error(`this is a bug in vcpulab: a whole-domain altp2m op ran while vCPU ${i} of domain ${d} was on a pCPU`);
+    }
+  }
+}
+
 /** Take the p2m lock for a writing sub-op and open its generation. False: busy, restart. */
 function lock(ctx: AltCtx, d: number): boolean {
   if (ctx.gen !== 0) return true;
@@ -189,6 +205,7 @@ function touch(ctx: AltCtx, t: number): void {
 function setDomainState(ctx: AltCtx, d: number, on: boolean): number {
   const m = ctx.m, ab = altp2mBase(d);
   if (!ctx.paused) return OP_NEEDS_PAUSE;
+  assertQuiesced(ctx, d, ctx.selfVcpu);
   if (altp2mActive(m, d) === on) return 0;
   if (!lock(ctx, d)) return OP_RESTART;
   const [first, n] = domainVcpus(m, d);
@@ -258,6 +275,7 @@ function destroyP2m(ctx: AltCtx, d: number, view: number): number {
   const m = ctx.m;
   if (view === 0 || view >= altp2mNr(m, d)) return -EBUSY;
   if (!ctx.paused) return OP_NEEDS_PAUSE;
+  assertQuiesced(ctx, d, ctx.selfVcpu);
   if (!viewValid(m, d, view)) return -EBUSY;
   // Pausing made every vCPU exit, and exits resync p2midx after guest VMFUNCs, so the count is current.
   if (Atomics.load(m.ap32, viewBase(d, view) + VW_ACTIVE_VCPUS) !== 0) return -EBUSY;
@@ -271,6 +289,7 @@ function switchP2m(ctx: AltCtx, d: number, view: number): number {
   const m = ctx.m;
   if (view >= altp2mNr(m, d)) return -EINVAL;
   if (!ctx.paused) return OP_NEEDS_PAUSE;
+  assertQuiesced(ctx, d, ctx.selfVcpu);
   if (Atomics.load(m.ap32, altp2mBase(d) + AD_VISIBLE + view) === EPTP_INVALID) return -EINVAL;
   const [first, n] = domainVcpus(m, d);
   for (let i = 0; i < n; i++) vcpuSetView(m, d, first + i, view);

@@ -111,9 +111,10 @@ describe('EPT invalidation across pCPUs (STALE_TRANSLATION)', () => {
 
 /**
  * Views changing under running vCPUs: vCPU 0 restricts the shared page ROUNDS times (each restriction is
- * undone by the next write, which Xen relaxes to rwx with no listener), changes its own view 1 with
- * change_gfn, and bumps a generation word after each return; vCPUs 1.. write the page and read the
- * generation the whole time.
+ * undone by the next write, which Xen relaxes to rwx with no listener), changes view 1 with change_gfn,
+ * switches the whole domain to view 1 and back, and bumps a generation word after each round; vCPUs 1..
+ * write the page and read the generation the whole time. A whole-domain op that ran while another vCPU
+ * was on its pCPU would abort the run (an invariant in hvm-op.ts).
  */
 export const CHURN_PROGRAM = `
 .equ DATA, 0x8000
@@ -159,6 +160,12 @@ round:
     call hvmop
     mov [edi+32], -1
     mov [edi+36], -1
+    call hvmop
+    call op_header
+    mov [edi+4], 6           ; switch_p2m(1) and back: every vCPU, paused off its pCPU meanwhile
+    mov [edi+16], 1
+    call hvmop
+    mov [edi+16], 0
     call hvmop
     lock add [esi], 1        ; a new generation: everything above has returned
     inc r8
