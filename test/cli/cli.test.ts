@@ -170,3 +170,30 @@ describe('scheduler keys', () => {
     expectBadInput(await vcpulab('sim', '--scenario', f), /sc\.toml:3: 'timeslice_us' applies to scheduler = "fifo"/);
   });
 });
+
+describe('memory-view keys', () => {
+  it('ept_sync must be one of the three', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 1\n${domain('altp2m = "mixed"\nept_sync = "lazy"\n')}`, GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', f), /sc\.toml:9: 'ept_sync' must be one of "xen", "no-kick", "none", got "lazy"/);
+  });
+  it('a region that is not a gfn range', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 1\n${domain('secret = "0x10-0x8"\n')}`, GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', f), /sc\.toml:8: 'secret' must be a gfn range "LO-HI" or a gfn "N"/);
+  });
+  it('a region beyond RAM', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 1\n${domain('realm = "0x40"\n')}`, GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', f), /sc\.toml:8: 'realm' gfn 0x40 is beyond the domain's RAM \(16 frames\)/);
+  });
+  it('an agent without altp2m', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 1\n${domain('agent = "xen-access"\n')}`, GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', f), /sc\.toml:8: 'agent' needs altp2m/);
+  });
+  it('an agent module that does not exist', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 1\n${domain('altp2m = "external"\nagent = "nope.mjs"\n')}`, GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', f), /domain "g": agent module 'nope\.mjs' not found/);
+  });
+  it('altp2m_count out of range', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 1\n${domain('altp2m = "mixed"\naltp2m_count = 513\n')}`, GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', f), /sc\.toml:9: 'altp2m_count' must be an integer from 1 to 512, got 513/);
+  });
+});
