@@ -43,6 +43,12 @@ export class XcError extends Error {
 
 const INVALID_GFN = -1;
 
+/** A gfn as the two words of a u64 (-1: INVALID_GFN, ~0). */
+function u64(gfn: number): [number, number] {
+  if (gfn === INVALID_GFN) return [-1, -1];
+  return [gfn % 4294967296 | 0, Math.floor(gfn / 4294967296) | 0];
+}
+
 export class XenControl implements AltCtx {
   readonly callerDom = -1;
   readonly selfVcpu = -1;
@@ -64,7 +70,8 @@ export class XenControl implements AltCtx {
   preemptPending(): boolean { return false; }
   readU64(handle: number, i: number): number | null {
     if (handle !== 1 || i >= this.lists.pfns.length) return null;
-    return this.lists.pfns[i];
+    const g = this.lists.pfns[i];
+    return g === INVALID_GFN ? -1 : g < 0 || g > 0xfffff ? -2 : g;
   }
   readU8(handle: number, i: number): number | null {
     if (handle !== 2 || i >= this.lists.access.length) return null;
@@ -80,7 +87,7 @@ export class XenControl implements AltCtx {
   /** xc_altp2m_set_domain_state */
   setDomainState(domid: number, state: boolean): void { this.call(ALTP2M_set_domain_state, domid, [state ? 1 : 0]); }
   /** xc_altp2m_set_vcpu_enable_notify */
-  setVcpuEnableNotify(domid: number, vcpuId: number, gfn: number): void { this.call(ALTP2M_vcpu_enable_notify, domid, [vcpuId, 0, gfn, 0]); }
+  setVcpuEnableNotify(domid: number, vcpuId: number, gfn: number): void { this.call(ALTP2M_vcpu_enable_notify, domid, [vcpuId, 0, ...u64(gfn)]); }
   /** xc_altp2m_set_vcpu_disable_notify */
   setVcpuDisableNotify(domid: number, vcpuId: number): void { this.call(ALTP2M_vcpu_disable_notify, domid, [vcpuId]); }
   /** xc_altp2m_create_view: returns the new view's index. */
@@ -94,7 +101,7 @@ export class XenControl implements AltCtx {
   switchToView(domid: number, view: number): void { this.call(ALTP2M_switch_p2m, domid, [view]); }
   /** xc_altp2m_set_mem_access (view 0 = the host p2m; gfn -1 = the default access). */
   setMemAccess(domid: number, view: number, gfn: number, access: number): void {
-    this.call(ALTP2M_set_mem_access, domid, [(view & 0xffff) | ((access & 0xffff) << 16), 0, gfn, gfn === INVALID_GFN ? -1 : 0]);
+    this.call(ALTP2M_set_mem_access, domid, [(view & 0xffff) | ((access & 0xffff) << 16), 0, ...u64(gfn)]);
   }
   /** xc_altp2m_set_mem_access_multi */
   setMemAccessMulti(domid: number, view: number, gfns: number[], access: number[]): void {
@@ -106,25 +113,25 @@ export class XenControl implements AltCtx {
   }
   /** xc_altp2m_get_mem_access: the view's own entry (an unfilled gfn is ESRCH). */
   getMemAccess(domid: number, view: number, gfn: number): number {
-    this.call(ALTP2M_get_mem_access, domid, [view & 0xffff, 0, gfn, gfn === INVALID_GFN ? -1 : 0]);
+    this.call(ALTP2M_get_mem_access, domid, [view & 0xffff, 0, ...u64(gfn)]);
     return (this.words[4] >>> 16) & 0xffff;
   }
   /** xc_altp2m_change_gfn (newGfn -1 = revert). */
   changeGfn(domid: number, view: number, oldGfn: number, newGfn: number): void {
-    this.call(ALTP2M_change_gfn, domid, [view & 0xffff, 0, oldGfn, 0, newGfn, newGfn === INVALID_GFN ? -1 : 0]);
+    this.call(ALTP2M_change_gfn, domid, [view & 0xffff, 0, ...u64(oldGfn), ...u64(newGfn)]);
   }
   /** xc_altp2m_set_suppress_ve */
   setSuppressVe(domid: number, view: number, gfn: number, sve: boolean): void {
-    this.call(ALTP2M_set_suppress_ve, domid, [(view & 0xffff) | ((sve ? 1 : 0) << 16), 0, gfn, 0]);
+    this.call(ALTP2M_set_suppress_ve, domid, [(view & 0xffff) | ((sve ? 1 : 0) << 16), 0, ...u64(gfn)]);
   }
   /** xc_altp2m_set_supress_ve_multi (sic): returns the first error and its gfn (0 and -1 when none). */
   setSuppressVeMulti(domid: number, view: number, firstGfn: number, lastGfn: number, sve: boolean): { firstError: number; firstErrorGfn: number } {
-    this.call(ALTP2M_set_suppress_ve_multi, domid, [(view & 0xffff) | ((sve ? 1 : 0) << 16), 0, firstGfn, 0, lastGfn, 0, 0, 0]);
+    this.call(ALTP2M_set_suppress_ve_multi, domid, [(view & 0xffff) | ((sve ? 1 : 0) << 16), 0, ...u64(firstGfn), ...u64(lastGfn), 0, 0]);
     return { firstError: this.words[5], firstErrorGfn: this.words[5] === 0 ? -1 : this.words[10] };
   }
   /** xc_altp2m_get_suppress_ve */
   getSuppressVe(domid: number, view: number, gfn: number): boolean {
-    this.call(ALTP2M_get_suppress_ve, domid, [view & 0xffff, 0, gfn, 0]);
+    this.call(ALTP2M_get_suppress_ve, domid, [view & 0xffff, 0, ...u64(gfn)]);
     return ((this.words[4] >>> 16) & 0xff) !== 0;
   }
   /** xc_altp2m_get_vcpu_p2m_idx: what Xen knows, which lags a guest VMFUNC until that vCPU's next exit. */

@@ -100,7 +100,8 @@ export const entryOut = { mfn: 0, attr: 0, stamp: 0 };
 
 /** Read a consistent (mfn, attr, stamp) of gfn into entryOut; attr 0 when absent. Returns the entry offset or -1. */
 export function readEntry(m: Machine, root: number, gfn: number): number {
-  const e = p2mEntryOffset(m.p2m, root, gfn);
+  // gfns beyond the 32-bit guest-physical space have no entry (the root covers 2^20 frames).
+  const e = gfn < 0 || gfn > 0xfffff ? -1 : p2mEntryOffset(m.p2m, root, gfn);
   if (e < 0) { entryOut.mfn = -1; entryOut.attr = 0; entryOut.stamp = 0; return -1; }
   for (;;) {
     const s1 = Atomics.load(m.p2m, e + P2E_STAMP);

@@ -56,7 +56,7 @@ export class GuestAltOp implements AltCtx {
     if (lo < 0 || hi < 0) return null;
     const l = Atomics.load(this.m.mem32, lo >> 2), h = Atomics.load(this.m.mem32, hi >> 2);
     if (l === -1 && h === -1) return -1;
-    return h !== 0 ? -2 : l;
+    return h !== 0 || (l >>> 0) > 0xfffff ? -2 : l;
   }
 
   readU8(handle: number, i: number): number | null {

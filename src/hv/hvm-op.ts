@@ -95,7 +95,7 @@ function u16lo(w: number): number { return w & 0xffff; }
 function u16hi(w: number): number { return (w >>> 16) & 0xffff; }
 function isInvalidGfn(lo: number, hi: number): boolean { return lo === -1 && hi === -1; }
 /** A u64 gfn as a number, or -2 when it is beyond the 32-bit guest-physical space (never mapped). */
-function gfnOf(lo: number, hi: number): number { return hi !== 0 ? -2 : lo >>> 0; }
+function gfnOf(lo: number, hi: number): number { return hi !== 0 || (lo >>> 0) > MAX_GFN ? -2 : lo >>> 0; }
 
 /** Target domain of the struct: index, or -ESRCH / -EOPNOTSUPP. */
 function targetDomain(ctx: AltCtx, domid: number): number {

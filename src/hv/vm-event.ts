@@ -10,7 +10,7 @@ import {
 import {
   VE_ALTP2M_IDX, VE_FAST_SS_IDX, VE_FLAGS, VE_GFN, VE_GLA, VE_MA_FLAGS, VE_OFFSET, VE_PC, VE_REASON, VE_VCPU_ID, VE_VERSION,
   VM_EVENT_FLAG_ALTERNATE_P2M, VM_EVENT_FLAG_EMULATE, VM_EVENT_FLAG_FAST_SINGLESTEP, VM_EVENT_FLAG_TOGGLE_SINGLESTEP,
-  VM_EVENT_FLAG_VCPU_PAUSED, VM_EVENT_INTERFACE_VERSION, VR_LOCK, VR_NOTIFY, VR_POSTED, VR_REQS, VR_REQ_CONS, VR_REQ_PROD,
+  VM_EVENT_FLAG_VCPU_PAUSED, VM_EVENT_INTERFACE_VERSION, VM_EVENT_REASON_MEM_ACCESS, VR_LOCK, VR_NOTIFY, VR_POSTED, VR_REQS, VR_REQ_CONS, VR_REQ_PROD,
   VR_RSPS, VR_RSP_CONS, VR_RSP_PROD, VR_SLOTS, VR_SLOT_WORDS, vmEventRingBase,
 } from '../../shared/vm-event.js';
 import { eptAccessPerms } from '../hw/ept.js';
@@ -149,8 +149,10 @@ export function vmEventResume(m: Machine, d: number): number {
     if (r[s + VE_VERSION] !== VM_EVENT_INTERFACE_VERSION || id < 0 || id >= n) continue; // skipped, as Xen
     const v = first + id, b = v * VCPU_STRIDE_WORDS;
     if ((flags & VM_EVENT_FLAG_VCPU_PAUSED) === 0 || Atomics.load(m.vc32, b + VC_VM_EVENT_PAUSE) === 0) continue;
-    // 1. EMULATE takes effect only if the access would still violate the vCPU's current view.
-    if ((flags & VM_EVENT_FLAG_EMULATE) !== 0 && wouldViolate(m, d, v)) Atomics.or(m.vc32, b + VC_ALTP2M_FLAGS, VCA_EMULATE);
+    // 1. EMULATE (for a MEM_ACCESS event) takes effect only if the access would still violate the vCPU's current view.
+    if ((flags & VM_EVENT_FLAG_EMULATE) !== 0 && r[s + VE_REASON] === VM_EVENT_REASON_MEM_ACCESS && wouldViolate(m, d, v)) {
+      Atomics.or(m.vc32, b + VC_ALTP2M_FLAGS, VCA_EMULATE);
+    }
     // 3. single-step toggles; fast single-step is ignored for an index >= nr.
     if ((flags & VM_EVENT_FLAG_TOGGLE_SINGLESTEP) !== 0) {
       if ((Atomics.load(m.vc32, b + VC_ALTP2M_FLAGS) & VCA_SINGLESTEP) !== 0) Atomics.and(m.vc32, b + VC_ALTP2M_FLAGS, ~VCA_SINGLESTEP);
