@@ -13,6 +13,11 @@
 // ns, VM exits per IPI and wall µs per delivered IPI against the ping-pong round trip above; and context
 // switches per second and wake latency at 4x and 16x vCPU oversubscription.
 //
+// The altp2m rows (bench/altp2m.ts): VMFUNC view switches per wall second (1 pCPU; simulated ns per switch
+// in the detail), EPT-violation round trips per wall second through the xen-access agent (altp2m_write,
+// 2 pCPUs), and view change -> all flush acknowledgements against the pCPU count (ept_sync = "xen",
+// P = 1, 2, 4, 8 and 16 with >= 16 cores): simulated ns per view change and wall µs per view change.
+//
 //   node dist/bench/run.js [--quick]     (--quick: 1 repetition, small sizes: a smoke run)
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -22,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { simulate, type RunConfig } from '../src/cli/sim.js';
 import { bareInterp, median, pingPong, type InterpRun, type PingPongRun } from './floors.js';
 import { ipiBench } from './ipi.js';
+import { ALTP2M_METHOD, altp2mBench } from './altp2m.js';
 
 const quick = process.argv.includes('--quick');
 const REPS = quick ? 1 : 3;
@@ -168,12 +174,12 @@ async function calibrate(dir: string, w: Workload): Promise<number> {
 
 interface Row {
   name: string;
-  kind: 'sim' | 'floor' | 'derived' | 'ipi';
+  kind: 'sim' | 'floor' | 'derived' | 'ipi' | 'altp2m';
   value: number;
   unit: string;
   /** Extra numbers behind the value (raw MIPS, sizes, all repetitions). */
   detail: Record<string, number | number[] | string>;
-  /** Printed value and note when the row sets them (the IPI rows: "p50 / p99", ratios to the floor). */
+  /** Printed value and note when the row sets them (the IPI and altp2m rows: "p50 / p99", ratios to the floor). */
   show?: string;
   note?: string;
   error?: string;
@@ -283,6 +289,10 @@ async function main(): Promise<void> {
   // ---- IPI ring (bench/ipi.ts) ----
   const ipi = await ipiBench({ quick, reps: REPS, pingPongUs: ppMedian, progress });
   rows.push(...ipi.rows);
+
+  // ---- altp2m views (bench/altp2m.ts) ----
+  const alt = await altp2mBench({ quick, reps: REPS, pingPongUs: ppMedian, progress });
+  rows.push(...alt.rows);
   const ratios: Ratio[] = [
     ratio('serial / bare floor', inc(S4) / bare1, mid(S4) / bare1, 1 / 3, '>= 0.33 (within 3x)', 'serial 4 pCPUs / bare loop 1 worker'),
     ratio('serial absolute (M guest instr/s)', inc(S4), mid(S4), 100, '>= 100', 'serial 4 pCPUs'),
@@ -291,6 +301,7 @@ async function main(): Promise<void> {
     ratio('64p / 2p aggregate, raw (whole runs incl. start-up)', raw(T64) / raw(T2), NaN, 0.5, '>= 0.50 (info)', 'instructions / wall of the 2N runs'),
     ratio('bare loop: 64 workers / 2 workers', bare64 / bare2, NaN, 0.5, 'info: what the OS allows', 'bare 64 workers / bare 2 workers'),
     ...ipi.ratios.map((q) => ratio(q.name, q.value, NaN, NaN, 'info: x ping-pong RT', q.how)),
+    ...alt.ratios.map((q) => ratio(q.name, q.value, NaN, NaN, q.targetText, q.how)),
   ];
 
   // ---- output ----
@@ -320,12 +331,14 @@ async function main(): Promise<void> {
   out.push(`vcpulab bench ${date}${quick ? ' (--quick)' : ''}: ${machine.cpus}, ${machine.cores} cores, Node ${machine.node}, median of ${REPS}; load average ${machine.loadavg_1m_at_start} at start, ${machine.loadavg_1m_at_end} at end`);
   out.push('value: incremental (N -> 2N iterations per vCPU, start-up removed); mid-run: rate over 20-80% of the 2N run from progress reports; raw: instructions / wall of the 2N run');
   out.push(`IPI rows: ring of ipi.s, NESTED = 0, MASK_ICR = 1, slack 30000, burst 4096, timeslice 100 us; latency = target pCPU clock at delivery - sender's clock at send (simulated ns); wall per delivered IPI = wall_ms * 1000 / ipi_delivered (throughput-derived, start-up included)`);
+  out.push('altp2m rows: VMFUNC switches = metrics.vmfuncs / wall s (1 pCPU, altp2m mixed); xen-access round trips = agent events / 2 / wall s (altp2m_write, 2 pCPUs); view change -> all acks: P vCPUs on P pCPUs, ept_sync xen, vCPU 0 times each set_mem_access(view 0) vmcall with rdtsc (simulated ns) while the others keep writing, wall per view change = wall_ms * 1000 / vmcalls (throughput-derived, start-up included); threaded unless named');
   for (const l of lines) out.push(l.map((x, c) => (c >= 1 && c <= 3 ? x.padStart(widths[c]) : x.padEnd(widths[c]))).join('  ').trimEnd());
 
   const results = {
     date, quick, machine, reps: REPS,
     method: 'value = incremental M guest instr/s: (instructions(2N) - instructions(N)) / (wall(2N) - wall(N)), N iterations per vCPU; mid_run = rate between 20% and 80% of the 2N run from the engine progress reports; raw = instructions / wall of the 2N run; all medians of the repetitions',
     ipi_method: 'kind "ipi" rows (bench/ipi.ts): the built-in IPI ring (src/scenario/builtin/ipi.s) with NESTED = 0, MASK_ICR = 1, ROUNDS calibrated for about 1 s of wall time beyond start-up per run (--quick: fixed small sizes), slack 30000, burst 4096, timeslice 100 us, seed 1. Per path: 2 pCPUs / 2 vCPUs, migration none, threaded and serial engines; value = ipi_latency_ns_p50 (detail.p99 = ipi_latency_ns_p99; simulated ns, target pCPU clock at delivery minus sender clock at send), exits_per_ipi, or wall us per delivered IPI = wall_ms * 1000 / ipi_delivered (throughput-derived, worker start-up included; detail.wall_us_per_ipi_incremental removes it using the calibration run; detail.x_pingpong_rt = that / the Atomics spin ping-pong RT of this run). Oversubscription: vlapic, 2 pCPUs with 8 and 32 vCPUs, migration balance, threaded (and serial in the full run); value = context_switches / wall s, context_switches / simulated s (sim_time_ns), or the IPI latency p50 (detail.p99) as the wake-latency proxy; IPIs sent while the same vector is still pending at the target coalesce (detail.ipi_coalesced) and are not in the latency. Medians of the repetitions.',
+    altp2m_method: ALTP2M_METHOD,
     rows, ratios,
   };
   const resultsFile = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './results.json' : '../../bench/results.json', import.meta.url));
@@ -335,7 +348,7 @@ async function main(): Promise<void> {
 
   // Markdown for the README.
   out.push('');
-  out.push(`Benchmark (\`npm run bench\`${quick ? ' --quick' : ''}), ${date.slice(0, 10)}, ${machine.cpus}, ${machine.cores} cores, Node ${machine.node}; median of ${REPS}. Guest instr/s: incremental (N to 2N iterations, start-up removed); mid-run: rate over 20-80% of a run; raw: whole run incl. start-up. IPI rows: the ipi.s ring (NESTED = 0, MASK_ICR = 1); latencies in simulated ns (p50 / p99); wall per delivered IPI = wall_ms * 1000 / ipi_delivered (throughput-derived, start-up included), compared with the Atomics spin ping-pong RT in the target table.`);
+  out.push(`Benchmark (\`npm run bench\`${quick ? ' --quick' : ''}), ${date.slice(0, 10)}, ${machine.cpus}, ${machine.cores} cores, Node ${machine.node}; median of ${REPS}. Guest instr/s: incremental (N to 2N iterations, start-up removed); mid-run: rate over 20-80% of a run; raw: whole run incl. start-up. IPI rows: the ipi.s ring (NESTED = 0, MASK_ICR = 1); latencies in simulated ns (p50 / p99); wall per delivered IPI = wall_ms * 1000 / ipi_delivered (throughput-derived, start-up included), compared with the Atomics spin ping-pong RT in the target table. altp2m rows: VMFUNC view switches and xen-access EPT-violation round trips (a MEM_ACCESS plus a SINGLESTEP event) per wall s; view change -> all acks (ept_sync = "xen", the other vCPUs running): simulated ns per change by the guest's rdtsc around each set_mem_access vmcall, and wall per change = wall_ms * 1000 / vmcalls (start-up included).`);
   out.push('');
   out.push('| measurement | value | mid-run | raw | unit |');
   out.push('|---|---:|---:|---:|---|');
