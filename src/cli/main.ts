@@ -3,6 +3,7 @@
 import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, UserError } from '../errors.js';
 import { asmCommand } from './asm.js';
 import { simCommand } from './sim.js';
+import { traceCommand } from './trace.js';
 import { listBuiltins } from '../scenario/loader.js';
 
 const USAGE = `usage: vcpulab <command> [args]
@@ -10,6 +11,7 @@ commands:
   sim [flags]          run a scenario (vcpulab sim --help for the flags)
   replay FILE          replay a schedule written by sim --schedule-out (same as sim --replay FILE)
   asm FILE             assemble a guest program and print its listing
+  trace FILE [flags]   summarize a sim --trace file, grep its events, or export it for Perfetto (vcpulab trace --help)
   scenarios            list the built-in scenarios`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -21,6 +23,7 @@ export async function main(argv: string[]): Promise<number> {
         if (rest.length === 0 || rest[0].startsWith('-')) throw new UserError('vcpulab replay: give the schedule FILE (vcpulab replay FILE [--json])');
         return await simCommand(['--replay', rest[0], ...rest.slice(1)]);
       case 'asm': return await asmCommand(rest);
+      case 'trace': return await traceCommand(rest);
       case 'scenarios':
         for (const b of listBuiltins()) process.stdout.write(`${b.name.padEnd(22)} ${b.description}\n`);
         return EXIT_OK;
@@ -28,7 +31,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE + '\n');
         return cmd === undefined ? EXIT_BAD_INPUT : EXIT_OK;
       default:
-        throw new UserError(`vcpulab: unknown command '${cmd}' (commands: sim, replay, asm, scenarios)`);
+        throw new UserError(`vcpulab: unknown command '${cmd}' (commands: sim, replay, asm, trace, scenarios)`);
     }
   } catch (e) {
     if (e instanceof UserError) {
