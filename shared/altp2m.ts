@@ -36,13 +36,21 @@ export const AD_EPT_SYNC = 9;
 export const AD_MONITOR = 10;
 /** 1 when the agent asked for single-step events (xc_monitor_singlestep). */
 export const AD_SINGLESTEP_MONITOR = 11;
-/** Scenario regions (gfn ranges, inclusive; lo > hi when absent): the oracles ROGUE_VMFUNC and REALM_ESCAPE read them. */
+/**
+ * Scenario regions (inclusive; lo > hi when absent): the oracles ROGUE_VMFUNC and REALM_ESCAPE read them.
+ * Trampoline and realm are gfn ranges (where code runs); the secret is the machine frames behind its gfns.
+ */
 export const AD_TRAMP_LO = 12;
 export const AD_TRAMP_HI = 13;
 export const AD_REALM_LO = 14;
 export const AD_REALM_HI = 15;
 export const AD_SECRET_LO = 16;
 export const AD_SECRET_HI = 17;
+/**
+ * The view whose xAPIC window maps the host's xAPIC (scenario key apic_view; -1: the host p2m decides, as
+ * ipi_path says). The researcher's design: passthrough in the realm's view only, trapped elsewhere.
+ */
+export const AD_APIC_VIEW = 18;
 /** d->dirty_cpumask: pCPUs that loaded one of this domain's vCPUs and have not loaded another domain's since. */
 export const AD_DIRTY = 24;
 /** The host p2m's ept.invalidate mask. */

@@ -14,7 +14,7 @@ import {
 import { REG_ESP } from './isa/opcodes.js';
 import { p2mAllocRoot, p2mSetEntry } from './hw/ept.js';
 import {
-  AD_ACCESS_REQUIRED, AD_EPTP, AD_EPT_SYNC, AD_HOST_DEFAULT_ACCESS, AD_MODE, AD_NR, AD_REALM_HI, AD_REALM_LO, AD_SECRET_HI,
+  AD_ACCESS_REQUIRED, AD_APIC_VIEW, AD_EPTP, AD_EPT_SYNC, AD_HOST_DEFAULT_ACCESS, AD_MODE, AD_NR, AD_REALM_HI, AD_REALM_LO, AD_SECRET_HI,
   AD_SECRET_LO, AD_STRIDE_WORDS, AD_TRAMP_HI, AD_TRAMP_LO, AD_VISIBLE, ALTP2M_MODE_DISABLED, EPTP_INVALID, EPT_SYNC_XEN, MAX_VIEWS, VW_ROOT,
   altp2mBase, viewBase,
 } from '../shared/altp2m.js';
@@ -56,6 +56,8 @@ export interface DomainSpec {
   trampoline?: [number, number] | null;
   realm?: [number, number] | null;
   secret?: [number, number] | null;
+  /** The view that maps the host xAPIC (xapic-passthrough only in that view); -1 or absent: as ipi_path says. */
+  apicView?: number;
 }
 
 export interface MachineSpec {
@@ -222,7 +224,8 @@ export function buildMachine(spec: MachineSpec): Machine {
     m.dm32[db + DM_VCPU_MAP_GPA] = d.vcpuMapGpa;
     // The xAPIC window: trapped (APIC-access page, the vLAPIC emulates) or the machine's own LAPIC of
     // whatever pCPU the vCPU runs on (the passthrough design; mfn is unused for that type).
-    if (d.ipiPath === IPI_PATH_XAPIC_PASSTHROUGH || ipiPathHwApic(d.ipiPath)) p2mSetEntry(p2m, root, APIC_GFN, -1, p2mAttr(P2MT_MMIO_DIRECT, ACCESS_RW, true));
+    const apicInView = (d.apicView ?? -1) >= 0;
+    if ((d.ipiPath === IPI_PATH_XAPIC_PASSTHROUGH && !apicInView) || ipiPathHwApic(d.ipiPath)) p2mSetEntry(p2m, root, APIC_GFN, -1, p2mAttr(P2MT_MMIO_DIRECT, ACCESS_RW, true));
     else p2mSetEntry(p2m, root, APIC_GFN, -1, p2mAttr(P2MT_APIC_ACCESS, ACCESS_RW, true));
     const base = nextMfn;
     for (let g = 0; g < ramFrames[di]; g++) p2mSetEntry(p2m, root, g, base + g, p2mAttr(P2MT_RAM_RW, ACCESS_RWX, true));
@@ -233,7 +236,7 @@ export function buildMachine(spec: MachineSpec): Machine {
     if (d.vcpuMapGpa >= 0) {
       for (let i = 0; i < d.vcpus * VCPU_MAP_ENTRY_WORDS; i++) m.mem32[((base * PAGE + d.vcpuMapGpa) >> 2) + i] = -1;
     }
-    initAltp2m(m, di, d);
+    initAltp2m(m, di, d, base);
     for (let i = 0; i < d.vcpus; i++) {
       const v = firstVcpu + i;
       const vb = m.vcpuBase(v);
@@ -271,13 +274,14 @@ function viewSlots(d: DomainSpec): number {
 }
 
 /** The domain's altp2m block: mode, slots with their roots (all allocated up front, as Xen), empty EPTP lists. */
-function initAltp2m(m: Machine, di: number, d: DomainSpec): void {
+function initAltp2m(m: Machine, di: number, d: DomainSpec, ramBaseMfn: number): void {
   const ab = altp2mBase(di);
   const nr = viewSlots(d);
   m.ap32[ab + AD_MODE] = d.altp2mMode ?? ALTP2M_MODE_DISABLED;
   m.ap32[ab + AD_NR] = nr;
   m.ap32[ab + AD_EPT_SYNC] = d.eptSync ?? EPT_SYNC_XEN;
   m.ap32[ab + AD_ACCESS_REQUIRED] = d.accessRequired === true ? 1 : 0;
+  m.ap32[ab + AD_APIC_VIEW] = d.apicView ?? -1;
   m.ap32[ab + AD_HOST_DEFAULT_ACCESS] = ACCESS_RWX;
   const region = (lo: number, hi: number, r: [number, number] | null, none: [number, number]) => {
     const [a, b] = r ?? none;
@@ -287,7 +291,8 @@ function initAltp2m(m: Machine, di: number, d: DomainSpec): void {
   // No trampoline region: VMFUNC is allowed everywhere. No realm: every pc is outside it. No secret: nothing probed.
   region(AD_TRAMP_LO, AD_TRAMP_HI, d.trampoline ?? null, [0, 0xfffff]);
   region(AD_REALM_LO, AD_REALM_HI, d.realm ?? null, [1, 0]);
-  region(AD_SECRET_LO, AD_SECRET_HI, d.secret ?? null, [1, 0]);
+  const secret = d.secret ?? null;
+  region(AD_SECRET_LO, AD_SECRET_HI, secret === null ? null : [ramBaseMfn + secret[0], ramBaseMfn + secret[1]], [1, 0]);
   for (let i = 0; i < MAX_VIEWS; i++) {
     m.ap32[ab + AD_EPTP + i] = EPTP_INVALID;
     m.ap32[ab + AD_VISIBLE + i] = EPTP_INVALID;

@@ -3,7 +3,7 @@
 // reaches the machine, rings are drained synchronously, and the schedule can be recorded/replayed.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import * as C from '../../shared/machine.js';
-import { PC_PENDING } from '../../shared/pcpu.js';
+import { PC_PENDING, PC_STATE, PS_WAIT_SIPI } from '../../shared/pcpu.js';
 import { schedHasRunnable } from '../hv/sched/sched.js';
 import { Pcpu, STEP_STOPPED } from '../hv/pcpu-loop.js';
 import type { RingFullHandler } from '../trace/ring.js';
@@ -26,6 +26,8 @@ class DrainNow implements RingFullHandler {
 
 /** Could stepping this pCPU do anything? */
 function hasWork(p: Pcpu): boolean {
+  // A pCPU an INIT reset runs nothing again: stepping it would only hold the others back (its clock stops).
+  if (p.m.pc32[p.base + PC_STATE] === PS_WAIT_SIPI) return false;
   if (p.cur >= 0) return true;
   if (p.m.pc32[p.base + PC_PENDING] !== 0) return true;
   return schedHasRunnable(p.m, p.id, p.params.migrate);

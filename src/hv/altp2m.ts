@@ -3,13 +3,13 @@
 // p2m entry runs with the domain's p2m lock held (AD_P2M_LOCK) and stamps entries with the generation of
 // the operation (P2E_STAMP), so the STALE_TRANSLATION oracle can tell when a TLB entry went stale.
 import {
-  AD_ACTIVE, AD_DONE, AD_EPTP, AD_GEN, AD_HOST_DEFAULT_ACCESS, AD_NR, AD_P2M_LOCK, AD_VISIBLE, EPTP_INVALID,
+  AD_ACTIVE, AD_APIC_VIEW, AD_DONE, AD_EPTP, AD_GEN, AD_HOST_DEFAULT_ACCESS, AD_NR, AD_P2M_LOCK, AD_VISIBLE, EPTP_INVALID,
   VW_ACTIVE_VCPUS, VW_DEFAULT_ACCESS, VW_MAX_REMAP, VW_MIN_REMAP, VW_ROOT, altp2mBase, viewBase,
 } from '../../shared/altp2m.js';
-import { DM_FIRST_VCPU, DM_NVCPUS, DM_P2M_ROOT } from '../../shared/domain.js';
+import { APIC_GFN_NUMBER, DM_FIRST_VCPU, DM_NVCPUS, DM_P2M_ROOT } from '../../shared/domain.js';
 import {
-  ATTR_SUPPRESS_VE, P2E_ATTR, P2E_MFN, P2E_STAMP, P2MT_INVALID, P2MT_RAM_RW, P2M_LEAF_ENTRIES, P2M_NO_LEAF,
-  P2M_ROOT_ENTRIES, P2M_ENTRY_WORDS, p2mAttr, p2mAttrAccess, p2mAttrType,
+  ACCESS_RW, ATTR_SUPPRESS_VE, P2E_ATTR, P2E_MFN, P2E_STAMP, P2MT_INVALID, P2MT_RAM_RW, P2M_LEAF_ENTRIES, P2M_NO_LEAF,
+  P2M_ROOT_ENTRIES, P2M_ENTRY_WORDS, P2MT_MMIO_DIRECT, p2mAttr, p2mAttrAccess, p2mAttrType,
 } from '../../shared/p2m.js';
 import { INVALID_ALTP2M, VCPU_STRIDE_WORDS, VC_EPTP_INDEX, VC_P2MIDX } from '../../shared/vcpu.js';
 import { p2mEnsureEntry, p2mEntryOffset } from '../hw/ept.js';
@@ -238,6 +238,10 @@ export function viewActivate(m: Machine, d: number, view: number, access: number
   Atomics.store(m.ap32, vb + VW_MIN_REMAP, INVALID_GFN32);
   Atomics.store(m.ap32, vb + VW_MAX_REMAP, 0);
   const root = m.ap32[vb + VW_ROOT];
+  if (m.ap32[ab + AD_APIC_VIEW] === view) {
+    // The design maps the host's xAPIC into this view (mfn unused for a passed-through LAPIC page).
+    writeEntry(m, root, APIC_GFN_NUMBER, -1, p2mAttr(P2MT_MMIO_DIRECT, ACCESS_RW, true), p2mCurrentGen(m, d));
+  }
   Atomics.store(m.ap32, ab + AD_EPTP + view, root);
   Atomics.store(m.ap32, ab + AD_VISIBLE + view, root);
 }

@@ -30,14 +30,15 @@ export const VEC_VE = 20;
 export function eptViolation(p: Pcpu): void {
   const c = p.core, m = p.m, d = p.curDomain;
   if (c.mmioKind === MMIO_SECRET) return realmProbe(p);
-  if (vlapicMmioExit(p)) return;
   const gpa = c.exitGpa, gfn = gpa >>> 12, access = c.exitAccess;
   const inView = c.view !== INVALID_ALTP2M && altp2mActive(m, d);
+  // A view's first touch of any page (the APIC page included) copies the host's entry and retries.
+  if (inView && viewFillFromHost(m, d, c.view, gfn)) { p.hvCycles(p.params.costs.ept_violation); return; }
+  if (vlapicMmioExit(p)) return;
   // The CPU converts first: such a violation never reaches the hypervisor.
   if (inView && c.exitVeConvertible && veDeliver(p, gpa, access)) return;
   p.hvCycles(p.params.costs.ept_violation);
   const t = inView ? c.view : HOST_TABLE;
-  if (inView && viewFillFromHost(m, d, t, gfn)) return; // first touch: the access is retried
   const holder = p.id + 1;
   if (!p2mTryLock(m, d, holder)) return; // another writer holds the p2m: the instruction faults again later
   const root = tableRoot(m, d, t);

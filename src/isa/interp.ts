@@ -124,7 +124,10 @@ export class CpuCore {
   /** Trampoline region, gpa bytes [lo, hi): a VMFUNC elsewhere is ROGUE_VMFUNC. Default: everywhere. */
   trampLo = 0;
   trampHi = 0x7fffffff;
-  /** Secret region, gfns [lo, hi]: every data access there exits to the REALM_ESCAPE oracle first (lo > hi: none). */
+  /**
+   * Secret region as machine frames [lo, hi] (lo > hi: none): every data access that reaches them, through
+   * whatever gfn (change_gfn can alias), exits to the REALM_ESCAPE oracle first.
+   */
   secretLo = 1;
   secretHi = 0;
   /** gfn an oracle-probed access may now complete on (once). */
@@ -299,7 +302,7 @@ function xlateSlow(c: CpuCore, gpa: number, perm: number): number {
       ? MMIO_LAPIC_DIRECT : MMIO_NONE;
     return -1;
   }
-  if (c.probing && gfn >= c.secretLo && gfn <= c.secretHi && (perm & Perm.X) === 0) {
+  if (c.probing && mfn >= c.secretLo && mfn <= c.secretHi && (perm & Perm.X) === 0) {
     // Every data access to the secret region is judged (REALM_ESCAPE) before it completes: no TLB fill.
     if (c.secretPass === gfn) { c.secretPass = -1; return (mfn << 12) + (gpa & 0xfff); }
     c.exitGpa = gpa;

@@ -47,6 +47,8 @@ export interface DomainScenario {
   trampoline: [number, number] | null;
   realm: [number, number] | null;
   secret: [number, number] | null;
+  /** The view that maps the host xAPIC (xapic-passthrough only there), -1 = none. */
+  apicView: number;
   /** Agent module (path relative to the scenario file, or a built-in agent's name), '' = none. */
   agent: string;
   /** Options handed to the agent. */
@@ -266,7 +268,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const domains = (doms as Table[]).map((d, i) => {
     const path = `domain[${i}]`;
     ck.onlyKeys(d, path, ['name', 'vcpus', 'memory_kb', 'program', 'cpus', 'altp2m', 'altp2m_count', 'ipi_path', 'vcpu_map', 'defines', 'cpus_soft',
-      'ept_sync', 'access_required', 'trampoline', 'realm', 'secret', 'agent', 'agent_args']);
+      'ept_sync', 'access_required', 'trampoline', 'realm', 'secret', 'agent', 'agent_args', 'apic_view']);
     const name = ck.str(d, path, 'name', `domain${i}`);
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) ck.fail(`${path}.name`, `'name' may only hold letters, digits, '_', '.', '-', got ${fmt(name)}`);
     if (names.has(name)) ck.fail(`${path}.name`, `domain name "${name}" is used twice`);
@@ -298,12 +300,16 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
     const trampoline = ck.gfnRange(d, path, 'trampoline', frames);
     const realm = ck.gfnRange(d, path, 'realm', frames);
     const secret = ck.gfnRange(d, path, 'secret', frames);
+    const apicView = ck.int(d, path, 'apic_view', -1, altp2mCount - 1, -1);
+    if (apicView >= 0 && (ipiPath !== 'xapic-passthrough' || altp2m === 'disabled')) {
+      ck.fail(`${path}.apic_view`, `'apic_view' maps the host xAPIC into one view: it needs ipi_path = "xapic-passthrough" and altp2m`);
+    }
     const agent = ck.str(d, path, 'agent', '');
     if (agent !== '' && altp2m === 'disabled') ck.fail(`${path}.agent`, `'agent' needs altp2m (the agent's views): set 'altp2m' to "mixed", "external" or "limited"`);
     const agentArgs = ck.table(d, 'agent_args', path) as Record<string, unknown>;
     if (d.agent_args !== undefined && agent === '') ck.fail(`${path}.agent_args`, `'agent_args' without 'agent'`);
     return { name, vcpus, memoryKb, program, cpus, cpusSoft, altp2m, altp2mCount, ipiPath, vcpuMap, defines, eptSync, accessRequired,
-      trampoline, realm, secret, agent, agentArgs };
+      trampoline, realm, secret, apicView, agent, agentArgs };
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
@@ -365,7 +371,7 @@ export function scenarioMachine(sc: Scenario): MachineSpec {
       return { name: d.name, vcpus: d.vcpus, memoryKb: d.memoryKb, image: prog.image, entry: prog.entry, affinity: aff, softAffinity: soft,
         ipiPath: IPI_PATH_NAMES.indexOf(d.ipiPath), vcpuMapGpa: d.vcpuMap,
         altp2mMode: ALTP2M_MODES.indexOf(d.altp2m), altp2mCount: d.altp2mCount, eptSync: EPT_SYNC_NAMES.indexOf(d.eptSync),
-        accessRequired: d.accessRequired, trampoline: d.trampoline, realm: d.realm, secret: d.secret };
+        accessRequired: d.accessRequired, trampoline: d.trampoline, realm: d.realm, secret: d.secret, apicView: d.apicView };
     }),
   };
 }

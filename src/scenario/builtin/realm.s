@@ -1,0 +1,454 @@
+; realm: the researcher's "secure realm" design and its variants, one workload for every design.
+;
+; Views (altp2m): KVIEW (1) is where the kernel runs: the secret and the realm's code are not accessible
+; there. RVIEW (2) is the realm's view: everything is reachable, and with apic_view = 2 the host's xAPIC is
+; mapped into it. The trampoline pages (TRAMP_GFN) are executable in both and are the only code meant to
+; run VMFUNC; the realm (REALM_GFN..) sends IPIs and reads the secret (SECRET_GFN).
+;
+; Workload on every vCPU: ROUNDS realm calls, each reading the secret and sending an IPI (vector VEC,
+; declared with `magic 2`) to vCPU (i + 1) % VCPUS through the realm's send_ipi; the IPI handler, with
+; NESTED = 1, sends an IPI of its own (VEC2) to vCPU (i + 2) % VCPUS through the realm too. How the realm
+; sends follows IPI_PATH (as ipi.s): xapic-passthrough reads the target's pCPU from the published vCPU map
+; and writes ICR_HI then ICR_LO (MASK_ICR = 1 masks interrupts around them, 0 leaves the window open);
+; x2apic-passthrough one WRMSR; vlapic, posted, ipiv and avic the (virtualized) APIC page with virtual IDs.
+;
+; SETUP = 1: vCPU 0 builds the views itself (altp2m "mixed": the guest owns altp2m); 0: an agent did
+; (external mode). ROGUE = 1: halfway, ordinary kernel code on each vCPU runs VMFUNC into RVIEW and reads
+; the secret. INIT = 1: at its first round vCPU 0's realm sends INIT, SIPI, SIPI to the pCPU vCPU 1 runs on.
+; vCPU 0 reports key 1 = IPIs received, 2 = sent, 3 = sum of the secret as the realm read it, 4 = the
+; value the rogue code read (ROGUE = 1), and shuts the domain down.
+.equ VEC, 0x40
+.equ VEC2, 0x41
+.equ APIC, 0xFEE00000
+.equ KVIEW, 1
+.equ RVIEW, 2
+.equ OP, 0x20000              ; xen_hvm_altp2m_op (setup)
+.equ VE_GFN0, 0x10            ; vCPU n's #VE information page: gfn VE_GFN0 + n
+.equ WAIT_SPINS, 2000
+.equ SECRET, SECRET_GFN * 4096
+
+_start:
+    mov eax, 1
+    cpuid
+    shr ebx, 25
+    mov ebp, ebx                ; ebp = my vCPU id for the whole run
+    lidt idt
+    cmp ebp, 0
+    jnz wait_ready
+    mov eax, SETUP
+    cmp eax, 0
+    jz setup_done
+    call setup
+setup_done:
+    mov eax, 1
+    mov [ready], eax
+wait_ready:
+    mov eax, [ready]
+    cmp eax, 1
+    jz ready_go
+    pause
+    jmp wait_ready
+ready_go:
+    mov eax, IPI_PATH           ; passthrough designs: wait until every vCPU has a published pCPU
+    cmp eax, 1
+    jl go
+    cmp eax, 2
+    jg go
+    mov edi, 0
+wait_map:
+    mov eax, edi
+    shl eax, 3
+    add eax, VCPU_MAP
+    mov eax, [eax]
+    cmp eax, -1
+    jnz map_next
+    pause
+    jmp wait_map
+map_next:
+    add edi, 1
+    cmp edi, VCPUS
+    jnz wait_map
+go:
+    sti
+    mov esi, 0                  ; rounds done
+send_loop:
+    cmp esi, ROUNDS
+    jz finished
+    mov eax, INIT
+    cmp eax, 0
+    jz no_init
+    cmp ebp, 0
+    jnz no_init
+    cmp esi, 1
+    jnz no_init
+    call gate_init              ; the realm resets a pCPU behind the hypervisor's back
+no_init:
+    mov eax, ROGUE
+    cmp eax, 0
+    jz no_rogue
+    mov eax, ROUNDS >> 1
+    cmp esi, eax
+    jnz no_rogue
+    call rogue
+no_rogue:
+    call gate_read              ; a realm call: eax = the secret
+    lock add [secret_sum], eax
+    mov edi, ebp                ; target = (id + 1) % VCPUS
+    add edi, 1
+    cmp edi, VCPUS
+    jnz have_target
+    mov edi, 0
+have_target:
+    mov ebx, edi
+    mov ecx, VEC
+    magic 2                     ; intent: vCPU edi, vector VEC
+    mov ecx, VEC
+    call gate_send
+    lock add [sent], 1
+    add esi, 1
+    mov ecx, WAIT_SPINS         ; wait (bounded) until the target has seen at least esi IPIs
+wait_rx:
+    mov eax, edi
+    shl eax, 2
+    add eax, recv
+    mov eax, [eax]
+    cmp eax, esi
+    jge send_loop
+    pause
+    dec ecx
+    jnz wait_rx
+    jmp send_loop
+
+finished:
+    lock add [done], 1
+    cmp ebp, 0
+    jnz linger
+    mov eax, INIT               ; after a host reset, some vCPUs are gone for good: do not wait for them
+    cmp eax, 0
+    jnz report
+wait_all:
+    mov eax, [done]
+    cmp eax, VCPUS
+    jz report
+    pause
+    jmp wait_all
+report:
+    mov ebx, 1
+    mov ecx, [total_rx]
+    magic 1
+    mov ebx, 2
+    mov ecx, [sent]
+    magic 1
+    mov ebx, 3
+    mov ecx, [secret_sum]
+    magic 1
+    mov ebx, 4
+    mov ecx, [rogue_read]
+    magic 1
+    mov ebx, 0
+    magic 0
+linger:                         ; keep taking IPIs until vCPU 0 ends the domain
+    pause
+    jmp linger
+
+; Ordinary kernel code that knows the trick: any VMFUNC anywhere enters every visible view.
+rogue:
+    pushf
+    cli                         ; no interrupt handler may move it back to KVIEW halfway
+    push eax
+    push ecx
+    mov eax, 0
+    mov ecx, RVIEW
+    vmfunc
+    mov eax, [SECRET]
+    mov [rogue_read], eax
+    mov eax, 0
+    mov ecx, KVIEW
+    vmfunc
+    pop ecx
+    pop eax
+    popf
+    ret
+
+; IPI handlers (kernel code; they run in whichever view the vCPU is in when the vector arrives)
+on_ipi:
+    push eax
+    push ebx
+    push ecx
+    push edx
+    push edi
+    mov eax, ebp
+    shl eax, 2
+    add eax, recv
+    lock add [eax], 1
+    lock add [total_rx], 1
+    mov eax, NESTED
+    cmp eax, 0
+    jz on_ipi_eoi
+    mov edi, ebp                ; nested: VEC2 to (id + 2) % VCPUS, through the realm
+    add edi, 2
+nested_mod:
+    cmp edi, VCPUS
+    jl nested_go
+    sub edi, VCPUS
+    jmp nested_mod
+nested_go:
+    mov ebx, edi
+    mov ecx, VEC2
+    magic 2
+    mov ecx, VEC2
+    call gate_send
+on_ipi_eoi:
+    call eoi
+    pop edi
+    pop edx
+    pop ecx
+    pop ebx
+    pop eax
+    iret
+
+on_ipi2:
+    push eax
+    push ecx
+    push edx
+    lock add [nested_rx], 1
+    call eoi
+    pop edx
+    pop ecx
+    pop eax
+    iret
+
+eoi:
+    mov eax, IPI_PATH
+    cmp eax, 2
+    jz eoi_x2
+    mov [APIC + 0xB0], 0
+    ret
+eoi_x2:
+    mov ecx, 0x80B
+    mov eax, 0
+    mov edx, 0
+    wrmsr
+    ret
+
+; ---- setup (SETUP = 1): the guest builds its own views, as mixed mode lets it ----
+setup:
+    mov edi, OP
+    mov eax, 2                  ; set_domain_state(1)
+    mov ebx, 1
+    call altp2m
+    mov eax, 4                  ; create_p2m(rwx) -> KVIEW
+    mov ebx, 0x70000
+    call altp2m
+    mov eax, 4                  ; create_p2m(rwx) -> RVIEW
+    mov ebx, 0x70000
+    call altp2m
+    mov esi, SECRET_GFN         ; KVIEW: the secret and the realm's code are out of reach
+    mov ebx, KVIEW              ; set_mem_access(KVIEW, n, gfn)
+    call no_access
+    mov esi, REALM_GFN
+    call no_access
+    mov esi, REALM_GFN + 1
+    call no_access
+    mov esi, 0                  ; vcpu_enable_notify for every vCPU: VMFUNC on
+enable_next:
+    mov edx, esi
+    add edx, VE_GFN0
+    mov [edi+24], edx           ; gfn of this vCPU's #VE page (pad at +20 and gfn high word at +28 stay 0)
+    mov eax, 3
+    mov ebx, esi
+    call altp2m_keep
+    inc esi
+    cmp esi, VCPUS
+    jnz enable_next
+    mov eax, 6                  ; switch_p2m(KVIEW): every vCPU
+    mov ebx, KVIEW
+    call altp2m
+    ret
+
+no_access:
+    mov eax, 7
+    mov [edi+16], ebx           ; view, access n (0)
+    mov [edi+20], 0
+    mov [edi+24], esi
+    mov [edi+28], 0
+    call altp2m_call
+    ret
+
+; altp2m: cmd eax, first union word ebx; altp2m_keep leaves words 1.. of the union as set
+altp2m:
+    mov [edi+20], 0
+    mov [edi+24], 0
+    mov [edi+28], 0
+altp2m_keep:
+    mov [edi+16], ebx
+altp2m_call:
+    mov [edi], 1
+    mov [edi+4], eax
+    mov [edi+8], 0x7ff0         ; DOMID_SELF
+    mov [edi+12], 0
+    push ebx
+    push ecx
+    mov eax, 34
+    mov ebx, 25
+    mov ecx, edi
+    vmcall
+    pop ecx
+    pop ebx
+    cmp eax, 0
+    jz altp2m_ok
+    mov ebx, eax
+    magic 3                     ; setup failed: guest assert with the errno
+altp2m_ok:
+    ret
+
+.align 8
+ready:      .word 0
+sent:       .word 0
+done:       .word 0
+total_rx:   .word 0
+nested_rx:  .word 0
+secret_sum: .word 0
+rogue_read: .word 0
+depth:      .space 4 * 64       ; per vCPU: nesting of realm calls (VMFUNC only at the outermost)
+recv:       .space 4 * 64
+.align 8
+idt:
+    .space 4 * VEC
+    .word on_ipi, on_ipi2
+    .space 4 * (256 - VEC - 2)
+
+; ---- trampoline: the only code meant to run VMFUNC; executable in both views ----
+.org TRAMP_GFN * 4096
+gate_send:                      ; vector ecx to vCPU edi
+    call enter
+    call realm_send
+    call leave
+    ret
+gate_read:                      ; eax = the secret
+    call enter
+    call realm_read
+    call leave
+    ret
+gate_init:
+    call enter
+    call realm_init
+    call leave
+    ret
+
+; enter/leave: VMFUNC at the outermost call only, with interrupts off so the view and the depth agree
+enter:
+    pushf
+    cli
+    push eax
+    push ecx
+    push edx
+    mov edx, ebp
+    shl edx, 2
+    add edx, depth
+    mov eax, [edx]
+    cmp eax, 0
+    jnz enter_nested
+    mov eax, 0
+    mov ecx, RVIEW
+    vmfunc
+enter_nested:
+    mov eax, [edx]
+    inc eax
+    mov [edx], eax
+    pop edx
+    pop ecx
+    pop eax
+    popf
+    ret
+leave:
+    pushf
+    cli
+    push eax
+    push ecx
+    push edx
+    mov edx, ebp
+    shl edx, 2
+    add edx, depth
+    mov eax, [edx]
+    dec eax
+    mov [edx], eax
+    cmp eax, 0
+    jnz leave_nested
+    mov eax, 0
+    mov ecx, KVIEW
+    vmfunc
+leave_nested:
+    pop edx
+    pop ecx
+    pop eax
+    popf
+    ret
+
+; ---- the realm: reachable only in RVIEW ----
+.org REALM_GFN * 4096
+realm_read:
+    mov eax, [SECRET]
+    ret
+
+; send_ipi: vector ecx to vCPU edi, by IPI_PATH. Clobbers eax, ebx, edx.
+realm_send:
+    mov ebx, MASK_ICR
+    cmp ebx, 0
+    jz realm_send_raw
+    pushf
+    cli
+    call realm_send_raw
+    popf
+    ret
+realm_send_raw:
+    mov eax, IPI_PATH
+    cmp eax, 1
+    jl send_virtual
+    cmp eax, 2
+    jg send_virtual             ; posted, ipiv, avic: virtual APIC IDs, like vlapic
+    mov eax, edi                ; passthrough: the physical APIC ID the target ran on when last published
+    shl eax, 3
+    add eax, VCPU_MAP + 4
+    mov edx, [eax]
+    mov eax, IPI_PATH
+    cmp eax, 2
+    jz send_x2apic
+    shl edx, 24
+    mov [APIC + 0x310], edx     ; ICR_HI
+    mov [APIC + 0x300], ecx     ; ICR_LO: sends
+    ret
+send_x2apic:
+    mov eax, ecx
+    push ecx
+    mov ecx, 0x830
+    wrmsr                       ; one write: destination edx, command eax
+    pop ecx
+    ret
+send_virtual:
+    mov edx, edi
+    shl edx, 25                 ; virtual APIC ID 2n in bits 31:24
+    mov [APIC + 0x310], edx
+    mov [APIC + 0x300], ecx
+    ret
+
+; INIT, SIPI, SIPI to the pCPU vCPU 1 was published on: only the hypervisor should ever do this
+realm_init:
+    push eax
+    push edx
+    mov eax, VCPU_MAP + 8 + 4   ; vCPU 1's physical APIC ID
+    mov edx, [eax]
+    shl edx, 24
+    mov [APIC + 0x310], edx
+    mov [APIC + 0x300], 0x4500  ; INIT
+    mov [APIC + 0x310], edx
+    mov [APIC + 0x300], 0x4610  ; SIPI, vector 0x10
+    mov [APIC + 0x310], edx
+    mov [APIC + 0x300], 0x4610
+    pop edx
+    pop eax
+    ret
+
+; ---- the secret ----
+.org SECRET_GFN * 4096
+    .word 0x5ec7e7
