@@ -100,7 +100,7 @@ export function parseSimArgs(args: string[]): SimFlags | 'help' {
   if (v.strategy !== undefined && engine !== 'serial') throw new UserError('vcpulab sim: --strategy needs --engine serial');
   if (v['schedule-out'] !== undefined && engine !== 'serial') throw new UserError('vcpulab sim: --schedule-out needs --engine serial');
   const f: SimFlags = {
-    scenario: v.scenario ?? 'counter',
+    scenario: v.scenario ?? 'secure-realm',
     pcpus: intFlag('pcpus', v.pcpus, 1, MAX_PCPUS),
     vcpus: intFlag('vcpus', v.vcpus, 1, MAX_VCPUS_PER_DOMAIN),
     engine,

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Piscina } from 'piscina';
 import * as Comlink from 'comlink';
 import * as C from '../../shared/machine.js';
-import { PC_BURSTS, PC_CLOCK_F64, PC_PENDING, PC_STARTED, PC_STATE, PEND_KICK, PS_IDLE, PS_STOPPED } from '../../shared/pcpu.js';
+import { PC_BURSTS, PC_CLOCK_F64, PC_PENDING, PC_STARTED, PC_STATE, PEND_KICK, PS_IDLE, PS_STOPPED, PS_WAIT_SIPI } from '../../shared/pcpu.js';
 import type { PcpuControl, PcpuStats, PcpuTask } from './pcpu-thread.js';
 import { endReason, stallIdleDetail, totalInstructions, type EngineInput, type EngineResult, type Outcome } from './common.js';
 import type { Machine } from '../machine.js';
@@ -127,7 +127,8 @@ function allStarted(m: Machine): boolean {
 function allIdle(m: Machine): boolean {
   for (let i = 0; i < m.npcpus; i++) {
     const st = Atomics.load(m.pc32, m.pcpuBase(i) + PC_STATE);
-    if (st !== PS_IDLE && st !== PS_STOPPED) return false;
+    // A pCPU an INIT reset runs nothing again: as good as idle for deciding that nothing can run.
+    if (st !== PS_IDLE && st !== PS_STOPPED && st !== PS_WAIT_SIPI) return false;
   }
   return true;
 }

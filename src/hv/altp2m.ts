@@ -120,7 +120,7 @@ function present(attr: number): boolean { return p2mAttrType(attr) !== P2MT_INVA
 /**
  * Xen's p2m_altp2m_get_or_propagate (xen-altp2m.md §3 step 2): a view without an entry for gfn copies
  * the host's, with the view's default_access and suppress-VE set (a new entry's default). Returns true
- * when it filled the entry (the faulting access is retried).
+ * when the faulting access should simply be retried (filled now, or being written by someone else).
  *
  * Lock-free, so that event delivery and a pCPU whose writer is waiting for flush acknowledgements never
  * wait on the p2m lock: the entry is claimed by compareExchange and filled only if still absent; if the
@@ -135,7 +135,8 @@ export function viewFillFromHost(m: Machine, d: number, view: number, gfn: numbe
   const p2m = m.p2m;
   const e = p2mEnsureEntry(p2m, vroot, gfn);
   const s = Atomics.load(p2m, e + P2E_STAMP);
-  if (s === -1 || Atomics.compareExchange(p2m, e + P2E_STAMP, s, -1) !== s) return false;
+  // Someone else is writing this entry right now: retry the access (it will see their entry).
+  if (s === -1 || Atomics.compareExchange(p2m, e + P2E_STAMP, s, -1) !== s) return true;
   if (present(Atomics.load(p2m, e + P2E_ATTR))) { Atomics.store(p2m, e + P2E_STAMP, s); return false; }
   const access = m.ap32[viewBase(d, view) + VW_DEFAULT_ACCESS];
   Atomics.store(p2m, e + P2E_MFN, hmfn);

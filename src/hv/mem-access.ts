@@ -4,11 +4,11 @@
 import {
   AD_ACCESS_REQUIRED, AD_REALM_HI, AD_REALM_LO, altp2mBase,
 } from '../../shared/altp2m.js';
-import { ACCESS_N2RWX, ACCESS_RW, ACCESS_RWX, ACCESS_RX2RW, ATTR_ACCESS_MASK, P2MT_INVALID, p2mAttrAccess, p2mAttrType } from '../../shared/p2m.js';
+import { ACCESS_N2RWX, ACCESS_RW, ACCESS_RWX, ACCESS_RX2RW, ATTR_ACCESS_MASK, P2MT_INVALID, P2MT_RAM_RW, p2mAttrAccess, p2mAttrType } from '../../shared/p2m.js';
 import { PC_EXITS, PC_VE_DELIVERED } from '../../shared/pcpu.js';
 import { INVALID_ALTP2M, VCA_VE, VCPU_STRIDE_WORDS, VC_ALTP2M_FLAGS, VC_VE_GFN, VC_VIOL_ACCESS, VC_VIOL_GPA } from '../../shared/vcpu.js';
 import { MEM_ACCESS_FAULT_WITH_GLA, MEM_ACCESS_GLA_VALID, MEM_ACCESS_R, MEM_ACCESS_W, MEM_ACCESS_X, VM_EVENT_REASON_MEM_ACCESS } from '../../shared/vm-event.js';
-import { PERM_R, PERM_W, PERM_X } from '../hw/ept.js';
+import { PERM_R, PERM_W, PERM_X, eptAccessPerms } from '../hw/ept.js';
 import { EXIT_EPT_VIOLATION, MMIO_SECRET, guestDeliver } from '../isa/interp.js';
 import { CRASH_EPT_VIOLATION, CRASH_TRIPLE_FAULT, EV_DOMAIN_END, EV_MEM_EVENT, EV_REALM_ESCAPE, EV_VE } from '../trace/events.js';
 import { DS_CRASHED } from '../../shared/domain.js';
@@ -50,6 +50,11 @@ export function eptViolation(p: Pcpu): void {
     return crash(p, CRASH_EPT_VIOLATION, gpa, access, c.pc);
   }
   const a = p2mAttrAccess(attr);
+  if ((eptAccessPerms(a) & access) === access && p2mAttrType(attr) === P2MT_RAM_RW) {
+    // Changed since this vCPU's TLB miss (another pCPU filled or widened it): no violation any more.
+    p2mUnlock(m, d, holder);
+    return;
+  }
   if (a === ACCESS_RX2RW && (access & PERM_W) !== 0) return relax(p, t, root, gfn, mfn, attr, ACCESS_RW, false);
   if (a === ACCESS_N2RWX) return relax(p, t, root, gfn, mfn, attr, ACCESS_RWX, true);
   if (!monitorAttached(m, d)) {

@@ -317,7 +317,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
 }
 
 /** Built-in agents, by name (src/agent/examples/NAME.ts). */
-export const BUILTIN_AGENTS = ['xen-access'] as const;
+export const BUILTIN_AGENTS = ['xen-access', 'hvmi'] as const;
 
 /**
  * The agents a scenario names, as module URLs: a built-in name, or a .js/.mjs file relative to the

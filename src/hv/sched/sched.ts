@@ -17,7 +17,7 @@ import {
   RS_BLOCKED, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_AFFINITY, VC_AFFINITY_WORDS, VC_MIGRATIONS, VC_PCPU, VC_QUEUE_SEQ,
   VC_PAUSE_COUNT, VC_RUNSTATE, VC_SOFT_AFFINITY,
 } from '../../../shared/vcpu.js';
-import { PC_CURRENT, PC_STATE, PS_IDLE } from '../../../shared/pcpu.js';
+import { PC_CURRENT, PC_STATE, PS_IDLE, PS_WAIT_SIPI } from '../../../shared/pcpu.js';
 import type { Machine } from '../../machine.js';
 import { CTL_ENQUEUE_SEQ } from '../../../shared/machine.js';
 
@@ -87,12 +87,21 @@ function schedOldestRunnable(m: Machine, p: number, stealing: boolean): number {
     else {
       if (home === p || !schedAffine(vc32, v, p)) continue;
       // Only pull work that is waiting behind a running vCPU: an idle home pCPU will take it itself.
-      if (Atomics.load(m.pc32, m.pcpuBase(home) + PC_CURRENT) < 0) continue;
+      if (!schedStealable(m, home)) continue;
     }
     const seq = Atomics.load(vc32, b + VC_QUEUE_SEQ);
     if (best < 0 || seq - bestSeq < 0) { best = v; bestSeq = seq; }
   }
   return best;
+}
+
+/**
+ * May other pCPUs pull from `home`'s runqueue? When it is busy running something else, or when a guest's
+ * INIT reset it: it will never run its runqueue again.
+ */
+function schedStealable(m: Machine, home: number): boolean {
+  const b = m.pcpuBase(home);
+  return Atomics.load(m.pc32, b + PC_CURRENT) >= 0 || Atomics.load(m.pc32, b + PC_STATE) === PS_WAIT_SIPI;
 }
 
 /** Stamp v as joining a runqueue now (call just before making it RS_RUNNABLE). */
@@ -113,7 +122,7 @@ export function schedHasRunnable(m: Machine, p: number, steal: boolean): boolean
     if (Atomics.load(vc32, b + VC_RUNSTATE) !== RS_RUNNABLE || Atomics.load(vc32, b + VC_PAUSE_COUNT) !== 0) continue;
     const home = Atomics.load(vc32, b + VC_PCPU);
     if (home === p) return true;
-    if (steal && schedAffine(vc32, v, p) && Atomics.load(m.pc32, m.pcpuBase(home) + PC_CURRENT) >= 0) return true;
+    if (steal && schedAffine(vc32, v, p) && schedStealable(m, home)) return true;
   }
   return false;
 }

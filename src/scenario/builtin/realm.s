@@ -16,7 +16,8 @@
 ; (external mode). ROGUE = 1: halfway, ordinary kernel code on each vCPU runs VMFUNC into RVIEW and reads
 ; the secret. INIT = 1: at its first round vCPU 0's realm sends INIT, SIPI, SIPI to the pCPU vCPU 1 runs on.
 ; vCPU 0 reports key 1 = IPIs received, 2 = sent, 3 = sum of the secret as the realm read it, 4 = the
-; value the rogue code read (ROGUE = 1), and shuts the domain down.
+; value the rogue code read (ROGUE = 1), and shuts the domain down (with INIT = 1, vCPU 0 may be the one
+; lost with the reset pCPU: then the first other vCPU to give up waiting reports and shuts down).
 .equ VEC, 0x40
 .equ VEC2, 0x41
 .equ APIC, 0xFEE00000
@@ -148,8 +149,19 @@ report:
     mov ebx, 0
     magic 0
 linger:                         ; keep taking IPIs until vCPU 0 ends the domain
+    mov eax, INIT
+    cmp eax, 0
+    jnz linger_bounded
+linger_spin:
     pause
-    jmp linger
+    jmp linger_spin
+linger_bounded:                 ; after a host reset vCPU 0 itself may be lost: end the domain after a while
+    mov ecx, 20000
+linger_wait:
+    pause
+    dec ecx
+    jnz linger_wait
+    jmp report
 
 ; Ordinary kernel code that knows the trick: any VMFUNC anywhere enters every visible view.
 rogue:

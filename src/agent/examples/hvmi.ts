@@ -1,0 +1,70 @@
+// An HVMI-style agent (Bitdefender HVMI; xen-altp2m.md §7, §8) for the realm workload in external mode: the
+// agent, not the guest, owns the views.
+//   - KVIEW (untrusted), where the kernel runs: the realm's pages are not accessible, and the secret's gfn
+//     is remapped to a decoy frame, so nothing the kernel reads there is the secret.
+//   - RVIEW (protected), where the realm runs: only the realm's and the trampoline's pages are executable;
+//     everything else is read-write, no execute.
+// VMFUNC is given to every vCPU (vcpu_enable_notify), so any kernel code can still switch to RVIEW, but its
+// very next instruction fetch there is an EPT violation: the agent moves that vCPU back to KVIEW (a denial
+// of service at worst) and the secret stays where it was. An interrupt taken inside the realm runs its
+// handler the same way: out to KVIEW for the handler, back to RVIEW when the realm's code resumes.
+//
+// agent_args: trampoline, realm_first, realm_last, secret, decoy (gfns).
+import type { Agent } from '../runner.js';
+import type { VmEventRequest, VmEventResponse } from '../../hv/vm-event.js';
+import { MEM_ACCESS_X, VM_EVENT_FLAG_ALTERNATE_P2M, VM_EVENT_FLAG_VCPU_PAUSED, VM_EVENT_REASON_MEM_ACCESS } from '../../../shared/vm-event.js';
+import { ACCESS_N, ACCESS_RW, ACCESS_RWX, ACCESS_RX } from '../../../shared/p2m.js';
+import type { XenControl } from '../xc.js';
+
+function gfnArg(args: Record<string, unknown>, key: string): number {
+  const v = args[key];
+  const n = typeof v === 'bigint' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new Error(`hvmi: agent_args.${key} must be a gfn`);
+  return n;
+}
+
+export default function hvmi(): Agent {
+  let kview = 0, rview = 0, realmFirst = 0, realmLast = 0, tramp = 0;
+  /** Kernel code that ended up in the protected view (a stray VMFUNC or an interrupt): sent back. */
+  let strays = 0;
+  const inRealmCode = (pc: number): boolean => {
+    const g = pc >>> 12;
+    return (g >= realmFirst && g <= realmLast) || g === tramp;
+  };
+  return {
+    setup(xc: XenControl, domid: number, args: Record<string, unknown>): void {
+      tramp = gfnArg(args, 'trampoline');
+      realmFirst = gfnArg(args, 'realm_first');
+      realmLast = gfnArg(args, 'realm_last');
+      const secret = gfnArg(args, 'secret'), decoy = gfnArg(args, 'decoy');
+      const vcpus = gfnArg(args, 'vcpus'), veGfn0 = gfnArg(args, 've_gfn0');
+      xc.setDomainState(domid, true);
+      kview = xc.createView(domid, ACCESS_RWX);
+      rview = xc.createView(domid, ACCESS_RW);
+      for (let g = realmFirst; g <= realmLast; g++) {
+        xc.setMemAccess(domid, kview, g, ACCESS_N);
+        xc.setMemAccess(domid, rview, g, ACCESS_RX);
+      }
+      xc.setMemAccess(domid, rview, tramp, ACCESS_RX);
+      xc.changeGfn(domid, kview, secret, decoy);
+      for (let i = 0; i < vcpus; i++) xc.setVcpuEnableNotify(domid, i, veGfn0 + i);
+      xc.switchToView(domid, kview);
+    },
+
+    onEvent(_xc: XenControl, _domid: number, req: VmEventRequest): VmEventResponse | null {
+      const rsp: VmEventResponse = { version: req.version, vcpuId: req.vcpuId, reason: req.reason, flags: req.flags & VM_EVENT_FLAG_VCPU_PAUSED, altp2mIdx: 0 };
+      if (req.reason !== VM_EVENT_REASON_MEM_ACCESS || (req.accessFlags & MEM_ACCESS_X) === 0) return rsp; // unpause, nothing else
+      if (req.altp2mIdx === rview && !inRealmCode(req.pc)) {
+        strays++;
+        rsp.flags |= VM_EVENT_FLAG_ALTERNATE_P2M;
+        rsp.altp2mIdx = kview;
+      } else if (req.altp2mIdx === kview && inRealmCode(req.pc)) {
+        // The realm resumes after a handler ran in KVIEW: back into its view.
+        rsp.flags |= VM_EVENT_FLAG_ALTERNATE_P2M;
+        rsp.altp2mIdx = rview;
+      }
+      void strays;
+      return rsp;
+    },
+  };
+}
