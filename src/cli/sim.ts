@@ -17,9 +17,11 @@ import type { EngineOptions, EngineResult } from '../engine/common.js';
 import type { PcpuParams } from '../hv/pcpu-loop.js';
 import { buildReport, type RunReport } from '../report.js';
 import { formatHuman } from './human.js';
+import { compareList, formatCompare } from './compare.js';
 
 export const SIM_USAGE = `usage: vcpulab sim [flags]
-  --scenario NAME|FILE     built-in scenario name or a .toml file (default: counter)
+  --scenario NAME|FILE     built-in scenario name or a .toml file (default: secure-realm)
+  --compare [A,B,...]      run every design (or those named) on the same engine, seed and flags; one table
   --pcpus N                physical CPUs, 1..${MAX_PCPUS} (overrides [machine] pcpus)
   --vcpus N                vCPUs of the first domain, 1..${MAX_VCPUS_PER_DOMAIN} (overrides its vcpus)
   --engine threaded|serial threaded: one worker thread per pCPU; serial: seeded, replayable (default: threaded)
@@ -58,6 +60,8 @@ export interface RunConfig {
 
 export interface SimFlags extends RunConfig {
   json: boolean;
+  /** --compare: the designs to run, or undefined for a single run. */
+  compare?: string[];
   progress: boolean;
   trace?: string;
   scheduleOut?: string;
@@ -72,7 +76,11 @@ function intFlag(name: string, v: string | undefined, lo: number, hi: number): n
   return Number(v);
 }
 
-export function parseSimArgs(args: string[]): SimFlags | 'help' {
+export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
+  // `--compare` may stand alone (every design) or take a list: give the bare form its value.
+  const args = [...argsIn];
+  const ci = args.indexOf('--compare');
+  if (ci >= 0 && (ci + 1 >= args.length || args[ci + 1].startsWith('-'))) args.splice(ci + 1, 0, 'all');
   let parsed;
   try {
     parsed = parseArgs({
@@ -85,6 +93,7 @@ export function parseSimArgs(args: string[]): SimFlags | 'help' {
         'max-ms': { type: 'string' }, slack: { type: 'string' }, burst: { type: 'string' }, 'watchdog-ms': { type: 'string' },
         'schedule-out': { type: 'string' }, replay: { type: 'string' }, trace: { type: 'string' }, json: { type: 'boolean' },
         'no-progress': { type: 'boolean' }, 'inject-worker-fault': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        compare: { type: 'string' },
       },
     });
   } catch (e) {
@@ -118,6 +127,12 @@ export function parseSimArgs(args: string[]): SimFlags | 'help' {
     scheduleOut: v['schedule-out'],
     replay: v.replay,
   };
+  if (v.compare !== undefined) {
+    for (const k of ['scenario', 'replay', 'schedule-out', 'trace', 'inject-worker-fault'] as const) {
+      if (v[k] !== undefined) throw new UserError(`vcpulab sim: --compare runs the built-in designs (or those it names); drop --${k}`);
+    }
+    f.compare = compareList(v.compare);
+  }
   if (f.replay !== undefined) {
     for (const k of ['scenario', 'pcpus', 'vcpus', 'engine', 'seed', 'strategy', 'max-instructions', 'slack', 'burst'] as const) {
       if (v[k] !== undefined) throw new UserError(`vcpulab sim: --replay takes the scenario and flags from the schedule file; drop --${k}`);
@@ -217,6 +232,7 @@ export function exitCodeFor(r: RunReport): number {
 export async function simCommand(args: string[]): Promise<number> {
   const f = parseSimArgs(args);
   if (f === 'help') { process.stdout.write(SIM_USAGE + '\n'); return EXIT_OK; }
+  if (f.compare !== undefined) return compareCommand(f, f.compare);
   let config: RunConfig = f;
   let replayRuns: Int32Array | undefined;
   if (f.replay !== undefined) {
@@ -252,6 +268,30 @@ export async function simCommand(args: string[]): Promise<number> {
   if (f.replay !== undefined) report.replay = replayCommand(config, f.replay);
   process.stdout.write(f.json ? JSON.stringify(report, null, 2) + '\n' : formatHuman(report));
   return exitCodeFor(report);
+}
+
+/** Run each design with the same flags; print the table (or the reports with --json). Ctrl-C keeps what ran. */
+async function compareCommand(f: SimFlags, designs: string[]): Promise<number> {
+  const interrupt = { requested: false };
+  const onSigint = (): void => {
+    if (interrupt.requested) process.exit(EXIT_INTERRUPTED);
+    interrupt.requested = true;
+  };
+  process.on('SIGINT', onSigint);
+  const reports: RunReport[] = [];
+  try {
+    for (const scenario of designs) {
+      if (interrupt.requested) break;
+      if (!f.json) process.stderr.write(`running ${scenario} ...\n`);
+      const { report } = await simulate({ ...f, scenario }, { interrupt });
+      reports.push(report);
+    }
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+  process.stdout.write(f.json ? JSON.stringify({ compare: reports }, null, 2) + '\n' : formatCompare(reports));
+  if (interrupt.requested) return EXIT_INTERRUPTED;
+  return reports.some((r) => r.outcome === 'aborted') ? EXIT_FAILURE : EXIT_OK;
 }
 
 export { EXIT_BAD_INPUT };
