@@ -67,7 +67,7 @@ export function buildReport(m: Machine, col: Collector, res: EngineResult, meta:
     pcpus: m.npcpus,
     outcome: res.outcome,
     reason: res.reason,
-    findings: col.findings.list(),
+    findings: col.findings.list().map((f) => ({ ...f, reproduce: reproduceText(meta) })),
     reports,
     console,
     domains: col.domainNames.map((name, i) => domainReport(m, name, i)),
@@ -76,6 +76,18 @@ export function buildReport(m: Machine, col: Collector, res: EngineResult, meta:
     digest: col.digest(),
     agents: (res.agents ?? []).map((a) => ({ domain: col.domainNames[a.dom], events: a.events, calls: a.calls, error: a.error })),
   };
+}
+
+/**
+ * A serial run is reproduced exactly, event for event, by its command (or its schedule file). A threaded
+ * run's interleaving is the OS's: the same command reruns the scenario, and the serial engine finds the
+ * finding's kind on seeds of its own (the README's Reproducing a run).
+ */
+function reproduceText(meta: ReportMeta): string {
+  if (meta.engine === 'serial') return `${meta.replay}   (serial: the same run, event for event)`;
+  const serial = meta.replay.replace('--engine threaded', '--engine serial');
+  return `${meta.replay}   (threaded: reruns the scenario with the same seed and flags, under another interleaving; ` +
+    `deterministic and replayable: ${serial}, keeping the run with --schedule-out run.sched)`;
 }
 
 function domainReport(m: Machine, name: string, i: number): DomainReport {

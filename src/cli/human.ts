@@ -29,6 +29,7 @@ export function formatHuman(r: RunReport): string {
     for (const f of r.findings) {
       L.push(`  ${f.kind} x${f.count}: first at ${f.first.time_ns} ns on pCPU ${f.first.pcpu}${f.first.domain ? ` (${f.first.domain}/v${f.first.vcpu})` : ''}`);
       L.push(`    ${f.first.detail}`);
+      if (f.reproduce !== undefined) L.push(`    reproduce: ${f.reproduce}`);
       if (f.evidence.length > 0) {
         L.push('    last events on that pCPU:');
         for (const e of f.evidence) L.push(`      ${e}`);

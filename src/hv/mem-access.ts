@@ -9,7 +9,7 @@ import { PC_EXITS, PC_VE_DELIVERED } from '../../shared/pcpu.js';
 import { INVALID_ALTP2M, VCA_VE, VCPU_STRIDE_WORDS, VC_ALTP2M_FLAGS, VC_VE_GFN, VC_VIOL_ACCESS, VC_VIOL_GPA } from '../../shared/vcpu.js';
 import { MEM_ACCESS_FAULT_WITH_GLA, MEM_ACCESS_GLA_VALID, MEM_ACCESS_R, MEM_ACCESS_W, MEM_ACCESS_X, VM_EVENT_REASON_MEM_ACCESS } from '../../shared/vm-event.js';
 import { PERM_R, PERM_W, PERM_X, eptAccessPerms } from '../hw/ept.js';
-import { EXIT_EPT_VIOLATION, MMIO_SECRET, guestDeliver } from '../isa/interp.js';
+import { EXIT_EPT_VIOLATION, guestDeliver } from '../isa/interp.js';
 import { CRASH_EPT_VIOLATION, CRASH_TRIPLE_FAULT, EV_DOMAIN_END, EV_MEM_EVENT, EV_REALM_ESCAPE, EV_VE } from '../trace/events.js';
 import { DS_CRASHED } from '../../shared/domain.js';
 import {
@@ -29,7 +29,6 @@ export const VEC_VE = 20;
 
 export function eptViolation(p: Pcpu): void {
   const c = p.core, m = p.m, d = p.curDomain;
-  if (c.mmioKind === MMIO_SECRET) return realmProbe(p);
   const gpa = c.exitGpa, gfn = gpa >>> 12, access = c.exitAccess;
   const inView = c.view !== INVALID_ALTP2M && altp2mActive(m, d);
   // A view's first touch of any page (the APIC page included) copies the host's entry and retries.
@@ -134,11 +133,10 @@ function veDeliver(p: Pcpu, gpa: number, access: number): boolean {
 
 /**
  * The REALM_ESCAPE oracle's look at a data access to the secret region: code outside the realm touching
- * it is the finding. Not a real exit: it is taken back, and the access then completes once.
+ * it is the finding. Not a real exit (Pcpu.step neither counts nor traces it): the access completes once.
  */
-function realmProbe(p: Pcpu): void {
+export function realmProbe(p: Pcpu): void {
   const m = p.m, c = p.core, ab = altp2mBase(p.curDomain);
-  m.pc32[p.base + PC_EXITS + EXIT_EPT_VIOLATION]--;
   const codeGfn = c.pc >>> 12;
   if (codeGfn < m.ap32[ab + AD_REALM_LO] || codeGfn > m.ap32[ab + AD_REALM_HI]) p.emit(EV_REALM_ESCAPE, c.exitGpa, c.pc, c.view);
   c.secretPass = c.exitGpa >>> 12;

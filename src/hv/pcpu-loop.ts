@@ -17,7 +17,7 @@ import {
 } from '../../shared/vcpu.js';
 import type { ApicBusOptions } from '../hw/apic-bus.js';
 import type { LapicOptions } from '../hw/lapic.js';
-import { type DeliveryHook, CpuCore, EXIT_EXTINT, EXIT_MTF, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
+import { type DeliveryHook, CpuCore, EXIT_EPT_VIOLATION, EXIT_EXTINT, EXIT_MTF, MMIO_SECRET, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
 import { opcodeCosts, type CostTable } from '../engine/clock.js';
 import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
@@ -27,6 +27,7 @@ import { schedClaimNext, schedPlace, schedRandomPcpu, schedStamp } from './sched
 import { credit2Best, credit2Burn, credit2Of, credit2Reset, credit2Runtime } from './sched/credit2.js';
 import { Prng, childSeed } from '../engine/strategies/index.js';
 import { inject, vmexitHandle } from './vmexit.js';
+import { realmProbe } from './mem-access.js';
 import { AD_DONE, AD_SECRET_HI, AD_SECRET_LO, AD_TRAMP_HI, AD_TRAMP_LO, AD_VISIBLE, altp2mBase } from '../../shared/altp2m.js';
 import {
   INVALID_ALTP2M, VCA_EMULATE, VCA_FAST_SS, VCA_SINGLESTEP, VCA_VMFUNC, VC_ALTP2M_FLAGS, VC_EPTP_INDEX, VC_FAST_SS_IDX, VC_P2MIDX,
@@ -246,7 +247,10 @@ export class Pcpu implements DeliveryHook {
     m.vcF64[this.fVCycles] += ran;
     if (this.credit2) credit2Burn(m, v, ran);
     m.pcF64[this.fInsns] += retired;
-    if (exit !== EXIT_NONE) {
+    if (exit === EXIT_EPT_VIOLATION && core.mmioKind === MMIO_SECRET) {
+      // Not an exit the CPU takes: the REALM_ESCAPE oracle's look at a secret access (mem-access.ts).
+      realmProbe(this);
+    } else if (exit !== EXIT_NONE) {
       this.entering = true;
       pc32[this.iExits + exit]++;
       if (this.params.traceExits) this.emit(EV_EXIT, exit, core.pc, core.exitQual);

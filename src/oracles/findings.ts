@@ -22,6 +22,8 @@ export interface Finding {
   first: FindingFirst;
   /** The last events of the pCPU involved before the first occurrence, oldest first. */
   evidence: string[];
+  /** How to see it again (filled in by the report: the run's command, and what it reproduces). */
+  reproduce?: string;
 }
 
 export class Findings {

@@ -3,9 +3,13 @@
 // each pCPU (evidence for findings).
 import {
   CRASH_EPT_VIOLATION, CRASH_NAMES, CRASH_TRIPLE_FAULT, EVENT_NAMES, EV_ALTP2M_OP, EV_ASSERT, EV_CONSOLE, EV_DOMAIN_END, EV_EXIT, EV_INVEPT,
-  EV_MEM_EVENT, EV_REALM_ESCAPE, EV_REPORT, EV_ROGUE_VMFUNC, EV_STALE, EV_VE, EV_VMFUNC,
+  EV_MEM_EVENT, EV_REALM_ESCAPE, EV_REPORT, EV_ROGUE_VMFUNC, EV_STALE, EV_VE, EV_VMFUNC, EV_SCHED_IN, EV_SCHED_OUT, EV_EXCEPTION, EV_MARKER,
+  EV_INTENT, EV_IPI_SEND, EV_IPI_DELIVER, EV_IPI_COALESCED, EV_PHYS_IRQ, EV_HOST_RESET, EV_ICR_WINDOW, EV_HV_IPI_MISDIRECTED, EV_SINGLESTEP,
+  ICRW_REUSED, ipiTagSender, ipiTagSeq,
 } from './events.js';
 import { ALTP2M_OP_NAMES } from '../hv/hvm-op.js';
+import { hostGpaToHost } from '../hv/altp2m.js';
+import { disassemble } from '../isa/disasm.js';
 import { DM_CRASH_A, DM_CRASH_B, DM_CRASH_C, DM_CRASH_REASON, DS_CRASHED } from '../../shared/domain.js';
 import { EXIT_NAMES } from '../isa/interp.js';
 import { Findings } from '../oracles/findings.js';
@@ -30,6 +34,13 @@ export class Collector {
   readonly console: string[];
   readonly findings = new Findings();
   private readonly views = new ViewOracle();
+  /** Evidence shows the guest instruction at each event's pc (read through the domain's host p2m). */
+  readonly code: CodeReader = (dom, pc) => {
+    if ((pc & 7) !== 0) return null;
+    const h = hostGpaToHost(this.m, dom, pc), h2 = hostGpaToHost(this.m, dom, pc + 4);
+    if (h < 0 || h2 < 0) return null;
+    return disassemble(Atomics.load(this.m.mem32, h >> 2), Atomics.load(this.m.mem32, h2 >> 2));
+  };
   readonly events: number[];
   private readonly digests: Uint32Array;
   private readonly recentT: Float64Array;
@@ -103,7 +114,7 @@ export class Collector {
       const vc32 = this.m.vc32;
       const who = (g: number) => ({ dom: vc32[g * VCPU_STRIDE_WORDS + VC_DOMAIN], vcpu: vc32[g * VCPU_STRIDE_WORDS + VC_ID] });
       this.ipiMetrics = this.ipi.finish(this.findings, this.domainNames, who, endTime,
-        (e) => formatEvent(this.domainNames, e.pcpu, e.time, e.kind, e.dom, e.vcpu, e.a, e.b, e.c));
+        (e) => formatEvent(this.domainNames, e.pcpu, e.time, e.kind, e.dom, e.vcpu, e.a, e.b, e.c, this.code));
     }
     return this.ipiMetrics;
   }
@@ -122,7 +133,7 @@ export class Collector {
     for (let i = Math.max(0, n - RECENT_EVENTS); i < n; i++) {
       const ri = pcpu * RECENT_EVENTS + (i % RECENT_EVENTS);
       const w = this.recentW.subarray(ri * 6, ri * 6 + 6);
-      out.push(formatEvent(this.domainNames, pcpu, this.recentT[ri], w[0], w[1], w[2], w[3], w[4], w[5]));
+      out.push(formatEvent(this.domainNames, pcpu, this.recentT[ri], w[0], w[1], w[2], w[3], w[4], w[5], this.code));
     }
     return out;
   }
@@ -132,22 +143,63 @@ const PERM_NAMES = ['-', 'r', 'w', 'rw', 'x', 'rx', 'wx', 'rwx'];
 
 export function hex(v: number): string { return (v >>> 0).toString(16).padStart(8, '0'); }
 
-export function formatEvent(names: string[], pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): string {
+/** Disassembly of the guest instruction at (domain, pc), or null when it cannot be read. */
+export type CodeReader = (dom: number, pc: number) => string | null;
+
+const DM_NAMES = ['fixed', 'lowest', 'smi', 'dm3', 'nmi', 'init', 'sipi', 'extint'];
+const SHORTHANDS = ['', ' self', ' all', ' all-but-self'];
+const RUNSTATES = ['runnable', 'running', 'blocked', 'done', 'limit', 'lost', 'wait-for-SIPI'];
+
+/** An ICR low word, decoded: vector, delivery mode, destination mode, shorthand. */
+export function icrText(lo: number): string {
+  const mode = DM_NAMES[(lo >>> 8) & 7];
+  return `ICR_LO=0x${hex(lo)} (vector 0x${(lo & 0xff).toString(16)} ${mode}${(lo & 0x800) !== 0 ? ' logical' : ''}${SHORTHANDS[(lo >>> 18) & 3]})`;
+}
+
+/** The IPI a source tag names: "v3#12" (global vCPU 3's 12th send), or "xen". */
+export function tagText(tag: number): string {
+  return tag === 0 ? 'xen' : `v${ipiTagSender(tag)}#${ipiTagSeq(tag)}`;
+}
+
+/**
+ * One event as a readable line: time, pCPU, who ran there, the event, its fields decoded (ICR contents,
+ * views, access), and with `code`, the guest instruction at the event's pc.
+ */
+export function formatEvent(names: string[], pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number,
+  code?: CodeReader): string {
   const who = dom >= 0 ? `${names[dom]}/v${vcpu}` : 'xen';
   const t = cyclesToNs(time).toFixed(1).padStart(12);
   const k = EVENT_NAMES[kind] ?? `event${kind}`;
+  const at = (pc: number): string => {
+    const text = code !== undefined && dom >= 0 ? code(dom, pc) : null;
+    return `pc=0x${hex(pc)}${text !== null ? ` [${text}]` : ''}`;
+  };
   let what: string;
   switch (kind) {
-    case EV_EXIT: what = `${EXIT_NAMES[a] ?? a} pc=0x${hex(b)} qual=0x${hex(c)}`; break;
+    case EV_EXIT: what = `${EXIT_NAMES[a] ?? a} ${at(b)} qual=0x${hex(c)}`; break;
     case EV_REPORT: what = `key=${a} value=${b}`; break;
     case EV_CONSOLE: what = JSON.stringify(String.fromCharCode(a & 0xff)); break;
-    case EV_VMFUNC: what = `${viewName(a)} -> ${viewName(c)} pc=0x${hex(b)}`; break;
-    case EV_ROGUE_VMFUNC: what = `to ${viewName(a)} from ${viewName(c)} pc=0x${hex(b)}`; break;
+    case EV_SCHED_IN: what = `loaded at ${at(b)}`; break;
+    case EV_SCHED_OUT: what = `descheduled ${RUNSTATES[a] ?? a} at pc=0x${hex(b)}${c !== pcpu ? `, queued on pCPU ${c}` : ''}`; break;
+    case EV_EXCEPTION: what = `vector ${a} ${at(b)}`; break;
+    case EV_ASSERT: what = `code ${a} ${at(b)}`; break;
+    case EV_MARKER: what = `marker ${a} ${at(b)}`; break;
+    case EV_INTENT: what = `next IPI meant for vCPU ${a}, vector 0x${(b & 0xff).toString(16)}`; break;
+    case EV_IPI_SEND: what = `${tagText(a)} ${icrText(b)} ${(c >>> 0) > 0xffffff ? `ICR_HI=0x${hex(c)} (destination ${c >>> 24})` : `destination ${c}`}`; break;
+    case EV_IPI_DELIVER: what = `${tagText(a)} vector 0x${(b & 0xff).toString(16)} entered the handler (accepted on pCPU ${c})`; break;
+    case EV_IPI_COALESCED: what = `${tagText(a)} vector 0x${(b & 0xff).toString(16)} already pending: merged`; break;
+    case EV_PHYS_IRQ: what = `vector 0x${(a & 0xff).toString(16)} ${['handled by xen', 'no handler (dropped)', 'reflected to the running vCPU'][b] ?? b} from ${tagText(c)}`; break;
+    case EV_HOST_RESET: what = `${DM_NAMES[b & 7] ?? b} reached pCPU ${a} from ${tagText(c)}`; break;
+    case EV_ICR_WINDOW: what = `${tagText(a)} sent with an ICR_HI ${b === ICRW_REUSED ? 'a nested send had already used' : 'someone else wrote'} (last writer ${c === 0 ? 'xen' : `v${c - 1}`})`; break;
+    case EV_HV_IPI_MISDIRECTED: what = `xen's vector 0x${(b & 0xff).toString(16)} for pCPU ${a} left for pCPU ${c}`; break;
+    case EV_VMFUNC: what = `${viewName(a)} -> ${viewName(c)} ${at(b)}`; break;
+    case EV_ROGUE_VMFUNC: what = `to ${viewName(a)} from ${viewName(c)} ${at(b)}`; break;
     case EV_VE: case EV_MEM_EVENT: what = `gpa=0x${hex(a)} access=${PERM_NAMES[b] ?? b} ${viewName(c)}`; break;
     case EV_STALE: what = `gpa=0x${hex(a)} access=${PERM_NAMES[b & 0xff] ?? b} ${viewName((b >>> 8) & 0xffff)} gen=${c}`; break;
-    case EV_REALM_ESCAPE: what = `gpa=0x${hex(a)} pc=0x${hex(b)} ${viewName(c)}`; break;
+    case EV_REALM_ESCAPE: what = `gpa=0x${hex(a)} ${at(b)} ${viewName(c)}`; break;
     case EV_INVEPT: what = a === -2 ? `all-context (${b} tables marked)` : `single-context ${viewName(a)}`; break;
     case EV_ALTP2M_OP: what = `${ALTP2M_OP_NAMES[a] ?? a} -> ${b}${c !== 0 ? ` (p2m generation ${c})` : ''}`; break;
+    case EV_SINGLESTEP: what = at(a); break;
     default: what = `a=${a} b=0x${hex(b)} c=${c}`;
   }
   return `${t} ns  p${pcpu}  ${who}  ${k} ${what}`;

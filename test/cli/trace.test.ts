@@ -39,12 +39,18 @@ interface JsonEvent {
 }
 interface GrepLine { ns: number; pcpu: number; who: string; kind: string; a: number }
 
-/** formatEvent's line: `<ns> ns  p<pcpu>  <who>  <kind> a=<a> ...` (IPI kinds print a/b/c raw). */
+/**
+ * formatEvent's line: `<ns> ns  p<pcpu>  <who>  <kind> <fields>`. For ipi_send and ipi_deliver, `a` is the
+ * source tag, printed as v<sender>#<seq> ("xen" for 0); other kinds carry no `a` here.
+ */
 function parseGrep(stdout: string): GrepLine[] {
   return stdout.trimEnd().split('\n').map((l) => {
-    const m = /^\s*([\d.]+) ns {2}p(\d+) {2}(\S+) {2}(\w+) a=(\d+) /.exec(l);
+    const m = /^\s*([\d.]+) ns {2}p(\d+) {2}(\S+) {2}(\w+) (.*)$/.exec(l);
     if (m === null) throw new Error(`unexpected grep line: ${l}`);
-    return { ns: Number(m[1]), pcpu: Number(m[2]), who: m[3], kind: m[4], a: Number(m[5]) };
+    let a = 0;
+    const t = /^(?:v(\d+)#(\d+)|xen)\b/.exec(m[5]);
+    if (t !== null && t[1] !== undefined) a = ((Number(t[2]) & 0x7ffff) << 12) | (Number(t[1]) + 1);
+    return { ns: Number(m[1]), pcpu: Number(m[2]), who: m[3], kind: m[4], a };
   });
 }
 
@@ -157,7 +163,7 @@ describe('vcpulab trace FILE (summary and --grep)', () => {
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
     expect(lines).toHaveLength(5);
-    for (const l of lines) expect(l).toMatch(/ ns {2}p\d+ {2}guest\/v\d+ {2}ipi_send a=/);
+    for (const l of lines) expect(l).toMatch(/ ns {2}p\d+ {2}guest\/v\d+ {2}ipi_send v\d+#\d+ ICR_LO=/);
   });
 
   it('--grep takes a finding kind for the events it is judged from', async () => {
