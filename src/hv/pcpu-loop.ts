@@ -28,7 +28,7 @@ import { credit2Best, credit2Burn, credit2Of, credit2Reset, credit2Runtime } fro
 import { Prng, childSeed } from '../engine/strategies/index.js';
 import { inject, vmexitHandle } from './vmexit.js';
 import { realmProbe } from './mem-access.js';
-import { AD_DONE, AD_SECRET_HI, AD_SECRET_LO, AD_TRAMP_HI, AD_TRAMP_LO, AD_VISIBLE, altp2mBase } from '../../shared/altp2m.js';
+import { AD_DONE, AD_GEN, AD_SECRET_HI, AD_SECRET_LO, AD_TRAMP_HI, AD_TRAMP_LO, AD_VISIBLE, altp2mBase } from '../../shared/altp2m.js';
 import {
   INVALID_ALTP2M, VCA_EMULATE, VCA_FAST_SS, VCA_SINGLESTEP, VCA_VMFUNC, VC_ALTP2M_FLAGS, VC_EPTP_INDEX, VC_FAST_SS_IDX, VC_P2MIDX,
 } from '../../shared/vcpu.js';
@@ -497,6 +497,8 @@ export class Pcpu implements DeliveryHook {
     const ab = altp2mBase(d);
     c.visibleBase = ab + AD_VISIBLE;
     c.doneIdx = ab + AD_DONE;
+    c.genIdx = ab + AD_GEN;
+    c.auditGen = -1; // the TLBs were just flushed: the first audit finds nothing to judge
     c.trampLo = m.ap32[ab + AD_TRAMP_LO] * 4096;
     c.trampHi = (m.ap32[ab + AD_TRAMP_HI] + 1) * 4096;
     c.secretLo = m.ap32[ab + AD_SECRET_LO];

@@ -18,10 +18,17 @@ export class Tlb {
   readonly eoff = new Int32Array(TLB_ENTRIES);
   /** The stamp it had then: a different stamp now means the entry was rewritten since. */
   readonly stamp = new Int32Array(TLB_ENTRIES);
+  /**
+   * A translation whose p2m entry was rewritten since it was filled (found by the audit at a burst's start,
+   * interp.ts tlbAudit): its permissions move here and `perm` goes to 0, so every access through it takes
+   * the slow path, where the STALE_TRANSLATION oracle judges it; the hardware still uses it. 0 = not suspect.
+   */
+  readonly hold = new Int32Array(TLB_ENTRIES);
   flushes = 0;
 
   flushAll(): void {
     this.tag.fill(-1);
+    this.hold.fill(0);
     this.flushes++;
   }
 }

@@ -117,6 +117,9 @@ export class CpuCore {
   ap32: Int32Array = EMPTY;
   visibleBase = 0;
   doneIdx = 0;
+  /** Word index of the loaded domain's AD_GEN, and the generation the TLBs were last audited at. */
+  genIdx = 0;
+  auditGen = -1;
   /** Successful VMFUNCs; the last one's source and target views end the burst so the pCPU can record it. */
   vmfuncs = 0;
   vmfuncFrom = -1;
@@ -214,6 +217,9 @@ export class CpuCore {
     this.codeGfn = -1;
   }
 
+  /** The TLBs created so far (the audit walks them). */
+  tlbsInUse(): readonly Tlb[] { return this.tlbsUsed; }
+
   /** INVEPT all-context (and a vCPU switch): forget every table's translations. */
   tlbFlushAll(): void {
     for (const t of this.tlbsUsed) t.flushAll();
@@ -231,29 +237,46 @@ const TLB_HOST = 512;
  */
 export function xlate(c: CpuCore, gpa: number, perm: number): number {
   const t = c.tlb;
-  return xlateFast(c, t.tag, t.base, t.perm, t.eoff, t.stamp, c.p2m, gpa, perm);
+  return xlateFast(c, t.tag, t.base, t.perm, gpa, perm);
 }
 
-/**
- * xlate with the TLB arrays already in locals (the interpreter's hot path: no property chains). A hit
- * whose p2m entry has been rewritten since the fill (its stamp moved) goes to xlateStale.
- */
-function xlateFast(c: CpuCore, tag: Int32Array, base: Int32Array, tperm: Int32Array, teoff: Int32Array, tstamp: Int32Array,
-  p2m: Int32Array, gpa: number, perm: number): number {
+/** xlate with the TLB arrays already in locals (the interpreter's hot path: no property chains). */
+function xlateFast(c: CpuCore, tag: Int32Array, base: Int32Array, tperm: Int32Array, gpa: number, perm: number): number {
   const gfn = gpa >>> 12;
   const s = gfn & TlbSize.MASK;
-  if (tag[s] === gfn && (tperm[s] & perm) === perm) {
-    if (p2m[teoff[s]] === tstamp[s]) return base[s] + (gpa & 0xfff);
-    return xlateStale(c, gpa, perm, s);
-  }
+  if (tag[s] === gfn && (tperm[s] & perm) === perm) return base[s] + (gpa & 0xfff);
   return xlateSlow(c, gpa, perm);
 }
 
 /**
- * A TLB hit on an entry rewritten since the fill. The hardware uses the TLB entry whatever the p2m says;
- * the oracle judges it: if the current entry no longer allows this access (or maps another frame) and the
- * operation that rewrote it has returned (stamp <= AD_DONE, read after the stamp: happens-before), the
- * access is STALE_TRANSLATION. If the entry still allows it, the TLB entry is simply brought up to date.
+ * At a burst's start, if the domain's p2m generation moved since the last audit: every TLB entry whose p2m
+ * entry has been rewritten since its fill becomes suspect (Tlb.hold). The hardware keeps using it; the
+ * oracle judges each access through it (xlateStale). One Atomics load per burst when nothing changed, so the
+ * hot path is untouched. Exact in the serial engine (bursts end at every shared access); in the threaded
+ * engine a change made during a burst is judged from the next burst on (no false positives either way).
+ */
+export function tlbAudit(c: CpuCore): void {
+  const gen = Atomics.load(c.ap32, c.genIdx);
+  if (gen === c.auditGen) return;
+  c.auditGen = gen;
+  const p2m = c.p2m;
+  for (const t of c.tlbsInUse()) {
+    const tag = t.tag, perm = t.perm, eoff = t.eoff, stamp = t.stamp, hold = t.hold;
+    for (let s = 0; s < TlbSize.ENTRIES; s++) {
+      if (tag[s] < 0 || perm[s] === 0) continue;
+      if (Atomics.load(p2m, eoff[s]) === stamp[s]) continue;
+      hold[s] = perm[s];
+      perm[s] = 0;
+      if (tag[s] === c.codeGfn) c.codeGfn = -1;
+    }
+  }
+}
+
+/**
+ * An access through a suspect translation (see tlbAudit). The hardware uses the TLB entry whatever the p2m
+ * says; the oracle judges it: if the current entry no longer allows this access (or maps another frame) and
+ * the operation that rewrote it has returned (stamp <= AD_DONE, read after the entry: happens-before), the
+ * access is STALE_TRANSLATION. If the entry still allows it, the translation is simply brought up to date.
  */
 function xlateStale(c: CpuCore, gpa: number, perm: number, s: number): number {
   const t = c.tlb, p2m = c.p2m;
@@ -269,6 +292,7 @@ function xlateStale(c: CpuCore, gpa: number, perm: number, s: number): number {
   if (stamp !== -1 && p2mAttrType(attr) === P2MT_RAM_RW && (allowed & perm) === perm && (mfn << 12) === t.base[s]) {
     t.stamp[s] = stamp;
     t.perm[s] = allowed;
+    t.hold[s] = 0;
   } else if (stamp !== -1 && stamp <= Atomics.load(c.ap32, c.doneIdx)) {
     if (c.stale++ === 0) {
       c.staleGpa = gpa; c.staleAccess = perm; c.staleView = c.view; c.staleStamp = stamp; c.staleFill = t.stamp[s];
@@ -279,6 +303,8 @@ function xlateStale(c: CpuCore, gpa: number, perm: number, s: number): number {
 
 function xlateSlow(c: CpuCore, gpa: number, perm: number): number {
   const gfn = gpa >>> 12;
+  const ts = gfn & TlbSize.MASK;
+  if (c.tlb.tag[ts] === gfn && (c.tlb.hold[ts] & perm) === perm) return xlateStale(c, gpa, perm, ts);
   const p2m = c.p2m;
   const e = p2mEntryOffset(p2m, c.p2mRoot, gfn);
   let attr = 0, mfn = 0, stamp = 0;
@@ -318,6 +344,7 @@ function xlateSlow(c: CpuCore, gpa: number, perm: number): number {
   t.perm[s] = allowed;
   t.eoff[s] = e + P2E_STAMP;
   t.stamp[s] = stamp;
+  t.hold[s] = 0;
   return t.base[s] + (gpa & 0xfff);
 }
 
@@ -374,8 +401,8 @@ function deliveryXlate(c: CpuCore, gpa: number, perm: number): number {
  */
 export function guestRun(c: CpuCore, budget: number): number {
   const R = c.R, mem32 = c.mem32, mem8 = c.mem8, pend = c.pend, pendIdx = c.pendIdx, cost = c.cost;
-  let tTag = c.tlb.tag, tBase = c.tlb.base, tPerm = c.tlb.perm, tEoff = c.tlb.eoff, tStamp = c.tlb.stamp;
-  const p2m = c.p2m;
+  tlbAudit(c);
+  let tTag = c.tlb.tag, tBase = c.tlb.base, tPerm = c.tlb.perm;
   let sh = c.sharedLeft;
   c.probing = true;
   let pc = c.pc | 0;
@@ -390,7 +417,7 @@ export function guestRun(c: CpuCore, budget: number): number {
     if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break; }
     if ((pc >>> 12) !== codeGfn) {
       if ((pc & 7) !== 0) { fault = VEC_GP; } else {
-        const hb = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, pc, Perm.X);
+        const hb = xlateFast(c, tTag, tBase, tPerm, pc, Perm.X);
         if (hb < 0) { exit = EXIT_EPT_VIOLATION; break; }
         codeGfn = pc >>> 12;
         codeBase = (hb - (pc & 0xfff)) >> 2;
@@ -410,7 +437,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.MOV: R[a] = src; pc += 8; continue;
         case Op.LD: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, src, Perm.R);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.R);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc; cyc = 0;
@@ -422,7 +449,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         }
         case Op.ST: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, src, Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.W);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc; cyc = 0; c.pc = pc;
@@ -436,7 +463,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           const ad = op === Op.ST_SD ? (R[(w0 >>> 11) & 31] + (w0 >> 16)) | 0 : src;
           const v = op === Op.ST_SD ? w1 : w0 >> 16;
           if ((ad & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, ad, Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, ad, Perm.W);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc; cyc = 0; c.pc = pc;
@@ -447,14 +474,14 @@ export function guestRun(c: CpuCore, budget: number): number {
           continue;
         }
         case Op.LDB: {
-          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, src, Perm.R);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.R);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           R[a] = mem8[h]; pc += 8;
           if (--sh === 0) break loop;
           continue;
         }
         case Op.STB: {
-          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, src, Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           mem8[h] = R[a]; pc += 8;
           if (--sh === 0) break loop;
@@ -521,7 +548,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.CALL: case Op.PUSH: case Op.PUSHF: {
           const sp = (R[Reg.ESP] - 4) | 0;
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, sp, Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, sp, Perm.W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           mem32[h >> 2] = op === Op.CALL ? pc + 8 : op === Op.PUSH ? src : packFlags(cf, zf, sf, of, ifl);
           R[Reg.ESP] = sp;
@@ -532,7 +559,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.POP: case Op.RET: case Op.POPF: {
           const sp = R[Reg.ESP];
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, sp, Perm.R);
+          const h = xlateFast(c, tTag, tBase, tPerm, sp, Perm.R);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const v = mem32[h >> 2];
           R[Reg.ESP] = (sp + 4) | 0;
@@ -548,8 +575,8 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.IRET: {
           const sp = R[Reg.ESP];
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h1 = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, sp, Perm.R);
-          const h2 = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, (sp + 4) | 0, Perm.R);
+          const h1 = xlateFast(c, tTag, tBase, tPerm, sp, Perm.R);
+          const h2 = xlateFast(c, tTag, tBase, tPerm, (sp + 4) | 0, Perm.R);
           if (h1 < 0 || h2 < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           pc = mem32[h1 >> 2];
           const v = mem32[h2 >> 2];
@@ -562,7 +589,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         // ---- atomics (Atomics on host memory: atomic across pCPUs, as the lock prefix is) ----
         case Op.XCHG: case Op.XADD: case Op.CMPXCHG: case Op.LADD: case Op.LOR: case Op.LAND: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, src, Perm.R | Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.R | Perm.W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const wi2 = h >> 2, v = R[a];
           if (op === Op.XCHG) R[a] = Atomics.exchange(mem32, wi2, v);
@@ -592,7 +619,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           const ad = sd ? (R[(w0 >>> 11) & 31] + (w0 >> 16)) | 0 : src;
           const v = sd ? w1 : w0 >> 16;
           if ((ad & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, tEoff, tStamp, p2m, ad, Perm.R | Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, ad, Perm.R | Perm.W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const isAdd = op === Op.LADD_SD || op === Op.LADD_SI, isOr = op === Op.LOR_SD || op === Op.LOR_SI;
           const old = isAdd ? Atomics.add(mem32, h >> 2, v) : isOr ? Atomics.or(mem32, h >> 2, v) : Atomics.and(mem32, h >> 2, v);
@@ -650,7 +677,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           c.vmfuncPc = pc;
           c.vmfuncs++;
           c.setTable(idx, root);
-          tTag = c.tlb.tag; tBase = c.tlb.base; tPerm = c.tlb.perm; tEoff = c.tlb.eoff; tStamp = c.tlb.stamp;
+          tTag = c.tlb.tag; tBase = c.tlb.base; tPerm = c.tlb.perm;
           codeGfn = -1;
           pc += 8;
           break loop; // ends the burst (no exit): the pCPU records the switch
