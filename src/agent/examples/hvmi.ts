@@ -25,8 +25,6 @@ function gfnArg(args: Record<string, unknown>, key: string): number {
 
 export default function hvmi(): Agent {
   let kview = 0, rview = 0, realmFirst = 0, realmLast = 0, tramp = 0;
-  /** Kernel code that ended up in the protected view (a stray VMFUNC or an interrupt): sent back. */
-  let strays = 0;
   const inRealmCode = (pc: number): boolean => {
     const g = pc >>> 12;
     return (g >= realmFirst && g <= realmLast) || g === tramp;
@@ -55,7 +53,7 @@ export default function hvmi(): Agent {
       const rsp: VmEventResponse = { version: req.version, vcpuId: req.vcpuId, reason: req.reason, flags: req.flags & VM_EVENT_FLAG_VCPU_PAUSED, altp2mIdx: 0 };
       if (req.reason !== VM_EVENT_REASON_MEM_ACCESS || (req.accessFlags & MEM_ACCESS_X) === 0) return rsp; // unpause, nothing else
       if (req.altp2mIdx === rview && !inRealmCode(req.pc)) {
-        strays++;
+        // Kernel code in the protected view (a stray VMFUNC, or a handler that interrupted the realm): back out.
         rsp.flags |= VM_EVENT_FLAG_ALTERNATE_P2M;
         rsp.altp2mIdx = kview;
       } else if (req.altp2mIdx === kview && inRealmCode(req.pc)) {
@@ -63,7 +61,6 @@ export default function hvmi(): Agent {
         rsp.flags |= VM_EVENT_FLAG_ALTERNATE_P2M;
         rsp.altp2mIdx = rview;
       }
-      void strays;
       return rsp;
     },
   };
