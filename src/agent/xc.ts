@@ -173,6 +173,11 @@ export class XenControl implements AltCtx {
     this.sync(d);
   }
 
+  /** xc_domain_getinfo, the part agents need: the domain's vCPU count. */
+  domainGetInfo(domid: number): { vcpus: number } {
+    return { vcpus: domainVcpus(this.m, this.dom(domid))[1] };
+  }
+
   /** xc_monitor_enable: attach the vm_event ring (the runner does this before the agent's setup). */
   monitorEnable(domid: number, enable: boolean): void {
     Atomics.store(this.m.ap32, altp2mBase(this.dom(domid)) + AD_MONITOR, enable ? 1 : 0);

@@ -9,7 +9,7 @@
 // of service at worst) and the secret stays where it was. An interrupt taken inside the realm runs its
 // handler the same way: out to KVIEW for the handler, back to RVIEW when the realm's code resumes.
 //
-// agent_args: trampoline, realm_first, realm_last, secret, decoy (gfns).
+// agent_args: trampoline, realm_first, realm_last, secret, decoy, ve_gfn0 (gfns; vCPU n's #VE page is ve_gfn0 + n).
 import type { Agent } from '../runner.js';
 import type { VmEventRequest, VmEventResponse } from '../../hv/vm-event.js';
 import { MEM_ACCESS_X, VM_EVENT_FLAG_ALTERNATE_P2M, VM_EVENT_FLAG_VCPU_PAUSED, VM_EVENT_REASON_MEM_ACCESS } from '../../../shared/vm-event.js';
@@ -35,7 +35,8 @@ export default function hvmi(): Agent {
       realmFirst = gfnArg(args, 'realm_first');
       realmLast = gfnArg(args, 'realm_last');
       const secret = gfnArg(args, 'secret'), decoy = gfnArg(args, 'decoy');
-      const vcpus = gfnArg(args, 'vcpus'), veGfn0 = gfnArg(args, 've_gfn0');
+      const veGfn0 = gfnArg(args, 've_gfn0');
+      const { vcpus } = xc.domainGetInfo(domid);
       xc.setDomainState(domid, true);
       kview = xc.createView(domid, ACCESS_RWX);
       rview = xc.createView(domid, ACCESS_RW);

@@ -29,6 +29,14 @@
 .equ SECRET, SECRET_GFN * 4096
 
 _start:
+    mov eax, VCPUS              ; the layout (#VE pages 0x10-0x1f, stacks below the vCPU map) holds 16 vCPUs
+    cmp eax, 16
+    jle vcpus_ok
+    mov ebx, 16
+    magic 3                     ; guest assert 16: too many vCPUs for realm.s
+    cli
+    hlt
+vcpus_ok:
     mov eax, 1
     cpuid
     shr ebx, 25
