@@ -26,9 +26,9 @@ class DrainNow implements RingFullHandler {
 
 /** Could stepping this pCPU do anything? */
 function hasWork(p: Pcpu): boolean {
+  if (p.cur >= 0) return true; // (a reset pCPU has dropped its vCPU: cur is -1 there)
   // A pCPU an INIT reset runs nothing again: stepping it would only hold the others back (its clock stops).
   if (p.m.pc32[p.base + PC_STATE] === PS_WAIT_SIPI) return false;
-  if (p.cur >= 0) return true;
   if (p.m.pc32[p.base + PC_PENDING] !== 0) return true;
   return schedHasRunnable(p.m, p.id, p.params.migrate);
 }
