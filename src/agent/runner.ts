@@ -2,6 +2,8 @@
 // call the agent's setup, then take requests, ask the agent, put its responses and apply them as
 // vm_event_resume does. The same object runs in both engines: stepped by the serial engine as one more
 // participant, or looped by the agent's own worker thread in the threaded engine.
+import { fileURLToPath } from 'node:url';
+import { UserError } from '../errors.js';
 import type { Machine } from '../machine.js';
 import type { LapicOptions } from '../hw/lapic.js';
 import { vmEventNextBlocked, vmEventPutResponse, vmEventResume, vmEventTake, type VmEventRequest, type VmEventResponse } from '../hv/vm-event.js';
@@ -28,12 +30,19 @@ export interface AgentSpec {
   args: Record<string, unknown>;
 }
 
+/** Load an agent module and make its agent. A module that does not load or lacks the two calls is bad input. */
 export async function loadAgent(url: string): Promise<Agent> {
-  const mod = (await import(url)) as { default?: Agent | (() => Agent) } & Partial<Agent>;
+  const file = url.startsWith('file:') ? fileURLToPath(url) : url;
+  let mod: { default?: Agent | (() => Agent) } & Partial<Agent>;
+  try {
+    mod = (await import(url)) as typeof mod;
+  } catch (e) {
+    throw new UserError(`${file}: agent module does not load (${(e instanceof Error ? e.message : String(e)).split('\n')[0]})`);
+  }
   const d = mod.default ?? mod;
   const a = (typeof d === 'function' ? d() : d) as Partial<Agent>;
-  if (typeof a.setup !== 'function' || typeof a.onEvent !== 'function') {
-    throw new Error(`agent module ${url} must export setup(xc, domid, args) and onEvent(xc, domid, req)`);
+  if (typeof a !== 'object' || a === null || typeof a.setup !== 'function' || typeof a.onEvent !== 'function') {
+    throw new UserError(`${file}: an agent module exports (as default) an object, or a function returning one, with setup(xc, domid, args) and onEvent(xc, domid, request)`);
   }
   return a as Agent;
 }

@@ -18,6 +18,7 @@ import type { PcpuParams } from '../hv/pcpu-loop.js';
 import { buildReport, type RunReport } from '../report.js';
 import { formatHuman } from './human.js';
 import { compareList, formatCompare } from './compare.js';
+import { loadAgent } from '../agent/runner.js';
 
 export const SIM_USAGE = `usage: vcpulab sim [flags]
   --scenario NAME|FILE     built-in scenario name or a .toml file (default: secure-realm)
@@ -186,6 +187,7 @@ export async function simulate(c: RunConfig, extra: { trace?: string; replayRuns
   const sc = loadScenario(c.scenario, { pcpus: c.pcpus, vcpus: c.vcpus });
   const spec = scenarioMachine(sc);
   const agents = scenarioAgents(sc);
+  for (const a of agents) await loadAgent(a.module); // bad agent modules are bad input, before anything runs
   const m = buildMachine(spec);
   const names = spec.domains.map((d) => d.name);
   const collector = new Collector(m, names, sc.ipiLostBoundUs);

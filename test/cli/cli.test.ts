@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const BIN = join(ROOT, 'bin', 'vcpulab.js');
@@ -192,6 +192,13 @@ describe('memory-view keys', () => {
   it('an agent module that does not exist', async () => {
     const f = scenarioDir(`[machine]\npcpus = 1\n${domain('altp2m = "external"\nagent = "nope.mjs"\n')}`, GOOD_PROG);
     expectBadInput(await vcpulab('sim', '--scenario', f), /domain "g": agent module 'nope\.mjs' not found/);
+  });
+  it('an agent module without setup and onEvent, or that does not load', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 1\n${domain('altp2m = "external"\nagent = "a.mjs"\n')}`, GOOD_PROG);
+    writeFileSync(join(dirname(f), 'a.mjs'), 'export default { setup() {} };\n');
+    expectBadInput(await vcpulab('sim', '--scenario', f), /a\.mjs: an agent module exports \(as default\) an object/);
+    writeFileSync(join(dirname(f), 'a.mjs'), 'export default {{{;\n');
+    expectBadInput(await vcpulab('sim', '--scenario', f), /a\.mjs: agent module does not load \(Unexpected token/);
   });
   it('altp2m_count out of range', async () => {
     const f = scenarioDir(`[machine]\npcpus = 1\n${domain('altp2m = "mixed"\naltp2m_count = 513\n')}`, GOOD_PROG);
