@@ -79,10 +79,11 @@ export async function runSerial({ m, params, collector, opts, agents }: EngineIn
       if (e instanceof ScheduleDiverged) { divergence = e.message; return DIVERGED; }
       throw e;
     }
-    const shared = strategy.shared;
+    let shared = strategy.shared;
     if (recorder !== undefined) recorder.record(p, shared);
     steps++;
     if (p >= n) { agentStep(p - n); return STEPPED; }
+    if (shared < 0) { pcpus[p].preempt(); shared = -shared; }
     if (pcpus[p].step(SERIAL_BURST, shared) === STEP_STOPPED) bug('a serial pCPU stopped on its own');
     return STEPPED;
   };

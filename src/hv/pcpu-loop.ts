@@ -283,6 +283,19 @@ export class Pcpu implements DeliveryHook {
     physService(this);
   }
 
+  /**
+   * A scheduler timer interrupt before the next step (the serial engine's `preempt` strategy): the loaded
+   * vCPU exits and its slice ends now, so the scheduler runs and another waiting vCPU may take the pCPU.
+   */
+  preempt(): void {
+    if (this.cur < 0 || this.altOp.phase !== OPW_NONE) return; // a hypercall in progress is not preempted
+    this.m.pc32[this.iExits + EXIT_EXTINT]++;
+    this.lastExit = EXIT_EXTINT;
+    this.entering = true;
+    this.hvCycles(this.params.costs.vmexit);
+    this.sliceEnd = this.core.clock;
+  }
+
   /** Idle time passes: move the clock to `now` if behind (an idle pCPU follows the others). */
   idleUntil(now: number): void {
     if (now > this.core.clock) {

@@ -6,7 +6,9 @@ export interface Strategy {
   readonly name: string;
   /**
    * Choose one of eligible[0..count) for the next step, and in `shared` how many guest-memory
-   * accesses it makes before the next choice point (>= 1).
+   * accesses it makes before the next choice point (>= 1). A negative `shared` (-n) also preempts: the
+   * step starts with a scheduler timer interrupt on that pCPU (its vCPU leaves if another is waiting).
+   * The sign travels in schedule files unchanged, so replays reproduce preemptions too.
    */
   next(eligible: Int32Array, count: number): number;
   readonly shared: number;
@@ -45,6 +47,25 @@ export class RandomStrategy implements Strategy {
   next(eligible: Int32Array, count: number): number {
     const p = eligible[this.rng.below(count)];
     this.shared = 1 + this.rng.below(this.maxRun);
+    return p;
+  }
+}
+
+/**
+ * `random`, plus preemption at a random 1 in `odds` of the choice points: the chosen pCPU takes a scheduler
+ * timer interrupt before its step. Time slices end only every few hundred thousand cycles, so races that
+ * need a vCPU to leave its pCPU between two adjacent instructions (the ICR_HI -> ICR_LO window) are this
+ * strategy's to find.
+ */
+export class PreemptStrategy implements Strategy {
+  readonly name = 'preempt';
+  private readonly rng: Prng;
+  shared = 1;
+  constructor(seed: number, private readonly maxRun = 32, private readonly odds = 8) { this.rng = new Prng(childSeed(seed, 'strategy.preempt')); }
+  next(eligible: Int32Array, count: number): number {
+    const p = eligible[this.rng.below(count)];
+    const run = 1 + this.rng.below(this.maxRun);
+    this.shared = this.rng.below(this.odds) === 0 ? -run : run;
     return p;
   }
 }
@@ -99,11 +120,12 @@ export class ScheduleRecorder {
   runs(): Int32Array { return this.buf.slice(0, this.n); }
 }
 
-export const STRATEGIES = ['random', 'round-robin'] as const;
+export const STRATEGIES = ['random', 'round-robin', 'preempt'] as const;
 export type StrategyName = (typeof STRATEGIES)[number];
 
 export function makeStrategy(name: string, seed: number): Strategy {
   if (name === 'random') return new RandomStrategy(seed);
   if (name === 'round-robin') return new RoundRobinStrategy();
+  if (name === 'preempt') return new PreemptStrategy(seed);
   throw new UserError(`--strategy: unknown strategy '${name}' (expected ${STRATEGIES.join(', ')})`);
 }
