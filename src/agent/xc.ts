@@ -5,7 +5,6 @@
 // the way Xen's toolstack does (domain pause, EPT sync) through its host: in the serial engine the wait
 // steps the machine; in the threaded engine the agent's thread waits while the pCPU threads run.
 import { AD_ACCESS_REQUIRED, AD_MONITOR, AD_PAUSE_LOCK, AD_SINGLESTEP_MONITOR, LOCK_AGENT, altp2mBase } from '../../shared/altp2m.js';
-import { ACCESS_NAMES } from '../../shared/p2m.js';
 import { RS_RUNNING, VCPU_STRIDE_WORDS, VC_RUNSTATE } from '../../shared/vcpu.js';
 import type { LapicOptions } from '../hw/lapic.js';
 import type { Machine } from '../machine.js';
@@ -253,11 +252,4 @@ export class XenControl implements AltCtx {
     this.gen = 0;
     this.touched.length = 0;
   }
-}
-
-/** xenmem_access_t by name, for agents and scenario files. */
-export function accessByName(name: string): number {
-  const i = (ACCESS_NAMES as readonly string[]).indexOf(name);
-  if (i < 0) throw new Error(`unknown access '${name}' (one of ${ACCESS_NAMES.join(', ')})`);
-  return i;
 }

@@ -87,10 +87,6 @@ export interface AltCtx {
   readonly touched: number[];
 }
 
-export function newCtxFields(): { gen: number; touched: number[]; paused: boolean } {
-  return { gen: 0, touched: [], paused: false };
-}
-
 function u16lo(w: number): number { return w & 0xffff; }
 function u16hi(w: number): number { return (w >>> 16) & 0xffff; }
 function isInvalidGfn(lo: number, hi: number): boolean { return lo === -1 && hi === -1; }

@@ -1,7 +1,6 @@
 // Memory-view oracles (DESIGN.md §6): STALE_TRANSLATION, ROGUE_VMFUNC and REALM_ESCAPE. Each judgement
 // is made inline where the event happens (interp.ts xlateStale, the VMFUNC instruction, the secret-region
 // probe in mem-access.ts); this module turns the events into findings with readable details.
-import { ACCESS_NAMES } from '../../shared/p2m.js';
 import { INVALID_ALTP2M } from '../../shared/vcpu.js';
 import { EV_REALM_ESCAPE, EV_ROGUE_VMFUNC, EV_STALE } from '../trace/events.js';
 import type { Findings } from './findings.js';
@@ -34,5 +33,3 @@ export class ViewOracle {
     }
   }
 }
-
-export function accessName(a: number): string { return ACCESS_NAMES[a] ?? String(a); }
