@@ -24,11 +24,11 @@
 // are written to a temporary directory; (2) points at the built-in xen-access.s by absolute path.
 //
 //   node dist/bench/altp2m.js [--quick]     (these rows alone, printed; bench/results.json is not written)
+import { errText, fmtN, num, r2, r3, runStandalone } from './format.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pathToFileURL } from 'node:url';
 import { simulate, type RunConfig } from '../src/cli/sim.js';
 import { CYCLES_PER_NS, DEFAULT_COSTS, cyclesToNs } from '../src/engine/clock.js';
 import type { RunReport } from '../src/report.js';
@@ -67,16 +67,6 @@ export const ALTP2M_METHOD = 'kind "altp2m" rows (bench/altp2m.ts): slack 30000,
   + '(2) xen-access: the built-in xen-access.s with agent xen-access (mode altp2m_write), altp2m external, 2 pCPUs / 2 vCPUs, WRITES per vCPU; value = report.agents[0].events / 2 (a MEM_ACCESS plus a SINGLESTEP per trapped write, stack and done-counter writes included) / wall s, serial and threaded. '
   + '(3) view change -> all acks: P vCPUs on P pCPUs (P = 1, 2, 4, 8; 16 with >= 16 cores), ept_sync xen, altp2m mixed, migration none, threaded; vCPU 0 runs ROUNDS x { set_mem_access(view 0, r, gfn 8); set_mem_access(view 0, rwx, gfn 8) } timing each vmcall with rdtsc (simulated cycles), the other vCPUs write gfn 0xb and pause in a loop (running, in the dirty mask, so each change waits for their flush IPI acks); values = rdtsc sum / vmcalls / CYCLES_PER_NS (simulated ns per view change) and wall_ms * 1000 / vmcalls (wall us per view change, throughput-derived, start-up included; detail.wall_us_per_change_incremental removes it using the calibration run); detail has metrics.ept_flush_ipis and ept_flushes.';
 
-const num = (x: unknown): number => (typeof x === 'number' ? x : NaN);
-function r2(x: number): number { return Math.round(x * 100) / 100; }
-function r3(x: number): number { return Math.round(x * 1000) / 1000; }
-function fmtN(x: number): string {
-  if (!Number.isFinite(x)) return 'n/a';
-  if (x === 0) return '0';
-  const a = Math.abs(x);
-  return a >= 100 ? x.toFixed(0) : a >= 10 ? x.toFixed(1) : a >= 1 ? x.toFixed(2) : x.toFixed(3);
-}
-const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 /** A 64-bit value reported by the guest as two 32-bit words (magic 1 reports are signed 32-bit). */
 const u64 = (lo: number, hi: number): number => (hi >>> 0) * 4294967296 + (lo >>> 0);
 
@@ -542,16 +532,5 @@ export async function altp2mBench(o: Altp2mBenchOptions): Promise<{ rows: Altp2m
   return { rows, ratios };
 }
 
-// Run alone: node dist/bench/altp2m.js [--quick] (ping-pong RT from a fresh floor measurement).
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const { pingPong } = await import('./floors.js');
-  const quick = process.argv.includes('--quick');
-  const t0 = performance.now();
-  const pp = await pingPong(quick ? 20_000 : 100_000);
-  const progress = (s: string): void => { process.stderr.write(`  ${s}\n`); };
-  progress(`ping-pong RT ${pp.medianUs.toFixed(3)} us`);
-  const { rows, ratios } = await altp2mBench({ quick, reps: quick ? 1 : 3, pingPongUs: pp.medianUs, progress });
-  for (const r of rows) process.stdout.write(`| ${r.name} | ${r.show} | ${r.unit} | ${r.note} |\n`);
-  for (const q of ratios) process.stdout.write(`| ${q.name} | ${q.value.toFixed(2)} |\n`);
-  process.stdout.write(`(${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
-}
+// Run alone: node dist/bench/altp2m.js [--quick]
+await runStandalone(import.meta.url, altp2mBench);

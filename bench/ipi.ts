@@ -18,11 +18,11 @@
 // Every run's scenario is written to a temporary directory and points at the built-in ipi.s by absolute path.
 //
 //   node dist/bench/ipi.js [--quick]     (these rows alone, printed; bench/results.json is not written)
+import { errText, fmtN, num, r2, r3, runStandalone } from './format.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pathToFileURL } from 'node:url';
 import { simulate, type RunConfig } from '../src/cli/sim.js';
 import { BUILTIN_DIR } from '../src/scenario/loader.js';
 import { median } from './floors.js';
@@ -108,7 +108,6 @@ ${c.path === 'vlapic' ? '' : 'vcpu_map = 0x30000\n'}defines = { ROUNDS = ${round
 `;
 }
 
-const num = (x: unknown): number => (typeof x === 'number' ? x : NaN);
 
 let fileNo = 0;
 async function ipiRun(dir: string, c: IpiCase, rounds: number, maxMs: number): Promise<IpiRun> {
@@ -159,14 +158,6 @@ async function calibrate(dir: string, c: IpiCase, probeMs: number, targetMs: num
   }
 }
 
-function r2(x: number): number { return Math.round(x * 100) / 100; }
-function r3(x: number): number { return Math.round(x * 1000) / 1000; }
-function fmtN(x: number): string {
-  if (!Number.isFinite(x)) return 'n/a';
-  if (x === 0) return '0';
-  const a = Math.abs(x);
-  return a >= 100 ? x.toFixed(0) : a >= 10 ? x.toFixed(1) : a >= 1 ? x.toFixed(2) : x.toFixed(3);
-}
 
 interface Measured { c: IpiCase; runs: IpiRun[]; probe: IpiRun; seconds: number }
 
@@ -214,7 +205,6 @@ function failedRows(names: string[], unit: string, msg: string): IpiRow[] {
   return names.map((name) => ({ name, kind: 'ipi', value: NaN, unit, show: 'failed', note: `FAILED: ${msg}`, detail: {}, error: msg }));
 }
 
-const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** Every IPI row of the bench, in table order, and the wall-per-IPI / ping-pong ratios. */
 export async function ipiBench(o: IpiBenchOptions): Promise<{ rows: IpiRow[]; ratios: IpiRatio[] }> {
@@ -278,16 +268,5 @@ export async function ipiBench(o: IpiBenchOptions): Promise<{ rows: IpiRow[]; ra
   return { rows, ratios };
 }
 
-// Run alone: node dist/bench/ipi.js [--quick] (ping-pong RT from a fresh floor measurement).
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const { pingPong } = await import('./floors.js');
-  const quick = process.argv.includes('--quick');
-  const t0 = performance.now();
-  const pp = await pingPong(quick ? 20_000 : 100_000);
-  const progress = (s: string): void => { process.stderr.write(`  ${s}\n`); };
-  progress(`ping-pong RT ${pp.medianUs.toFixed(3)} us`);
-  const { rows, ratios } = await ipiBench({ quick, reps: quick ? 1 : 3, pingPongUs: pp.medianUs, progress });
-  for (const r of rows) process.stdout.write(`| ${r.name} | ${r.show} | ${r.unit} | ${r.note} |\n`);
-  for (const q of ratios) process.stdout.write(`| ${q.name} | ${q.value.toFixed(2)} |\n`);
-  process.stdout.write(`(${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
-}
+// Run alone: node dist/bench/ipi.js [--quick]
+await runStandalone(import.meta.url, ipiBench);
