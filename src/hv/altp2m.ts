@@ -271,13 +271,8 @@ export function hostDefaultAccess(m: Machine, d: number): number {
  * bookkeeping (p2midx, active_vcpus) and the hardware's EPTP index together.
  */
 export function vcpuSetView(m: Machine, d: number, v: number, idx: number): void {
-  const b = v * VCPU_STRIDE_WORDS;
-  const old = Atomics.load(m.vc32, b + VC_P2MIDX);
-  if (old === idx) { Atomics.store(m.vc32, b + VC_EPTP_INDEX, idx); return; }
-  if (old !== INVALID_ALTP2M) Atomics.sub(m.ap32, viewBase(d, old) + VW_ACTIVE_VCPUS, 1);
-  if (idx !== INVALID_ALTP2M) Atomics.add(m.ap32, viewBase(d, idx) + VW_ACTIVE_VCPUS, 1);
-  Atomics.store(m.vc32, b + VC_P2MIDX, idx);
-  Atomics.store(m.vc32, b + VC_EPTP_INDEX, idx);
+  vcpuResyncP2midx(m, d, v, idx);
+  Atomics.store(m.vc32, v * VCPU_STRIDE_WORDS + VC_EPTP_INDEX, idx);
 }
 
 /**
