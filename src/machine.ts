@@ -108,6 +108,12 @@ export class Machine {
   readonly npcpus: number;
   readonly nvcpus: number;
   readonly ndomains: number;
+  /**
+   * One thread drives the whole machine (the serial engine sets it before creating its pCPUs): then the pCPU
+   * code reads shared words and does guest atomics with plain accesses, which give identical results when no
+   * other thread exists (hw/mem-order.ts). Per thread, never shared: false in every worker.
+   */
+  exclusive = false;
 
   constructor(readonly buffers: MachineBuffers) {
     this.ctl = new Int32Array(buffers.ctl);

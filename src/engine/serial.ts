@@ -37,6 +37,7 @@ const STEPPED = 0, NOTHING = 1, DIVERGED = 2;
 
 export async function runSerial({ m, params, collector, opts, agents }: EngineInput): Promise<EngineResult> {
   const n = m.npcpus;
+  m.exclusive = true; // this thread is the only one touching the machine (agents are stepped here too)
   const full = new DrainNow(collector);
   const pcpus: Pcpu[] = [];
   for (let i = 0; i < n; i++) {
@@ -120,7 +121,7 @@ export async function runSerial({ m, params, collector, opts, agents }: EngineIn
 
   run: for (;;) {
     for (let k = 0; k < CHUNK; k++) {
-      if (Atomics.load(m.ctl, liveIdx) === 0) { outcome = 'completed'; break run; } // endReason, inlined
+      if (m.ctl[liveIdx] === 0) { outcome = 'completed'; break run; } // endReason, inlined; plain: one thread
       let r: number;
       try {
         r = stepOnce(true);

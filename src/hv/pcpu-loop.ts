@@ -19,6 +19,7 @@ import type { ApicBusOptions } from '../hw/apic-bus.js';
 import type { LapicOptions } from '../hw/lapic.js';
 import { type DeliveryHook, CpuCore, EXIT_EPT_VIOLATION, EXIT_EXTINT, EXIT_MTF, MMIO_SECRET, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
 import { opcodeCosts, type CostTable } from '../engine/clock.js';
+import * as Mo from '../hw/mem-order.js';
 import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
 import { EV_EXIT, EV_SCHED_IN, EV_SCHED_OUT, EV_VCPU_LIMIT } from '../trace/events.js';
@@ -108,6 +109,8 @@ export class Pcpu implements DeliveryHook {
   private readonly fEntries: number;
   private readonly iInveptHint: number;
   private readonly credit2: boolean;
+  /** Machine.exclusive: one thread drives the machine, shared words are read plainly (hw/mem-order.ts). */
+  private readonly ex: boolean;
   // ... and per loaded vCPU (set in load):
   private iRunstate = 0;
   private iPause = 0;
@@ -129,8 +132,10 @@ export class Pcpu implements DeliveryHook {
     this.fEntries = (this.base + PC_ENTRIES_F64) >> 1;
     this.iInveptHint = this.base + PC_INVEPT_HINT;
     this.credit2 = params.scheduler === 'credit2';
+    this.ex = m.exclusive;
     this.core = new CpuCore(m.mem32, m.mem8, m.p2m, m.pc32, this.base + PC_PENDING, opcodeCosts(params.costs));
     this.core.exceptionCost = params.costs.exception;
+    this.core.exclusive = m.exclusive;
     this.ring = new RingWriter(m.ring32, m.ringF64, m.ringBase(id), id, full);
     this.physPort = new PhysLapicPort(this);
     this.virtPort = new VirtLapicPort(this);
@@ -182,8 +187,8 @@ export class Pcpu implements DeliveryHook {
   step(budget: number, sharedAccesses = SHARED_UNLIMITED): number {
     // Word indices are precomputed (constructor, load): imported layout constants are module-binding
     // loads that V8 does not fold, and this runs once per serial step.
-    const m = this.m, pc32 = m.pc32;
-    if (Atomics.load(m.ctl, this.iStop) !== 0) return this.stop();
+    const m = this.m, pc32 = m.pc32, ex = this.ex;
+    if (Mo.ld(m.ctl, this.iStop, ex) !== 0) return this.stop();
     const pend = pc32[this.iPending];
     if (pend !== 0) this.servicePending(pend);
     if (pc32[this.iState] === PS_WAIT_SIPI) return STEP_IDLE; // reset behind the hypervisor's back
@@ -195,9 +200,9 @@ export class Pcpu implements DeliveryHook {
     }
     let v = this.cur;
     if (v >= 0) {
-      if (Atomics.load(m.dm32, this.iDomState) !== DS_RUNNING) Atomics.store(m.vc32, this.iRunstate, RS_DONE);
-      if (Atomics.load(m.vc32, this.iRunstate) !== RS_RUNNING || this.core.clock >= this.sliceEnd ||
-        Atomics.load(m.vc32, this.iPause) !== 0) v = this.schedule();
+      if (Mo.ld(m.dm32, this.iDomState, ex) !== DS_RUNNING) Atomics.store(m.vc32, this.iRunstate, RS_DONE);
+      if (Mo.ld(m.vc32, this.iRunstate, ex) !== RS_RUNNING || this.core.clock >= this.sliceEnd ||
+        Mo.ld(m.vc32, this.iPause, ex) !== 0) v = this.schedule();
     } else v = this.schedule();
     // PC_STATE and PC_BURSTS are written only by this pCPU: a plain read of its own word is exact, and
     // only a change needs the (ordered) Atomics store other threads pair with.
@@ -224,7 +229,7 @@ export class Pcpu implements DeliveryHook {
       this.entering = false;
       if (pc32[this.iInveptHint] !== 0) eptEntryFlush(this, this.curDomain);
     }
-    const apf = Atomics.load(m.vc32, this.iApFlags);
+    const apf = Mo.ld(m.vc32, this.iApFlags, ex);
     core.vmfuncEnabled = (apf & VCA_VMFUNC) !== 0;
     const stepping = (apf & (VCA_SINGLESTEP | VCA_FAST_SS | VCA_EMULATE)) !== 0;
     if (stepping) {

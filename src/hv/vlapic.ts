@@ -4,8 +4,9 @@
 // vlapic_set_irq -> vcpu_kick, xen-sched-ipi.md §1.9, §2.1-2.3). Injection happens at VM entry.
 import { APIC_GFN_NUMBER, DM_FIRST_VCPU, DM_IPI_PATH, DM_LOWEST_PRIO_PREV, DM_NVCPUS, IPI_PATH_IPIV, IPI_PATH_POSTED, IPI_PATH_X2APIC_PASSTHROUGH, ipiPathHwApic, ipiPathIsPassthrough, ipiPathPosts } from '../../shared/domain.js';
 import { piPost, piSync } from './posted.js';
+import * as Mo from '../hw/mem-order.js';
 import { vcpuInit, vcpuSipi } from './vcpu-ops.js';
-import { APIC_BASE_EN, APIC_BASE_EXTD, ICR_DM_FIXED, ICR_DM_LOWEST, ICR_DM_MASK, LAPIC_PEND_NMI } from '../../shared/lapic.js';
+import { APIC_BASE_EN, APIC_BASE_EXTD, ICR_DM_FIXED, ICR_DM_LOWEST, ICR_DM_MASK, LAPIC_PEND_NMI, LAPIC_SIM_PENDING } from '../../shared/lapic.js';
 import { P2MT_APIC_ACCESS, p2mAttrType } from '../../shared/p2m.js';
 import { FL_IF, RS_RUNNING, VC_DOMAIN, VCPU_STRIDE_WORDS, VC_ID, VC_IPI_SEQ, VC_PCPU, VC_RUNSTATE } from '../../shared/vcpu.js';
 import { apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
@@ -82,7 +83,9 @@ export function vlapicSend(p: Pcpu, icrLo: number, icrHi: number): void {
  */
 export function vlapicInject(p: Pcpu): boolean {
   const m = p.m, c = p.core, v = p.cur, base = m.vlapicBase(v);
-  const pend = lapicTakePending(m.lapic32, base);
+  // The summary word is exchanged only when set: a plain read first (exact under Machine.exclusive; under
+  // threads an Atomics load, as a set bit is always followed by a kick that brings the pCPU back here).
+  const pend = Mo.ld(m.lapic32, base + (LAPIC_SIM_PENDING >>> 2), m.exclusive) === 0 ? 0 : lapicTakePending(m.lapic32, base);
   if (pend !== 0) p.virqCheck = true;
   if (ipiPathPosts(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH]) && piSync(p, v)) p.virqCheck = true;
   if (!p.virqCheck) return true;

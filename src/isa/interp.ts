@@ -18,6 +18,7 @@ import { ATTR_SUPPRESS_VE, P2E_ATTR, P2E_MFN, P2E_STAMP, P2MT_INVALID, P2MT_MMIO
 import { INVALID_ALTP2M } from '../../shared/vcpu.js';
 import { eptAccessPerms, p2mEntryOffset, Perm, PERM_R, PERM_W, PERM_X } from '../hw/ept.js';
 import { Tlb, TlbSize } from '../hw/tlb.js';
+import * as Mo from '../hw/mem-order.js';
 
 // ---- exit reasons (also the index into the pCPU's exit counters) ----
 /** Not an exit: the burst ended (budget, or a shared access under the serial engine). */
@@ -80,6 +81,8 @@ export const PORT_OK = 0, PORT_GP = 1, PORT_EXIT = 2;
 
 /** Page types xlateSlow reports in CpuCore.mmioKind when an access is not to RAM. */
 export const MMIO_NONE = 0;
+/** pc bits that must match the code page key: the page number, and the low 3 (an unaligned pc never matches). */
+const CODE_KEY_MASK = ~0xff8;
 /** See CpuCore.deliveryHook. */
 export interface DeliveryHook {
   /** Make gpa's page present in the current view if it can be (lazy fill). True: retry the access. */
@@ -177,6 +180,10 @@ export class CpuCore {
   /** Code page cached across bursts (gfn, host word index of its first word); -1 after a TLB flush. */
   codeGfn = -1;
   codeBase = 0;
+  /** One thread drives the whole machine (Machine.exclusive): shared words need no Atomics (hw/mem-order.ts). */
+  exclusive = false;
+  /** Cycles of a plain instruction (the cost table's `insn`; opcodes that cost more add the difference). */
+  readonly insnCost: number;
   /** Cycles for one delivery through the guest IDT. */
   exceptionCost = 0;
 
@@ -190,6 +197,7 @@ export class CpuCore {
     readonly cost: Int32Array,
   ) {
     this.tlb = this.tlbFor(INVALID_ALTP2M);
+    this.insnCost = cost[Op.MOV];
   }
 
   private tlbFor(view: number): Tlb {
@@ -256,7 +264,7 @@ function xlateFast(c: CpuCore, tag: Int32Array, base: Int32Array, tperm: Int32Ar
  * engine a change made during a burst is judged from the next burst on (no false positives either way).
  */
 export function tlbAudit(c: CpuCore): void {
-  const gen = Atomics.load(c.ap32, c.genIdx);
+  const gen = Mo.ld(c.ap32, c.genIdx, c.exclusive);
   if (gen === c.auditGen) return;
   c.auditGen = gen;
   const p2m = c.p2m;
@@ -400,7 +408,7 @@ function deliveryXlate(c: CpuCore, gpa: number, perm: number): number {
  * On an exit caused by an instruction, c.pc still points at it; the handler advances it.
  */
 export function guestRun(c: CpuCore, budget: number): number {
-  const R = c.R, mem32 = c.mem32, mem8 = c.mem8, pend = c.pend, pendIdx = c.pendIdx, cost = c.cost;
+  const R = c.R, mem32 = c.mem32, mem8 = c.mem8, pend = c.pend, pendIdx = c.pendIdx, cost = c.cost, ex = c.exclusive;
   tlbAudit(c);
   let tTag = c.tlb.tag, tBase = c.tlb.base, tPerm = c.tlb.perm;
   let sh = c.sharedLeft;
@@ -409,20 +417,29 @@ export function guestRun(c: CpuCore, budget: number): number {
   const fl = c.flags;
   let cf = (fl & FL_CF) !== 0, zf = (fl & FL_ZF) !== 0, sf = (fl & FL_SF) !== 0, of = (fl & FL_OF) !== 0;
   let ifl = (fl & FL_IF) !== 0;
+  // Cycles so far are always `cyc + n * ic`: every instruction costs ic (the cost table's `insn`), and the
+  // few opcodes that cost more add their difference in their own case, so the common path loads no cost.
+  const ic = c.insnCost;
   let n = 0, cyc = 0, exit = EXIT_NONE, fault = -1;
-  let codeGfn = c.codeGfn, codeBase = c.codeBase;
-  if (c.tlb.tag[codeGfn & TlbSize.MASK] !== codeGfn) codeGfn = -1;
-
-  loop: while (n < budget) {
-    if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break; }
-    if ((pc >>> 12) !== codeGfn) {
+  // The code page in use as (gfn << 12), or -1: `(pc & CODE_KEY_MASK) !== codeKey` is one test for both
+  // "another page" and "not 8-aligned", so the common path pays one compare for fetch checks.
+  let codeKey = c.codeGfn < 0 || c.tlb.tag[c.codeGfn & TlbSize.MASK] !== c.codeGfn ? -1 : c.codeGfn << 12;
+  let codeBase = c.codeBase;
+  // Pending physical interrupts are looked at before the first instruction, after every control transfer
+  // and fault delivery, and after each access that reaches a LAPIC: the only points inside a burst where
+  // this pCPU's own actions can raise one (serial engine: exact, as if checked before every instruction).
+  // Under the threaded engine another thread's IPI is seen at the next control transfer, which straight-line
+  // code reaches within one page of instructions.
+  if (pend[pendIdx] !== 0) exit = EXIT_EXTINT;
+  else loop: while (n < budget) {
+    if ((pc & CODE_KEY_MASK) !== codeKey) {
       if ((pc & 7) !== 0) { fault = VEC_GP; } else {
         const hb = xlateFast(c, tTag, tBase, tPerm, pc, Perm.X);
         if (hb < 0) { exit = EXIT_EPT_VIOLATION; break; }
-        codeGfn = pc >>> 12;
+        codeKey = pc & ~0xfff;
         codeBase = (hb - (pc & 0xfff)) >> 2;
       }
-    } else if ((pc & 7) !== 0) fault = VEC_GP;
+    }
     if (fault < 0) {
       const wi = codeBase + ((pc & 0xfff) >> 2);
       const w0 = mem32[wi];
@@ -431,30 +448,41 @@ export function guestRun(c: CpuCore, budget: number): number {
       const a = (w0 >>> 7) & 15;
       const src = (R[(w0 >>> 11) & 31] + w1) | 0;
       n++;
-      cyc += cost[op];
       switch (op) {
         // ---- moves ----
         case Op.MOV: R[a] = src; pc += 8; continue;
         case Op.LD: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.R);
+          const g = src >>> 12, ts = g & TlbSize.MASK; // xlateFast, inlined by hand on the hottest paths
+          const h = tTag[ts] === g && (tPerm[ts] & Perm.R) !== 0 ? tBase[ts] + (src & 0xfff) : xlateSlow(c, src, Perm.R);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
-            c.clock += cyc; cyc = 0;
+            c.clock += cyc + n * ic; cyc = -n * ic;
             R[a] = (c.lapic as LapicPort).apicRead(src & 0xfff);
-          } else R[a] = mem32[h >> 2];
+            pc += 8;
+            if (--sh === 0) break loop;
+            if (n < budget && pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; }
+            continue;
+          }
+          R[a] = mem32[h >> 2];
           pc += 8;
           if (--sh === 0) break loop;
           continue;
         }
         case Op.ST: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.W);
+          const g = src >>> 12, ts = g & TlbSize.MASK;
+          const h = tTag[ts] === g && (tPerm[ts] & Perm.W) !== 0 ? tBase[ts] + (src & 0xfff) : xlateSlow(c, src, Perm.W);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
-            c.clock += cyc; cyc = 0; c.pc = pc;
+            c.clock += cyc + n * ic; cyc = -n * ic; c.pc = pc;
             if (!(c.lapic as LapicPort).apicWrite(src & 0xfff, R[a])) { c.mmioKind = MMIO_NONE; exit = EXIT_EPT_VIOLATION; break loop; }
-          } else mem32[h >> 2] = R[a];
+            pc += 8;
+            if (--sh === 0) break loop;
+            if (n < budget && pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } // e.g. a self-IPI
+            continue;
+          }
+          mem32[h >> 2] = R[a];
           pc += 8;
           if (--sh === 0) break loop;
           continue;
@@ -466,9 +494,14 @@ export function guestRun(c: CpuCore, budget: number): number {
           const h = xlateFast(c, tTag, tBase, tPerm, ad, Perm.W);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
-            c.clock += cyc; cyc = 0; c.pc = pc;
+            c.clock += cyc + n * ic; cyc = -n * ic; c.pc = pc;
             if (!(c.lapic as LapicPort).apicWrite(ad & 0xfff, v)) { c.mmioKind = MMIO_NONE; exit = EXIT_EPT_VIOLATION; break loop; }
-          } else mem32[h >> 2] = v;
+            pc += 8;
+            if (--sh === 0) break loop;
+            if (n < budget && pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; }
+            continue;
+          }
+          mem32[h >> 2] = v;
           pc += 8;
           if (--sh === 0) break loop;
           continue;
@@ -524,6 +557,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           pc += 8; continue;
         }
         case Op.IMUL: {
+          cyc += cost[op] - ic;
           const r = Math.imul(R[a], src);
           of = cf = r !== R[a] * src;
           zf = r === 0; sf = r < 0;
@@ -534,17 +568,17 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.NEG: { const x = R[a]; const r = (-x) | 0; cf = x !== 0; of = x === -0x80000000; zf = r === 0; sf = r < 0; R[a] = r; pc += 8; continue; }
         case Op.NOT: { const r = ~R[a]; zf = r === 0; sf = r < 0; cf = false; of = false; R[a] = r; pc += 8; continue; }
         // ---- control flow ----
-        case Op.JMP: pc = src; continue;
-        case Op.JZ: pc = zf ? src : pc + 8; continue;
-        case Op.JNZ: pc = !zf ? src : pc + 8; continue;
-        case Op.JL: pc = sf !== of ? src : pc + 8; continue;
-        case Op.JLE: pc = zf || sf !== of ? src : pc + 8; continue;
-        case Op.JG: pc = !zf && sf === of ? src : pc + 8; continue;
-        case Op.JGE: pc = sf === of ? src : pc + 8; continue;
-        case Op.JB: pc = cf ? src : pc + 8; continue;
-        case Op.JBE: pc = cf || zf ? src : pc + 8; continue;
-        case Op.JA: pc = !cf && !zf ? src : pc + 8; continue;
-        case Op.JAE: pc = !cf ? src : pc + 8; continue;
+        case Op.JMP: pc = src; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JZ: pc = zf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JNZ: pc = !zf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JL: pc = sf !== of ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JLE: pc = zf || sf !== of ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JG: pc = !zf && sf === of ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JGE: pc = sf === of ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JB: pc = cf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JBE: pc = cf || zf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JA: pc = !cf && !zf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JAE: pc = !cf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
         case Op.CALL: case Op.PUSH: case Op.PUSHF: {
           const sp = (R[Reg.ESP] - 4) | 0;
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
@@ -554,6 +588,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           R[Reg.ESP] = sp;
           pc = op === Op.CALL ? src : pc + 8;
           if (--sh === 0) break loop;
+          if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; }
           continue;
         }
         case Op.POP: case Op.RET: case Op.POPF: {
@@ -570,6 +605,7 @@ export function guestRun(c: CpuCore, budget: number): number {
             ifl = (v & FL_IF) !== 0; pc += 8;
           }
           if (--sh === 0) break loop;
+          if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; }
           continue;
         }
         case Op.IRET: {
@@ -584,28 +620,31 @@ export function guestRun(c: CpuCore, budget: number): number {
           ifl = (v & FL_IF) !== 0;
           R[Reg.ESP] = (sp + 8) | 0;
           if (--sh === 0) break loop;
+          if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; }
           continue;
         }
-        // ---- atomics (Atomics on host memory: atomic across pCPUs, as the lock prefix is) ----
+        // ---- atomics (atomic across pCPUs, as the lock prefix is: hw/mem-order.ts) ----
         case Op.XCHG: case Op.XADD: case Op.CMPXCHG: case Op.LADD: case Op.LOR: case Op.LAND: {
+          cyc += cost[op] - ic;
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.R | Perm.W);
+          const g = src >>> 12, ts = g & TlbSize.MASK;
+          const h = tTag[ts] === g && (tPerm[ts] & (Perm.R | Perm.W)) === (Perm.R | Perm.W) ? tBase[ts] + (src & 0xfff) : xlateSlow(c, src, Perm.R | Perm.W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const wi2 = h >> 2, v = R[a];
-          if (op === Op.XCHG) R[a] = Atomics.exchange(mem32, wi2, v);
+          if (op === Op.XCHG) R[a] = Mo.xchg(mem32, wi2, v, ex);
           else if (op === Op.XADD) {
-            const old = Atomics.add(mem32, wi2, v);
+            const old = Mo.add(mem32, wi2, v, ex);
             const r = (old + v) | 0;
             cf = (r >>> 0) < (old >>> 0); of = ((old ^ r) & (v ^ r)) < 0; zf = r === 0; sf = r < 0;
             R[a] = old;
           } else if (op === Op.CMPXCHG) {
             const exp = R[Reg.EAX];
-            const old = Atomics.compareExchange(mem32, wi2, exp, v);
+            const old = Mo.cmpxchg(mem32, wi2, exp, v, ex);
             const r = (exp - old) | 0;
             zf = old === exp; sf = r < 0; cf = (exp >>> 0) < (old >>> 0); of = ((exp ^ old) & (exp ^ r)) < 0;
             if (!zf) R[Reg.EAX] = old;
           } else {
-            const old = op === Op.LADD ? Atomics.add(mem32, wi2, v) : op === Op.LOR ? Atomics.or(mem32, wi2, v) : Atomics.and(mem32, wi2, v);
+            const old = op === Op.LADD ? Mo.add(mem32, wi2, v, ex) : op === Op.LOR ? Mo.or(mem32, wi2, v, ex) : Mo.and(mem32, wi2, v, ex);
             const r = op === Op.LADD ? (old + v) | 0 : op === Op.LOR ? old | v : old & v;
             zf = r === 0; sf = r < 0;
             if (op === Op.LADD) { cf = (r >>> 0) < (old >>> 0); of = ((old ^ r) & (v ^ r)) < 0; } else { cf = false; of = false; }
@@ -615,6 +654,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           continue;
         }
         case Op.LADD_SD: case Op.LADD_SI: case Op.LOR_SD: case Op.LOR_SI: case Op.LAND_SD: case Op.LAND_SI: {
+          cyc += cost[op] - ic;
           const sd = op === Op.LADD_SD || op === Op.LOR_SD || op === Op.LAND_SD;
           const ad = sd ? (R[(w0 >>> 11) & 31] + (w0 >> 16)) | 0 : src;
           const v = sd ? w1 : w0 >> 16;
@@ -622,7 +662,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           const h = xlateFast(c, tTag, tBase, tPerm, ad, Perm.R | Perm.W);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const isAdd = op === Op.LADD_SD || op === Op.LADD_SI, isOr = op === Op.LOR_SD || op === Op.LOR_SI;
-          const old = isAdd ? Atomics.add(mem32, h >> 2, v) : isOr ? Atomics.or(mem32, h >> 2, v) : Atomics.and(mem32, h >> 2, v);
+          const old = isAdd ? Mo.add(mem32, h >> 2, v, ex) : isOr ? Mo.or(mem32, h >> 2, v, ex) : Mo.and(mem32, h >> 2, v, ex);
           const r = isAdd ? (old + v) | 0 : isOr ? old | v : old & v;
           zf = r === 0; sf = r < 0;
           if (isAdd) { cf = (r >>> 0) < (old >>> 0); of = ((old ^ r) & (v ^ r)) < 0; } else { cf = false; of = false; }
@@ -630,8 +670,8 @@ export function guestRun(c: CpuCore, budget: number): number {
           if (--sh === 0) break loop;
           continue;
         }
-        case Op.MFENCE: case Op.LFENCE: case Op.NOP: pc += 8; continue;
-        case Op.PAUSE: pc += 8; if (--sh === 0) break loop; continue;
+        case Op.MFENCE: case Op.LFENCE: case Op.NOP: cyc += cost[op] - ic; pc += 8; continue;
+        case Op.PAUSE: cyc += cost[op] - ic; pc += 8; if (--sh === 0) break loop; continue;
         // ---- interrupts ----
         case Op.CLI: ifl = false; pc += 8; continue;
         case Op.STI: ifl = true; pc += 8; continue;
@@ -647,13 +687,14 @@ export function guestRun(c: CpuCore, budget: number): number {
           const msr = R[Reg.ECX] >>> 0;
           if (c.x2apicPassthrough && msr >= 0x800 && msr <= 0x8ff) {
             // The MSR bitmap lets these through: the physical x2APIC sees the access, no exit.
-            c.clock += cyc; cyc = 0; c.pc = pc;
+            c.clock += cyc + n * ic; cyc = -n * ic; c.pc = pc;
             const r = op === Op.WRMSR ? (c.lapic as LapicPort).x2apicWrmsr(msr, R[Reg.EAX], R[Reg.EDX])
               : (c.lapic as LapicPort).x2apicRdmsr(msr) ? PORT_OK : PORT_GP;
             if (r === PORT_GP) { fault = VEC_GP; break; }
             if (r === PORT_EXIT) { exit = EXIT_WRMSR; break loop; }
             pc += 8;
             if (--sh === 0) break loop;
+            if (n < budget && pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; }
             continue;
           }
           exit = op === Op.WRMSR ? EXIT_WRMSR : EXIT_RDMSR; break loop;
@@ -661,12 +702,14 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.IN: case Op.OUT:
           c.exitQual = ioQual(w1, a, op === Op.OUT); exit = EXIT_IO; break loop;
         case Op.RDTSC: {
-          const t = c.clock + cyc;
+          cyc += cost[op] - ic;
+          const t = c.clock + cyc + n * ic;
           R[Reg.EAX] = t % 4294967296 | 0;
           R[Reg.EDX] = Math.floor(t / 4294967296) | 0;
           pc += 8; continue;
         }
         case Op.VMFUNC: {
+          cyc += cost[op] - ic;
           // SDM order (xen-altp2m.md §5): #UD when not enabled or eax >= 64; a leaf other than 0 (its
           // control bit is clear), ecx >= 512 or an invalid EPTP-list slot exits (reason 59). No CPL check.
           const leaf = R[Reg.EAX] >>> 0, idx = R[Reg.ECX] >>> 0;
@@ -678,7 +721,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           c.vmfuncs++;
           c.setTable(idx, root);
           tTag = c.tlb.tag; tBase = c.tlb.base; tPerm = c.tlb.perm;
-          codeGfn = -1;
+          codeKey = -1;
           pc += 8;
           break loop; // ends the burst (no exit): the pCPU records the switch
         }
@@ -695,14 +738,15 @@ export function guestRun(c: CpuCore, budget: number): number {
     if (r !== EXIT_NONE) { exit = r; break; }
     pc = c.pc; ifl = false;
     if (--sh === 0) break;
+    if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break; }
   }
   c.probing = false;
   c.pc = pc;
   c.flags = packFlags(cf, zf, sf, of, ifl);
   c.retired = n;
   c.sharedLeft = sh;
-  c.codeGfn = codeGfn;
+  c.codeGfn = codeKey === -1 ? -1 : codeKey >>> 12;
   c.codeBase = codeBase;
-  c.clock += cyc;
+  c.clock += cyc + n * ic;
   return exit;
 }

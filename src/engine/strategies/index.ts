@@ -18,14 +18,24 @@ export interface Strategy {
 export class Prng {
   private s: number;
   constructor(seed: number) { this.s = seed | 0; }
-  nextU32(): number {
+  nextU32(): number { return this.nextI32() >>> 0; }
+  /** The same 32 bits as nextU32, as an int32. */
+  nextI32(): number {
     let z = (this.s = (this.s + 0x9e3779b9) | 0);
     z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
     z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return (z ^ (z >>> 16)) >>> 0;
+    return z ^ (z >>> 16);
   }
-  /** Uniform in [0, n). */
-  below(n: number): number { return this.nextU32() % n; }
+  /**
+   * nextU32() % n, for n >= 1. For n < 2^15 it is computed as ((hi % n) * 2^16 + lo) % n over the two
+   * 16-bit halves, which stays in int32 arithmetic: a uint32 at or above 2^31 would make V8 take a
+   * floating-point remainder (a runtime call), and the serial engine draws twice per step.
+   */
+  below(n: number): number {
+    if (n >= 0x8000) return this.nextU32() % n;
+    const z = this.nextI32();
+    return ((((z >>> 16) % n) << 16) + (z & 0xffff)) % n;
+  }
 }
 
 /** Derive a child seed for a named component (STYLE.md §10): new randomness elsewhere won't shift it. */
