@@ -19,6 +19,12 @@ export const PC_PARKED = 3;
 export const PC_BURSTS = 4;
 /** Set to 1 by the pCPU's thread when its loop starts (the watchdog does not count start-up time). */
 export const PC_STARTED = 5;
+/**
+ * vCPU index + 1 that this pCPU is claiming (published before it re-reads the vCPU's pause count and
+ * compares-and-exchanges it to RUNNING), 0 when none. Atomics. A pauser waiting for a vCPU to be off every
+ * pCPU reads it too (sched.ts schedClaim / schedOnCpu).
+ */
+export const PC_CLAIMING = 6;
 /** Number of VM exits per reason (EXIT_*), EXIT_COUNT words. Owner only; read when the run ends. */
 export const PC_EXITS = 8;
 export const PC_EXITS_WORDS = 24;

@@ -5,7 +5,6 @@
 // the way Xen's toolstack does (domain pause, EPT sync) through its host: in the serial engine the wait
 // steps the machine; in the threaded engine the agent's thread waits while the pCPU threads run.
 import { AD_ACCESS_REQUIRED, AD_MONITOR, AD_PAUSE_LOCK, AD_SINGLESTEP_MONITOR, LOCK_AGENT, altp2mBase } from '../../shared/altp2m.js';
-import { RS_RUNNING, VCPU_STRIDE_WORDS, VC_RUNSTATE } from '../../shared/vcpu.js';
 import type { LapicOptions } from '../hw/lapic.js';
 import type { Machine } from '../machine.js';
 import {
@@ -20,6 +19,7 @@ import {
   ALTP2M_vcpu_enable_notify, HVMOP_ALTP2M_INTERFACE_VERSION, OP_NEEDS_PAUSE, OP_RESTART, altp2mOp, type AltCtx,
 } from '../hv/hvm-op.js';
 import { pauseFromOutside, unpauseFromOutside } from '../hv/vm-event.js';
+import { schedOnCpu } from '../hv/sched/sched.js';
 
 /** How the agent waits: the engine decides what "meanwhile" means. */
 export interface AgentHost {
@@ -229,7 +229,7 @@ export class XenControl implements AltCtx {
     for (let i = 0; i < n; i++) pauseFromOutside(m, first + i);
     this.paused = true;
     this.host.waitUntil(() => {
-      for (let i = 0; i < n; i++) if (Atomics.load(m.vc32, (first + i) * VCPU_STRIDE_WORDS + VC_RUNSTATE) === RS_RUNNING) return false;
+      for (let i = 0; i < n; i++) if (schedOnCpu(m, first + i)) return false;
       return true;
     }, 'vCPUs off their pCPUs');
   }

@@ -8,7 +8,6 @@
 import { AD_PAUSE_LOCK, altp2mBase } from '../../shared/altp2m.js';
 import { DM_STATE, DS_RUNNING } from '../../shared/domain.js';
 import { PC_PENDING } from '../../shared/pcpu.js';
-import { RS_RUNNING, VCPU_STRIDE_WORDS, VC_RUNSTATE } from '../../shared/vcpu.js';
 import { INSN_BYTES, REG_EAX, REG_ECX } from '../isa/opcodes.js';
 import { EV_ALTP2M_OP } from '../trace/events.js';
 import { domainVcpus, hostGpaToHost, p2mEndWrite, p2mUnlock } from './altp2m.js';
@@ -17,6 +16,7 @@ import { EFAULT, OP_NEEDS_PAUSE, OP_RESTART, altp2mOp, altp2mOpCopiesBack, type 
 import type { Pcpu } from './pcpu-loop.js';
 import type { Machine } from '../machine.js';
 import { vcpuPauseNosync, vcpuUnpause } from './vcpu-ops.js';
+import { schedOnCpu } from './sched/sched.js';
 
 export const OPW_NONE = 0;
 /** Waiting for the other vCPUs of the domain to leave their pCPUs. */
@@ -167,7 +167,7 @@ export function hvmOpContinue(p: Pcpu): void {
   if (op.phase === OPW_PAUSING) {
     const [first, n] = domainVcpus(m, p.curDomain);
     for (let i = 0; i < n; i++) {
-      if (first + i !== p.cur && Atomics.load(m.vc32, (first + i) * VCPU_STRIDE_WORDS + VC_RUNSTATE) === RS_RUNNING) return;
+      if (first + i !== p.cur && schedOnCpu(m, first + i)) return;
     }
     op.phase = OPW_NONE;
     if (hvmOpAltp2mGuest(p)) p.core.pc += INSN_BYTES; // Safe: the vmcall completes now

@@ -24,7 +24,7 @@ import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
 import { EV_EXIT, EV_SCHED_IN, EV_SCHED_OUT, EV_VCPU_LIMIT } from '../trace/events.js';
 import { vcpuApplyInit } from './vcpu-ops.js';
-import { schedClaimNext, schedPlace, schedRandomPcpu, schedStamp } from './sched/sched.js';
+import { schedClaim, schedClaimNext, schedPlace, schedRandomPcpu, schedStamp } from './sched/sched.js';
 import { credit2Best, credit2Burn, credit2Of, credit2Reset, credit2Runtime } from './sched/credit2.js';
 import { Prng, childSeed } from '../engine/strategies/index.js';
 import { inject, vmexitHandle } from './vmexit.js';
@@ -354,7 +354,7 @@ export class Pcpu implements DeliveryHook {
     for (;;) {
       const v = credit2Best(m, this.id, -1);
       if (v < 0) return schedClaimNext(m, this.id, this.params.migrate); // nothing queued here: maybe pull
-      if (Atomics.compareExchange(m.vc32, v * VCPU_STRIDE_WORDS + VC_RUNSTATE, RS_RUNNABLE, RS_RUNNING) !== RS_RUNNABLE) continue;
+      if (!schedClaim(m, this.id, v)) continue;
       if (Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_PCPU) !== this.id) {
         schedStamp(m, v);
         Atomics.store(m.vc32, v * VCPU_STRIDE_WORDS + VC_RUNSTATE, RS_RUNNABLE);

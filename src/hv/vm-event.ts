@@ -16,7 +16,7 @@ import {
 import { eptAccessPerms } from '../hw/ept.js';
 import type { Machine } from '../machine.js';
 import { HOST_TABLE, altp2mActive, altp2mNr, domainVcpus, entryOut, readEntry, tableRoot, vcpuSetView, viewValid } from './altp2m.js';
-import { schedTickleTarget } from './sched/sched.js';
+import { schedOnCpu, schedTickleTarget } from './sched/sched.js';
 
 /** Has the domain a listener on its monitor ring? */
 export function monitorAttached(m: Machine, d: number): boolean {
@@ -124,7 +124,7 @@ export function vmEventNextBlocked(m: Machine, d: number): boolean {
   const [first, n] = domainVcpus(m, d);
   const id = m.vr32[s + VE_VCPU_ID];
   if (id < 0 || id >= n) return false;
-  return Atomics.load(m.vc32, (first + id) * VCPU_STRIDE_WORDS + VC_RUNSTATE) === RS_RUNNING;
+  return schedOnCpu(m, first + id);
 }
 
 /**

@@ -4,7 +4,8 @@
 //   VC_PCPU      the pCPU whose runqueue the vCPU is on (Xen's v->processor);
 //   VC_RUNSTATE  RUNNABLE / RUNNING / BLOCKED / ...
 // A pCPU runs a vCPU only after winning compareExchange(RUNNABLE -> RUNNING), so two pCPUs can never run
-// the same vCPU, whatever the interleaving. Only the pCPU that runs a vCPU changes its VC_PCPU (when it
+// the same vCPU, whatever the interleaving; and only through schedClaim, which closes the race with a
+// pauser (vcpu_pause must not return while a claim that read pause_count = 0 is still landing). Only the pCPU that runs a vCPU changes its VC_PCPU (when it
 // deschedules it, or right after stealing it), which is Xen's rule that a unit migrates only once its
 // context is saved (../shared/reference/xen-sched-ipi.md §1.4).
 //
@@ -17,7 +18,7 @@ import {
   RS_BLOCKED, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_AFFINITY, VC_AFFINITY_WORDS, VC_MIGRATIONS, VC_PCPU, VC_QUEUE_SEQ,
   VC_PAUSE_COUNT, VC_RUNSTATE, VC_SOFT_AFFINITY,
 } from '../../../shared/vcpu.js';
-import { PC_CURRENT, PC_STATE, PS_IDLE, PS_WAIT_SIPI } from '../../../shared/pcpu.js';
+import { PC_CLAIMING, PC_CURRENT, PC_STATE, PS_IDLE, PS_WAIT_SIPI } from '../../../shared/pcpu.js';
 import type { Machine } from '../../machine.js';
 import { CTL_ENQUEUE_SEQ } from '../../../shared/machine.js';
 
@@ -49,6 +50,34 @@ export function schedLoad(m: Machine, p: number): number {
 }
 
 /**
+ * pCPU p takes runnable vCPU v: RUNNABLE -> RUNNING, unless v is paused. Xen does the pause check and the
+ * switch under the scheduler lock that vcpu_sleep_nosync also takes; here it is a Dekker handshake, all
+ * seq-cst: the claimer publishes PC_CLAIMING, then re-reads pause_count; the pauser raises pause_count,
+ * then (schedOnCpu) reads runstate and every PC_CLAIMING. Either the claimer sees the pause and backs off
+ * without ever writing RUNNING, or the pauser sees the claim (or its RUNNING) and keeps waiting. Without
+ * the handshake a claim that read pause_count = 0 just before the pause could land after the pauser
+ * concluded the vCPU was off-CPU, and a whole-domain altp2m op would run beside it.
+ */
+export function schedClaim(m: Machine, p: number, v: number): boolean {
+  const ci = m.pcpuBase(p) + PC_CLAIMING, b = v * VCPU_STRIDE_WORDS;
+  Atomics.store(m.pc32, ci, v + 1);
+  const ok = Atomics.load(m.vc32, b + VC_PAUSE_COUNT) === 0 &&
+    Atomics.compareExchange(m.vc32, b + VC_RUNSTATE, RS_RUNNABLE, RS_RUNNING) === RS_RUNNABLE;
+  Atomics.store(m.pc32, ci, 0);
+  return ok;
+}
+
+/**
+ * Is vCPU v on a pCPU, or being claimed by one? What a pauser waits on (vcpu_sleep_sync): false only once
+ * v's context is saved and no claim of it can still succeed (see schedClaim).
+ */
+export function schedOnCpu(m: Machine, v: number): boolean {
+  if (Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_RUNSTATE) === RS_RUNNING) return true;
+  for (let p = 0; p < m.npcpus; p++) if (Atomics.load(m.pc32, m.pcpuBase(p) + PC_CLAIMING) === v + 1) return true;
+  return false;
+}
+
+/**
  * Claim the next vCPU for pCPU `p`: the runnable vCPU on its runqueue that has waited longest (FIFO by
  * VC_QUEUE_SEQ; credit2 orders by credit, which has the same effect of not starving anyone). Returns the
  * vCPU now in RS_RUNNING on p, or -1. `steal`: else pull the longest-waiting runnable vCPU queued behind
@@ -58,7 +87,7 @@ export function schedClaimNext(m: Machine, p: number, steal: boolean): number {
   for (;;) {
     const v = schedOldestRunnable(m, p, false);
     if (v < 0) break;
-    if (Atomics.compareExchange(m.vc32, v * VCPU_STRIDE_WORDS + VC_RUNSTATE, RS_RUNNABLE, RS_RUNNING) === RS_RUNNABLE) {
+    if (schedClaim(m, p, v)) {
       if (Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_PCPU) === p) return v;
       schedEnqueue(m, v); // moved away between the scan and the claim: give it back
     }
@@ -68,7 +97,7 @@ export function schedClaimNext(m: Machine, p: number, steal: boolean): number {
     const v = schedOldestRunnable(m, p, true);
     if (v < 0) return -1;
     const b = v * VCPU_STRIDE_WORDS;
-    if (Atomics.compareExchange(m.vc32, b + VC_RUNSTATE, RS_RUNNABLE, RS_RUNNING) === RS_RUNNABLE) {
+    if (schedClaim(m, p, v)) {
       Atomics.store(m.vc32, b + VC_PCPU, p);
       m.vc32[b + VC_MIGRATIONS]++;
       return v;
