@@ -54,11 +54,19 @@ export const PC_INVEPT_ALL = 47;
 export const PC_VMFUNCS = 48;
 export const PC_VE_DELIVERED = 49;
 export const PC_FLUSH_IPIS = 50;
-assertLayout('pcpu', PC_FLUSH_IPIS, PCPU_STRIDE_WORDS);
+/**
+ * Threaded engine, lax sync: 1 while this pCPU's thread waits for the slowest running clock to reach
+ * PC_SYNC_NEED_F64 (blocked in Atomics.wait on its own PC_PENDING), else 0. Atomics. A pCPU that moves the
+ * slowest clock notifies exactly the waiters whose need it met (engine/pcpu-thread.ts).
+ */
+export const PC_SYNC_WAITING = 51;
+/** The slowest running clock this pCPU waits for (Float64; written before PC_SYNC_WAITING is set). */
+export const PC_SYNC_NEED_F64 = 52;
+assertLayout('pcpu', PC_SYNC_NEED_F64 + 1, PCPU_STRIDE_WORDS);
 assertLayout('pcpu f64 before altp2m', PC_HV_F64 + 1, PC_INVEPT_HINT);
 assertLayout('pcpu exits', PC_EXITS + PC_EXITS_WORDS - 1, PC_CLOCK_F64);
 for (const [n, o] of [['clock', PC_CLOCK_F64], ['insns', PC_INSNS_F64], ['idle', PC_IDLE_F64],
-  ['ctxsw', PC_CTXSW_F64], ['entries', PC_ENTRIES_F64], ['hv', PC_HV_F64]] as const) assertF64Aligned(`pcpu ${n}`, o);
+  ['ctxsw', PC_CTXSW_F64], ['entries', PC_ENTRIES_F64], ['hv', PC_HV_F64], ['sync need', PC_SYNC_NEED_F64]] as const) assertF64Aligned(`pcpu ${n}`, o);
 
 // PC_STATE values
 export const PS_RUNNING = 0;   // has a runnable vCPU or hypervisor work

@@ -36,8 +36,7 @@ export async function agentThread(task: AgentTask): Promise<AgentResult> {
   const release = (): void => {
     if (released) return;
     released = true;
-    Atomics.sub(m.ctl, C.CTL_AGENTS_PENDING, 1);
-    Atomics.notify(m.ctl, C.CTL_AGENTS_PENDING);
+    if (Atomics.sub(m.ctl, C.CTL_START_PENDING, 1) === 1) Atomics.notify(m.ctl, C.CTL_START_PENDING);
   };
   let runner: AgentRunner | null = null;
   try {

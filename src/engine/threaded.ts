@@ -33,7 +33,7 @@ export interface ThreadedHandle {
 export async function runThreaded({ m, params, collector, opts, agents }: EngineInput, onStart?: (h: ThreadedHandle) => Promise<void>): Promise<EngineResult> {
   const n = m.npcpus;
   const { filename, execArgv } = workerSpec();
-  Atomics.store(m.ctl, C.CTL_AGENTS_PENDING, agents?.length ?? 0);
+  Atomics.store(m.ctl, C.CTL_START_PENDING, (agents?.length ?? 0) + n);
   const pool = new Piscina({ filename, execArgv, minThreads: n, maxThreads: n, idleTimeout: Infinity, maxQueue: n, concurrentTasksPerWorker: 1 });
   const t0 = performance.now();
   const controls: Comlink.Remote<PcpuControl>[] = [];
@@ -93,7 +93,6 @@ export async function runThreaded({ m, params, collector, opts, agents }: Engine
     Atomics.or(m.pc32, m.pcpuBase(id) + PC_PENDING, PEND_KICK);
     Atomics.notify(m.pc32, m.pcpuBase(id) + PC_PENDING);
   }
-  Atomics.notify(m.ctl, C.CTL_SYNC_EPOCH);
   const drainer = setInterval(() => collector.drainAll(), POLL_MS);
   for (const a of agentSpecs) Atomics.notify(m.vr32, vmEventRingBase(a.dom) + VR_NOTIFY);
   const settled = await Promise.race([Promise.all([...tasks, ...agentTasks]).then(() => true), sleep(STOP_GRACE_MS).then(() => false)]);
