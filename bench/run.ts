@@ -7,7 +7,12 @@
 // Throughput is incremental: each repetition runs the workload with N and with 2N loop iterations per
 // vCPU and takes (instructions(2N) - instructions(N)) / (wall(2N) - wall(N)), which removes the fixed
 // costs (worker start-up, JIT warm-up, the end of the run). Raw figures (instructions / wall of the 2N run)
-// are reported beside it. N is calibrated per row so the 2N run computes for about TARGET_S seconds.
+// are reported beside it. N is calibrated per row so the 2N run computes for about TARGET_S seconds, and
+// each vCPU runs at least MIN_INSNS_PER_VCPU instructions in the N run.
+//
+// A repetition is one pass over everything: the floors, then every engine row. The targets are ratios of
+// two rows, and this VM's speed drifts by tens of percent over minutes, so each ratio is taken within one
+// repetition (rows measured a few seconds apart) and the median over the repetitions is reported.
 //
 // The IPI rows (bench/ipi.ts) run the built-in IPI ring: per IPI path, send -> handler latency in simulated
 // ns, VM exits per IPI and wall µs per delivered IPI against the ping-pong round trip above; and context
@@ -32,9 +37,13 @@ import { ALTP2M_METHOD, altp2mBench } from './altp2m.js';
 const quick = process.argv.includes('--quick');
 const REPS = quick ? 1 : 3;
 /** Seconds of guest computation wanted in the 2N run of a row. */
-const TARGET_S = quick ? 0.5 : 1.6;
-/** Least guest instructions per vCPU in the N run, so start-up jitter and JIT tier-up do not swamp the difference. */
-const MIN_INSNS_PER_VCPU = quick ? 100_000 : 500_000;
+const TARGET_S = quick ? 0.5 : 2.5;
+/**
+ * Least guest instructions per vCPU in the N run, so start-up jitter and JIT tier-up do not swamp the
+ * difference. It matters for the 64-pCPU row: every thread is its own isolate and tiers its interpreter up
+ * alone, and with 64 threads sharing 2 cores a short run is mostly that warm-up.
+ */
+const MIN_INSNS_PER_VCPU = quick ? 100_000 : 16_000_000;
 const FLOOR_ITERS = quick ? 4_000_000 : 25_000_000;
 const PINGPONG_TRIPS = quick ? 20_000 : 100_000;
 const CORES = availableParallelism();
@@ -185,32 +194,35 @@ interface Row {
   error?: string;
 }
 
-async function simRow(dir: string, w: Workload): Promise<Row> {
-  const t0 = performance.now();
+/** What the repetitions of one engine row measured (one entry per repetition). */
+interface SimReps { n: number; calibS: number; inc: number[]; raw: number[]; wall2: number[]; mid: number[]; error?: string }
+
+/** One repetition of an engine row: the N and the 2N run. */
+async function simRep(dir: string, w: Workload, acc: SimReps): Promise<void> {
+  if (acc.error !== undefined) return;
   try {
-    const n = await calibrate(dir, w);
-    const inc: number[] = [], raw: number[] = [], wall2: number[] = [], mid: number[] = [];
-    for (let r = 0; r < REPS; r++) {
-      const a = await simRun(dir, w, n);
-      const b = await simRun(dir, w, 2 * n);
-      inc.push(b.wallS > a.wallS ? incremental(a, b) : NaN); // 2N no slower than N: noise, no figure
-      raw.push(b.instructions / b.wallS / 1e6);
-      wall2.push(b.wallS);
-      mid.push(b.midMips);
-    }
-    const good = inc.filter((x) => Number.isFinite(x));
-    const spread = good.length > 0 ? (Math.max(...good) - Math.min(...good)) / median(good) : NaN;
-    const row: Row = {
-      name: w.label, kind: 'sim', value: good.length > 0 ? median(good) : NaN, unit: 'M guest instr/s',
-      detail: { raw_mips_2n: median(raw), mid_run_mips_2n: median(mid.filter((x) => Number.isFinite(x))), mid_run_reps: mid.map(r2), iters_per_vcpu_n: n, instructions_2n: w.vcpus * (INSNS_PER_ITER * 2 * n + INSNS_FIXED), wall_s_2n: median(wall2), incremental_reps: inc.map(r2), raw_reps: raw.map(r2), spread: r2(spread), noisy: good.length < inc.length || spread > 0.5 ? 'yes' : 'no', row_seconds: r2((performance.now() - t0) / 1000) },
-    };
-    progress(`${w.label}: ${fmt(row.value)} M/s incremental, ${fmt(row.detail.mid_run_mips_2n as number)} mid-run, ${fmt(median(raw))} raw (N = ${n}/vCPU, ${r2(row.detail.row_seconds as number)} s)`);
-    return row;
+    const a = await simRun(dir, w, acc.n);
+    const b = await simRun(dir, w, 2 * acc.n);
+    acc.inc.push(b.wallS > a.wallS ? incremental(a, b) : NaN); // 2N no slower than N: noise, no figure
+    acc.raw.push(b.instructions / b.wallS / 1e6);
+    acc.wall2.push(b.wallS);
+    acc.mid.push(b.midMips);
+    progress(`${w.label}: ${fmt(acc.inc[acc.inc.length - 1])} M/s incremental, ${fmt(b.midMips)} mid-run, ${fmt(acc.raw[acc.raw.length - 1])} raw`);
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    progress(`${w.label}: FAILED: ${msg}`);
-    return { name: w.label, kind: 'sim', value: NaN, unit: 'M guest instr/s', detail: {}, error: msg };
+    acc.error = e instanceof Error ? e.message : String(e);
+    progress(`${w.label}: FAILED: ${acc.error}`);
   }
+}
+
+function simRowOf(w: Workload, acc: SimReps): Row {
+  if (acc.error !== undefined) return { name: w.label, kind: 'sim', value: NaN, unit: 'M guest instr/s', detail: {}, error: acc.error };
+  const good = acc.inc.filter((x) => Number.isFinite(x));
+  const spread = good.length > 0 ? (Math.max(...good) - Math.min(...good)) / median(good) : NaN;
+  const n = acc.n;
+  return {
+    name: w.label, kind: 'sim', value: good.length > 0 ? median(good) : NaN, unit: 'M guest instr/s',
+    detail: { raw_mips_2n: median(acc.raw), mid_run_mips_2n: median(acc.mid.filter((x) => Number.isFinite(x))), mid_run_reps: acc.mid.map(r2), iters_per_vcpu_n: n, instructions_2n: w.vcpus * (INSNS_PER_ITER * 2 * n + INSNS_FIXED), wall_s_2n: median(acc.wall2), incremental_reps: acc.inc.map(r2), raw_reps: acc.raw.map(r2), spread: r2(spread), noisy: good.length < acc.inc.length || spread > 0.5 ? 'yes' : 'no', calibration_seconds: r2(acc.calibS) },
+  };
 }
 
 // ---- output helpers ----
@@ -235,29 +247,7 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   process.stderr.write(`vcpulab bench${quick ? ' (--quick)' : ''}: ${REPS} repetition(s), ${CORES} cores\n`);
 
-  // ---- floors ----
-  const one: InterpRun[] = [], two: InterpRun[] = [], many: InterpRun[] = [], pp: PingPongRun[] = [];
-  for (let r = 0; r < REPS; r++) {
-    one.push(await bareInterp(1, FLOOR_ITERS));
-    two.push(await bareInterp(2, FLOOR_ITERS));
-    many.push(await bareInterp(64, Math.round((2 * FLOOR_ITERS) / 64)));
-    pp.push(await pingPong(PINGPONG_TRIPS));
-  }
-  const bare1 = median(one.map((x) => x.mips));
-  const bare2 = median(two.map((x) => x.mips));
-  const bareSpeedup = median(two.map((x, i) => x.mips / one[i].mips));
-  const bare64 = median(many.map((x) => x.mips));
-  const ppMedian = median(pp.map((x) => x.medianUs));
-  progress(`bare loop: ${fmt(bare1)} MIPS on 1 worker, ${fmt(bare2)} on 2 (x${bareSpeedup.toFixed(2)}), ${fmt(bare64)} on 64; ping-pong RT ${ppMedian.toFixed(3)} us`);
-  const rows: Row[] = [
-    { name: 'bare interpreter loop, 1 worker', kind: 'floor', value: bare1, unit: 'M instr/s', detail: { reps: one.map((x) => r2(x.mips)), instructions: one[0].instructions } },
-    { name: 'bare interpreter loop, 2 workers (aggregate)', kind: 'floor', value: bare2, unit: 'M instr/s', detail: { reps: two.map((x) => r2(x.mips)), instructions: two[0].instructions } },
-    { name: 'bare loop 2-worker speed-up', kind: 'floor', value: bareSpeedup, unit: 'x', detail: { reps: two.map((x, i) => r2(x.mips / one[i].mips)) } },
-    { name: `bare interpreter loop, 64 workers on ${CORES} cores (aggregate)`, kind: 'floor', value: bare64, unit: 'M instr/s', detail: { reps: many.map((x) => r2(x.mips)), instructions: many[0].instructions } },
-    { name: `Atomics spin ping-pong RT (median of ${PINGPONG_TRIPS} RT)`, kind: 'floor', value: ppMedian, unit: 'us', detail: { medians: pp.map((x) => r2(x.medianUs * 1000) / 1000), mean_us: median(pp.map((x) => x.meanUs)), p99_us: median(pp.map((x) => x.p99Us)) } },
-  ];
-
-  // ---- simulator ----
+  // ---- calibration of the engine rows ----
   const dir = mkdtempSync(join(tmpdir(), 'vcpulab-bench-'));
   const w = (engine: 'serial' | 'threaded', pcpus: number, label: string, shared = false): Workload =>
     ({ label, engine, pcpus, vcpus: pcpus, shared });
@@ -271,20 +261,64 @@ async function main(): Promise<void> {
     w('threaded', 64, 'threaded, 64 pCPUs / 64 vCPUs'),
     w('threaded', 2, 'threaded, 2 pCPUs, one shared lock xadd counter', true),
   ];
-  const simRows: Row[] = [];
+  const accs: SimReps[] = [];
+  const one: InterpRun[] = [], two: InterpRun[] = [], many: InterpRun[] = [], pp: PingPongRun[] = [];
   try {
-    for (const wl of workloads) simRows.push(await simRow(dir, wl));
+    for (const wl of workloads) {
+      const c0 = performance.now();
+      const acc: SimReps = { n: 0, calibS: 0, inc: [], raw: [], wall2: [], mid: [] };
+      try {
+        acc.n = await calibrate(dir, wl);
+      } catch (e) {
+        acc.error = e instanceof Error ? e.message : String(e);
+        progress(`${wl.label}: FAILED: ${acc.error}`);
+      }
+      acc.calibS = (performance.now() - c0) / 1000;
+      if (acc.error === undefined) progress(`${wl.label}: N = ${acc.n}/vCPU (calibrated in ${r2(acc.calibS)} s)`);
+      accs.push(acc);
+    }
+    // ---- repetitions: floors, then every engine row ----
+    for (let r = 0; r < REPS; r++) {
+      progress(`repetition ${r + 1} of ${REPS}`);
+      one.push(await bareInterp(1, FLOOR_ITERS));
+      two.push(await bareInterp(2, FLOOR_ITERS));
+      many.push(await bareInterp(64, Math.round((2 * FLOOR_ITERS) / 64)));
+      pp.push(await pingPong(PINGPONG_TRIPS));
+      progress(`bare loop: ${fmt(one[r].mips)} MIPS on 1 worker, ${fmt(two[r].mips)} on 2, ${fmt(many[r].mips)} on 64; ping-pong RT ${pp[r].medianUs.toFixed(3)} us`);
+      for (let i = 0; i < workloads.length; i++) await simRep(dir, workloads[i], accs[i]);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+  const bare1 = median(one.map((x) => x.mips));
+  const bare2 = median(two.map((x) => x.mips));
+  const bareSpeedupReps = two.map((x, i) => x.mips / one[i].mips);
+  const bareSpeedup = median(bareSpeedupReps);
+  const bare64 = median(many.map((x) => x.mips));
+  const ppMedian = median(pp.map((x) => x.medianUs));
+  const rows: Row[] = [
+    { name: 'bare interpreter loop, 1 worker', kind: 'floor', value: bare1, unit: 'M instr/s', detail: { reps: one.map((x) => r2(x.mips)), instructions: one[0].instructions } },
+    { name: 'bare interpreter loop, 2 workers (aggregate)', kind: 'floor', value: bare2, unit: 'M instr/s', detail: { reps: two.map((x) => r2(x.mips)), instructions: two[0].instructions } },
+    { name: 'bare loop 2-worker speed-up', kind: 'floor', value: bareSpeedup, unit: 'x', detail: { reps: bareSpeedupReps.map(r2) } },
+    { name: `bare interpreter loop, 64 workers on ${CORES} cores (aggregate)`, kind: 'floor', value: bare64, unit: 'M instr/s', detail: { reps: many.map((x) => r2(x.mips)), instructions: many[0].instructions } },
+    { name: `Atomics spin ping-pong RT (median of ${PINGPONG_TRIPS} RT)`, kind: 'floor', value: ppMedian, unit: 'us', detail: { medians: pp.map((x) => r2(x.medianUs * 1000) / 1000), mean_us: median(pp.map((x) => x.meanUs)), p99_us: median(pp.map((x) => x.p99Us)) } },
+  ];
+  const simRows = workloads.map((wl, i) => simRowOf(wl, accs[i]));
   rows.push(...simRows);
   // Headline figures are incremental; every ratio is also computed from the mid-run rates (a cross-check
-  // that does not depend on two runs having the same start-up time).
+  // that does not depend on two runs having the same start-up time). A ratio is the median over the
+  // repetitions of the ratio within each repetition.
+  const [S4, , T1, T2, , , T64] = [0, 1, 2, 3, 4, 5, 6];
+  const perRep = (f: (r: number) => number): number => {
+    const xs: number[] = [];
+    for (let r = 0; r < REPS; r++) { const x = f(r); if (Number.isFinite(x)) xs.push(x); }
+    return xs.length > 0 ? median(xs) : NaN;
+  };
+  const at = (i: number, k: 'inc' | 'mid' | 'raw', r: number): number => accs[i][k][r] ?? NaN;
+  const incSpeedup = perRep((r) => at(T2, 'inc', r) / at(T1, 'inc', r));
+  rows.push({ name: 'threaded 2p / 1p speed-up', kind: 'derived', value: incSpeedup, unit: 'x', detail: { mid_run: perRep((r) => at(T2, 'mid', r) / at(T1, 'mid', r)), raw: perRep((r) => at(T2, 'raw', r) / at(T1, 'raw', r)) } });
   const inc = (i: number): number => simRows[i].value;
   const mid = (i: number): number => (simRows[i].detail.mid_run_mips_2n as number | undefined) ?? NaN;
-  const raw = (i: number): number => (simRows[i].detail.raw_mips_2n as number | undefined) ?? NaN;
-  const [S4, , T1, T2, , , T64] = [0, 1, 2, 3, 4, 5, 6];
-  rows.push({ name: 'threaded 2p / 1p speed-up', kind: 'derived', value: inc(T2) / inc(T1), unit: 'x', detail: { mid_run: mid(T2) / mid(T1), raw: raw(T2) / raw(T1) } });
 
   // ---- IPI ring (bench/ipi.ts) ----
   const ipi = await ipiBench({ quick, reps: REPS, pingPongUs: ppMedian, progress });
@@ -294,12 +328,12 @@ async function main(): Promise<void> {
   const alt = await altp2mBench({ quick, reps: REPS, pingPongUs: ppMedian, progress });
   rows.push(...alt.rows);
   const ratios: Ratio[] = [
-    ratio('serial / bare floor', inc(S4) / bare1, mid(S4) / bare1, 1 / 3, '>= 0.33 (within 3x)', 'serial 4 pCPUs / bare loop 1 worker'),
+    ratio('serial / bare floor', perRep((r) => at(S4, 'inc', r) / one[r].mips), perRep((r) => at(S4, 'mid', r) / one[r].mips), 1 / 3, '>= 0.33 (within 3x)', 'serial 4 pCPUs / bare loop 1 worker'),
     ratio('serial absolute (M guest instr/s)', inc(S4), mid(S4), 100, '>= 100', 'serial 4 pCPUs'),
-    ratio('threaded 2p/1p speed-up vs bare 2-worker speed-up', inc(T2) / inc(T1) / bareSpeedup, mid(T2) / mid(T1) / bareSpeedup, 0.95, '>= 0.95', '(threaded 2p / threaded 1p) / (bare 2 workers / bare 1 worker)'),
-    ratio('64p / 2p aggregate', inc(T64) / inc(T2), mid(T64) / mid(T2), 0.5, '>= 0.50', `threaded 64 pCPUs / threaded 2 pCPUs on ${CORES} cores`),
-    ratio('64p / 2p aggregate, raw (whole runs incl. start-up)', raw(T64) / raw(T2), NaN, 0.5, '>= 0.50 (info)', 'instructions / wall of the 2N runs'),
-    ratio('bare loop: 64 workers / 2 workers', bare64 / bare2, NaN, 0.5, 'info: what the OS allows', 'bare 64 workers / bare 2 workers'),
+    ratio('threaded 2p/1p speed-up vs bare 2-worker speed-up', perRep((r) => at(T2, 'inc', r) / at(T1, 'inc', r) / bareSpeedupReps[r]), perRep((r) => at(T2, 'mid', r) / at(T1, 'mid', r) / bareSpeedupReps[r]), 0.95, '>= 0.95', '(threaded 2p / threaded 1p) / (bare 2 workers / bare 1 worker)'),
+    ratio('64p / 2p aggregate', perRep((r) => at(T64, 'inc', r) / at(T2, 'inc', r)), perRep((r) => at(T64, 'mid', r) / at(T2, 'mid', r)), 0.5, '>= 0.50', `threaded 64 pCPUs / threaded 2 pCPUs on ${CORES} cores`),
+    ratio('64p / 2p aggregate, raw (whole runs incl. start-up)', perRep((r) => at(T64, 'raw', r) / at(T2, 'raw', r)), NaN, 0.5, '>= 0.50 (info)', 'instructions / wall of the 2N runs'),
+    ratio('bare loop: 64 workers / 2 workers', perRep((r) => many[r].mips / two[r].mips), NaN, 0.5, 'info: what the OS allows', 'bare 64 workers / bare 2 workers'),
     ...ipi.ratios.map((q) => ratio(q.name, q.value, NaN, NaN, 'info: x ping-pong RT', q.how)),
     ...alt.ratios.map((q) => ratio(q.name, q.value, NaN, NaN, q.targetText, q.how)),
   ];
@@ -336,7 +370,7 @@ async function main(): Promise<void> {
 
   const results = {
     date, quick, machine, reps: REPS,
-    method: 'value = incremental M guest instr/s: (instructions(2N) - instructions(N)) / (wall(2N) - wall(N)), N iterations per vCPU; mid_run = rate between 20% and 80% of the 2N run from the engine progress reports; raw = instructions / wall of the 2N run; all medians of the repetitions',
+    method: 'value = incremental M guest instr/s: (instructions(2N) - instructions(N)) / (wall(2N) - wall(N)), N iterations per vCPU (at least MIN_INSNS_PER_VCPU / 8); mid_run = rate between 20% and 80% of the 2N run from the engine progress reports; raw = instructions / wall of the 2N run; all medians of the repetitions. A repetition measures the floors and then every engine row; each target ratio is computed within a repetition and the median over the repetitions is reported',
     ipi_method: 'kind "ipi" rows (bench/ipi.ts): the built-in IPI ring (src/scenario/builtin/ipi.s) with NESTED = 0, MASK_ICR = 1, ROUNDS calibrated for about 1 s of wall time beyond start-up per run (--quick: fixed small sizes), slack 30000, burst 4096, timeslice 100 us, seed 1. Per path: 2 pCPUs / 2 vCPUs, migration none, threaded and serial engines; value = ipi_latency_ns_p50 (detail.p99 = ipi_latency_ns_p99; simulated ns, target pCPU clock at delivery minus sender clock at send), exits_per_ipi, or wall us per delivered IPI = wall_ms * 1000 / ipi_delivered (throughput-derived, worker start-up included; detail.wall_us_per_ipi_incremental removes it using the calibration run; detail.x_pingpong_rt = that / the Atomics spin ping-pong RT of this run). Oversubscription: vlapic, 2 pCPUs with 8 and 32 vCPUs, migration balance, threaded (and serial in the full run); value = context_switches / wall s, context_switches / simulated s (sim_time_ns), or the IPI latency p50 (detail.p99) as the wake-latency proxy; IPIs sent while the same vector is still pending at the target coalesce (detail.ipi_coalesced) and are not in the latency. Medians of the repetitions.',
     altp2m_method: ALTP2M_METHOD,
     rows, ratios,
