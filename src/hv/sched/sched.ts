@@ -5,9 +5,9 @@
 //   VC_RUNSTATE  RUNNABLE / RUNNING / BLOCKED / ...
 // A pCPU runs a vCPU only after winning compareExchange(RUNNABLE -> RUNNING), so two pCPUs can never run
 // the same vCPU, whatever the interleaving; and only through schedClaim, which closes the race with a
-// pauser (vcpu_pause must not return while a claim that read pause_count = 0 is still landing). Only the pCPU that runs a vCPU changes its VC_PCPU (when it
-// deschedules it, or right after stealing it), which is Xen's rule that a unit migrates only once its
-// context is saved (../shared/reference/xen-sched-ipi.md §1.4).
+// pauser (vcpu_pause must not return while a claim that read pause_count = 0 is still landing). Only
+// the pCPU that runs a vCPU changes its VC_PCPU (when it deschedules it, or right after stealing it),
+// which is Xen's rule that a unit migrates only once its context is saved (../shared/reference/xen-sched-ipi.md §1.4).
 //
 // Policy (a simplification of credit2, §1.2-1.6): longest-waiting first among the vCPUs on this pCPU's
 // runqueue, with a fixed time slice; with migration on, a descheduled vCPU moves to the least-loaded pCPU of its
