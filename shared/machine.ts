@@ -6,13 +6,7 @@ import { assertLayout } from './layout.js';
 export const CTL_STOP = 0;
 /** 1 while the main thread asks every pCPU to park (comlink `pause` sets it on one pCPU only). */
 export const CTL_PAUSE = 1;
-// Word 2 is unused.
-/**
- * Number of pCPUs waiting in lax sync (PC_SYNC_WAITING set), so a pCPU that moved the slowest clock looks
- * for waiters to wake only when there are some. Its read is an Atomics.add of 0: a full fence after the
- * reader's own clock store (engine/pcpu-thread.ts).
- */
-export const CTL_SYNC_WAITERS = 3;
+// Words 2 and 3 are unused.
 /** Domains whose state is still `running`. 0 ends the run. */
 export const CTL_LIVE_DOMAINS = 4;
 /** Set by a pCPU whose code threw; the main thread turns it into outcome "aborted". */
@@ -35,8 +29,22 @@ export const CTL_ENQUEUE_SEQ = 11;
  * Each decrements it once; pCPU threads start stepping when it is 0. Atomics.
  */
 export const CTL_START_PENDING = 12;
-export const CTL_WORDS = 16;
-assertLayout('machine', CTL_START_PENDING, CTL_WORDS);
+// Words 13..31 are unused: the lax-sync words below sit on a 64-byte line of their own, so their changes
+// do not invalidate the line with CTL_STOP that every pCPU reads at every step.
+/**
+ * Threaded engine, lax sync: number of pCPUs asleep waiting for the slowest clock (PC_SYNC_WAITING set).
+ * Every pCPU reads it after each burst, behind a fence on its own block (engine/pcpu-thread.ts), and
+ * looks for waiters to wake only when it is not 0. Atomics.
+ */
+export const CTL_SYNC_WAITERS = 32;
+/**
+ * Threaded engine, lax sync: bumped (Atomics.add) by a pCPU that starts running again after being idle.
+ * Its clock may be below the slowest clock the others last read and cached, so they read the clocks
+ * again when this changes instead of when their cached bound runs out.
+ */
+export const CTL_SYNC_EPOCH = 33;
+export const CTL_WORDS = 48;
+assertLayout('machine', CTL_SYNC_EPOCH, CTL_WORDS);
 
 /** Upper bound on pCPUs: one xAPIC physical ID byte, less the broadcast ID 0xFF. */
 export const MAX_PCPUS = 255;

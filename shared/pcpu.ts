@@ -1,5 +1,6 @@
 // pCPU blocks: one fixed-stride record per physical CPU, Int32 words with a Float64 overlay.
-// Owner: the pCPU's own thread writes everything except PC_PENDING (any thread may set bits there).
+// Owner: the pCPU's own thread writes everything except PC_PENDING (any thread may set bits there) and
+// PC_SYNC_WAITING (a lax-sync waker claims a waiter there).
 import { assertF64Aligned, assertLayout } from './layout.js';
 
 export const PCPU_STRIDE_WORDS = 64;
@@ -55,9 +56,10 @@ export const PC_VMFUNCS = 48;
 export const PC_VE_DELIVERED = 49;
 export const PC_FLUSH_IPIS = 50;
 /**
- * Threaded engine, lax sync: 1 while this pCPU's thread waits for the slowest running clock to reach
- * PC_SYNC_NEED_F64 (blocked in Atomics.wait on its own PC_PENDING), else 0. Atomics. A pCPU that moves the
- * slowest clock notifies exactly the waiters whose need it met (engine/pcpu-thread.ts).
+ * Threaded engine, lax sync: SW_* below. SW_ASLEEP while this pCPU's thread waits for the slowest running
+ * clock to reach PC_SYNC_NEED_F64 (blocked in Atomics.wait on its own PC_PENDING). A pCPU that moves the
+ * slowest clock claims each waiter whose need it met (compareExchange SW_ASLEEP -> SW_WOKEN) and only then
+ * sets PEND_SYNC and notifies, so each waiter is woken once (engine/pcpu-thread.ts). Atomics.
  */
 export const PC_SYNC_WAITING = 51;
 /** The slowest running clock this pCPU waits for (Float64; written before PC_SYNC_WAITING is set). */
@@ -67,6 +69,11 @@ assertLayout('pcpu f64 before altp2m', PC_HV_F64 + 1, PC_INVEPT_HINT);
 assertLayout('pcpu exits', PC_EXITS + PC_EXITS_WORDS - 1, PC_CLOCK_F64);
 for (const [n, o] of [['clock', PC_CLOCK_F64], ['insns', PC_INSNS_F64], ['idle', PC_IDLE_F64],
   ['ctxsw', PC_CTXSW_F64], ['entries', PC_ENTRIES_F64], ['hv', PC_HV_F64], ['sync need', PC_SYNC_NEED_F64]] as const) assertF64Aligned(`pcpu ${n}`, o);
+
+// PC_SYNC_WAITING values
+export const SW_NONE = 0;   // not waiting
+export const SW_ASLEEP = 1; // waiting, not yet claimed by a waker
+export const SW_WOKEN = 2;  // a waker claimed it: PEND_SYNC is set, or about to be
 
 // PC_STATE values
 export const PS_RUNNING = 0;   // has a runnable vCPU or hypervisor work
@@ -79,3 +86,10 @@ export const PS_WAIT_SIPI = 3; // INIT reset it behind the hypervisor's back: it
 export const PEND_KICK = 1 << 0;
 /** Something arrived at this pCPU's physical LAPIC (a fixed vector, NMI, INIT or SIPI). */
 export const PEND_IRQ = 1 << 1;
+/**
+ * Threaded engine: a lax-sync waker ended this pCPU's wait. A bit rather than a bare notify, because a
+ * notify that lands between the waiter's last look at the clocks and its Atomics.wait is lost (the wait
+ * compares the word). Set only by the waker that claimed the waiter (PC_SYNC_WAITING SW_WOKEN), and the
+ * waiter clears it before it leaves the wait, so the guest loop never sees it.
+ */
+export const PEND_SYNC = 1 << 2;

@@ -15,7 +15,16 @@ import type { AgentTask } from '../agent/agent-thread.js';
 import type { AgentResult } from './common.js';
 import { VR_NOTIFY, vmEventRingBase } from '../../shared/vm-event.js';
 
-const POLL_MS = 2;
+/**
+ * The main thread's poll of the event rings and end conditions backs off from POLL_MIN_MS to POLL_MAX_MS
+ * while the rings stay empty, and goes back to POLL_MIN_MS as soon as a drain finds events (a full ring
+ * makes its pCPU wait for the drain). On 2 cores every wake-up of the main thread preempts a pCPU thread,
+ * and under lax sync the others then wait for that one too. The end of the last domain wakes the main
+ * thread at once (domainEnd notifies CTL_LIVE_DOMAINS); other ends (STOP by a limit, an abort, SIGINT, a
+ * stall) are seen within POLL_MAX_MS.
+ */
+const POLL_MIN_MS = 2;
+const POLL_MAX_MS = 16;
 /** How long stopped workers get to return before their threads are terminated. */
 const STOP_GRACE_MS = 3000;
 
@@ -61,10 +70,14 @@ export async function runThreaded({ m, params, collector, opts, agents }: Engine
 
   let outcome: Outcome | null = null;
   let reason: string | null = null;
-  let lastProgress = -1, lastProgressAt = performance.now(), lastReport = 0;
+  let lastProgress = -1, lastProgressAt = performance.now(), lastReport = 0, pollMs = POLL_MIN_MS;
   while (outcome === null) {
-    await sleep(POLL_MS);
-    collector.drainAll();
+    const live = Atomics.load(m.ctl, C.CTL_LIVE_DOMAINS);
+    if (live !== 0) {
+      const w = Atomics.waitAsync(m.ctl, C.CTL_LIVE_DOMAINS, live, pollMs);
+      if (w.async) await w.value;
+    }
+    pollMs = collector.drainAll() > 0 ? POLL_MIN_MS : Math.min(2 * pollMs, POLL_MAX_MS);
     const now = performance.now();
     if (failure !== null) { outcome = 'aborted'; reason = failure; break; }
     const end = endReason(m);
@@ -93,7 +106,7 @@ export async function runThreaded({ m, params, collector, opts, agents }: Engine
     Atomics.or(m.pc32, m.pcpuBase(id) + PC_PENDING, PEND_KICK);
     Atomics.notify(m.pc32, m.pcpuBase(id) + PC_PENDING);
   }
-  const drainer = setInterval(() => collector.drainAll(), POLL_MS);
+  const drainer = setInterval(() => collector.drainAll(), POLL_MIN_MS);
   for (const a of agentSpecs) Atomics.notify(m.vr32, vmEventRingBase(a.dom) + VR_NOTIFY);
   const settled = await Promise.race([Promise.all([...tasks, ...agentTasks]).then(() => true), sleep(STOP_GRACE_MS).then(() => false)]);
   clearInterval(drainer);

@@ -17,6 +17,7 @@ export function domainEnd(m: Machine, dom: number, state: number, code: number, 
     m.dm32[db + DM_CRASH_C] = c;
   } else m.dm32[db + DM_EXIT_CODE] = code;
   m.dm32[db + DM_ENDED_BY] = byVcpu;
-  Atomics.sub(m.ctl, C.CTL_LIVE_DOMAINS, 1);
+  // The threaded engine's main thread waits on this word between polls (engine/threaded.ts).
+  if (Atomics.sub(m.ctl, C.CTL_LIVE_DOMAINS, 1) === 1) Atomics.notify(m.ctl, C.CTL_LIVE_DOMAINS);
   return true;
 }
