@@ -37,6 +37,9 @@ export interface GuestOpts {
   /** Extra `key = value` lines for [machine] and for the [[domain]]. */
   machineExtra?: string[];
   domainExtra?: string[];
+  /** --slack cycles and --burst instructions (defaults 30000 and 4096). */
+  slack?: number;
+  burst?: number;
 }
 
 export interface Scenario {
@@ -81,8 +84,8 @@ export function guestConfig(toml: string, opts: GuestOpts = {}): RunConfig {
     strategy: opts.strategy ?? 'random',
     maxInstructions: opts.maxInstructions ?? 1_000_000,
     maxMs: opts.maxMs ?? 0,
-    slack: 30000,
-    burst: 4096,
+    slack: opts.slack ?? 30000,
+    burst: opts.burst ?? 4096,
     watchdogMs: opts.watchdogMs ?? 2000,
     pcpus: opts.pcpus ?? 1,
     vcpus: opts.vcpus ?? 1,
