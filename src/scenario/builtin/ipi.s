@@ -54,18 +54,19 @@ have_target:
     mov ebx, edi
     mov ecx, VEC
     magic 2                     ; intent: vCPU edi, vector VEC
+    mov r8, edi
+    shl r8, 2
+    add r8, recv                ; r8 = &recv[target]
+    mov r9, [r8]                ; what the target had taken before this send
     mov ecx, VEC
     call send_ipi
     lock add [sent], 1
     add esi, 1
-    mov ecx, WAIT_SPINS         ; wait (bounded) until the target has seen at least esi IPIs
-wait_rx:
-    mov eax, edi
-    shl eax, 2
-    add eax, recv
-    mov eax, [eax]
-    cmp eax, esi
-    jge send_loop
+    mov ecx, WAIT_SPINS         ; wait (bounded) until the target takes one more: an IPI that never
+wait_rx:                        ; lands (coalesced, misdirected) costs one bounded wait, not every later one
+    mov eax, [r8]
+    cmp eax, r9
+    jg send_loop
     pause
     dec ecx
     jnz wait_rx
