@@ -9,7 +9,7 @@ import { runGuest, value } from '../helpers/run.js';
 
 const SLACK = 3000;
 const BURST = 256;
-/** Most cycles one loop iteration costs (rdtsc 25, ten 1-cycle instructions; anchors.md §A). */
+/** Most cycles one loop iteration costs (rdtsc 25 and twelve 1-cycle instructions = 37; anchors.md §A). */
 const ITER_CYCLES = 40;
 /** Bound on the lead: the slack, one burst of the most expensive instruction (rdtsc), one iteration. */
 const BOUND = SLACK + BURST * 25 + ITER_CYCLES;
