@@ -128,11 +128,17 @@ export const LAPIC_SIM_BSP = 0x818;
  */
 export const LAPIC_SIM_ICR_HI_WRITER = 0x81c;
 export const ICR_HI_WRITER_USED = 1 << 31;
+/**
+ * Guest pc of the ICR_HI write LAPIC_SIM_ICR_HI_WRITER names (oracle bookkeeping): -1 when the hypervisor
+ * wrote it; meaningful only while the writer is a vCPU (the page starts zeroed). Written with the writer, by
+ * the owner only.
+ */
+export const LAPIC_SIM_ICR_HI_PC = 0x820;
 /** Last private word; keep it last when adding fields. */
-export const LAPIC_SIM_LAST = LAPIC_SIM_ICR_HI_WRITER;
+export const LAPIC_SIM_LAST = LAPIC_SIM_ICR_HI_PC;
 const LAPIC_SIM_WORDS: readonly number[] = [
   LAPIC_SIM_MODE, LAPIC_SIM_PENDING, LAPIC_SIM_INIT_STATE, LAPIC_SIM_NMI_PENDING, LAPIC_SIM_ESR_PENDING,
-  LAPIC_SIM_INITIAL_ID, LAPIC_SIM_BSP, LAPIC_SIM_ICR_HI_WRITER,
+  LAPIC_SIM_INITIAL_ID, LAPIC_SIM_BSP, LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC,
 ];
 
 // LAPIC_SIM_MODE values (IA32_APIC_BASE EN = bit 11, EXTD = bit 10)

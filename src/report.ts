@@ -67,7 +67,10 @@ export function buildReport(m: Machine, col: Collector, res: EngineResult, meta:
     pcpus: m.npcpus,
     outcome: res.outcome,
     reason: res.reason,
-    findings: col.findings.list().map((f) => ({ ...f, reproduce: reproduceText(meta) })),
+    // Copies: the report is a snapshot, the table keeps counting if the collector is used again.
+    findings: col.findings.list().map((f) => ({
+      ...f, first: { ...f.first }, causes: { ...f.causes }, signatures: { ...f.signatures }, reproduce: reproduceText(meta),
+    })),
     reports,
     console,
     domains: col.domainNames.map((name, i) => domainReport(m, name, i)),

@@ -29,6 +29,8 @@ export function formatHuman(r: RunReport): string {
     for (const f of r.findings) {
       L.push(`  ${f.kind} x${f.count}: first at ${f.first.time_ns} ns on pCPU ${f.first.pcpu}${f.first.domain ? ` (${f.first.domain}/v${f.first.vcpu})` : ''}`);
       L.push(`    ${f.first.detail}`);
+      const more = Object.keys(f.signatures).length - 1 + (f.signatures_dropped > 0 ? 1 : 0);
+      L.push(`    cause ${f.first.cause}, signature ${f.first.signature}${more > 0 ? ` (and ${more}${f.signatures_dropped > 0 ? '+' : ''} more)` : ''}`);
       if (f.reproduce !== undefined) L.push(`    reproduce: ${f.reproduce}`);
       if (f.evidence.length > 0) {
         L.push('    last events on that pCPU:');

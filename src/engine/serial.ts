@@ -158,6 +158,6 @@ function stallFinding(pcpus: Pcpu[], collector: Collector): string {
   let t = 0, at = 0;
   for (const p of pcpus) if (p.core.clock > t) { t = p.core.clock; at = p.id; }
   collector.drainAll();
-  collector.findings.add('STALL', t, at, '', -1, detail, () => collector.recent(at));
+  collector.findings.add('STALL', 'all_blocked', [], t, at, '', -1, detail, () => collector.recent(at));
   return detail;
 }

@@ -151,6 +151,6 @@ function stall(m: Machine, collector: EngineInput['collector'], idle: boolean): 
     : 'no pCPU completed a burst within the watchdog period (a pCPU thread is hung)';
   let t = 0;
   for (let i = 0; i < m.npcpus; i++) t = Math.max(t, m.pcF64[(m.pcpuBase(i) + PC_CLOCK_F64) >> 1]);
-  collector.findings.add('STALL', t, 0, '', -1, detail, () => collector.recent(0));
+  collector.findings.add('STALL', idle ? 'all_blocked' : 'hung', [], t, 0, '', -1, detail, () => collector.recent(0));
   return detail;
 }

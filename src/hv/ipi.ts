@@ -4,7 +4,7 @@
 // the race the secure-realm design runs into (apic.md §5).
 import { DM_IPI_PATH, ipiPathIsPassthrough, ipiPathPosts } from '../../shared/domain.js';
 import { piNotificationInGuest, piWakeupHandler } from './posted.js';
-import { ICR_DM_FIXED, ICR_DM_MASK, ICR_HI_XAPIC_DEST_SHIFT, LAPIC_ICR_HI, LAPIC_ICR_LO, LAPIC_SIM_ICR_HI_WRITER, ICR_HI_WRITER_USED, APIC_MODE_X2APIC, LAPIC_PEND_INIT, LAPIC_PEND_SIPI } from '../../shared/lapic.js';
+import { ICR_DM_FIXED, ICR_DM_MASK, ICR_HI_XAPIC_DEST_SHIFT, LAPIC_ICR_HI, LAPIC_ICR_LO, LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC, ICR_HI_WRITER_USED, APIC_MODE_X2APIC, LAPIC_PEND_INIT, LAPIC_PEND_SIPI } from '../../shared/lapic.js';
 import { PC_PENDING, PC_STATE, PEND_IRQ, PS_WAIT_SIPI } from '../../shared/pcpu.js';
 import { RS_LOST, VCPU_STRIDE_WORDS, VC_IPI_SEQ, VC_RUNSTATE } from '../../shared/vcpu.js';
 import { apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
@@ -79,6 +79,7 @@ export function hvSendIpi(p: Pcpu, target: number, vector: number): void {
     }
     eff = lapicWrite(m.lapic32, base, LAPIC_ICR_LO, lo);
     m.lapic32[base + (LAPIC_SIM_ICR_HI_WRITER >> 2)] = ICR_HI_WRITER_USED; // the hypervisor's, already sent
+    m.lapic32[base + (LAPIC_SIM_ICR_HI_PC >> 2)] = -1; // no guest instruction wrote it
   }
   if (eff.type === 'ipi') physSend(p, eff.icrLo, eff.icrHi, 0);
 }
@@ -141,15 +142,22 @@ export class PhysLapicPort implements LapicPort {
 
   apicWrite(offset: number, value: number): boolean {
     const p = this.p, m = p.m, w = m.plapicBase(p.id) + (LAPIC_SIM_ICR_HI_WRITER >> 2);
+    const wpc = m.plapicBase(p.id) + (LAPIC_SIM_ICR_HI_PC >> 2);
     const eff = lapicWrite(m.lapic32, m.plapicBase(p.id), offset, value, p.params.lapic);
-    if (offset === LAPIC_ICR_HI) m.lapic32[w] = p.cur + 1;
+    if (offset === LAPIC_ICR_HI) {
+      m.lapic32[w] = p.cur + 1;
+      m.lapic32[wpc] = p.core.pc; // the interpreter stored the writing instruction's pc before calling us
+    }
     if (eff.type !== 'ipi') return true;
     const writer = m.lapic32[w];
+    const by = writer & ~ICR_HI_WRITER_USED;
+    const hiPc = by === 0 ? -1 : m.lapic32[wpc];
     m.lapic32[w] = writer | ICR_HI_WRITER_USED;
     const tag = this.guestSend(eff.icrLo, eff.icrHi);
-    // The window between ICR_HI and ICR_LO (apic.md §5): say when this send used someone else's ICR_HI.
-    if ((writer & ICR_HI_WRITER_USED) !== 0) p.emit(EV_ICR_WINDOW, tag, ICRW_REUSED, writer & ~ICR_HI_WRITER_USED);
-    else if (writer !== p.cur + 1) p.emit(EV_ICR_WINDOW, tag, ICRW_OTHER, writer);
+    // The window between ICR_HI and ICR_LO (apic.md §5): say when this send used someone else's ICR_HI,
+    // with the pc of the ICR_HI write it used as the event's pc (the send's own pc is its EV_IPI_SEND's).
+    if ((writer & ICR_HI_WRITER_USED) !== 0) p.emitPc(EV_ICR_WINDOW, tag, ICRW_REUSED, by, hiPc);
+    else if (writer !== p.cur + 1) p.emitPc(EV_ICR_WINDOW, tag, ICRW_OTHER, writer, hiPc);
     return true;
   }
 

@@ -147,16 +147,25 @@ export class Pcpu implements DeliveryHook {
     this.altOp = new GuestAltOp(this);
   }
 
-  /** Emit an event for the loaded vCPU (or a hypervisor event with vcpu -1). */
+  /**
+   * Emit an event for the loaded vCPU (or a hypervisor event with vcpu -1). Its pc is the loaded vCPU's:
+   * the current instruction's during a passed-through APIC access (the interpreter stores core.pc before
+   * calling the port), where the guest stopped otherwise; -1 when no vCPU is loaded.
+   */
   emit(kind: number, a: number, b: number, c: number): void {
-    const v = this.cur;
-    const vid = v < 0 ? -1 : this.m.vc32[v * VCPU_STRIDE_WORDS + VC_ID];
-    this.ring.push(this.core.clock, kind, this.curDomain, vid, a, b, c);
+    this.emitPc(kind, a, b, c, this.cur >= 0 ? this.core.pc : -1);
   }
 
-  /** Emit an event on behalf of another vCPU (dom, vCPU id within it). */
+  /** Emit an event for the loaded vCPU with an explicit pc (another party's, see trace/events.ts). */
+  emitPc(kind: number, a: number, b: number, c: number, pc: number): void {
+    const v = this.cur;
+    const vid = v < 0 ? -1 : this.m.vc32[v * VCPU_STRIDE_WORDS + VC_ID];
+    this.ring.push(this.core.clock, kind, this.curDomain, vid, a, b, c, pc);
+  }
+
+  /** Emit an event on behalf of another vCPU (dom, vCPU id within it); it carries no pc. */
   emitFor(dom: number, vcpu: number, kind: number, a: number, b: number, c: number): void {
-    this.ring.push(this.core.clock, kind, dom, vcpu, a, b, c);
+    this.ring.push(this.core.clock, kind, dom, vcpu, a, b, c, -1);
   }
 
   /** Inject a fault into the loaded vCPU at its current instruction. */

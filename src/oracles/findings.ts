@@ -1,5 +1,34 @@
-// The findings table: one entry per kind with a count and the first occurrence plus its evidence.
-// Oracles add to it; nothing here changes the run (DESIGN.md §6).
+// The findings table: one entry per kind with a count, the first occurrence plus its evidence, the count of
+// each cause and of each signature. Oracles add to it; nothing here changes the run (DESIGN.md §6).
+//
+// A signature (DESIGN.md §8, contract) is `kind:cause:pcs`: the finding kind, a stable cause token, and the
+// guest pcs that identify the bug, as lowercase hex joined with `,` (`xen` where the hypervisor is the party,
+// nothing when no pc applies). Never times, seeds or vCPU numbers: one bug hit on many runs is one signature,
+// different bugs differ. Example: `IPI_MISDIRECTED:icr_window:0x9140,xen`.
+//
+// Cause tokens, per kind (pcs in brackets):
+//   IPI_MISDIRECTED     icr_window      ICR_HI rewritten, or already sent with, between a send's ICR_HI and
+//                                       ICR_LO writes [the ICR_LO write, then the interloper's ICR_HI write or xen]
+//                       stale_map       destination from a stale vCPU -> pCPU map: the target ran elsewhere [send]
+//                       not_running     the target was waiting for a pCPU; the pCPU's current vCPU took it [send]
+//                       left_pcpu       the target ran on the destination pCPU when the IPI left, but was
+//                                       descheduled before it was taken there [send]
+//                       broadcast       the destination was the broadcast ID [send]
+//                       other           none of the above [send]
+//                       hv_window       the hypervisor's own IPI, ICR_HI rewritten by a handler mid-send [xen]
+//   IPI_LOST            undelivered     an intended IPI never arrived within the bound [send]
+//   IPI_FOREIGN         foreign_domain  delivered into another domain [send]
+//   IPI_UNKNOWN_VECTOR  dropped         a vector no one handles reached a pCPU [send, or xen]
+//                       reflected       the same, passed on to the running vCPU [send, or xen]
+//   HOST_RESET          init | sipi     INIT or SIPI reached a pCPU [send, or xen]
+//   ROGUE_VMFUNC        outside_trampoline  VMFUNC outside the trampoline region [the VMFUNC]
+//   REALM_ESCAPE        secret_access   the secret touched from outside the realm [the accessing instruction]
+//   STALE_TRANSLATION   no_flush        an access through a TLB entry older than a completed change [where the
+//                                       burst that made it stopped: the interpreter does not keep the access's pc]
+//   GUEST_ASSERT        code<N>         magic 3 with code N, unsigned decimal [the magic]
+//   DOMAIN_CRASH        triple_fault | ept_violation | vmfunc | other  [the crashing instruction]
+//   STALL               all_blocked     no pCPU can make progress: every vCPU blocked or done [none]
+//                       hung            threaded: no pCPU completed a burst within the watchdog period [none]
 import { cyclesToNs } from '../engine/clock.js';
 
 export const FINDING_KINDS = [
@@ -8,37 +37,153 @@ export const FINDING_KINDS = [
 ] as const;
 export type FindingKind = (typeof FINDING_KINDS)[number];
 
+/** In a pcs list: the hypervisor is the party (no guest pc). Written `xen`. */
+export const PC_XEN = -1;
+/** Distinct signatures (and causes) kept per kind; occurrences of new ones past it are only counted. */
+export const SIGNATURES_PER_KIND = 256;
+
 export interface FindingFirst {
   time_ns: number;
   pcpu: number;
   domain: string;
   vcpu: number;
   detail: string;
+  cause: string;
+  signature: string;
 }
 
 export interface Finding {
   kind: FindingKind;
   count: number;
   first: FindingFirst;
+  /** Occurrences per cause token. */
+  causes: Record<string, number>;
+  /** Occurrences per signature, at most SIGNATURES_PER_KIND distinct. */
+  signatures: Record<string, number>;
+  /** Occurrences whose signature was new when `signatures` was full. */
+  signatures_dropped: number;
   /** The last events of the pCPU involved before the first occurrence, oldest first. */
   evidence: string[];
   /** How to see it again (filled in by the report: the run's command, and what it reproduces). */
   reproduce?: string;
 }
 
-export class Findings {
-  private readonly byKind = new Map<FindingKind, Finding>();
+/** One distinct signature of a run: how often it was hit and its first occurrence's detail. */
+export interface SignatureEntry {
+  signature: string;
+  kind: FindingKind;
+  cause: string;
+  count: number;
+  detail: string;
+}
 
-  add(kind: FindingKind, timeCycles: number, pcpu: number, domain: string, vcpu: number, detail: string, evidence: () => string[]): void {
-    const f = this.byKind.get(kind);
-    if (f !== undefined) { f.count++; return; }
-    this.byKind.set(kind, { kind, count: 1, first: { time_ns: round2(cyclesToNs(timeCycles)), pcpu, domain, vcpu, detail }, evidence: evidence() });
+export interface SignatureParts {
+  kind: FindingKind;
+  cause: string;
+  /** Guest pcs (unsigned), PC_XEN for the hypervisor. */
+  pcs: number[];
+}
+
+const CAUSE_RE = /^[a-z0-9_]+$/;
+const PC_RE = /^0x[0-9a-f]+$/;
+const KINDS: ReadonlySet<string> = new Set(FINDING_KINDS);
+
+function findingsBug(msg: string): never {
+  throw new Error(`this is a bug in vcpulab: findings: ${msg}`);
+}
+
+/** A pcs list as a signature writes it: `0x1a8,xen`. */
+export function pcsText(pcs: readonly number[]): string {
+  let s = '';
+  for (let i = 0; i < pcs.length; i++) {
+    if (i > 0) s += ',';
+    s += pcs[i] === PC_XEN ? 'xen' : '0x' + (pcs[i] >>> 0).toString(16);
+  }
+  return s;
+}
+
+/** `kind:cause:pcs` (DESIGN.md §8). */
+export function signatureOf(kind: FindingKind, cause: string, pcs: readonly number[]): string {
+  if (!CAUSE_RE.test(cause)) findingsBug(`cause token '${cause}' of ${kind} is not [a-z0-9_]+`);
+  return `${kind}:${cause}:${pcsText(pcs)}`;
+}
+
+/** The parts of a signature, or null when `s` is not one. signatureOf(parts) gives `s` back. */
+export function parseSignature(s: string): SignatureParts | null {
+  const parts = s.split(':');
+  if (parts.length !== 3) return null;
+  const [kind, cause, list] = parts;
+  if (!KINDS.has(kind) || !CAUSE_RE.test(cause)) return null;
+  const pcs: number[] = [];
+  if (list !== '') {
+    for (const t of list.split(',')) {
+      if (t === 'xen') pcs.push(PC_XEN);
+      else if (PC_RE.test(t) && t.length <= 10 && (t.length === 3 || t[2] !== '0')) pcs.push(parseInt(t.slice(2), 16));
+      else return null;
+    }
+  }
+  return { kind: kind as FindingKind, cause, pcs };
+}
+
+interface KindState {
+  finding: Finding;
+  /** First detail per kept signature (same keys as finding.signatures). */
+  details: Map<string, string>;
+  /** Distinct causes kept. */
+  causes: number;
+}
+
+export class Findings {
+  private readonly byKind = new Map<FindingKind, KindState>();
+
+  /**
+   * One occurrence: `cause` is a token from the table above, `pcs` the guest pcs that identify the bug
+   * (PC_XEN for the hypervisor). `evidence` is called for the first occurrence of the kind only.
+   */
+  add(kind: FindingKind, cause: string, pcs: readonly number[], timeCycles: number, pcpu: number, domain: string, vcpu: number,
+    detail: string, evidence: () => string[]): void {
+    const signature = signatureOf(kind, cause, pcs);
+    let st = this.byKind.get(kind);
+    if (st === undefined) {
+      st = {
+        finding: {
+          kind, count: 0,
+          first: { time_ns: round2(cyclesToNs(timeCycles)), pcpu, domain, vcpu, detail, cause, signature },
+          causes: {}, signatures: {}, signatures_dropped: 0, evidence: evidence(),
+        },
+        details: new Map(), causes: 0,
+      };
+      this.byKind.set(kind, st);
+    }
+    const f = st.finding;
+    f.count++;
+    if (Object.hasOwn(f.causes, cause)) f.causes[cause]++;
+    else if (st.causes < SIGNATURES_PER_KIND) { f.causes[cause] = 1; st.causes++; }
+    if (st.details.has(signature)) f.signatures[signature]++;
+    else if (st.details.size < SIGNATURES_PER_KIND) {
+      st.details.set(signature, detail);
+      f.signatures[signature] = 1;
+    } else f.signatures_dropped++;
   }
 
-  count(kind: FindingKind): number { return this.byKind.get(kind)?.count ?? 0; }
+  count(kind: FindingKind): number { return this.byKind.get(kind)?.finding.count ?? 0; }
 
   list(): Finding[] {
-    return FINDING_KINDS.filter((k) => this.byKind.has(k)).map((k) => this.byKind.get(k) as Finding);
+    return FINDING_KINDS.filter((k) => this.byKind.has(k)).map((k) => (this.byKind.get(k) as KindState).finding);
+  }
+
+  /** Every distinct signature of the run (kinds in FINDING_KINDS order, each kind's in first-seen order). */
+  signatureList(): SignatureEntry[] {
+    const out: SignatureEntry[] = [];
+    for (const k of FINDING_KINDS) {
+      const st = this.byKind.get(k);
+      if (st === undefined) continue;
+      for (const [signature, detail] of st.details) {
+        const cause = signature.slice(k.length + 1, signature.indexOf(':', k.length + 1));
+        out.push({ signature, kind: k, cause, count: st.finding.signatures[signature], detail });
+      }
+    }
+    return out;
   }
 }
 

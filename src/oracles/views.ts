@@ -11,22 +11,23 @@ const PERMS = ['', 'read', 'write', 'read+write', 'execute', 'read+execute', 'wr
 
 export class ViewOracle {
   onEvent(findings: Findings, domains: string[], pcpu: number, time: number, kind: number, dom: number, vcpu: number,
-    a: number, b: number, c: number, evidence: () => string[]): void {
+    a: number, b: number, c: number, pc: number, evidence: () => string[]): void {
     switch (kind) {
       case EV_STALE: {
+        // The record's pc is where the burst stopped: the interpreter keeps no pc per access.
         const access = b & 0xff, view = (b >>> 8) & 0xffff;
-        findings.add('STALE_TRANSLATION', time, pcpu, domains[dom], vcpu,
+        findings.add('STALE_TRANSLATION', 'no_flush', [pc], time, pcpu, domains[dom], vcpu,
           `${PERMS[access] ?? access} of gpa ${hex(a)} in ${viewName(view)} allowed by this pCPU's TLB after the change that ` +
           `removed it (p2m generation ${c}) had returned: the pCPU was not made to flush before its next access`, evidence);
         break;
       }
       case EV_ROGUE_VMFUNC:
-        findings.add('ROGUE_VMFUNC', time, pcpu, domains[dom], vcpu,
+        findings.add('ROGUE_VMFUNC', 'outside_trampoline', [b], time, pcpu, domains[dom], vcpu,
           `VMFUNC to ${viewName(a)} from ${viewName(c)} at pc ${hex(b)}, outside the trampoline region: any code that ` +
           `runs VMFUNC enters every visible view`, evidence);
         break;
       case EV_REALM_ESCAPE:
-        findings.add('REALM_ESCAPE', time, pcpu, domains[dom], vcpu,
+        findings.add('REALM_ESCAPE', 'secret_access', [b], time, pcpu, domains[dom], vcpu,
           `secret gpa ${hex(a)} accessed by code at pc ${hex(b)}, outside the realm, in ${viewName(c)}`, evidence);
         break;
       default: break;

@@ -5,14 +5,14 @@ import {
   CRASH_EPT_VIOLATION, CRASH_NAMES, CRASH_TRIPLE_FAULT, EVENT_NAMES, EV_ALTP2M_OP, EV_ASSERT, EV_CONSOLE, EV_DOMAIN_END, EV_EXIT, EV_INVEPT,
   EV_MEM_EVENT, EV_REALM_ESCAPE, EV_REPORT, EV_ROGUE_VMFUNC, EV_STALE, EV_VE, EV_VMFUNC, EV_SCHED_IN, EV_SCHED_OUT, EV_EXCEPTION, EV_MARKER,
   EV_INTENT, EV_IPI_SEND, EV_IPI_DELIVER, EV_IPI_COALESCED, EV_PHYS_IRQ, EV_HOST_RESET, EV_ICR_WINDOW, EV_HV_IPI_MISDIRECTED, EV_SINGLESTEP,
-  ICRW_REUSED, ipiTagSender, ipiTagSeq,
+  CRASH_BAD_VMFUNC, ICRW_REUSED, ipiTagSender, ipiTagSeq,
 } from './events.js';
 import { ALTP2M_OP_NAMES } from '../hv/hvm-op.js';
 import { hostGpaToHost } from '../hv/altp2m.js';
 import { disassemble } from '../isa/disasm.js';
 import { DM_CRASH_A, DM_CRASH_B, DM_CRASH_C, DM_CRASH_REASON, DS_CRASHED } from '../../shared/domain.js';
 import { EXIT_NAMES } from '../isa/interp.js';
-import { Findings } from '../oracles/findings.js';
+import { Findings, PC_XEN } from '../oracles/findings.js';
 import { IpiOracle, type IpiMetrics } from '../oracles/ipi.js';
 import { ViewOracle, viewName } from '../oracles/views.js';
 import { VCPU_STRIDE_WORDS, VC_DOMAIN, VC_ID } from '../../shared/vcpu.js';
@@ -21,12 +21,14 @@ import { ringDrain } from './ring.js';
 import type { Machine } from '../machine.js';
 
 export const RECENT_EVENTS = 20;
+/** Words kept per recent event: kind, dom, vcpu, a, b, c, pc. */
+const RECENT_WORDS = 7;
 
 export interface ReportEntry { domain: string; vcpu: number; key: number; value: number; seq: number }
 
-/** Optional extra consumer (trace writer). */
+/** Optional extra consumer (trace writer). `pc` is the record's (shared/ring.ts REC_PC). */
 export interface EventListener {
-  onEvent(pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): void;
+  onEvent(pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number, pc: number): void;
 }
 
 export class Collector {
@@ -49,8 +51,8 @@ export class Collector {
   listener: EventListener | undefined;
   readonly ipi: IpiOracle;
   private ipiMetrics: IpiMetrics | undefined;
-  readonly sink = (pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): void =>
-    this.onEvent(pcpu, time, kind, dom, vcpu, a, b, c);
+  readonly sink = (pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number, pc: number): void =>
+    this.onEvent(pcpu, time, kind, dom, vcpu, a, b, c, pc);
 
   constructor(readonly m: Machine, readonly domainNames: string[], ipiLostBoundUs?: number) {
     this.ipi = new IpiOracle(ipiLostBoundUs);
@@ -59,7 +61,7 @@ export class Collector {
     this.events = new Array<number>(n).fill(0);
     this.digests = new Uint32Array(n).fill(0x811c9dc5);
     this.recentT = new Float64Array(n * RECENT_EVENTS);
-    this.recentW = new Int32Array(n * RECENT_EVENTS * 6);
+    this.recentW = new Int32Array(n * RECENT_EVENTS * RECENT_WORDS);
     this.recentN = new Int32Array(n);
   }
 
@@ -74,38 +76,39 @@ export class Collector {
     ringDrain(this.m.ring32, this.m.ringF64, this.m.ringBase(p), p, this.sink);
   }
 
-  onEvent(pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): void {
+  onEvent(pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number, pc: number): void {
     this.events[pcpu]++;
     let h = this.digests[pcpu];
     h = Math.imul(h ^ kind, 0x01000193); h = Math.imul(h ^ dom, 0x01000193); h = Math.imul(h ^ vcpu, 0x01000193);
     h = Math.imul(h ^ a, 0x01000193); h = Math.imul(h ^ b, 0x01000193); h = Math.imul(h ^ c, 0x01000193);
+    h = Math.imul(h ^ pc, 0x01000193);
     h = Math.imul(h ^ (time % 4294967296), 0x01000193);
     this.digests[pcpu] = h >>> 0;
     const slot = this.recentN[pcpu]++ % RECENT_EVENTS;
     const ri = pcpu * RECENT_EVENTS + slot;
     this.recentT[ri] = time;
-    const w = this.recentW, wi = ri * 6;
-    w[wi] = kind; w[wi + 1] = dom; w[wi + 2] = vcpu; w[wi + 3] = a; w[wi + 4] = b; w[wi + 5] = c;
+    const w = this.recentW, wi = ri * RECENT_WORDS;
+    w[wi] = kind; w[wi + 1] = dom; w[wi + 2] = vcpu; w[wi + 3] = a; w[wi + 4] = b; w[wi + 5] = c; w[wi + 6] = pc;
     switch (kind) {
       case EV_REPORT: this.reports.push({ domain: this.domainNames[dom], vcpu, key: a, value: b, seq: c }); break;
       case EV_CONSOLE: this.console[dom] += String.fromCharCode(a & 0xff); break;
       case EV_ASSERT:
-        this.findings.add('GUEST_ASSERT', time, pcpu, this.domainNames[dom], vcpu,
+        this.findings.add('GUEST_ASSERT', `code${a >>> 0}`, [b], time, pcpu, this.domainNames[dom], vcpu,
           `magic 3 with code ${a} at pc 0x${hex(b)}`, () => this.recent(pcpu));
         break;
       case EV_DOMAIN_END:
         if (a === DS_CRASHED) {
-          this.findings.add('DOMAIN_CRASH', time, pcpu, this.domainNames[dom], vcpu,
+          this.findings.add('DOMAIN_CRASH', CRASH_CAUSES[b] ?? 'other', [crashPc(this.m, dom, pc)], time, pcpu, this.domainNames[dom], vcpu,
             `${CRASH_NAMES[b] ?? `reason ${b}`}: ${crashDetail(this.m, dom)}`, () => this.recent(pcpu));
         }
         break;
       case EV_STALE: case EV_ROGUE_VMFUNC: case EV_REALM_ESCAPE:
-        this.views.onEvent(this.findings, this.domainNames, pcpu, time, kind, dom, vcpu, a, b, c, () => this.recent(pcpu));
+        this.views.onEvent(this.findings, this.domainNames, pcpu, time, kind, dom, vcpu, a, b, c, pc, () => this.recent(pcpu));
         break;
       default: break;
     }
-    this.ipi.onEvent(pcpu, time, kind, dom, vcpu, a, b, c); // it keeps only the kinds it judges
-    if (this.listener !== undefined) this.listener.onEvent(pcpu, time, kind, dom, vcpu, a, b, c);
+    this.ipi.onEvent(pcpu, time, kind, dom, vcpu, a, b, c, pc); // it keeps only the kinds it judges
+    if (this.listener !== undefined) this.listener.onEvent(pcpu, time, kind, dom, vcpu, a, b, c, pc);
   }
 
   /** Run the end-of-run oracles once; returns their metrics. */
@@ -114,7 +117,7 @@ export class Collector {
       const vc32 = this.m.vc32;
       const who = (g: number) => ({ dom: vc32[g * VCPU_STRIDE_WORDS + VC_DOMAIN], vcpu: vc32[g * VCPU_STRIDE_WORDS + VC_ID] });
       this.ipiMetrics = this.ipi.finish(this.findings, this.domainNames, who, endTime,
-        (e) => formatEvent(this.domainNames, e.pcpu, e.time, e.kind, e.dom, e.vcpu, e.a, e.b, e.c, this.code));
+        (e) => formatEvent(this.domainNames, e.pcpu, e.time, e.kind, e.dom, e.vcpu, e.a, e.b, e.c, this.code, e.pc));
     }
     return this.ipiMetrics;
   }
@@ -132,8 +135,8 @@ export class Collector {
     const out: string[] = [];
     for (let i = Math.max(0, n - RECENT_EVENTS); i < n; i++) {
       const ri = pcpu * RECENT_EVENTS + (i % RECENT_EVENTS);
-      const w = this.recentW.subarray(ri * 6, ri * 6 + 6);
-      out.push(formatEvent(this.domainNames, pcpu, this.recentT[ri], w[0], w[1], w[2], w[3], w[4], w[5], this.code));
+      const w = this.recentW.subarray(ri * RECENT_WORDS, ri * RECENT_WORDS + RECENT_WORDS);
+      out.push(formatEvent(this.domainNames, pcpu, this.recentT[ri], w[0], w[1], w[2], w[3], w[4], w[5], this.code, w[6]));
     }
     return out;
   }
@@ -163,10 +166,11 @@ export function tagText(tag: number): string {
 
 /**
  * One event as a readable line: time, pCPU, who ran there, the event, its fields decoded (ICR contents,
- * views, access), and with `code`, the guest instruction at the event's pc.
+ * views, access), and with `code`, the guest instruction at the event's pc. `pc` is the record's (absent in
+ * trace files): IPI sends and ICR windows show it.
  */
 export function formatEvent(names: string[], pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number,
-  code?: CodeReader): string {
+  code?: CodeReader, pc = -1): string {
   const who = dom >= 0 ? `${names[dom]}/v${vcpu}` : 'xen';
   const t = cyclesToNs(time).toFixed(1).padStart(12);
   const k = EVENT_NAMES[kind] ?? `event${kind}`;
@@ -185,12 +189,17 @@ export function formatEvent(names: string[], pcpu: number, time: number, kind: n
     case EV_ASSERT: what = `code ${a} ${at(b)}`; break;
     case EV_MARKER: what = `marker ${a} ${at(b)}`; break;
     case EV_INTENT: what = `next IPI meant for vCPU ${a}, vector 0x${(b & 0xff).toString(16)}`; break;
-    case EV_IPI_SEND: what = `${tagText(a)} ${icrText(b)} ${(c >>> 0) > 0xffffff ? `ICR_HI=0x${hex(c)} (destination ${c >>> 24})` : `destination ${c}`}`; break;
+    case EV_IPI_SEND:
+      what = `${tagText(a)} ${icrText(b)} ${(c >>> 0) > 0xffffff ? `ICR_HI=0x${hex(c)} (destination ${c >>> 24})` : `destination ${c}`}${pc >= 0 ? ` ${at(pc)}` : ''}`;
+      break;
     case EV_IPI_DELIVER: what = `${tagText(a)} vector 0x${(b & 0xff).toString(16)} entered the handler (accepted on pCPU ${c})`; break;
     case EV_IPI_COALESCED: what = `${tagText(a)} vector 0x${(b & 0xff).toString(16)} already pending: merged`; break;
     case EV_PHYS_IRQ: what = `vector 0x${(a & 0xff).toString(16)} ${['handled by xen', 'no handler (dropped)', 'reflected to the running vCPU'][b] ?? b} from ${tagText(c)}`; break;
     case EV_HOST_RESET: what = `${DM_NAMES[b & 7] ?? b} reached pCPU ${a} from ${tagText(c)}`; break;
-    case EV_ICR_WINDOW: what = `${tagText(a)} sent with an ICR_HI ${b === ICRW_REUSED ? 'a nested send had already used' : 'someone else wrote'} (last writer ${c === 0 ? 'xen' : `v${c - 1}`})`; break;
+    case EV_ICR_WINDOW:
+      what = `${tagText(a)} sent with an ICR_HI ${b === ICRW_REUSED ? 'a nested send had already used' : 'someone else wrote'} ` +
+        `(last writer ${c === 0 ? 'xen' : `v${c - 1}${pc >= 0 ? `, ICR_HI written at pc=0x${hex(pc)}` : ''}`})`;
+      break;
     case EV_HV_IPI_MISDIRECTED: what = `xen's vector 0x${(b & 0xff).toString(16)} for pCPU ${a} left for pCPU ${c}`; break;
     case EV_VMFUNC: what = `${viewName(a)} -> ${viewName(c)} ${at(b)}`; break;
     case EV_ROGUE_VMFUNC: what = `to ${viewName(a)} from ${viewName(c)} ${at(b)}`; break;
@@ -203,6 +212,20 @@ export function formatEvent(names: string[], pcpu: number, time: number, kind: n
     default: what = `a=${a} b=0x${hex(b)} c=${c}`;
   }
   return `${t} ns  p${pcpu}  ${who}  ${k} ${what}`;
+}
+
+/** DOMAIN_CRASH cause tokens by CRASH_* reason (oracles/findings.ts). */
+const CRASH_CAUSES: Readonly<Record<number, string>> = {
+  [CRASH_TRIPLE_FAULT]: 'triple_fault', [CRASH_EPT_VIOLATION]: 'ept_violation', [CRASH_BAD_VMFUNC]: 'vmfunc',
+};
+
+/** The crashing instruction's pc (DM_CRASH_*, see crashDetail), else the record's; PC_XEN when neither. */
+function crashPc(m: Machine, dom: number, recordPc: number): number {
+  const db = m.domainBase(dom);
+  const reason = m.dm32[db + DM_CRASH_REASON];
+  if (reason === CRASH_TRIPLE_FAULT) return m.dm32[db + DM_CRASH_B];
+  if (reason === CRASH_EPT_VIOLATION) return m.dm32[db + DM_CRASH_C];
+  return recordPc >= 0 ? recordPc : PC_XEN;
 }
 
 function crashDetail(m: Machine, dom: number): string {

@@ -1,5 +1,7 @@
 // Event kinds carried by the per-pCPU rings (layout: shared/ring.ts). Grouped by class, as Xen's
 // trace.h does: 1-15 guest services, 16-31 VM exits and scheduling, 32-47 domain lifecycle.
+// Every record also carries a pc (shared/ring.ts REC_PC): the loaded vCPU's guest pc when it was emitted, -1
+// when none was loaded or it was emitted for another vCPU. Events whose pc names another party say so below.
 export const EV_REPORT = 1;        // a = key, b = value, c = per-vCPU report sequence
 export const EV_INTENT = 2;        // a = target vCPU, b = vector | intent seq << 8, c = sender's IPI seq then
 export const EV_ASSERT = 3;        // a = code, b = pc
@@ -12,15 +14,19 @@ export const EV_VCPU_LIMIT = 19;   // vCPU reached --max-instructions
 export const EV_EXCEPTION = 20;    // a = vector, b = pc (delivered by the hypervisor: #GP from wrmsr, ...)
 // 21-31 interrupts. A source tag names the IPI a vector came from: ((seq & 0x7ffff) << 12) | (sender + 1),
 // sender = global vCPU index, seq = that vCPU's IPI sequence number; 0 = the hypervisor.
-export const EV_IPI_SEND = 21;     // a = source tag, b = ICR low word, c = destination (ICR_HI >> 24, or x2APIC dest)
+export const EV_IPI_SEND = 21;     // a = source tag, b = ICR low word, c = destination (ICR_HI >> 24, or x2APIC dest); pc = the sending instruction's
 export const EV_IPI_DELIVER = 22;  // a = source tag, b = vector, c = pCPU the vector was accepted on (guest handler entered)
 export const EV_IPI_COALESCED = 23; // a = source tag, b = vector: the target's IRR bit was already set
 export const EV_PHYS_IRQ = 24;     // a = vector, b = PIRQ_* disposition, c = source tag
-export const EV_HOST_RESET = 25;
+export const EV_HOST_RESET = 25;    // a = target pCPU, b = delivery mode (5 INIT, 6 SIPI), c = source tag; pc = the sender's
+/**
+ * A guest's ICR_LO write sent with an ICR_HI it did not just write: a = source tag, b = ICRW_*, c = last
+ * writer (vCPU + 1, 0 hypervisor). pc = the interloper's: the guest pc of that ICR_HI write, -1 when the
+ * hypervisor wrote it (the send's own pc is on its EV_IPI_SEND, same tag).
+ */
+export const EV_ICR_WINDOW = 26;
 /** The hypervisor's own IPI left for another pCPU than it wrote (hv_ipi_irqs = "unmasked"): a = meant pCPU, b = vector, c = actual. */
 export const EV_HV_IPI_MISDIRECTED = 27;
-/** A guest's ICR_LO write sent with an ICR_HI it did not just write: a = source tag, b = ICRW_*, c = last writer (vCPU + 1, 0 hypervisor). */
-export const EV_ICR_WINDOW = 26;   // a = target pCPU, b = delivery mode (5 INIT, 6 SIPI), c = source tag
 export const EV_DOMAIN_END = 32;   // a = DS_* state, b = exit code or CRASH_*, c = detail
 export const EV_HALT_DEAD = 33;    // a vCPU halted with IF=0 (can never wake)
 // 48-63 memory views (altp2m, VMFUNC, #VE, vm_event, EPT sync)

@@ -1,6 +1,6 @@
 // Producer and consumer sides of the per-pCPU event rings (layout: shared/ring.ts).
 import {
-  REC_A, REC_B, REC_C, REC_DOMAIN, REC_KIND, REC_TIME_F64, REC_VCPU, RING_HDR_WORDS, RING_HEAD, RING_PRODUCER_WAITING,
+  REC_A, REC_B, REC_C, REC_DOMAIN, REC_KIND, REC_PC, REC_TIME_F64, REC_VCPU, RING_HDR_WORDS, RING_HEAD, RING_PRODUCER_WAITING,
   RING_RECORD_WORDS, RING_RECORDS, RING_TAIL,
 } from '../../shared/ring.js';
 
@@ -23,7 +23,8 @@ export class RingWriter {
     this.head = Atomics.load(r32, base + RING_HEAD);
   }
 
-  push(time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): void {
+  /** One record; `pc` is the guest pc it is attributed to (REC_PC), -1 for none. */
+  push(time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number, pc: number): void {
     const r32 = this.r32, base = this.base;
     while (this.head - Atomics.load(r32, base + RING_TAIL) >= RING_RECORDS) this.full.ringFull(this.pcpu);
     const rec = base + RING_HDR_WORDS + (this.head & (RING_RECORDS - 1)) * RING_RECORD_WORDS;
@@ -34,6 +35,7 @@ export class RingWriter {
     r32[rec + REC_A] = a;
     r32[rec + REC_B] = b;
     r32[rec + REC_C] = c;
+    r32[rec + REC_PC] = pc;
     this.head++;
     // Publish after the record is complete (see shared/ring.ts).
     Atomics.store(r32, base + RING_HEAD, this.head);
@@ -64,12 +66,13 @@ export interface EventRecord {
   a: number;
   b: number;
   c: number;
+  pc: number;
 }
 
 /** Consumer: hands each new record of ring `pcpu` to `sink`; returns how many. */
 export function ringDrain(
   r32: Int32Array, rF64: Float64Array, base: number, pcpu: number,
-  sink: (pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number) => void,
+  sink: (pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number, pc: number) => void,
 ): number {
   const head = Atomics.load(r32, base + RING_HEAD);
   let tail = Atomics.load(r32, base + RING_TAIL);
@@ -77,7 +80,7 @@ export function ringDrain(
   while (tail !== head) {
     const rec = base + RING_HDR_WORDS + (tail & (RING_RECORDS - 1)) * RING_RECORD_WORDS;
     sink(pcpu, rF64[(rec + REC_TIME_F64) >> 1], r32[rec + REC_KIND], r32[rec + REC_DOMAIN], r32[rec + REC_VCPU],
-      r32[rec + REC_A], r32[rec + REC_B], r32[rec + REC_C]);
+      r32[rec + REC_A], r32[rec + REC_B], r32[rec + REC_C], r32[rec + REC_PC]);
     tail++;
   }
   Atomics.store(r32, base + RING_TAIL, tail);

@@ -37,7 +37,8 @@ export class TraceWriter implements EventListener {
     writeSync(this.fd, this.packr.pack(header));
   }
 
-  onEvent(pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number): void {
+  /** The record's pc is not written: the trace format stays [time, pcpu, kind, domain, vcpu, a, b, c]. */
+  onEvent(pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number, _pc: number): void {
     this.batch.push([time, pcpu, kind, dom, vcpu, a, b, c]);
     if (this.batch.length >= BATCH) this.flush();
   }
