@@ -4,12 +4,18 @@ import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, UserError } from '../errors.js';
 import { asmCommand } from './asm.js';
 import { simCommand } from './sim.js';
 import { traceCommand } from './trace.js';
+import { huntCommand } from './hunt.js';
+import { regressCommand, replayCommand } from './replay.js';
+import { reproduceCommand } from './reproduce.js';
 import { listBuiltins } from '../scenario/loader.js';
 
 const USAGE = `usage: vcpulab <command> [args]
 commands:
   sim [flags]          run a scenario (vcpulab sim --help for the flags)
-  replay FILE          replay a schedule written by sim --schedule-out (same as sim --replay FILE)
+  replay FILE          replay a schedule (hunt --out or sim --schedule-out); exit 1 if it no longer produces its finding
+  hunt [flags]         search many serial schedules for races on a worker pool (vcpulab hunt --help)
+  regress DIR          replay every DIR/*.schedule; exit 1 naming those that no longer reproduce
+  reproduce REPORT     hunt serial schedules for a finding of a (threaded) sim --json report, then shrink it
   asm FILE             assemble a guest program and print its listing
   trace FILE [flags]   summarize a sim --trace file, grep its events, or export it for Perfetto (vcpulab trace --help)
   scenarios            list the built-in scenarios`;
@@ -19,9 +25,10 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (cmd) {
       case 'sim': return await simCommand(rest);
-      case 'replay':
-        if (rest.length === 0 || rest[0].startsWith('-')) throw new UserError('vcpulab replay: give the schedule FILE (vcpulab replay FILE [--json])');
-        return await simCommand(['--replay', rest[0], ...rest.slice(1)]);
+      case 'replay': return await replayCommand(rest);
+      case 'hunt': return await huntCommand(rest);
+      case 'regress': return await regressCommand(rest);
+      case 'reproduce': return await reproduceCommand(rest);
       case 'asm': return await asmCommand(rest);
       case 'trace': return await traceCommand(rest);
       case 'scenarios':
@@ -31,7 +38,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE + '\n');
         return cmd === undefined ? EXIT_BAD_INPUT : EXIT_OK;
       default:
-        throw new UserError(`vcpulab: unknown command '${cmd}' (commands: sim, replay, asm, trace, scenarios)`);
+        throw new UserError(`vcpulab: unknown command '${cmd}' (commands: sim, replay, hunt, regress, reproduce, asm, trace, scenarios)`);
     }
   } catch (e) {
     if (e instanceof UserError) {

@@ -1,24 +1,18 @@
 // `vcpulab sim`: load a scenario, build the machine, run it on an engine, print the report.
-import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { Packr, unpack } from 'msgpackr';
 import cliProgress from 'cli-progress';
 import { MAX_PCPUS } from '../../shared/machine.js';
 import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UserError } from '../errors.js';
-import { buildMachine } from '../machine.js';
-import { loadScenario, scenarioAgents, scenarioMachine, MAX_VCPUS_PER_DOMAIN } from '../scenario/loader.js';
-import { Collector } from '../trace/collector.js';
-import { TraceWriter } from '../trace/writer.js';
-import { nsToCycles } from '../engine/clock.js';
-import { runSerial } from '../engine/serial.js';
-import { runThreaded } from '../engine/threaded.js';
+import { MAX_VCPUS_PER_DOMAIN } from '../scenario/loader.js';
 import { STRATEGIES } from '../engine/strategies/index.js';
-import type { EngineOptions, EngineResult } from '../engine/common.js';
-import type { PcpuParams } from '../hv/pcpu-loop.js';
-import { buildReport, type RunReport } from '../report.js';
+import type { EngineResult } from '../engine/common.js';
+import type { RunReport } from '../report.js';
 import { formatHuman } from './human.js';
 import { compareList, formatCompare } from './compare.js';
-import { loadAgent } from '../agent/runner.js';
+import { labPrepare, labRun, replayCommand, RUN_DEFAULTS, simulate, type RunConfig } from '../lab.js';
+import { readScheduleFile, scheduleHeader, writeScheduleFile, type ReplayMode } from '../schedule.js';
+
+export { simulate, replayCommand, type RunConfig };
 
 export const SIM_USAGE = `usage: vcpulab sim [flags]
   --scenario NAME|FILE     built-in scenario name or a .toml file (default: secure-realm)
@@ -28,6 +22,7 @@ export const SIM_USAGE = `usage: vcpulab sim [flags]
   --engine threaded|serial threaded: one worker thread per pCPU; serial: seeded, replayable (default: threaded)
   --seed N                 run seed, 0..4294967295 (default: 1)
   --strategy NAME          serial engine: ${STRATEGIES.join(' | ')} (default: random)
+  --pct-depth D            pct: the bug depth it aims at, d - 1 change points, 1..16 (default: 3)
   --max-instructions N     per-vCPU guest instruction limit, 0 = none (default: 100000000)
   --max-ms N               wall-clock limit in ms, 0 = none (default: 0)
   --slack N                lax sync: cycles a pCPU may run ahead of the slowest (default: 30000)
@@ -41,23 +36,7 @@ export const SIM_USAGE = `usage: vcpulab sim [flags]
   --no-progress            no progress bar on a TTY
   -h, --help               this text`;
 
-const DEFAULTS = { seed: 1, maxInstructions: 100_000_000, slack: 30_000, burst: 4096, watchdogMs: 2000 };
-
-/** Everything that determines a run; what a schedule file stores so --replay needs nothing else. */
-export interface RunConfig {
-  scenario: string;
-  pcpus?: number;
-  vcpus?: number;
-  engine: 'threaded' | 'serial';
-  seed: number;
-  strategy: string;
-  maxInstructions: number;
-  maxMs: number;
-  slack: number;
-  burst: number;
-  watchdogMs: number;
-  injectWorkerFault?: number;
-}
+const DEFAULTS = RUN_DEFAULTS;
 
 export interface SimFlags extends RunConfig {
   json: boolean;
@@ -94,7 +73,7 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
         'max-ms': { type: 'string' }, slack: { type: 'string' }, burst: { type: 'string' }, 'watchdog-ms': { type: 'string' },
         'schedule-out': { type: 'string' }, replay: { type: 'string' }, trace: { type: 'string' }, json: { type: 'boolean' },
         'no-progress': { type: 'boolean' }, 'inject-worker-fault': { type: 'string' }, help: { type: 'boolean', short: 'h' },
-        compare: { type: 'string' },
+        compare: { type: 'string' }, 'pct-depth': { type: 'string' },
       },
     });
   } catch (e) {
@@ -108,6 +87,7 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
   const strategy = v.strategy ?? 'random';
   if (!(STRATEGIES as readonly string[]).includes(strategy)) throw new UserError(`vcpulab sim: --strategy must be one of ${STRATEGIES.join(', ')}, got '${strategy}'`);
   if (v.strategy !== undefined && engine !== 'serial') throw new UserError('vcpulab sim: --strategy needs --engine serial');
+  if (v['pct-depth'] !== undefined && strategy !== 'pct') throw new UserError('vcpulab sim: --pct-depth needs --strategy pct');
   if (v['schedule-out'] !== undefined && engine !== 'serial') throw new UserError('vcpulab sim: --schedule-out needs --engine serial');
   const f: SimFlags = {
     scenario: v.scenario ?? 'secure-realm',
@@ -121,6 +101,7 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
     slack: intFlag('slack', v.slack, 1, 1e12) ?? DEFAULTS.slack,
     burst: intFlag('burst', v.burst, 1, 1 << 24) ?? DEFAULTS.burst,
     watchdogMs: intFlag('watchdog-ms', v['watchdog-ms'], 10, 3_600_000) ?? DEFAULTS.watchdogMs,
+    pctDepth: intFlag('pct-depth', v['pct-depth'], 1, 16) ?? DEFAULTS.pctDepth,
     injectWorkerFault: intFlag('inject-worker-fault', v['inject-worker-fault'], 0, MAX_PCPUS - 1),
     json: v.json === true,
     progress: v['no-progress'] !== true,
@@ -135,93 +116,11 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
     f.compare = compareList(v.compare);
   }
   if (f.replay !== undefined) {
-    for (const k of ['scenario', 'pcpus', 'vcpus', 'engine', 'seed', 'strategy', 'max-instructions', 'slack', 'burst'] as const) {
+    for (const k of ['scenario', 'pcpus', 'vcpus', 'engine', 'seed', 'strategy', 'max-instructions', 'slack', 'burst', 'pct-depth'] as const) {
       if (v[k] !== undefined) throw new UserError(`vcpulab sim: --replay takes the scenario and flags from the schedule file; drop --${k}`);
     }
   }
   return f;
-}
-
-// ---- schedule files ----
-const SCHEDULE_FORMAT = 'vcpulab-schedule';
-
-interface ScheduleFile { format: string; version: number; config: RunConfig; digest: string; runs: number[] }
-
-export function readSchedule(file: string): { config: RunConfig; runs: Int32Array; digest: string } {
-  let raw: Buffer;
-  try { raw = readFileSync(file); } catch (e) {
-    throw new UserError(`${file}: cannot read schedule file (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-  let s: ScheduleFile;
-  try { s = unpack(raw) as ScheduleFile; } catch { throw new UserError(`${file}: not a vcpulab schedule file`); }
-  if (s === null || typeof s !== 'object' || s.format !== SCHEDULE_FORMAT || !Array.isArray(s.runs)) {
-    throw new UserError(`${file}: not a vcpulab schedule file`);
-  }
-  return { config: s.config, runs: Int32Array.from(s.runs), digest: s.digest };
-}
-
-function writeSchedule(file: string, config: RunConfig, runs: Int32Array, digest: string): void {
-  const body: ScheduleFile = { format: SCHEDULE_FORMAT, version: 1, config, digest, runs: Array.from(runs) };
-  try { writeFileSync(file, new Packr().pack(body)); } catch (e) {
-    throw new UserError(`--schedule-out: cannot write '${file}' (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-}
-
-/** The command line that reproduces a run. */
-export function replayCommand(c: RunConfig, scheduleFile?: string): string {
-  if (scheduleFile !== undefined) return `npm run sim -- --replay ${scheduleFile}`;
-  const parts = ['npm run sim --', `--scenario ${c.scenario}`, `--engine ${c.engine}`, `--seed ${c.seed}`];
-  if (c.pcpus !== undefined) parts.push(`--pcpus ${c.pcpus}`);
-  if (c.vcpus !== undefined) parts.push(`--vcpus ${c.vcpus}`);
-  if (c.engine === 'serial' && c.strategy !== 'random') parts.push(`--strategy ${c.strategy}`);
-  if (c.maxInstructions !== DEFAULTS.maxInstructions) parts.push(`--max-instructions ${c.maxInstructions}`);
-  if (c.slack !== DEFAULTS.slack) parts.push(`--slack ${c.slack}`);
-  if (c.engine === 'threaded' && c.burst !== DEFAULTS.burst) parts.push(`--burst ${c.burst}`);
-  return parts.join(' ');
-}
-
-export interface SimOutcome { report: RunReport; exitCode: number }
-
-/** Run one configuration and return the report (no printing). Used by the CLI, tests and the bench. */
-export async function simulate(c: RunConfig, extra: { trace?: string; replayRuns?: Int32Array; recordSchedule?: boolean; onProgress?: (n: number) => void; interrupt?: { requested: boolean } } = {}): Promise<{ report: RunReport; result: EngineResult }> {
-  const sc = loadScenario(c.scenario, { pcpus: c.pcpus, vcpus: c.vcpus });
-  const spec = scenarioMachine(sc);
-  const agents = scenarioAgents(sc);
-  for (const a of agents) await loadAgent(a.module); // bad agent modules are bad input, before anything runs
-  const m = buildMachine(spec);
-  const names = spec.domains.map((d) => d.name);
-  const collector = new Collector(m, names, sc.ipiLostBoundUs);
-  const tracer = extra.trace !== undefined
-    ? new TraceWriter(extra.trace, { format: 'vcpulab-trace', version: 1, scenario: c.scenario, engine: c.engine, seed: c.seed, pcpus: spec.pcpus, domains: names })
-    : undefined;
-  collector.listener = tracer;
-  const params: PcpuParams = {
-    costs: sc.costs,
-    timesliceCycles: nsToCycles(sc.timesliceUs * 1000),
-    maxInstructions: c.maxInstructions,
-    traceExits: true,
-    migrate: sc.migration === 'balance',
-    migratePercent: sc.migration === 'balance' ? sc.migratePercent : 0,
-    seed: c.seed,
-    scheduler: sc.scheduler,
-    hvIpiUnmasked: sc.hvIpiIrqs === 'unmasked',
-    ratelimitCycles: nsToCycles(sc.ratelimitUs * 1000),
-    apicBus: sc.apicBus,
-    lapic: sc.lapic,
-  };
-  const opts: EngineOptions = {
-    seed: c.seed, strategy: c.strategy, slackCycles: c.slack, maxMs: c.maxMs, watchdogMs: c.watchdogMs,
-    replayRuns: extra.replayRuns, recordSchedule: extra.recordSchedule === true, burst: c.burst,
-    onProgress: extra.onProgress, injectWorkerFault: c.injectWorkerFault ?? -1, interrupt: extra.interrupt ?? { requested: false },
-  };
-  let result: EngineResult;
-  try {
-    result = c.engine === 'serial' ? await runSerial({ m, params, collector, opts, agents }) : await runThreaded({ m, params, collector, opts, agents });
-  } finally {
-    tracer?.close();
-  }
-  const report = buildReport(m, collector, result, { scenario: c.scenario, engine: c.engine, seed: c.seed, replay: replayCommand(c) });
-  return { report, result };
 }
 
 export function exitCodeFor(r: RunReport): number {
@@ -237,10 +136,14 @@ export async function simCommand(args: string[]): Promise<number> {
   if (f.compare !== undefined) return compareCommand(f, f.compare);
   let config: RunConfig = f;
   let replayRuns: Int32Array | undefined;
+  let replayMode: ReplayMode = 'exact';
+  let expect: { digest: string; signature: string | null; hash: string } | undefined;
   if (f.replay !== undefined) {
-    const s = readSchedule(f.replay);
-    config = { ...s.config, maxMs: f.maxMs, watchdogMs: f.watchdogMs };
-    replayRuns = s.runs;
+    const s = readScheduleFile(f.replay);
+    config = { ...s.header.config, maxMs: f.maxMs, watchdogMs: f.watchdogMs };
+    replayRuns = s.tape;
+    replayMode = s.header.mode;
+    expect = { digest: s.header.digest, signature: s.header.signature, hash: s.header.scenario_hash };
   }
   const interrupt = { requested: false };
   const onSigint = (): void => {
@@ -253,9 +156,15 @@ export async function simCommand(args: string[]): Promise<number> {
   const bar = tty ? new cliProgress.SingleBar({ format: ' {bar} {value} guest instructions | {duration}s', hideCursor: true, clearOnComplete: true, noTTYOutput: false }, cliProgress.Presets.shades_classic) : undefined;
   bar?.start(total > 0 ? total : 1, 0);
   let out: { report: RunReport; result: EngineResult };
+  let scheduleHash = '';
   try {
-    out = await simulate(config, {
-      trace: f.trace, replayRuns, recordSchedule: f.scheduleOut !== undefined, interrupt,
+    const prep = await labPrepare(config.scenario, { pcpus: config.pcpus, vcpus: config.vcpus });
+    if (expect !== undefined && expect.hash !== '' && expect.hash !== prep.hash) {
+      throw new UserError(`${f.replay}: scenario '${config.scenario}' changed since this schedule was written (content hash ${prep.hash.slice(0, 12)}, schedule ${expect.hash.slice(0, 12)}); it no longer replays`);
+    }
+    scheduleHash = prep.hash;
+    out = await labRun(prep, config, {
+      trace: f.trace, replayRuns, replayMode, recordSchedule: f.scheduleOut !== undefined, interrupt,
       onProgress: bar === undefined ? undefined : (n) => { bar.setTotal(Math.max(n, total)); bar.update(n); },
     });
   } finally {
@@ -264,11 +173,15 @@ export async function simCommand(args: string[]): Promise<number> {
   }
   const { report, result } = out;
   if (f.scheduleOut !== undefined && result.schedule !== undefined) {
-    writeSchedule(f.scheduleOut, config, result.schedule, report.digest);
+    writeScheduleFile(f.scheduleOut, { header: scheduleHeader(config, scheduleHash, report.digest, replayMode, null), tape: result.schedule });
     report.replay = replayCommand(config, f.scheduleOut);
   }
   if (f.replay !== undefined) report.replay = replayCommand(config, f.replay);
   process.stdout.write(f.json ? JSON.stringify(report, null, 2) + '\n' : formatHuman(report));
+  if (expect !== undefined && report.outcome !== 'aborted' && expect.digest !== '' && report.digest !== expect.digest) {
+    process.stderr.write(`${f.replay}: replay diverged: the run's digest is ${report.digest}, the schedule recorded ${expect.digest}\n`);
+    return EXIT_FAILURE;
+  }
   return exitCodeFor(report);
 }
 

@@ -1,0 +1,177 @@
+// `vcpulab hunt`: many serial schedules on a worker pool, each distinct bug once with a shrunk schedule.
+import { availableParallelism } from 'node:os';
+import { parseArgs } from 'node:util';
+import cliProgress from 'cli-progress';
+import { MAX_PCPUS } from '../../shared/machine.js';
+import { EXIT_INTERRUPTED, EXIT_OK, UserError } from '../errors.js';
+import { MAX_VCPUS_PER_DOMAIN } from '../scenario/loader.js';
+import { STRATEGIES } from '../engine/strategies/index.js';
+import { FINDING_KINDS } from '../oracles/findings.js';
+import { RUN_DEFAULTS } from '../lab.js';
+import { runHunt, type HuntOptions, type HuntProgress, type HuntResult, type UntilSpec } from '../hunt/campaign.js';
+
+/** Strategies a hunt takes turns with by default: the samplers that find different kinds of races. */
+export const HUNT_DEFAULT_STRATEGIES = ['random', 'preempt', 'pct', 'pos'];
+export const HUNT_DEFAULT_RUNS = 200;
+export const HUNT_DEFAULT_OUT = 'hunt-schedules';
+export const SHRINK_BUDGET_DEFAULT = 200;
+
+export const HUNT_USAGE = `usage: vcpulab hunt [flags]
+  --scenario NAME|FILE     built-in scenario name or a .toml file (default: secure-realm)
+  --strategy S[,S...]      serial strategies taking turns, from ${STRATEGIES.join(', ')} (default: ${HUNT_DEFAULT_STRATEGIES.join(',')})
+  --runs N                 schedules to run, 1..10000000 (default: ${HUNT_DEFAULT_RUNS})
+  --time-ms T              stop starting runs after T ms of wall time, 0 = no limit (default: 0)
+  --workers W              pool workers, 1..256 (default: the number of cores)
+  --seed N                 campaign seed; run i's seed derives from it (default: 1)
+  --until KIND[:CAUSE]     stop at the first run that shows this finding (e.g. IPI_MISDIRECTED:icr_window)
+  --out DIR                where shrunk schedules go, one DIR/<signature>.schedule each (default: ${HUNT_DEFAULT_OUT})
+  --no-shrink              keep no schedules (no shrinking)
+  --shrink-budget N        replays each signature's shrinking may spend (default: ${SHRINK_BUDGET_DEFAULT})
+  --pct-depth D            pct: bug depth, d - 1 change points, 1..16 (default: 3)
+  --pcpus N, --vcpus N     as for sim
+  --max-instructions N     per-vCPU guest instruction limit of each run (default: ${RUN_DEFAULTS.maxInstructions})
+  --slack N                lax sync cycles (default: ${RUN_DEFAULTS.slack})
+  --json                   print only the JSON result on stdout
+  --no-progress            no progress bar on a TTY
+  -h, --help               this text`;
+
+function intFlag(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v.trim()) || Number(v) < lo || Number(v) > hi) throw new UserError(`vcpulab hunt: --${name} must be an integer from ${lo} to ${hi}, got '${v}'`);
+  return Number(v);
+}
+
+/** `KIND[:CAUSE]`, the kind one of the finding kinds. */
+export function parseUntil(flag: string, v: string): UntilSpec {
+  const [kind, cause, ...rest] = v.split(':');
+  if (!(FINDING_KINDS as readonly string[]).includes(kind) || rest.length > 0 || cause === '') {
+    throw new UserError(`vcpulab ${flag}: --until must be KIND[:CAUSE] with KIND one of ${FINDING_KINDS.join(', ')}, got '${v}'`);
+  }
+  return cause === undefined ? { kind } : { kind, cause };
+}
+
+export function parseStrategies(flag: string, v: string): string[] {
+  const list = v.split(',').map((s) => s.trim());
+  for (const s of list) {
+    if (!(STRATEGIES as readonly string[]).includes(s)) throw new UserError(`vcpulab ${flag}: --strategy: unknown strategy '${s}' (expected ${STRATEGIES.join(', ')})`);
+  }
+  if (new Set(list).size !== list.length) throw new UserError(`vcpulab ${flag}: --strategy names a strategy twice`);
+  return list;
+}
+
+export interface HuntFlags extends Omit<HuntOptions, 'interrupt' | 'onProgress'> { json: boolean; progress: boolean }
+
+export function parseHuntArgs(args: string[]): HuntFlags | 'help' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args, strict: true, allowPositionals: false,
+      options: {
+        scenario: { type: 'string' }, strategy: { type: 'string' }, runs: { type: 'string' }, 'time-ms': { type: 'string' },
+        workers: { type: 'string' }, seed: { type: 'string' }, until: { type: 'string' }, out: { type: 'string' },
+        'no-shrink': { type: 'boolean' }, 'shrink-budget': { type: 'string' }, 'pct-depth': { type: 'string' },
+        pcpus: { type: 'string' }, vcpus: { type: 'string' }, 'max-instructions': { type: 'string' }, slack: { type: 'string' },
+        json: { type: 'boolean' }, 'no-progress': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (e) {
+    const msg = (e as Error).message.split('\n')[0].replace(/\. To specify a positional argument.*$/, '');
+    throw new UserError(`vcpulab hunt: ${msg} (see vcpulab hunt --help)`);
+  }
+  const v = parsed.values;
+  if (v.help === true) return 'help';
+  if (v.out !== undefined && v['no-shrink'] === true) throw new UserError('vcpulab hunt: --out and --no-shrink together keep nothing in DIR; drop one');
+  return {
+    scenario: v.scenario ?? 'secure-realm',
+    strategies: v.strategy !== undefined ? parseStrategies('hunt', v.strategy) : HUNT_DEFAULT_STRATEGIES,
+    runs: intFlag('runs', v.runs, 1, 10_000_000) ?? HUNT_DEFAULT_RUNS,
+    timeMs: intFlag('time-ms', v['time-ms'], 0, 86_400_000 * 30) ?? 0,
+    workers: intFlag('workers', v.workers, 1, 256) ?? availableParallelism(),
+    seed: intFlag('seed', v.seed, 0, 0xffffffff) ?? 1,
+    until: v.until !== undefined ? parseUntil('hunt', v.until) : undefined,
+    out: v['no-shrink'] === true ? null : v.out ?? HUNT_DEFAULT_OUT,
+    shrink: v['no-shrink'] !== true,
+    shrinkBudget: intFlag('shrink-budget', v['shrink-budget'], 0, 1_000_000) ?? SHRINK_BUDGET_DEFAULT,
+    pctDepth: intFlag('pct-depth', v['pct-depth'], 1, 16) ?? RUN_DEFAULTS.pctDepth,
+    pcpus: intFlag('pcpus', v.pcpus, 1, MAX_PCPUS),
+    vcpus: intFlag('vcpus', v.vcpus, 1, MAX_VCPUS_PER_DOMAIN),
+    maxInstructions: intFlag('max-instructions', v['max-instructions'], 0, Number.MAX_SAFE_INTEGER) ?? RUN_DEFAULTS.maxInstructions,
+    slack: intFlag('slack', v.slack, 1, 1e12) ?? RUN_DEFAULTS.slack,
+    json: v.json === true,
+    progress: v['no-progress'] !== true,
+  };
+}
+
+/** SIGINT sets the flag; a second one leaves at once. */
+export function onInterrupt(interrupt: { requested: boolean }): () => void {
+  const h = (): void => {
+    if (interrupt.requested) process.exit(EXIT_INTERRUPTED);
+    interrupt.requested = true;
+  };
+  process.on('SIGINT', h);
+  return () => { process.off('SIGINT', h); };
+}
+
+/** A progress bar on stderr when it is a terminal. */
+export function huntProgressBar(enabled: boolean): { update: (p: HuntProgress) => void; stop: () => void } {
+  if (!enabled || process.stderr.isTTY !== true) return { update: () => {}, stop: () => {} };
+  const bar = new cliProgress.SingleBar({
+    format: ' {phase} {bar} {value}/{total} | {rate} runs/s | {sigs} signatures | {duration}s', hideCursor: true, clearOnComplete: true, stream: process.stderr,
+  }, cliProgress.Presets.shades_classic);
+  let started = false;
+  return {
+    update: (p) => {
+      const payload = { phase: p.phase === 'runs' ? 'runs  ' : 'shrink', rate: p.runsPerS.toFixed(1), sigs: p.signatures };
+      if (!started) { bar.start(p.total, p.done, payload); started = true; }
+      bar.setTotal(p.total);
+      bar.update(p.done, payload);
+    },
+    stop: () => { if (started) bar.stop(); },
+  };
+}
+
+export async function huntCommand(args: string[]): Promise<number> {
+  const f = parseHuntArgs(args);
+  if (f === 'help') { process.stdout.write(HUNT_USAGE + '\n'); return EXIT_OK; }
+  const interrupt = { requested: false };
+  const off = onInterrupt(interrupt);
+  const bar = huntProgressBar(f.progress && !f.json);
+  let res: HuntResult;
+  try {
+    res = await runHunt({ ...f, interrupt, onProgress: bar.update });
+  } finally {
+    bar.stop();
+    off();
+  }
+  process.stdout.write(f.json ? JSON.stringify(res, null, 2) + '\n' : formatHunt(res));
+  return res.hunt.stopped === 'interrupted' ? EXIT_INTERRUPTED : EXIT_OK;
+}
+
+/** The hunt as a table: one row per signature, then per strategy. */
+export function formatHunt(r: HuntResult): string {
+  const h = r.hunt;
+  const out: string[] = [];
+  const why = h.stopped === null ? '' : h.stopped === 'until' ? ' (stopped: --until matched)' : h.stopped === 'time' ? ' (stopped: --time-ms reached)' : ' (interrupted: partial results)';
+  out.push(`hunt ${h.scenario}: ${h.runs} runs of ${h.strategies.join(', ')} on ${h.workers} workers in ${(h.wall_ms / 1000).toFixed(1)} s ` +
+    `(${h.runs_per_s} runs/s), campaign seed ${h.seed}${why}`);
+  if (r.signatures.length === 0) out.push('no findings');
+  else {
+    out.push('');
+    out.push(`${'kind'.padEnd(20)} ${'cause'.padEnd(18)} ${'hits'.padStart(6)}  ${'first run'.padEnd(22)} ${'steps'.padEnd(16)} ${'preemptions'.padEnd(12)} signature / schedule`);
+    for (const s of r.signatures) {
+      const first = `${s.first.run} (${s.first.strategy} ${s.first.seed})`;
+      const sh = s.shrunk;
+      out.push(`${s.kind.padEnd(20)} ${s.cause.padEnd(18)} ${String(s.hits).padStart(6)}  ${first.padEnd(22)} ` +
+        `${(sh === null ? '-' : `${sh.steps_before} -> ${sh.steps_after}`).padEnd(16)} ${(sh === null ? '-' : `${sh.preemptions_before} -> ${sh.preemptions_after}`).padEnd(12)} ${s.signature}`);
+      if (s.schedule !== null) out.push(`${''.padEnd(20)} replay: vcpulab replay ${s.schedule}`);
+    }
+  }
+  if (h.signatures_dropped > 0) out.push(`(${h.signatures_dropped} more signatures not kept: over the table's cap)`);
+  out.push('');
+  out.push('per strategy: runs, and the run that first hit each signature');
+  for (const [name, ps] of Object.entries(r.per_strategy)) {
+    const hits = r.signatures.map((s) => (ps.first_hit[s.signature] === undefined ? '-' : String(ps.first_hit[s.signature])));
+    out.push(`  ${name.padEnd(12)} ${String(ps.runs).padStart(7)} runs  first hits: ${hits.join(' ')}`);
+  }
+  return out.join('\n') + '\n';
+}

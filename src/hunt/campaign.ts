@@ -1,0 +1,242 @@
+// A hunt (DESIGN.md §8): many serial schedules of one scenario as tasks on a piscina pool, every distinct
+// signature once, each shrunk to a minimal schedule that replays.
+//
+// What makes the result independent of the number of workers:
+//  - run i's strategy is strategies[i % S] and its seed is childSeed(campaign seed, "run<i>");
+//  - results are merged strictly in run order (a small reorder buffer holds the ones that finish early),
+//    so "first hit" is the lowest run index and --until stops at the same run whatever finished first;
+//  - pct and pos sample against an estimate of the run's length (k steps with a choice, k_dev device
+//    steps). It starts from a round-robin calibration run and grows with the longest run seen, but run
+//    i only sees runs up to i - ESTIMATE_LAG - 1, so no run depends on which others happened to be done;
+//  - shrinking tries candidates in fixed batches (shrink.ts).
+// Memory is bounded by what is live: the reorder buffer (at most the dispatch window), the signature
+// table (distinct bugs, capped) and one tape per signature while it is being shrunk.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Piscina } from 'piscina';
+import { labPrepare, RUN_DEFAULTS, type RunConfig } from '../lab.js';
+import { childSeed } from '../engine/strategies/index.js';
+import { scheduleHeader, writeScheduleFile } from '../schedule.js';
+import { bug, UserError } from '../errors.js';
+import { shrinkTape } from './shrink.js';
+import type { HuntTask, PrepSpec, StepEstimate, TaskResult } from './task.js';
+
+/** Runs between a run and the newest run whose length it may learn from (see the header). */
+export const ESTIMATE_LAG = 64;
+/** Distinct signatures a campaign keeps; more are counted, not kept. */
+export const MAX_SIGNATURES = 10_000;
+/** Strategies whose steps are single shared accesses: their lengths are what pct and pos estimate. */
+const FINE_STRATEGIES = new Set(['pct', 'pos', 'round-robin']);
+
+export interface UntilSpec { kind: string; cause?: string; signature?: string }
+
+export interface HuntOptions {
+  scenario: string;
+  pcpus?: number;
+  vcpus?: number;
+  strategies: string[];
+  runs: number;
+  /** Wall-clock budget for dispatching runs, 0 = none. */
+  timeMs: number;
+  workers: number;
+  seed: number;
+  until?: UntilSpec;
+  /** Where shrunk schedules go; null = keep none (and shrink nothing). */
+  out: string | null;
+  shrink: boolean;
+  /** Replays each signature's shrinking may spend. */
+  shrinkBudget: number;
+  /** Shrink only this signature (reproduce): the others are reported, not kept. */
+  shrinkOnly?: string;
+  maxInstructions: number;
+  slack: number;
+  pctDepth: number;
+  onProgress?: (p: HuntProgress) => void;
+  interrupt: { requested: boolean };
+}
+
+export interface HuntProgress { phase: 'runs' | 'shrink'; done: number; total: number; runsPerS: number; signatures: number }
+
+export interface SignatureRow {
+  kind: string;
+  cause: string;
+  signature: string;
+  hits: number;
+  first: { run: number; strategy: string; seed: number };
+  /** The first occurrence's detail in the first hit's report. */
+  detail: string;
+  /** The shrunk schedule file, or null (not shrunk: --no-shrink, interrupted, or no --out). */
+  schedule: string | null;
+  /** Shrinking, from the hit with the fewest preemptions (then steps, then the lowest run): `from_run`. */
+  shrunk: { from_run: number; steps_before: number; steps_after: number; preemptions_before: number; preemptions_after: number; replays: number } | null;
+}
+
+export interface HuntResult {
+  hunt: {
+    scenario: string; strategies: string[]; runs: number; workers: number; wall_ms: number; runs_per_s: number;
+    seed: number; scenario_hash: string;
+    /** Why the hunt stopped before --runs: 'until', 'time', 'interrupted', or null. */
+    stopped: string | null;
+    signatures_dropped: number;
+  };
+  signatures: SignatureRow[];
+  per_strategy: Record<string, { runs: number; first_hit: Record<string, number> }>;
+}
+
+function huntPool(workers: number): Piscina {
+  const ts = import.meta.url.endsWith('.ts');
+  const filename = new URL(`../../workers/hunt.worker.${ts ? 'ts' : 'js'}`, import.meta.url).href;
+  return new Piscina({ filename, execArgv: ts ? ['--import', 'tsx'] : [], minThreads: workers, maxThreads: workers, idleTimeout: 30_000, concurrentTasksPerWorker: 1 });
+}
+
+export function untilMatches(u: UntilSpec, signature: string, kind: string, cause: string): boolean {
+  if (u.signature !== undefined) return u.signature === signature;
+  return u.kind === kind && (u.cause === undefined || u.cause === cause);
+}
+
+/** The run config of run `i` of a campaign. */
+export function campaignRunConfig(o: HuntOptions, i: number): RunConfig {
+  return {
+    scenario: o.scenario, pcpus: o.pcpus, vcpus: o.vcpus, engine: 'serial', seed: childSeed(o.seed, `run${i}`),
+    strategy: o.strategies[i % o.strategies.length], maxInstructions: o.maxInstructions, maxMs: 0, slack: o.slack,
+    burst: RUN_DEFAULTS.burst, watchdogMs: RUN_DEFAULTS.watchdogMs, pctDepth: o.pctDepth,
+  };
+}
+
+export async function runHunt(o: HuntOptions): Promise<HuntResult> {
+  const t0 = performance.now();
+  const prep = await labPrepare(o.scenario, { pcpus: o.pcpus, vcpus: o.vcpus }); // bad input: exit 2 before any worker starts
+  if (o.out !== null) {
+    try { mkdirSync(o.out, { recursive: true }); } catch (e) {
+      throw new UserError(`--out: cannot create directory '${o.out}' (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  const spec: PrepSpec = { scenario: o.scenario, pcpus: o.pcpus, vcpus: o.vcpus, hash: prep.hash };
+  const pool = huntPool(o.workers);
+  const rows = new Map<string, SignatureRow>();
+  /** Per signature, the hit shrinking starts from: fewest preemptions, then fewest steps, then lowest run. */
+  const best = new Map<string, { run: number; preemptions: number; steps: number; est: StepEstimate | undefined }>();
+  let dropped = 0;
+  const perStrategy: HuntResult['per_strategy'] = {};
+  for (const s of o.strategies) perStrategy[s] = { runs: 0, first_hit: {} };
+  let stopped: string | null = null;
+  let mergedRuns = 0;
+  try {
+    // Calibration: one round-robin run gives pct and pos their first estimate of the run's length.
+    const cal = await pool.run({ type: 'run', prep: spec, config: { ...campaignRunConfig(o, 0), strategy: 'round-robin' }, run: -1, record: false } satisfies HuntTask) as TaskResult;
+    const calEst: StepEstimate = { choice: Math.max(1, cal.stats?.choiceSteps ?? cal.steps), device: Math.max(1, cal.stats?.deviceSteps ?? 1) };
+
+    const done = new Map<number, TaskResult>();
+    const cum = new Map<number, StepEstimate>(); // estimate after merging run i (kept for the last window)
+    const inflight = new Set<Promise<void>>();
+    let next = 0, stopAt = Infinity, failure: unknown = null;
+    const window = 2 * o.workers;
+    const estimateFor = (i: number): StepEstimate => cum.get(i - ESTIMATE_LAG - 1) ?? calEst;
+    const dispatch = (i: number): void => {
+      const config = campaignRunConfig(o, i);
+      const fine = config.strategy === 'pct' || config.strategy === 'pos';
+      const task: HuntTask = { type: 'run', prep: spec, config, run: i, stepEstimate: fine ? estimateFor(i) : undefined, record: false };
+      const p: Promise<void> = (pool.run(task) as Promise<TaskResult>).then(
+        (r) => { done.set(i, r); },
+        (e: unknown) => { if (!o.interrupt.requested && failure === null) failure = new Error(`run ${i} (${config.strategy}, seed ${config.seed}): ${(e as Error).message}`); },
+      ).finally(() => { inflight.delete(p); });
+      inflight.add(p);
+    };
+    const merge = (r: TaskResult): void => {
+      const config = campaignRunConfig(o, r.run);
+      perStrategy[config.strategy].runs++;
+      for (const h of r.signatures) {
+        let row = rows.get(h.signature);
+        if (row === undefined) {
+          if (rows.size >= MAX_SIGNATURES) { dropped++; continue; }
+          row = { kind: h.kind, cause: h.cause, signature: h.signature, hits: 0, first: { run: r.run, strategy: config.strategy, seed: config.seed },
+            detail: h.detail, schedule: null, shrunk: null };
+          rows.set(h.signature, row);
+        }
+        row.hits++;
+        const b = best.get(h.signature), pre = r.stats?.preemptions ?? 0;
+        if (b === undefined || pre < b.preemptions || (pre === b.preemptions && r.steps < b.steps)) {
+          best.set(h.signature, { run: r.run, preemptions: pre, steps: r.steps, est: r.stepEstimate });
+        }
+        const fh = perStrategy[config.strategy].first_hit;
+        if (fh[h.signature] === undefined) fh[h.signature] = r.run;
+        if (o.until !== undefined && stopAt === Infinity && untilMatches(o.until, h.signature, h.kind, h.cause)) stopAt = r.run + 1;
+      }
+      const prev = cum.get(r.run - 1) ?? calEst;
+      const grow = FINE_STRATEGIES.has(config.strategy) && r.stats !== null;
+      cum.set(r.run, grow ? { choice: Math.max(prev.choice, r.stats?.choiceSteps ?? 0), device: Math.max(prev.device, r.stats?.deviceSteps ?? 0) } : prev);
+      cum.delete(r.run - ESTIMATE_LAG - window - 2);
+    };
+    const mergeInOrder = (): void => {
+      while (done.has(mergedRuns)) {
+        const r = done.get(mergedRuns) as TaskResult;
+        done.delete(mergedRuns);
+        if (mergedRuns < stopAt) merge(r);
+        mergedRuns++;
+      }
+    };
+    const tRuns = performance.now();
+    for (;;) {
+      const timeUp = o.timeMs > 0 && performance.now() - t0 > o.timeMs;
+      if (o.interrupt.requested) stopped = 'interrupted';
+      else if (timeUp && next < o.runs && next < stopAt) stopped = 'time';
+      while (stopped === null && failure === null && inflight.size < window && next < o.runs && next < stopAt && next - ESTIMATE_LAG <= mergedRuns) dispatch(next++);
+      if (inflight.size === 0 || stopped === 'interrupted' || failure !== null) break;
+      await Promise.race(inflight);
+      mergeInOrder();
+      const el = (performance.now() - tRuns) / 1000;
+      o.onProgress?.({ phase: 'runs', done: Math.min(mergedRuns, stopAt), total: Math.min(o.runs, stopAt), runsPerS: el > 0 ? mergedRuns / el : 0, signatures: rows.size });
+    }
+    if (failure !== null) throw failure as Error;
+    if (stopped === 'interrupted') {
+      // Partial results: whatever finished, in run order, gaps and all.
+      for (const i of [...done.keys()].sort((a, b) => a - b)) if (i < stopAt) { merge(done.get(i) as TaskResult); mergedRuns++; }
+    } else {
+      mergeInOrder();
+      if (stopAt !== Infinity) { stopped = 'until'; mergedRuns = stopAt; }
+    }
+    const runsWall = performance.now() - tRuns;
+    const ordered = [...rows.values()].sort((a, b) => a.first.run - b.first.run || (a.signature < b.signature ? -1 : 1));
+    if (o.shrink && o.out !== null && stopped !== 'interrupted') {
+      let k = 0;
+      for (const row of ordered.filter((x) => o.shrinkOnly === undefined || x.signature === o.shrinkOnly)) {
+        if (o.interrupt.requested) { stopped = 'interrupted'; break; }
+        const b = best.get(row.signature) as { run: number; est: StepEstimate | undefined };
+        await shrinkRow(pool, spec, o, row, b.run, b.est, prep.hash);
+        o.onProgress?.({ phase: 'shrink', done: ++k, total: o.shrinkOnly === undefined ? ordered.length : 1, runsPerS: 0, signatures: rows.size });
+      }
+    }
+    const wall = performance.now() - t0;
+    return {
+      hunt: {
+        scenario: o.scenario, strategies: o.strategies, runs: mergedRuns, workers: o.workers, wall_ms: Math.round(wall),
+        runs_per_s: runsWall > 0 ? Math.round((mergedRuns / (runsWall / 1000)) * 100) / 100 : 0, seed: o.seed, scenario_hash: prep.hash,
+        stopped, signatures_dropped: dropped,
+      },
+      signatures: ordered,
+      per_strategy: perStrategy,
+    };
+  } finally {
+    await pool.destroy();
+  }
+}
+
+/** Re-run the first hit with recording, shrink its tape on the pool, write the schedule file. */
+async function shrinkRow(pool: Piscina, spec: PrepSpec, o: HuntOptions, row: SignatureRow, run: number, est: StepEstimate | undefined, hash: string): Promise<void> {
+  const config = campaignRunConfig(o, run);
+  // Re-run the chosen hit exactly (with the estimate it ran with), this time keeping its tape.
+  const rec = await pool.run({ type: 'run', prep: spec, config, run, record: true, stepEstimate: est } satisfies HuntTask) as TaskResult;
+  if (rec.tape === undefined || !rec.signatures.some((s) => s.signature === row.signature)) {
+    bug(`run ${run} did not reproduce ${row.signature} when re-run with recording`);
+  }
+  const test = async (tapes: Int32Array[]): Promise<(string | null)[]> => {
+    const rs = await Promise.all(tapes.map((tape) => pool.run({ type: 'replay', prep: spec, config, run, tape, mode: 'guided' } satisfies HuntTask) as Promise<TaskResult>));
+    return rs.map((r) => (r.signatures.some((s) => s.signature === row.signature) ? r.digest : null));
+  };
+  // The recorded tape replays exactly; its guided replay is the same run (every entry is possible).
+  const s = await shrinkTape(rec.tape, rec.digest, test, o.shrinkBudget);
+  const file = join(o.out as string, `${row.signature}.schedule`);
+  writeScheduleFile(file, { header: scheduleHeader(config, hash, s.digest, 'guided', row.signature), tape: s.tape });
+  row.schedule = file;
+  row.shrunk = { from_run: run, steps_before: s.before.steps, steps_after: s.after.steps, preemptions_before: s.before.preemptions, preemptions_after: s.after.preemptions, replays: s.tries };
+}

@@ -1,0 +1,158 @@
+// One simulation as a library call (DESIGN.md §8): the CLI, the bench, hunt workers and tests all run
+// through here. `labPrepare` does everything that depends only on the scenario and the CPU counts
+// (read and check the TOML, assemble the programs, load the agent modules, hash the content); a warm
+// hunt worker keeps the result and calls `labRun` for each schedule, which builds a fresh machine from
+// the prepared images and runs it. Nothing in `labRun` reads a file or assembles a line.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildMachine, type MachineSpec } from './machine.js';
+import { loadScenario, scenarioAgents, scenarioMachine, type Scenario } from './scenario/loader.js';
+import { Collector } from './trace/collector.js';
+import { TraceWriter } from './trace/writer.js';
+import { nsToCycles } from './engine/clock.js';
+import { runSerial } from './engine/serial.js';
+import { runThreaded } from './engine/threaded.js';
+import type { EngineOptions, EngineResult } from './engine/common.js';
+import type { PcpuParams } from './hv/pcpu-loop.js';
+import { buildReport, type RunReport } from './report.js';
+import { loadAgent, type AgentSpec } from './agent/runner.js';
+
+/** Everything that determines a run; what a schedule file stores so a replay needs nothing else. */
+export interface RunConfig {
+  scenario: string;
+  pcpus?: number;
+  vcpus?: number;
+  engine: 'threaded' | 'serial';
+  seed: number;
+  strategy: string;
+  maxInstructions: number;
+  maxMs: number;
+  slack: number;
+  burst: number;
+  watchdogMs: number;
+  injectWorkerFault?: number;
+  /** pct: bug depth d (d - 1 change points); default PCT_DEPTH_DEFAULT. */
+  pctDepth?: number;
+}
+
+export const RUN_DEFAULTS = { seed: 1, maxInstructions: 100_000_000, slack: 30_000, burst: 4096, watchdogMs: 2000, pctDepth: 3 } as const;
+
+/** The tool's version, as package.json says (schedule headers and hunt jobs carry it). */
+export const TOOL_VERSION: string = (() => {
+  const pkg = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../package.json' : '../../package.json', import.meta.url));
+  return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
+})();
+
+/** A scenario made ready to run many times. Plain data plus the agents' module URLs. */
+export interface Prepared {
+  scenario: Scenario;
+  spec: MachineSpec;
+  agents: AgentSpec[];
+  /** sha256 of every file the scenario is made of (TOML, programs, agent modules), in a fixed order. */
+  hash: string;
+}
+
+/** Load, check and assemble a scenario once (bad input throws UserError here, before anything runs). */
+export async function labPrepare(scenario: string, ov: { pcpus?: number; vcpus?: number } = {}): Promise<Prepared> {
+  const sc = loadScenario(scenario, { pcpus: ov.pcpus, vcpus: ov.vcpus });
+  const spec = scenarioMachine(sc);
+  const agents = scenarioAgents(sc);
+  for (const a of agents) await loadAgent(a.module); // bad agent modules are bad input, before anything runs
+  return { scenario: sc, spec, agents, hash: scenarioHash(sc, agents) };
+}
+
+/**
+ * The scenario's content hash: the TOML text, each domain's program text and each agent module's text,
+ * each prefixed by its role and index so that moving text between files changes the hash. A built-in
+ * agent is part of the tool (TOOL_VERSION covers it) but hashing its file costs nothing.
+ */
+export function scenarioHash(sc: Scenario, agents: AgentSpec[]): string {
+  const h = createHash('sha256');
+  const add = (role: string, file: string): void => {
+    let text: Buffer;
+    try { text = readFileSync(file); } catch { text = Buffer.alloc(0); }
+    h.update(`${role}\0${text.length}\0`);
+    h.update(text);
+  };
+  add('scenario', sc.file);
+  sc.domains.forEach((d, i) => add(`program${i}`, isAbsolute(d.program) ? d.program : join(dirname(sc.file), d.program)));
+  agents.forEach((a, i) => add(`agent${i}`, a.module.startsWith('file:') ? fileURLToPath(a.module) : a.module));
+  return h.digest('hex');
+}
+
+export interface RunExtra {
+  trace?: string;
+  /** Serial: follow this tape (pairs of participant, signed shared accesses) instead of the strategy. */
+  replayRuns?: Int32Array;
+  /** How a tape is followed: 'exact' aborts on divergence, 'guided' falls back and finishes with a fixed tail. */
+  replayMode?: 'exact' | 'guided';
+  recordSchedule?: boolean;
+  /** pct/pos: the step counts of the run they sample (from an earlier run); defaults when absent. */
+  stepEstimate?: { choice: number; device: number };
+  onProgress?: (n: number) => void;
+  interrupt?: { requested: boolean };
+}
+
+/** Run one configuration of a prepared scenario and return the report (no printing). */
+export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {}): Promise<{ report: RunReport; result: EngineResult }> {
+  const sc = prep.scenario, spec = prep.spec;
+  const m = buildMachine(spec);
+  const names = spec.domains.map((d) => d.name);
+  const collector = new Collector(m, names, sc.ipiLostBoundUs);
+  const tracer = extra.trace !== undefined
+    ? new TraceWriter(extra.trace, { format: 'vcpulab-trace', version: 1, scenario: c.scenario, engine: c.engine, seed: c.seed, pcpus: spec.pcpus, domains: names })
+    : undefined;
+  collector.listener = tracer;
+  const params: PcpuParams = {
+    costs: sc.costs,
+    timesliceCycles: nsToCycles(sc.timesliceUs * 1000),
+    maxInstructions: c.maxInstructions,
+    traceExits: true,
+    migrate: sc.migration === 'balance',
+    migratePercent: sc.migration === 'balance' ? sc.migratePercent : 0,
+    seed: c.seed,
+    scheduler: sc.scheduler,
+    hvIpiUnmasked: sc.hvIpiIrqs === 'unmasked',
+    ratelimitCycles: nsToCycles(sc.ratelimitUs * 1000),
+    apicBus: sc.apicBus,
+    lapic: sc.lapic,
+  };
+  const opts: EngineOptions = {
+    seed: c.seed, strategy: c.strategy, slackCycles: c.slack, maxMs: c.maxMs, watchdogMs: c.watchdogMs,
+    replayRuns: extra.replayRuns, replayMode: extra.replayMode ?? 'exact', recordSchedule: extra.recordSchedule === true, burst: c.burst,
+    onProgress: extra.onProgress, injectWorkerFault: c.injectWorkerFault ?? -1, interrupt: extra.interrupt ?? { requested: false },
+    pctDepth: c.pctDepth ?? RUN_DEFAULTS.pctDepth, stepEstimate: extra.stepEstimate,
+  };
+  let result: EngineResult;
+  try {
+    result = c.engine === 'serial'
+      ? await runSerial({ m, params, collector, opts, agents: prep.agents })
+      : await runThreaded({ m, params, collector, opts, agents: prep.agents });
+  } finally {
+    tracer?.close();
+  }
+  const report = buildReport(m, collector, result, { scenario: c.scenario, engine: c.engine, seed: c.seed, replay: replayCommand(c) });
+  report.config = { ...c };
+  return { report, result };
+}
+
+/** Prepare and run in one call (one-off runs: the CLI's sim, tests, the bench). */
+export async function simulate(c: RunConfig, extra: RunExtra = {}): Promise<{ report: RunReport; result: EngineResult }> {
+  return labRun(await labPrepare(c.scenario, { pcpus: c.pcpus, vcpus: c.vcpus }), c, extra);
+}
+
+/** The command line that reproduces a run. */
+export function replayCommand(c: RunConfig, scheduleFile?: string): string {
+  if (scheduleFile !== undefined) return `npm run sim -- --replay ${scheduleFile}`;
+  const parts = ['npm run sim --', `--scenario ${c.scenario}`, `--engine ${c.engine}`, `--seed ${c.seed}`];
+  if (c.pcpus !== undefined) parts.push(`--pcpus ${c.pcpus}`);
+  if (c.vcpus !== undefined) parts.push(`--vcpus ${c.vcpus}`);
+  if (c.engine === 'serial' && c.strategy !== 'random') parts.push(`--strategy ${c.strategy}`);
+  if (c.engine === 'serial' && c.strategy === 'pct' && (c.pctDepth ?? RUN_DEFAULTS.pctDepth) !== RUN_DEFAULTS.pctDepth) parts.push(`--pct-depth ${c.pctDepth}`);
+  if (c.maxInstructions !== RUN_DEFAULTS.maxInstructions) parts.push(`--max-instructions ${c.maxInstructions}`);
+  if (c.slack !== RUN_DEFAULTS.slack) parts.push(`--slack ${c.slack}`);
+  if (c.engine === 'threaded' && c.burst !== RUN_DEFAULTS.burst) parts.push(`--burst ${c.burst}`);
+  return parts.join(' ');
+}

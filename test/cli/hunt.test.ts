@@ -1,0 +1,167 @@
+// Hunts as a user runs them: the built bin on a worker pool, shrunk schedules that replay, a regression
+// corpus that notices a fixed bug, and bad input answered with one line and exit 2.
+import { describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const BIN = join(ROOT, 'bin', 'vcpulab.js');
+const FIXTURE = join(ROOT, 'test', 'fixtures', 'lost-update');
+
+interface Run { code: number; stdout: string; stderr: string }
+function vcpulab(...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, timeout: 240_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+function expectBadInput(r: Run, pattern: RegExp): void {
+  expect(r.code).toBe(2);
+  const lines = r.stderr.trimEnd().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(pattern);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+}
+const tmp = (): string => mkdtempSync(join(tmpdir(), 'vcpulab-hunt-'));
+
+interface HuntJson {
+  hunt: { runs: number; workers: number; stopped: string | null };
+  signatures: { kind: string; cause: string; signature: string; hits: number; first: { run: number; strategy: string; seed: number }; schedule: string | null;
+    shrunk: { steps_before: number; steps_after: number; preemptions_before: number; preemptions_after: number } | null }[];
+  per_strategy: Record<string, { runs: number; first_hit: Record<string, number> }>;
+}
+
+describe('vcpulab hunt', () => {
+  it('finds the same signatures, first hits included, with 1 worker and with 2', async () => {
+    const args = ['hunt', '--scenario', 'secure-realm', '--runs', '8', '--strategy', 'random,preempt,pct,pos', '--no-shrink', '--json', '--seed', '5'];
+    const [a, b] = [await vcpulab(...args, '--workers', '1'), await vcpulab(...args, '--workers', '2')];
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    const ja = JSON.parse(a.stdout) as HuntJson, jb = JSON.parse(b.stdout) as HuntJson;
+    expect(ja.hunt.workers).toBe(1);
+    expect(jb.hunt.workers).toBe(2);
+    const key = (j: HuntJson) => j.signatures.map((s) => `${s.signature} ${s.hits} ${s.first.run}`).sort();
+    expect(key(ja)).toEqual(key(jb));
+    expect(ja.per_strategy).toEqual(jb.per_strategy);
+    expect(ja.signatures.length).toBeGreaterThan(0);
+    // Every signature is kind:cause:pcs and its row agrees with it.
+    for (const s of ja.signatures) expect(s.signature.startsWith(`${s.kind}:${s.cause}:`)).toBe(true);
+  });
+
+  it('--until stops at the first run that shows the finding, the same run whatever the pool size', async () => {
+    const args = ['hunt', '--scenario', 'secure-realm', '--until', 'IPI_MISDIRECTED:icr_window', '--runs', '60', '--no-shrink', '--json'];
+    const [a, b] = [await vcpulab(...args, '--workers', '1'), await vcpulab(...args, '--workers', '2')];
+    const ja = JSON.parse(a.stdout) as HuntJson, jb = JSON.parse(b.stdout) as HuntJson;
+    expect(ja.hunt.stopped).toBe('until');
+    const hit = ja.signatures.find((s) => s.kind === 'IPI_MISDIRECTED' && s.cause === 'icr_window');
+    expect(hit).toBeDefined();
+    expect(ja.hunt.runs).toBe((hit?.first.run ?? -2) + 1);
+    expect(jb.hunt.runs).toBe(ja.hunt.runs);
+  });
+
+  it('shrinks a race to a schedule that replays to the same signature and is never longer', async () => {
+    const out = tmp();
+    const r = await vcpulab('hunt', '--scenario', 'secure-realm', '--until', 'IPI_MISDIRECTED:icr_window', '--runs', '60', '--workers', '2',
+      '--shrink-budget', '24', '--out', out, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as HuntJson;
+    expect(j.signatures.length).toBeGreaterThan(0);
+    for (const s of j.signatures) {
+      expect(s.schedule).toBe(join(out, `${s.signature}.schedule`));
+      const sh = s.shrunk as NonNullable<typeof s.shrunk>;
+      expect(sh.steps_after).toBeLessThanOrEqual(sh.steps_before);
+      expect(sh.preemptions_after).toBeLessThanOrEqual(sh.preemptions_before);
+    }
+    const win = j.signatures.find((s) => s.cause === 'icr_window') as HuntJson['signatures'][number];
+    const rep = await vcpulab('replay', win.schedule as string, '--json');
+    expect(rep.code, rep.stdout.slice(-400) + rep.stderr).toBe(0);
+    const check = (JSON.parse(rep.stdout) as { replay_check: { status: string; signature: string } }).replay_check;
+    expect(check.status).toBe('ok');
+    expect(check.signature).toBe(win.signature);
+    // The corpus as a whole passes regress.
+    const reg = await vcpulab('regress', out);
+    expect(reg.code, reg.stdout).toBe(0);
+  });
+
+  it('regress fails for an entry whose bug was removed from the program, and passes while it is there', async () => {
+    const dir = tmp(), out = join(dir, 'corpus');
+    cpSync(FIXTURE, dir, { recursive: true });
+    const toml = join(dir, 'lost-update.toml');
+    const h = await vcpulab('hunt', '--scenario', toml, '--runs', '4', '--workers', '1', '--strategy', 'random', '--out', out, '--shrink-budget', '8', '--json');
+    expect(h.code, h.stderr).toBe(0);
+    const sigs = (JSON.parse(h.stdout) as HuntJson).signatures.map((s) => s.signature);
+    expect(sigs.some((s) => s.startsWith('GUEST_ASSERT:code1:'))).toBe(true);
+    const before = await vcpulab('regress', out, '--json');
+    expect(before.code, before.stdout).toBe(0); // negative control: nothing changed, everything reproduces
+    // Fix the bug: the add becomes one locked instruction.
+    const prog = join(dir, 'lost-update.s');
+    writeFileSync(prog, readFileSync(prog, 'utf8').replace(/    mov eax, \[counter\][^\n]*\n    add eax, 1\n    mov \[counter\], eax\n/, '    lock add [counter], 1\n'));
+    const after = await vcpulab('regress', out, '--json');
+    expect(after.code).toBe(1);
+    const res = (JSON.parse(after.stdout) as { results: { signature: string; status: string; scenario_changed: boolean }[] }).results;
+    const entry = res.find((x) => x.signature.startsWith('GUEST_ASSERT:code1:'));
+    expect(entry?.status).toBe('fixed');
+    expect(entry?.scenario_changed).toBe(true);
+    // A single replay of that schedule refuses the changed scenario: one line, exit 2.
+    const file = join(out, readdirSync(out).find((n) => n.startsWith('GUEST_ASSERT')) as string);
+    expectBadInput(await vcpulab('replay', file), /changed since this schedule was written/);
+  });
+
+  it('bad flags, a bad DIR and a bad schedule are one line and exit 2', async () => {
+    expectBadInput(await vcpulab('hunt', '--runs', '0'), /--runs must be an integer from 1/);
+    expectBadInput(await vcpulab('hunt', '--strategy', 'random,bogus'), /unknown strategy 'bogus'/);
+    expectBadInput(await vcpulab('hunt', '--until', 'IPI_NOPE'), /--until must be KIND\[:CAUSE\]/);
+    expectBadInput(await vcpulab('hunt', '--workers', 'two'), /--workers must be an integer/);
+    expectBadInput(await vcpulab('hunt', '--bogus'), /Unknown option '--bogus'/);
+    expectBadInput(await vcpulab('hunt', '--scenario', 'no-such-design', '--no-shrink'), /no built-in scenario 'no-such-design'/);
+    const f = join(tmp(), 'file');
+    writeFileSync(f, 'x');
+    expectBadInput(await vcpulab('hunt', '--runs', '1', '--out', join(f, 'sub')), /--out: cannot create directory/);
+    expectBadInput(await vcpulab('regress', '/nonexistent-dir'), /cannot read directory/);
+    expectBadInput(await vcpulab('regress', tmp()), /no \.schedule files/);
+    const d = tmp();
+    writeFileSync(join(d, 'x.schedule'), 'not msgpack at all');
+    expectBadInput(await vcpulab('regress', d), /x\.schedule: not a vcpulab schedule file/);
+    expectBadInput(await vcpulab('replay', join(d, 'x.schedule')), /not a vcpulab schedule file/);
+    expectBadInput(await vcpulab('reproduce', '/nonexistent.json'), /cannot read the report/);
+  });
+});
+
+describe('vcpulab reproduce', () => {
+  it('turns a threaded finding into a serial schedule that replays', async () => {
+    const d = tmp();
+    const sim = await vcpulab('sim', '--scenario', 'secure-realm', '--engine', 'threaded', '--json');
+    expect(sim.code, sim.stderr).toBe(0);
+    const rep = JSON.parse(sim.stdout) as { findings: { kind: string; first: { signature: string } }[] };
+    const n = rep.findings.findIndex((f) => f.kind === 'IPI_MISDIRECTED');
+    expect(n).toBeGreaterThanOrEqual(0);
+    writeFileSync(join(d, 'report.json'), sim.stdout);
+    const r = await vcpulab('reproduce', join(d, 'report.json'), '--finding', String(n + 1), '--runs', '40', '--workers', '2', '--shrink-budget', '8',
+      '--out', join(d, 'out'), '--json');
+    const j = JSON.parse(r.stdout) as HuntJson & { reproduced: boolean; signature: string };
+    expect(j.signature).toBe(rep.findings[n].first.signature);
+    if (j.reproduced) {
+      expect(r.code).toBe(0);
+      const row = j.signatures.find((s) => s.signature === j.signature);
+      expect((await vcpulab('replay', row?.schedule as string)).code).toBe(0);
+      // Only the finding asked for is shrunk and kept.
+      expect(readdirSync(join(d, 'out'))).toEqual([`${j.signature}.schedule`]);
+    } else {
+      // A threaded interleaving the serial search did not reach within its budget: it says so.
+      expect(r.code).toBe(1);
+    }
+  });
+});
+
+describe("the project's regression corpus", () => {
+  it('every built-in race in test/corpus still reproduces (regressDir, the helper a suite calls)', async () => {
+    const { regressDir } = (await import(new URL('../../dist/src/hunt/regress.js', import.meta.url).href)) as typeof import('../../src/hunt/regress.js');
+    const res = await regressDir(join(ROOT, 'test', 'corpus'));
+    expect(res.length).toBeGreaterThan(0);
+    for (const r of res) expect(r.status, `${r.file}: ${r.detail}`).toBe('ok');
+  });
+});
