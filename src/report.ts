@@ -12,6 +12,7 @@ import { hex } from './trace/collector.js';
 import type { EngineResult } from './engine/common.js';
 import type { Finding } from './oracles/findings.js';
 import type { Machine } from './machine.js';
+import type { RunConfig } from './lab.js';
 
 export interface DomainReport {
   name: string;
@@ -40,6 +41,8 @@ export interface RunReport {
   digest: string;
   /** Extra: each vm_event agent's requests handled and calls made, and why it stopped early, if it did. */
   agents: { domain: string; events: number; calls: number; error: string | null }[];
+  /** Extra: the run's flags (lab.ts RunConfig), so \`vcpulab reproduce\` can search the same configuration. */
+  config?: RunConfig;
 }
 
 export interface ReportMeta {
