@@ -23,7 +23,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { simulate, type RunConfig } from '../src/cli/sim.js';
+import { simulate, type RunConfig } from '../src/lab.js';
 import { BUILTIN_DIR } from '../src/scenario/loader.js';
 import { median } from './floors.js';
 

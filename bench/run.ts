@@ -29,7 +29,7 @@ import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { simulate, type RunConfig } from '../src/cli/sim.js';
+import { simulate, type RunConfig } from '../src/lab.js';
 import { bareInterp, median, pingPong, type InterpRun, type PingPongRun } from './floors.js';
 import { ipiBench } from './ipi.js';
 import { ALTP2M_METHOD, altp2mBench } from './altp2m.js';

@@ -157,21 +157,21 @@ export function formatHunt(r: HuntResult): string {
   if (r.signatures.length === 0) out.push('no findings');
   else {
     out.push('');
-    out.push(`${'kind'.padEnd(20)} ${'cause'.padEnd(18)} ${'hits'.padStart(6)}  ${'first run'.padEnd(22)} ${'steps'.padEnd(16)} ${'preemptions'.padEnd(12)} signature / schedule`);
-    for (const s of r.signatures) {
+    out.push(`${'#'.padStart(3)} ${'kind'.padEnd(20)} ${'cause'.padEnd(18)} ${'hits'.padStart(6)}  ${'first run'.padEnd(22)} ${'steps'.padEnd(16)} ${'preemptions'.padEnd(12)} signature / schedule`);
+    for (const [i, s] of r.signatures.entries()) {
       const first = `${s.first.run} (${s.first.strategy} ${s.first.seed})`;
       const sh = s.shrunk;
-      out.push(`${s.kind.padEnd(20)} ${s.cause.padEnd(18)} ${String(s.hits).padStart(6)}  ${first.padEnd(22)} ` +
+      out.push(`${String(i + 1).padStart(3)} ${s.kind.padEnd(20)} ${s.cause.padEnd(18)} ${String(s.hits).padStart(6)}  ${first.padEnd(22)} ` +
         `${(sh === null ? '-' : `${sh.steps_before} -> ${sh.steps_after}`).padEnd(16)} ${(sh === null ? '-' : `${sh.preemptions_before} -> ${sh.preemptions_after}`).padEnd(12)} ${s.signature}`);
-      if (s.schedule !== null) out.push(`${''.padEnd(20)} replay: vcpulab replay ${s.schedule}`);
+      if (s.schedule !== null) out.push(`${''.padEnd(24)} replay: vcpulab replay ${s.schedule}`);
     }
   }
   if (h.signatures_dropped > 0) out.push(`(${h.signatures_dropped} more signatures not kept: over the table's cap)`);
   out.push('');
-  out.push('per strategy: runs, and the run that first hit each signature');
+  out.push('per strategy: runs, and for each signature (#n, in the order above) the run that first hit it');
   for (const [name, ps] of Object.entries(r.per_strategy)) {
-    const hits = r.signatures.map((s) => (ps.first_hit[s.signature] === undefined ? '-' : String(ps.first_hit[s.signature])));
-    out.push(`  ${name.padEnd(12)} ${String(ps.runs).padStart(7)} runs  first hits: ${hits.join(' ')}`);
+    const hits = r.signatures.map((s, i) => (ps.first_hit[s.signature] === undefined ? `#${i + 1} -` : `#${i + 1} ${ps.first_hit[s.signature]}`));
+    out.push(`  ${name.padEnd(12)} ${String(ps.runs).padStart(7)} runs   ${hits.join('  ')}`);
   }
   return out.join('\n') + '\n';
 }

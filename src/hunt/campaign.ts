@@ -199,11 +199,14 @@ export async function runHunt(o: HuntOptions): Promise<HuntResult> {
     const ordered = [...rows.values()].sort((a, b) => a.first.run - b.first.run || (a.signature < b.signature ? -1 : 1));
     if (o.shrink && o.out !== null && stopped !== 'interrupted') {
       let k = 0;
-      for (const row of ordered.filter((x) => o.shrinkOnly === undefined || x.signature === o.shrinkOnly)) {
+      // With --until, what the user is after is the matching signatures: only those are shrunk and kept.
+      const wanted = ordered.filter((x) => (o.shrinkOnly === undefined || x.signature === o.shrinkOnly) &&
+        (o.until === undefined || untilMatches(o.until, x.signature, x.kind, x.cause)));
+      for (const row of wanted) {
         if (o.interrupt.requested) { stopped = 'interrupted'; break; }
         const b = best.get(row.signature) as { run: number; est: StepEstimate | undefined };
         await shrinkRow(pool, spec, o, row, b.run, b.est, prep.hash);
-        o.onProgress?.({ phase: 'shrink', done: ++k, total: o.shrinkOnly === undefined ? ordered.length : 1, runsPerS: 0, signatures: rows.size });
+        o.onProgress?.({ phase: 'shrink', done: ++k, total: wanted.length, runsPerS: 0, signatures: rows.size });
       }
     }
     const wall = performance.now() - t0;
