@@ -33,6 +33,7 @@ import { simulate, type RunConfig } from '../src/lab.js';
 import { bareInterp, median, pingPong, type InterpRun, type PingPongRun } from './floors.js';
 import { ipiBench } from './ipi.js';
 import { ALTP2M_METHOD, altp2mBench } from './altp2m.js';
+import { HUNT_METHOD, huntBench } from './hunt.js';
 
 const quick = process.argv.includes('--quick');
 const REPS = quick ? 1 : 3;
@@ -183,7 +184,7 @@ async function calibrate(dir: string, w: Workload): Promise<number> {
 
 interface Row {
   name: string;
-  kind: 'sim' | 'floor' | 'derived' | 'ipi' | 'altp2m';
+  kind: 'sim' | 'floor' | 'derived' | 'ipi' | 'altp2m' | 'hunt';
   value: number;
   unit: string;
   /** Extra numbers behind the value (raw MIPS, sizes, all repetitions). */
@@ -236,8 +237,8 @@ function progress(s: string): void { process.stderr.write(`  ${s}\n`); }
 
 interface Ratio { name: string; value: number; valueMid: number; target: number; targetText: string; met: boolean; metMid: boolean; how: string }
 
-function ratio(name: string, value: number, valueMid: number, target: number, targetText: string, how: string): Ratio {
-  const ok = (x: number): boolean => Number.isFinite(x) && x >= target; // target NaN: information only
+function ratio(name: string, value: number, valueMid: number, target: number, targetText: string, how: string, lowerIsBetter = false): Ratio {
+  const ok = (x: number): boolean => Number.isFinite(x) && (lowerIsBetter ? x < target : x >= target); // target NaN: information only
   return { name, value, valueMid, target, targetText, met: ok(value), metMid: ok(valueMid), how };
 }
 
@@ -327,6 +328,10 @@ async function main(): Promise<void> {
   // ---- altp2m views (bench/altp2m.ts) ----
   const alt = await altp2mBench({ quick, reps: REPS, pingPongUs: ppMedian, progress });
   rows.push(...alt.rows);
+
+  // ---- hunts (bench/hunt.ts) ----
+  const hunt = await huntBench({ quick, reps: REPS, progress });
+  rows.push(...hunt.rows.map((r) => ({ ...r, detail: r.detail as Row['detail'] })));
   const ratios: Ratio[] = [
     ratio('serial / bare floor', perRep((r) => at(S4, 'inc', r) / one[r].mips), perRep((r) => at(S4, 'mid', r) / one[r].mips), 1 / 3, '>= 0.33 (within 3x)', 'serial 4 pCPUs / bare loop 1 worker'),
     ratio('serial absolute (M guest instr/s)', inc(S4), mid(S4), 100, '>= 100', 'serial 4 pCPUs'),
@@ -336,6 +341,7 @@ async function main(): Promise<void> {
     ratio('bare loop: 64 workers / 2 workers', perRep((r) => many[r].mips / two[r].mips), NaN, 0.5, 'info: what the OS allows', 'bare 64 workers / bare 2 workers'),
     ...ipi.ratios.map((q) => ratio(q.name, q.value, NaN, NaN, 'info: x ping-pong RT', q.how)),
     ...alt.ratios.map((q) => ratio(q.name, q.value, NaN, NaN, q.targetText, q.how)),
+    ...hunt.ratios.map((q) => ratio(q.name, q.value, NaN, q.target, q.targetText, q.how, q.lowerIsBetter === true)),
   ];
 
   // ---- output ----
@@ -373,6 +379,7 @@ async function main(): Promise<void> {
     method: 'value = incremental M guest instr/s: (instructions(2N) - instructions(N)) / (wall(2N) - wall(N)), N iterations per vCPU (at least MIN_INSNS_PER_VCPU / 8); mid_run = rate between 20% and 80% of the 2N run from the engine progress reports; raw = instructions / wall of the 2N run; all medians of the repetitions. A repetition measures the floors and then every engine row; each target ratio is computed within a repetition and the median over the repetitions is reported',
     ipi_method: 'kind "ipi" rows (bench/ipi.ts): the built-in IPI ring (src/scenario/builtin/ipi.s) with NESTED = 0, MASK_ICR = 1, ROUNDS calibrated for about 1 s of wall time beyond start-up per run (--quick: fixed small sizes), slack 30000, burst 4096, timeslice 100 us, seed 1. Per path: 2 pCPUs / 2 vCPUs, migration none, threaded and serial engines; value = ipi_latency_ns_p50 (detail.p99 = ipi_latency_ns_p99; simulated ns, target pCPU clock at delivery minus sender clock at send), exits_per_ipi, or wall us per delivered IPI = wall_ms * 1000 / ipi_delivered (throughput-derived, worker start-up included; detail.wall_us_per_ipi_incremental removes it using the calibration run; detail.x_pingpong_rt = that / the Atomics spin ping-pong RT of this run). Oversubscription: vlapic, 2 pCPUs with 8 and 32 vCPUs, migration balance, threaded (and serial in the full run); value = context_switches / wall s, context_switches / simulated s (sim_time_ns), or the IPI latency p50 (detail.p99) as the wake-latency proxy; IPIs sent while the same vector is still pending at the target coalesce (detail.ipi_coalesced) and are not in the latency. Medians of the repetitions.',
     altp2m_method: ALTP2M_METHOD,
+    hunt_method: HUNT_METHOD,
     rows, ratios,
   };
   const resultsFile = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './results.json' : '../../bench/results.json', import.meta.url));

@@ -122,8 +122,13 @@ export async function runHunt(o: HuntOptions): Promise<HuntResult> {
   let stopped: string | null = null;
   let mergedRuns = 0;
   try {
-    // Calibration: one round-robin run gives pct and pos their first estimate of the run's length.
-    const cal = await pool.run({ type: 'run', prep: spec, config: { ...campaignRunConfig(o, 0), strategy: 'round-robin' }, run: -1, record: false } satisfies HuntTask) as TaskResult;
+    // Calibration: one round-robin run gives pct and pos their first estimate of the run's length. Every
+    // worker runs it (the same run, so the same result), which also prepares the scenario and warms the
+    // interpreter on each before any run is timed.
+    const calTask: HuntTask = { type: 'run', prep: spec, config: { ...campaignRunConfig(o, 0), strategy: 'round-robin' }, run: -1, record: false };
+    const cals = await Promise.all(Array.from({ length: o.workers }, () => pool.run(calTask) as Promise<TaskResult>));
+    const cal = cals[0];
+    if (cals.some((c) => c.digest !== cal.digest)) bug('the calibration run gave different digests on different workers');
     const calEst: StepEstimate = { choice: Math.max(1, cal.stats?.choiceSteps ?? cal.steps), device: Math.max(1, cal.stats?.deviceSteps ?? 1) };
 
     const done = new Map<number, TaskResult>();
