@@ -9,6 +9,23 @@ import type { AgentSpec } from '../agent/runner.js';
 
 export type Outcome = 'completed' | 'limit' | 'aborted';
 
+/**
+ * How long a serial run is, in the units pct places its change points in: choice steps and device steps
+ * (SerialStats). A hunt measures them from a first run (EngineResult.stats) and grows them when it sees
+ * longer runs.
+ */
+export interface StepEstimate {
+  choice: number;
+  device: number;
+}
+
+/**
+ * Serial: how a recorded tape is followed. 'exact': a step the tape names that is not possible here is a
+ * divergence and aborts the run. 'guided' (shrinking): such a step goes to the next eligible participant,
+ * and when the tape ends the run finishes with a fixed tail (round-robin, one shared access per step).
+ */
+export type ReplayMode = 'exact' | 'guided';
+
 export interface EngineOptions {
   seed: number;
   strategy: string;
@@ -20,6 +37,12 @@ export interface EngineOptions {
   watchdogMs: number;
   /** Serial: recorded schedule to follow instead of the strategy. */
   replayRuns?: Int32Array;
+  /** Serial: how replayRuns is followed; default 'exact'. */
+  replayMode?: ReplayMode;
+  /** Serial, pct: bug depth d (d - 1 change points); default PCT_DEPTH_DEFAULT (3). */
+  pctDepth?: number;
+  /** Serial, pct: where change points may fall; default STEP_ESTIMATE_DEFAULT (strategies/pct.ts). */
+  stepEstimate?: StepEstimate;
   /** Serial: keep the chosen schedule (for --schedule-out). */
   recordSchedule: boolean;
   /** Guest instructions per burst between hypervisor checks (threaded; serial bursts end at shared accesses). */
@@ -41,6 +64,26 @@ export interface EngineResult {
   schedule?: Int32Array;
   steps: number;
   agents?: AgentResult[];
+  /** Serial: what the run's steps were (a hunt grows its StepEstimate from these; shrinking reports preemptions). */
+  stats?: SerialStats;
+}
+
+export interface SerialStats {
+  /** Steps taken when more than one participant was eligible (StepEstimate.choice). */
+  choiceSteps: number;
+  /**
+   * LAPIC steps after which a scheduler timer interrupt would have taken the vCPU off its pCPU
+   * (Pcpu.preemptSwitches): where pct places its preemptions (StepEstimate.device).
+   */
+  deviceSteps: number;
+  /**
+   * pCPU steps in which the guest accessed a LAPIC register: the passed-through xAPIC page or x2APIC
+   * MSRs, an x2APIC MSR exit, or an APIC-access exit. With one shared access per step (pct, pos,
+   * round-robin) the step ended on that access.
+   */
+  lapicSteps: number;
+  /** pCPU steps that began with a scheduler timer interrupt (a negative tape entry). */
+  preemptions: number;
 }
 
 export interface EngineInput {

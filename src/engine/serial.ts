@@ -3,13 +3,14 @@
 // reaches the machine, rings are drained synchronously, and the schedule can be recorded/replayed.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import * as C from '../../shared/machine.js';
-import { PC_PENDING, PC_STATE, PS_WAIT_SIPI } from '../../shared/pcpu.js';
+import { PC_EXITS, PC_PENDING, PC_STATE, PS_WAIT_SIPI } from '../../shared/pcpu.js';
+import { EXIT_APIC_ACCESS } from '../isa/interp.js';
 import { schedHasRunnable } from '../hv/sched/sched.js';
 import { Pcpu, STEP_STOPPED } from '../hv/pcpu-loop.js';
 import type { RingFullHandler } from '../trace/ring.js';
 import type { Collector } from '../trace/collector.js';
 import { stallIdleDetail, totalInstructions, type AgentResult, type EngineInput, type EngineResult } from './common.js';
-import { makeStrategy, ReplayStrategy, ScheduleDiverged, ScheduleRecorder, type Strategy } from './strategies/index.js';
+import { GuidedReplayStrategy, makeStrategy, ReplayStrategy, ScheduleDiverged, ScheduleRecorder, type Strategy } from './strategies/index.js';
 import { bug } from '../errors.js';
 import { AgentRunner, loadAgent } from '../agent/runner.js';
 import { AgentStopped, type AgentHost } from '../agent/xc.js';
@@ -43,16 +44,23 @@ export async function runSerial({ m, params, collector, opts, agents }: EngineIn
   for (let i = 0; i < n; i++) {
     pcpus.push(new Pcpu(m, i, params, full));
   }
-  const strategy: Strategy = opts.replayRuns !== undefined ? new ReplayStrategy(opts.replayRuns) : makeStrategy(opts.strategy, opts.seed);
-  const recorder = opts.recordSchedule ? new ScheduleRecorder() : undefined;
   // Agents are participants n, n+1, ...: the strategy chooses them like pCPUs whenever they have work.
+  const participants = n + (agents?.length ?? 0);
+  const strategy: Strategy = opts.replayRuns === undefined
+    ? makeStrategy(opts.strategy, opts.seed, { pctDepth: opts.pctDepth, stepEstimate: opts.stepEstimate, participants })
+    : opts.replayMode === 'guided' ? new GuidedReplayStrategy(opts.replayRuns) : new ReplayStrategy(opts.replayRuns);
+  const recorder = opts.recordSchedule ? new ScheduleRecorder() : undefined;
   const runners: AgentRunner[] = [];
   const agentResults: AgentResult[] = [];
-  const elig = new Int32Array(n + (agents?.length ?? 0));
+  const elig = new Int32Array(participants);
   const clocks = new Float64Array(n);
   const work = new Uint8Array(n);
+  // Where each pCPU counts its APIC-access exits: with CpuCore.apicAccesses, what tells a LAPIC step.
+  const apicExitIdx = new Int32Array(n);
+  for (let i = 0; i < n; i++) apicExitIdx[i] = pcpus[i].base + PC_EXITS + EXIT_APIC_ACCESS;
+  const pc32 = m.pc32;
   const t0 = performance.now();
-  let steps = 0;
+  let steps = 0, choiceSteps = 0, lapicSteps = 0, deviceSteps = 0, preemptions = 0;
   const liveIdx = C.CTL_LIVE_DOMAINS;
   let outcome: EngineResult['outcome'] | null = null;
   let reason: string | null = null;
@@ -73,6 +81,7 @@ export async function runSerial({ m, params, collector, opts, agents }: EngineIn
     for (let i = 0; i < n; i++) if (work[i] === 1 && clocks[i] <= bound) elig[count++] = i;
     if (allowAgents) for (let k = 0; k < runners.length; k++) if (agentResults[k].error === null && runners[k].hasWork()) elig[count++] = n + k;
     if (count === 0) return NOTHING;
+    if (count > 1) choiceSteps++;
     let p: number;
     try {
       p = strategy.next(elig, count);
@@ -83,9 +92,22 @@ export async function runSerial({ m, params, collector, opts, agents }: EngineIn
     let shared = strategy.shared;
     if (recorder !== undefined) recorder.record(p, shared);
     steps++;
-    if (p >= n) { agentStep(p - n); return STEPPED; }
-    if (shared < 0) { pcpus[p].preempt(); shared = -shared; }
-    if (pcpus[p].step(SERIAL_BURST, shared) === STEP_STOPPED) bug('a serial pCPU stopped on its own');
+    if (p >= n) { agentStep(p - n); strategy.after(p, false, false); return STEPPED; }
+    const pcpu = pcpus[p], core = pcpu.core, ix = apicExitIdx[p];
+    // A LAPIC step: the guest reached a LAPIC register (passed through, an x2APIC MSR exit, or the
+    // APIC-access page); with one shared access per step the step ended on it. A device step: a LAPIC
+    // step after which a timer interrupt would take the vCPU off the pCPU (where pct and pos preempt).
+    const a0 = core.apicAccesses + pc32[ix];
+    if (shared < 0) { preemptions++; pcpu.preempt(); shared = -shared; }
+    if (pcpu.step(SERIAL_BURST, shared) === STEP_STOPPED) bug('a serial pCPU stopped on its own');
+    const lapic = core.apicAccesses + pc32[ix] !== a0;
+    let dev = false;
+    if (lapic) {
+      lapicSteps++;
+      dev = pcpu.preemptSwitches();
+      if (dev) deviceSteps++;
+    }
+    strategy.after(p, lapic, dev);
     return STEPPED;
   };
 
@@ -149,7 +171,10 @@ export async function runSerial({ m, params, collector, opts, agents }: EngineIn
   for (const p of pcpus) p.stop();
   collector.drainAll();
   runners.forEach((r, k) => { agentResults[k].events = r.events; agentResults[k].calls = r.xc.calls; });
-  return { outcome: outcome ?? 'aborted', reason, wallMs: performance.now() - t0, schedule: recorder?.runs(), steps, agents: agentResults };
+  return {
+    outcome: outcome ?? 'aborted', reason, wallMs: performance.now() - t0, schedule: recorder?.runs(), steps, agents: agentResults,
+    stats: { choiceSteps, deviceSteps, lapicSteps, preemptions },
+  };
 }
 
 function stallFinding(pcpus: Pcpu[], collector: Collector): string {

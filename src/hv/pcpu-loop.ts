@@ -310,6 +310,18 @@ export class Pcpu implements DeliveryHook {
     this.sliceEnd = this.core.clock;
   }
 
+  /**
+   * Would a scheduler timer interrupt before the next step (preempt) take the loaded vCPU off this pCPU,
+   * where without it the vCPU would run on? The serial engine asks after steps that reached a LAPIC
+   * register: pct and pos place timer interrupts only where one changes the schedule. No side effects.
+   */
+  preemptSwitches(): boolean {
+    const v = this.cur, m = this.m;
+    if (v < 0 || this.altOp.phase !== OPW_NONE || this.core.clock >= this.sliceEnd) return false;
+    if (Atomics.load(m.vc32, this.iRunstate) !== RS_RUNNING || Atomics.load(m.vc32, this.iPause) !== 0) return false;
+    return !this.keepRunning(v);
+  }
+
   /** Idle time passes: move the clock to `now` if behind (an idle pCPU follows the others). */
   idleUntil(now: number): void {
     if (now > this.core.clock) {

@@ -175,6 +175,12 @@ export class CpuCore {
   mmioKind = MMIO_NONE;
   /** The physical LAPIC behind MMIO_LAPIC_DIRECT pages and passed-through x2APIC MSRs. */
   lapic: LapicPort | null = null;
+  /**
+   * Guest accesses to a LAPIC register that did not go through the hypervisor's APIC-access page: the
+   * passed-through xAPIC page and x2APIC MSRs (through `lapic`), and x2APIC MSR exits. Counted only on
+   * those paths, never on plain memory; the serial engine compares it around a step to tell a LAPIC step.
+   */
+  apicAccesses = 0;
   /** The loaded vCPU's x2APIC MSRs (0x800-0x8FF) are not intercepted (x2apic-passthrough). */
   x2apicPassthrough = false;
   /** Code page cached across bursts (gfn, host word index of its first word); -1 after a TLB flush. */
@@ -459,6 +465,7 @@ export function guestRun(c: CpuCore, budget: number): number {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc + n * ic; cyc = -n * ic;
             R[a] = (c.lapic as LapicPort).apicRead(src & 0xfff);
+            c.apicAccesses++;
             pc += 8;
             if (--sh === 0) break loop;
             if (n < budget && pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; }
@@ -477,6 +484,7 @@ export function guestRun(c: CpuCore, budget: number): number {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc + n * ic; cyc = -n * ic; c.pc = pc;
             if (!(c.lapic as LapicPort).apicWrite(src & 0xfff, R[a])) { c.mmioKind = MMIO_NONE; exit = EXIT_EPT_VIOLATION; break loop; }
+            c.apicAccesses++;
             pc += 8;
             if (--sh === 0) break loop;
             if (n < budget && pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } // e.g. a self-IPI
@@ -496,6 +504,7 @@ export function guestRun(c: CpuCore, budget: number): number {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc + n * ic; cyc = -n * ic; c.pc = pc;
             if (!(c.lapic as LapicPort).apicWrite(ad & 0xfff, v)) { c.mmioKind = MMIO_NONE; exit = EXIT_EPT_VIOLATION; break loop; }
+            c.apicAccesses++;
             pc += 8;
             if (--sh === 0) break loop;
             if (n < budget && pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; }
@@ -690,6 +699,7 @@ export function guestRun(c: CpuCore, budget: number): number {
             c.clock += cyc + n * ic; cyc = -n * ic; c.pc = pc;
             const r = op === Op.WRMSR ? (c.lapic as LapicPort).x2apicWrmsr(msr, R[Reg.EAX], R[Reg.EDX])
               : (c.lapic as LapicPort).x2apicRdmsr(msr) ? PORT_OK : PORT_GP;
+            c.apicAccesses++;
             if (r === PORT_GP) { fault = VEC_GP; break; }
             if (r === PORT_EXIT) { exit = EXIT_WRMSR; break loop; }
             pc += 8;
@@ -697,6 +707,7 @@ export function guestRun(c: CpuCore, budget: number): number {
             if (n < budget && pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; }
             continue;
           }
+          if (msr >= 0x800 && msr <= 0x8ff) c.apicAccesses++; // the vLAPIC emulates it at the exit
           exit = op === Op.WRMSR ? EXIT_WRMSR : EXIT_RDMSR; break loop;
         }
         case Op.IN: case Op.OUT:

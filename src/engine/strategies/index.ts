@@ -1,48 +1,35 @@
-// Serial-engine strategies: which eligible pCPU takes the next step. All randomness comes from a
+// Serial-engine strategies: which eligible participant takes the next step. All randomness comes from a
 // seeded PRNG owned by the strategy (a child seed of the run seed), so a seed fixes the schedule.
+// Participants are pCPUs 0..n-1, then vm_event agents n, n+1, ... (serial.ts). Every choice the run
+// makes is one tape entry (participant, signed shared accesses), so recording, exact and guided replay,
+// PCT, POS and shrinking are one mechanism (STYLE.md §16).
 import { UserError } from '../../errors.js';
+import type { StepEstimate } from '../common.js';
+import { Prng, childSeed } from './prng.js';
+import { PctStrategy } from './pct.js';
+import { PosStrategy } from './pos.js';
+
+export { Prng, childSeed } from './prng.js';
+export { PCT_DEPTH_DEFAULT, PctStrategy, STEP_ESTIMATE_DEFAULT } from './pct.js';
+export { PosStrategy } from './pos.js';
 
 export interface Strategy {
   readonly name: string;
   /**
-   * Choose one of eligible[0..count) for the next step, and in `shared` how many guest-memory
+   * Choose one of eligible[0..count) (ascending) for the next step, and in `shared` how many guest-memory
    * accesses it makes before the next choice point (>= 1). A negative `shared` (-n) also preempts: the
    * step starts with a scheduler timer interrupt on that pCPU (its vCPU leaves if another is waiting).
    * The sign travels in schedule files unchanged, so replays reproduce preemptions too.
    */
   next(eligible: Int32Array, count: number): number;
   readonly shared: number;
-}
-
-/** SplitMix32-style generator: tiny, fast, and good enough for schedule choices. */
-export class Prng {
-  private s: number;
-  constructor(seed: number) { this.s = seed | 0; }
-  nextU32(): number { return this.nextI32() >>> 0; }
-  /** The same 32 bits as nextU32, as an int32. */
-  nextI32(): number {
-    let z = (this.s = (this.s + 0x9e3779b9) | 0);
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return z ^ (z >>> 16);
-  }
   /**
-   * nextU32() % n, for n >= 1. For n < 2^15 it is computed as ((hi % n) * 2^16 + lo) % n over the two
-   * 16-bit halves, which stays in int32 arithmetic: a uint32 at or above 2^31 would make V8 take a
-   * floating-point remainder (a runtime call), and the serial engine draws twice per step.
+   * Feedback after participant `p`'s step (SerialStats): `lapic`, the guest accessed a LAPIC register in
+   * it (with one shared access per step, the step ended on that access); `device`, it did and a timer
+   * interrupt now would take the vCPU off the pCPU. Called once per step, on the hot path: implementations
+   * must not allocate.
    */
-  below(n: number): number {
-    if (n >= 0x8000) return this.nextU32() % n;
-    const z = this.nextI32();
-    return ((((z >>> 16) % n) << 16) + (z & 0xffff)) % n;
-  }
-}
-
-/** Derive a child seed for a named component (STYLE.md §10): new randomness elsewhere won't shift it. */
-export function childSeed(seed: number, component: string): number {
-  let h = (seed ^ 0x811c9dc5) >>> 0;
-  for (let i = 0; i < component.length; i++) h = Math.imul(h ^ component.charCodeAt(i), 0x01000193) >>> 0;
-  return h;
+  after(p: number, lapic: boolean, device: boolean): void;
 }
 
 /**
@@ -59,6 +46,7 @@ export class RandomStrategy implements Strategy {
     this.shared = 1 + this.rng.below(this.maxRun);
     return p;
   }
+  after(): void {}
 }
 
 /**
@@ -78,6 +66,7 @@ export class PreemptStrategy implements Strategy {
     this.shared = this.rng.below(this.odds) === 0 ? -run : run;
     return p;
   }
+  after(): void {}
 }
 
 /** Each eligible pCPU in turn, `quantum` steps each. */
@@ -92,6 +81,7 @@ export class RoundRobinStrategy implements Strategy {
     this.last = pick;
     return pick;
   }
+  after(): void {}
 }
 
 /** Replays a recorded schedule. Diverging from it is a bug, not bad input. */
@@ -111,9 +101,46 @@ export class ReplayStrategy implements Strategy {
     this.i += 2;
     return p;
   }
+  after(): void {}
 }
 
 export class ScheduleDiverged extends Error {}
+
+/**
+ * Follows a tape as closely as this run allows, for shrinking (DESIGN.md §8): a candidate tape (entries
+ * removed, preemptions dropped) must still give a complete run whose signature can be compared. An entry
+ * naming a participant that is not eligible here goes to the first eligible one at or after it (wrapping);
+ * when the tape runs out, the run finishes with a fixed tail: round-robin, one shared access per step,
+ * no preemption. Nothing is random, so the same tape always gives the same run. A preempting entry on an
+ * agent, or on a pCPU with no vCPU loaded, does nothing (Pcpu.preempt).
+ */
+export class GuidedReplayStrategy implements Strategy {
+  readonly name = 'guided-replay';
+  private i = 0;
+  private last = -1;
+  shared = 1;
+  constructor(private readonly runs: Int32Array) {}
+  /** Tape entries used so far (a shrinker can cut the tape there). */
+  get consumed(): number { return this.i >> 1; }
+  next(eligible: Int32Array, count: number): number {
+    let p: number;
+    if (this.i + 1 < this.runs.length) {
+      const want = this.runs[this.i];
+      const sh = this.runs[this.i + 1];
+      this.i += 2;
+      p = eligible[0];
+      for (let k = 0; k < count; k++) if (eligible[k] >= want) { p = eligible[k]; break; }
+      this.shared = sh === 0 ? 1 : sh;
+    } else {
+      p = eligible[0];
+      for (let k = 0; k < count; k++) if (eligible[k] > this.last) { p = eligible[k]; break; }
+      this.shared = 1;
+    }
+    this.last = p;
+    return p;
+  }
+  after(): void {}
+}
 
 /**
  * Records the schedule as runs of (pCPU, shared accesses): one run per step, so a replay reproduces
@@ -130,12 +157,26 @@ export class ScheduleRecorder {
   runs(): Int32Array { return this.buf.slice(0, this.n); }
 }
 
-export const STRATEGIES = ['random', 'round-robin', 'preempt'] as const;
+export const STRATEGIES = ['random', 'round-robin', 'preempt', 'pct', 'pos'] as const;
 export type StrategyName = (typeof STRATEGIES)[number];
 
-export function makeStrategy(name: string, seed: number): Strategy {
+export interface StrategyOptions {
+  /** pct: bug depth d, >= 1 (d - 1 change points). */
+  pctDepth?: number;
+  /** pct: how many choice and device steps the run has (where change points may fall). */
+  stepEstimate?: StepEstimate;
+  /** Participants (pCPUs, then agents): pct and pos size their priority tables by it. */
+  participants?: number;
+}
+
+export function makeStrategy(name: string, seed: number, opts: StrategyOptions = {}): Strategy {
   if (name === 'random') return new RandomStrategy(seed);
   if (name === 'round-robin') return new RoundRobinStrategy();
   if (name === 'preempt') return new PreemptStrategy(seed);
+  if (name === 'pct') return new PctStrategy(seed, opts.participants ?? PARTICIPANTS_DEFAULT, opts.pctDepth, opts.stepEstimate);
+  if (name === 'pos') return new PosStrategy(seed, opts.participants ?? PARTICIPANTS_DEFAULT);
   throw new UserError(`--strategy: unknown strategy '${name}' (expected ${STRATEGIES.join(', ')})`);
 }
+
+/** Priority table size when the caller does not say (the most pCPUs a machine has, plus room for agents). */
+const PARTICIPANTS_DEFAULT = 256 + 16;
