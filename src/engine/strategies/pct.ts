@@ -1,7 +1,7 @@
 // PCT, probabilistic concurrency testing (Burckhardt, Kothari, Musuvathi, Nagarakatte, "A Randomized
 // Scheduler with Probabilistic Guarantees of Finding Bugs", ASPLOS 2010), over the serial engine's
-// participants. What the paper's scheduler keeps, and nothing else: one priority per participant, the
-// change points, and two step counters.
+// participants. What the paper's scheduler keeps, and little else: one priority per participant, the
+// change points, two step counters, and per participant how long it has waited (for yields, below).
 //
 // - Every participant gets a distinct random initial priority d .. d+P-1. Each step runs the eligible
 //   participant with the highest priority, for one shared access (`shared` = 1): every guest-memory
@@ -18,11 +18,12 @@
 //       is where that changes what the APIC does next: the window between a guest's ICR_HI and ICR_LO
 //       writes, in which another vCPU or the hypervisor can rewrite ICR_HI, or the vCPU can move to a
 //       LAPIC whose ICR_HI someone else wrote. A device step is a step that ended on a LAPIC register
-//       access *and* after which a timer interrupt would take the vCPU off the pCPU (no other vCPU
-//       waiting, or the slice over anyway: the interrupt would change nothing). That is the paper's §4.1
-//       applied to preemptions, as choice steps apply it to priority changes: a change point where
-//       nothing can change is not placed. On secure-realm it roughly halves k_dev and triples the runs
-//       (depth 3) that reach the ICR window.
+//       access *and* after which a timer interrupt would take the vCPU off the pCPU (Pcpu.preemptSwitches);
+//       where no other vCPU waits for the pCPU, or its slice is over anyway, the interrupt would change
+//       nothing. That is the paper's §4.1 applied to preemptions, as choice steps apply it to priority
+//       changes: a change point where nothing can change is not placed. On secure-realm it roughly
+//       halves k_dev and triples the runs that reach the ICR window (depth 3, the estimate each run's
+//       own: 7 of 100 seeds counting every LAPIC step, 20 of 100 counting device steps).
 // - Change points are drawn once, from the estimate, before the run: a change point past the end of a
 //   shorter run is never reached (the paper's k is an upper bound; a hunt grows its estimate).
 //
@@ -47,9 +48,10 @@ export const PCT_DEPTH_DEFAULT = 3;
 
 /**
  * Where change points may fall when the caller has no estimate of the run. Measured on the built-in
- * scenarios under pct itself (stats of seeds 1..20): secure-realm has about 230k choice steps and 1.6k
- * device steps, ipi-* 40k-120k and 200-2k, counter 6M choice steps and none. The defaults sit at the
- * short end, so that a default run reaches its change points; a hunt measures and grows them.
+ * scenarios under pct itself (seeds 1..6): secure-realm and its variants have 450k-700k choice steps and
+ * 400-850 device steps, the ipi-* and posted/avic/ipiv ones 20k-550k and 500-1100, counter 1.8M and
+ * none, xen-access up to 260k and none. The defaults sit at the short end, so that a run without an
+ * estimate reaches its change points (early in long runs); a hunt measures and grows them.
  */
 export const STEP_ESTIMATE_DEFAULT: Readonly<StepEstimate> = { choice: 50_000, device: 500 };
 
