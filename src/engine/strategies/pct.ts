@@ -39,6 +39,7 @@
 // Simplified: the paper's guarantee (probability >= 1/(n k^(d-1)) for a bug of depth d) assumes every
 // step is a choice point; under lax synchronisation a participant more than the slack ahead is not
 // eligible, so the highest-priority one runs until it is that far ahead and the next one takes over.
+import { bug } from '../../errors.js';
 import type { StepEstimate } from '../common.js';
 import type { Strategy } from './index.js';
 import { Prng, childSeed } from './prng.js';
@@ -82,7 +83,8 @@ export class PctStrategy implements Strategy {
   private yieldPrio = 0;
 
   constructor(seed: number, participants: number, depth = PCT_DEPTH_DEFAULT, estimate: StepEstimate = STEP_ESTIMATE_DEFAULT) {
-    if (!Number.isInteger(depth) || depth < 1) throw new RangeError(`pct depth must be an integer >= 1, got ${depth}`);
+    // Callers check --pct-depth and schedule headers (bad input gets one line there): here it is a bug.
+    if (!Number.isInteger(depth) || depth < 1) bug(`pct depth ${depth} reached the strategy (must be an integer >= 1)`);
     const rng = new Prng(childSeed(seed, 'strategy.pct'));
     this.prio = new Int32Array(participants);
     this.preemptNext = new Uint8Array(participants);
