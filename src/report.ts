@@ -41,7 +41,7 @@ export interface RunReport {
   digest: string;
   /** Extra: each vm_event agent's requests handled and calls made, and why it stopped early, if it did. */
   agents: { domain: string; events: number; calls: number; error: string | null }[];
-  /** Extra: the run's flags (lab.ts RunConfig), so \`vcpulab reproduce\` can search the same configuration. */
+  /** Extra: the run's flags (lab.ts RunConfig), so vcpulab reproduce can search the same configuration. */
   config?: RunConfig;
 }
 

@@ -509,7 +509,7 @@ export class Pcpu implements DeliveryHook {
   /** One event per burst that used a stale translation, with the burst's first such access. */
   private noteStale(): void {
     const c = this.core;
-    this.emit(EV_STALE, c.staleGpa, c.staleAccess | ((c.staleView & 0xffff) << 8), c.staleStamp);
+    this.emitPc(EV_STALE, c.staleGpa, c.staleAccess | ((c.staleView & 0xffff) << 8), c.staleStamp, c.stalePc);
     c.stale = 0;
   }
 

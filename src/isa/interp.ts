@@ -147,6 +147,8 @@ export class CpuCore {
   staleView = 0;
   staleStamp = 0;
   staleFill = 0;
+  /** The pc of the first stale access (the oracle's signature names the instruction). */
+  stalePc = 0;
   /** EMULATE from vm_event: the next instruction ignores the view's access restriction (not its mapping). */
   ignoreAccess = false;
   /** After an EPT violation: the deciding entry has suppress-VE clear (the violation may become a #VE). */
@@ -251,15 +253,15 @@ const TLB_HOST = 512;
  */
 export function xlate(c: CpuCore, gpa: number, perm: number): number {
   const t = c.tlb;
-  return xlateFast(c, t.tag, t.base, t.perm, gpa, perm);
+  return xlateFast(c, t.tag, t.base, t.perm, gpa, perm, c.pc);
 }
 
 /** xlate with the TLB arrays already in locals (the interpreter's hot path: no property chains). */
-function xlateFast(c: CpuCore, tag: Int32Array, base: Int32Array, tperm: Int32Array, gpa: number, perm: number): number {
+function xlateFast(c: CpuCore, tag: Int32Array, base: Int32Array, tperm: Int32Array, gpa: number, perm: number, pc: number): number {
   const gfn = gpa >>> 12;
   const s = gfn & TlbSize.MASK;
   if (tag[s] === gfn && (tperm[s] & perm) === perm) return base[s] + (gpa & 0xfff);
-  return xlateSlow(c, gpa, perm);
+  return xlateSlow(c, gpa, perm, pc);
 }
 
 /**
@@ -292,7 +294,7 @@ export function tlbAudit(c: CpuCore): void {
  * the operation that rewrote it has returned (stamp <= AD_DONE, read after the entry: happens-before), the
  * access is STALE_TRANSLATION. If the entry still allows it, the translation is simply brought up to date.
  */
-function xlateStale(c: CpuCore, gpa: number, perm: number, s: number): number {
+function xlateStale(c: CpuCore, gpa: number, perm: number, s: number, pc: number): number {
   const t = c.tlb, p2m = c.p2m;
   const e = t.eoff[s] - P2E_STAMP;
   let attr = 0, mfn = 0, stamp = 0;
@@ -309,16 +311,17 @@ function xlateStale(c: CpuCore, gpa: number, perm: number, s: number): number {
     t.hold[s] = 0;
   } else if (stamp !== -1 && stamp <= Atomics.load(c.ap32, c.doneIdx)) {
     if (c.stale++ === 0) {
-      c.staleGpa = gpa; c.staleAccess = perm; c.staleView = c.view; c.staleStamp = stamp; c.staleFill = t.stamp[s];
+      c.staleGpa = gpa; c.staleAccess = perm; c.staleView = c.view; c.staleStamp = stamp; c.staleFill = t.stamp[s]; c.stalePc = pc;
     }
   }
   return t.base[s] + (gpa & 0xfff);
 }
 
-function xlateSlow(c: CpuCore, gpa: number, perm: number): number {
+/** `pc` is the accessing instruction's (the interpreter keeps it in a local): STALE_TRANSLATION names it. */
+function xlateSlow(c: CpuCore, gpa: number, perm: number, pc: number): number {
   const gfn = gpa >>> 12;
   const ts = gfn & TlbSize.MASK;
-  if (c.tlb.tag[ts] === gfn && (c.tlb.hold[ts] & perm) === perm) return xlateStale(c, gpa, perm, ts);
+  if (c.tlb.tag[ts] === gfn && (c.tlb.hold[ts] & perm) === perm) return xlateStale(c, gpa, perm, ts, pc);
   const p2m = c.p2m;
   const e = p2mEntryOffset(p2m, c.p2mRoot, gfn);
   let attr = 0, mfn = 0, stamp = 0;
@@ -440,7 +443,7 @@ export function guestRun(c: CpuCore, budget: number): number {
   else loop: while (n < budget) {
     if ((pc & CODE_KEY_MASK) !== codeKey) {
       if ((pc & 7) !== 0) { fault = VEC_GP; } else {
-        const hb = xlateFast(c, tTag, tBase, tPerm, pc, Perm.X);
+        const hb = xlateFast(c, tTag, tBase, tPerm, pc, Perm.X, pc);
         if (hb < 0) { exit = EXIT_EPT_VIOLATION; break; }
         codeKey = pc & ~0xfff;
         codeBase = (hb - (pc & 0xfff)) >> 2;
@@ -460,7 +463,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.LD: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
           const g = src >>> 12, ts = g & TlbSize.MASK; // xlateFast, inlined by hand on the hottest paths
-          const h = tTag[ts] === g && (tPerm[ts] & Perm.R) !== 0 ? tBase[ts] + (src & 0xfff) : xlateSlow(c, src, Perm.R);
+          const h = tTag[ts] === g && (tPerm[ts] & Perm.R) !== 0 ? tBase[ts] + (src & 0xfff) : xlateSlow(c, src, Perm.R, pc);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc + n * ic; cyc = -n * ic;
@@ -479,7 +482,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.ST: {
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
           const g = src >>> 12, ts = g & TlbSize.MASK;
-          const h = tTag[ts] === g && (tPerm[ts] & Perm.W) !== 0 ? tBase[ts] + (src & 0xfff) : xlateSlow(c, src, Perm.W);
+          const h = tTag[ts] === g && (tPerm[ts] & Perm.W) !== 0 ? tBase[ts] + (src & 0xfff) : xlateSlow(c, src, Perm.W, pc);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc + n * ic; cyc = -n * ic; c.pc = pc;
@@ -499,7 +502,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           const ad = op === Op.ST_SD ? (R[(w0 >>> 11) & 31] + (w0 >> 16)) | 0 : src;
           const v = op === Op.ST_SD ? w1 : w0 >> 16;
           if ((ad & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, ad, Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, ad, Perm.W, pc);
           if (h < 0) {
             if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
             c.clock += cyc + n * ic; cyc = -n * ic; c.pc = pc;
@@ -516,14 +519,14 @@ export function guestRun(c: CpuCore, budget: number): number {
           continue;
         }
         case Op.LDB: {
-          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.R);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.R, pc);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           R[a] = mem8[h]; pc += 8;
           if (--sh === 0) break loop;
           continue;
         }
         case Op.STB: {
-          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.W, pc);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           mem8[h] = R[a]; pc += 8;
           if (--sh === 0) break loop;
@@ -591,7 +594,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.CALL: case Op.PUSH: case Op.PUSHF: {
           const sp = (R[Reg.ESP] - 4) | 0;
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, sp, Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, sp, Perm.W, pc);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           mem32[h >> 2] = op === Op.CALL ? pc + 8 : op === Op.PUSH ? src : packFlags(cf, zf, sf, of, ifl);
           R[Reg.ESP] = sp;
@@ -603,7 +606,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.POP: case Op.RET: case Op.POPF: {
           const sp = R[Reg.ESP];
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, sp, Perm.R);
+          const h = xlateFast(c, tTag, tBase, tPerm, sp, Perm.R, pc);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const v = mem32[h >> 2];
           R[Reg.ESP] = (sp + 4) | 0;
@@ -620,8 +623,8 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.IRET: {
           const sp = R[Reg.ESP];
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
-          const h1 = xlateFast(c, tTag, tBase, tPerm, sp, Perm.R);
-          const h2 = xlateFast(c, tTag, tBase, tPerm, (sp + 4) | 0, Perm.R);
+          const h1 = xlateFast(c, tTag, tBase, tPerm, sp, Perm.R, pc);
+          const h2 = xlateFast(c, tTag, tBase, tPerm, (sp + 4) | 0, Perm.R, pc);
           if (h1 < 0 || h2 < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           pc = mem32[h1 >> 2];
           const v = mem32[h2 >> 2];
@@ -637,7 +640,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           cyc += cost[op] - ic;
           if ((src & 3) !== 0) { fault = VEC_GP; break; }
           const g = src >>> 12, ts = g & TlbSize.MASK;
-          const h = tTag[ts] === g && (tPerm[ts] & (Perm.R | Perm.W)) === (Perm.R | Perm.W) ? tBase[ts] + (src & 0xfff) : xlateSlow(c, src, Perm.R | Perm.W);
+          const h = tTag[ts] === g && (tPerm[ts] & (Perm.R | Perm.W)) === (Perm.R | Perm.W) ? tBase[ts] + (src & 0xfff) : xlateSlow(c, src, Perm.R | Perm.W, pc);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const wi2 = h >> 2, v = R[a];
           if (op === Op.XCHG) R[a] = Mo.xchg(mem32, wi2, v, ex);
@@ -668,7 +671,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           const ad = sd ? (R[(w0 >>> 11) & 31] + (w0 >> 16)) | 0 : src;
           const v = sd ? w1 : w0 >> 16;
           if ((ad & 3) !== 0) { fault = VEC_GP; break; }
-          const h = xlateFast(c, tTag, tBase, tPerm, ad, Perm.R | Perm.W);
+          const h = xlateFast(c, tTag, tBase, tPerm, ad, Perm.R | Perm.W, pc);
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           const isAdd = op === Op.LADD_SD || op === Op.LADD_SI, isOr = op === Op.LOR_SD || op === Op.LOR_SI;
           const old = isAdd ? Mo.add(mem32, h >> 2, v, ex) : isOr ? Mo.or(mem32, h >> 2, v, ex) : Mo.and(mem32, h >> 2, v, ex);

@@ -70,7 +70,9 @@ describe('vcpulab hunt', () => {
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as HuntJson;
     expect(j.signatures.length).toBeGreaterThan(0);
-    for (const s of j.signatures) {
+    // With --until only the matching signatures are shrunk and kept.
+    expect(readdirSync(out).sort()).toEqual(j.signatures.filter((s) => s.cause === 'icr_window').map((s) => `${s.signature}.schedule`).sort());
+    for (const s of j.signatures.filter((x) => x.schedule !== null)) {
       expect(s.schedule).toBe(join(out, `${s.signature}.schedule`));
       const sh = s.shrunk as NonNullable<typeof s.shrunk>;
       expect(sh.steps_after).toBeLessThanOrEqual(sh.steps_before);
