@@ -163,7 +163,10 @@ export function formatHunt(r: HuntResult): string {
       const sh = s.shrunk;
       out.push(`${String(i + 1).padStart(3)} ${s.kind.padEnd(20)} ${s.cause.padEnd(18)} ${String(s.hits).padStart(6)}  ${first.padEnd(22)} ` +
         `${(sh === null ? '-' : `${sh.steps_before} -> ${sh.steps_after}`).padEnd(16)} ${(sh === null ? '-' : `${sh.preemptions_before} -> ${sh.preemptions_after}`).padEnd(12)} ${s.signature}`);
-      if (s.schedule !== null) out.push(`${''.padEnd(24)} replay: vcpulab replay ${s.schedule}`);
+      if (s.schedule !== null && sh !== null) {
+        const from = sh.from.run === null ? `a pct witness, seed ${sh.from.seed}` : `run ${sh.from.run} (${sh.from.strategy})`;
+        out.push(`${''.padEnd(24)} replay: vcpulab replay ${s.schedule}   (shrunk from ${from}, ${sh.replays} replays)`);
+      }
     }
   }
   if (h.signatures_dropped > 0) out.push(`(${h.signatures_dropped} more signatures not kept: over the table's cap)`);

@@ -18,7 +18,7 @@ import { labPrepare, RUN_DEFAULTS, type RunConfig } from '../lab.js';
 import { childSeed } from '../engine/strategies/index.js';
 import { scheduleHeader, writeScheduleFile } from '../schedule.js';
 import { bug, UserError } from '../errors.js';
-import { shrinkTape } from './shrink.js';
+import { PROBES, shrinkTape } from './shrink.js';
 import type { HuntTask, PrepSpec, StepEstimate, TaskResult } from './task.js';
 
 /** Runs between a run and the newest run whose length it may learn from (see the header). */
@@ -67,8 +67,12 @@ export interface SignatureRow {
   detail: string;
   /** The shrunk schedule file, or null (not shrunk: --no-shrink, interrupted, or no --out). */
   schedule: string | null;
-  /** Shrinking, from the hit with the fewest preemptions (then steps, then the lowest run): `from_run`. */
-  shrunk: { from_run: number; steps_before: number; steps_after: number; preemptions_before: number; preemptions_after: number; replays: number } | null;
+  /**
+   * Shrinking: `from` is the run it started from — the hit with the fewest preemptions (then steps, then
+   * the lowest run), or a witness run (run null) found by the witness search (see shrinkRow).
+   */
+  shrunk: { from: { run: number | null; strategy: string; seed: number }; steps_before: number; steps_after: number; preemptions_before: number;
+    preemptions_after: number; replays: number } | null;
 }
 
 export interface HuntResult {
@@ -209,8 +213,8 @@ export async function runHunt(o: HuntOptions): Promise<HuntResult> {
         (o.until === undefined || untilMatches(o.until, x.signature, x.kind, x.cause)));
       for (const row of wanted) {
         if (o.interrupt.requested) { stopped = 'interrupted'; break; }
-        const b = best.get(row.signature) as { run: number; est: StepEstimate | undefined };
-        await shrinkRow(pool, spec, o, row, b.run, b.est, prep.hash);
+        const b = best.get(row.signature) as { run: number; preemptions: number; est: StepEstimate | undefined };
+        await shrinkRow(pool, spec, o, row, b, calEst, prep.hash);
         o.onProgress?.({ phase: 'shrink', done: ++k, total: wanted.length, runsPerS: 0, signatures: rows.size });
       }
     }
@@ -229,22 +233,47 @@ export async function runHunt(o: HuntOptions): Promise<HuntResult> {
   }
 }
 
-/** Re-run the first hit with recording, shrink its tape on the pool, write the schedule file. */
-async function shrinkRow(pool: Piscina, spec: PrepSpec, o: HuntOptions, row: SignatureRow, run: number, est: StepEstimate | undefined, hash: string): Promise<void> {
-  const config = campaignRunConfig(o, run);
-  // Re-run the chosen hit exactly (with the estimate it ran with), this time keeping its tape.
+/** A hit with more preemptions than this makes shrinking look for a simpler witness first. */
+export const WITNESS_PREEMPTIONS = 2;
+/** pct runs the witness search may spend (they count in the shrink budget). */
+export const WITNESS_RUNS = 16;
+
+/**
+ * Shrink one signature: re-run the chosen hit with recording, shrink its tape on the pool, write the file.
+ * Removing a preemption changes everything after it, so a tape with thousands of them (the `preempt`
+ * strategy's) rarely shrinks to a handful. When the best hit has more than WITNESS_PREEMPTIONS, a few pct
+ * runs (depth 3: at most two change points) with seeds derived from the campaign seed and the signature
+ * look for a witness that needs fewer; the first that shows the signature with fewer preemptions is
+ * shrunk instead. Deterministic: the seeds, the order and the estimate (the calibration run's) are fixed.
+ */
+async function shrinkRow(pool: Piscina, spec: PrepSpec, o: HuntOptions, row: SignatureRow,
+  hit: { run: number; preemptions: number; est: StepEstimate | undefined }, calEst: StepEstimate, hash: string): Promise<void> {
+  let config = campaignRunConfig(o, hit.run), est = hit.est, from: { run: number | null; strategy: string; seed: number } = { run: hit.run, strategy: config.strategy, seed: config.seed };
+  let spent = 0;
+  if (hit.preemptions > WITNESS_PREEMPTIONS) {
+    for (let j = 0; j < WITNESS_RUNS && spent < o.shrinkBudget; j += PROBES) {
+      const cfgs = Array.from({ length: Math.min(PROBES, WITNESS_RUNS - j) }, (_, q): RunConfig =>
+        ({ ...campaignRunConfig(o, hit.run), strategy: 'pct', pctDepth: 3, seed: childSeed(o.seed, `witness:${row.signature}:${j + q}`) }));
+      spent += cfgs.length;
+      const rs = await Promise.all(cfgs.map((c) => pool.run({ type: 'run', prep: spec, config: c, run: hit.run, record: false, stepEstimate: calEst } satisfies HuntTask) as Promise<TaskResult>));
+      const k = rs.findIndex((r) => r.signatures.some((x) => x.signature === row.signature) && (r.stats?.preemptions ?? Infinity) < hit.preemptions);
+      if (k >= 0) { config = cfgs[k]; est = calEst; from = { run: null, strategy: 'pct', seed: cfgs[k].seed }; break; }
+    }
+  }
+  const run = from.run ?? hit.run;
+  // Re-run the chosen witness exactly (with the estimate it ran with), this time keeping its tape.
   const rec = await pool.run({ type: 'run', prep: spec, config, run, record: true, stepEstimate: est } satisfies HuntTask) as TaskResult;
   if (rec.tape === undefined || !rec.signatures.some((s) => s.signature === row.signature)) {
-    bug(`run ${run} did not reproduce ${row.signature} when re-run with recording`);
+    bug(`run ${run} (${config.strategy}, seed ${config.seed}) did not reproduce ${row.signature} when re-run with recording`);
   }
   const test = async (tapes: Int32Array[]): Promise<(string | null)[]> => {
     const rs = await Promise.all(tapes.map((tape) => pool.run({ type: 'replay', prep: spec, config, run, tape, mode: 'guided' } satisfies HuntTask) as Promise<TaskResult>));
     return rs.map((r) => (r.signatures.some((s) => s.signature === row.signature) ? r.digest : null));
   };
   // The recorded tape replays exactly; its guided replay is the same run (every entry is possible).
-  const s = await shrinkTape(rec.tape, rec.digest, test, o.shrinkBudget);
+  const s = await shrinkTape(rec.tape, rec.digest, test, Math.max(0, o.shrinkBudget - spent));
   const file = join(o.out as string, `${row.signature}.schedule`);
   writeScheduleFile(file, { header: scheduleHeader(config, hash, s.digest, 'guided', row.signature), tape: s.tape });
   row.schedule = file;
-  row.shrunk = { from_run: run, steps_before: s.before.steps, steps_after: s.after.steps, preemptions_before: s.before.preemptions, preemptions_after: s.after.preemptions, replays: s.tries };
+  row.shrunk = { from, steps_before: s.before.steps, steps_after: s.after.steps, preemptions_before: s.before.preemptions, preemptions_after: s.after.preemptions, replays: s.tries + spent };
 }

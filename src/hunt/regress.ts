@@ -49,20 +49,33 @@ export async function replaySchedule(file: string, strictScenario: boolean, sche
   return { file, signature: h.signature, status, detail, scenarioChanged: changed, report };
 }
 
-/** Every `.schedule` file of a folder, replayed in name order. A folder with none is bad input. */
+/** Every `.schedule` file under a folder (subfolders too: one per scenario, say), in path order. */
+function scheduleFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      if (e.isDirectory()) walk(join(d, e.name));
+      else if (e.name.endsWith('.schedule')) out.push(join(d, e.name));
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+/** Replay every schedule under a folder. A folder with none is bad input. */
 export async function regressDir(dir: string): Promise<ReplayOutcome[]> {
-  let names: string[];
+  let files: string[];
   try {
     if (!statSync(dir).isDirectory()) throw new UserError(`${dir}: not a directory (vcpulab regress DIR takes a folder of .schedule files)`);
-    names = readdirSync(dir).filter((n) => n.endsWith('.schedule')).sort();
+    files = scheduleFiles(dir);
   } catch (e) {
     if (e instanceof UserError) throw e;
     throw new UserError(`${dir}: cannot read directory (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
   }
-  if (names.length === 0) throw new UserError(`${dir}: no .schedule files (vcpulab hunt --out ${dir} writes them)`);
+  if (files.length === 0) throw new UserError(`${dir}: no .schedule files (vcpulab hunt --out ${dir} writes them)`);
   // Check every file before replaying any: a corrupt corpus is bad input, not a failed regression.
-  const scheds = names.map((n) => readScheduleFile(join(dir, n)));
+  const scheds = files.map((f) => readScheduleFile(f));
   const out: ReplayOutcome[] = [];
-  for (let i = 0; i < names.length; i++) out.push(await replaySchedule(join(dir, names[i]), false, scheds[i]));
+  for (let i = 0; i < files.length; i++) out.push(await replaySchedule(files[i], false, scheds[i]));
   return out;
 }
