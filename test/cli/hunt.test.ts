@@ -1,7 +1,7 @@
 // Hunts as a user runs them: the built bin on a worker pool, shrunk schedules that replay, a regression
 // corpus that notices a fixed bug, and bad input answered with one line and exit 2.
 import { describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -113,6 +113,19 @@ describe('vcpulab hunt', () => {
     expectBadInput(await vcpulab('replay', file), /changed since this schedule was written/);
   });
 
+  it('Ctrl-C ends the hunt with its partial results and exit 130', async () => {
+    const child = spawn(process.execPath, [BIN, 'hunt', '--runs', '100000', '--workers', '2', '--no-shrink', '--json'], { cwd: ROOT });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    await new Promise((r) => setTimeout(r, 3000));
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(code).toBe(130);
+    const j = JSON.parse(out) as HuntJson;
+    expect(j.hunt.stopped).toBe('interrupted');
+    expect(j.hunt.runs).toBeLessThan(100000);
+  });
+
   it('bad flags, a bad DIR and a bad schedule are one line and exit 2', async () => {
     expectBadInput(await vcpulab('hunt', '--runs', '0'), /--runs must be an integer from 1/);
     expectBadInput(await vcpulab('hunt', '--strategy', 'random,bogus'), /unknown strategy 'bogus'/);
@@ -165,5 +178,28 @@ describe("the project's regression corpus", () => {
     const res = await regressDir(join(ROOT, 'test', 'corpus'));
     expect(res.length).toBeGreaterThan(0);
     for (const r of res) expect(r.status, `${r.file}: ${r.detail}`).toBe('ok');
+  });
+});
+
+describe("the README's runs-to-first-hit table", () => {
+  it('matches real campaigns (seeds 1 and 2 of the ICR-window line, every strategy that finds it)', async () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const line = /^Per campaign seed 1\.\.10, the ICR window: (.+) \(`-`: not found/m.exec(readme);
+    expect(line, 'the per-seed line is in the README').not.toBeNull();
+    const per = new Map((line?.[1] ?? '').split('; ').map((part) => {
+      const [name, ...xs] = part.split(' ');
+      return [name, xs] as const;
+    }));
+    const { runHunt } = (await import(new URL('../../dist/src/hunt/campaign.js', import.meta.url).href)) as typeof import('../../src/hunt/campaign.js');
+    for (const strategy of ['preempt', 'pct', 'pos']) {
+      for (const seed of [1, 2]) {
+        const want = per.get(strategy)?.[seed - 1];
+        expect(want, `${strategy} seed ${seed} in the README`).toMatch(/^\d+$/);
+        const h = await runHunt({ scenario: 'secure-realm', strategies: [strategy], runs: 80, timeMs: 0, workers: 2, seed, out: null, shrink: false, shrinkBudget: 0,
+          until: { kind: 'IPI_MISDIRECTED', cause: 'icr_window' }, maxInstructions: 100_000_000, slack: 30_000, pctDepth: 3, interrupt: { requested: false } });
+        expect(h.hunt.stopped).toBe('until');
+        expect(String(h.hunt.runs), `${strategy} seed ${seed}`).toBe(want);
+      }
+    }
   });
 });
