@@ -1,31 +1,13 @@
 // Hunts as a user runs them: the built bin on a worker pool, shrunk schedules that replay, a regression
 // corpus that notices a fixed bug, and bad input answered with one line and exit 2.
 import { describe, expect, it } from 'vitest';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BIN, expectBadInput, ROOT, vcpulab } from '../helpers/cli.js';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'vcpulab.js');
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'lost-update');
-
-interface Run { code: number; stdout: string; stderr: string }
-function vcpulab(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, timeout: 240_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-function expectBadInput(r: Run, pattern: RegExp): void {
-  expect(r.code).toBe(2);
-  const lines = r.stderr.trimEnd().split('\n');
-  expect(lines).toHaveLength(1);
-  expect(lines[0]).toMatch(pattern);
-  expect(r.stderr).not.toMatch(/\n\s+at /);
-}
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'vcpulab-hunt-'));
 
 interface HuntJson {
