@@ -46,7 +46,10 @@ export async function huntBench(o: { quick: boolean; reps: number; progress: (li
   };
 
   // ---- pool throughput against the bare loop ----
-  const runs = o.quick ? 8 : 40;
+  // Each new pool's workers tier the interpreter up on their own (with concurrent recompilation off, on their
+  // own thread): over a few dozen runs that warm-up is most of the difference between 1 and 2 workers, so the
+  // rows run enough schedules to measure the steady state a real hunt spends its time in.
+  const runs = o.quick ? 8 : 240;
   const speedups: number[] = [], bareSpeedups: number[] = [], rps1: number[] = [], rps2: number[] = [];
   for (let r = 0; r < o.reps; r++) {
     const iters = o.quick ? 4_000_000 : 25_000_000;
