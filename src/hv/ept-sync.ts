@@ -16,7 +16,8 @@ import { lapicAcceptIpi, type LapicOptions } from '../hw/lapic.js';
 import type { Machine } from '../machine.js';
 import { EV_INVEPT } from '../trace/events.js';
 import { HOST_TABLE, altp2mNr, viewValid } from './altp2m.js';
-import { CALL_FUNCTION_VECTOR, hvSendIpi } from './ipi.js';
+import { hvSendIpi } from './ipi-send.js';
+import { CALL_FUNCTION_VECTOR, irqRegister } from './irq-vectors.js';
 import type { Pcpu } from './pcpu-loop.js';
 
 export function eptSyncMode(m: Machine, d: number): number { return m.ap32[altp2mBase(d) + AD_EPT_SYNC]; }
@@ -125,3 +126,6 @@ export function eptEntryFlush(p: Pcpu, d: number): void {
   }
   if (p.params.traceExits) p.emit(EV_INVEPT, count === 1 ? which : -2, count, 0);
 }
+
+// ept_sync_domain's flush IPI: no body, acknowledged by being taken (irq-vectors.ts).
+irqRegister(CALL_FUNCTION_VECTOR, eptFlushIpiTaken);

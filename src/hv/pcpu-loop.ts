@@ -4,7 +4,10 @@
 import * as C from '../../shared/machine.js';
 import { DM_IPI_PATH, DM_P2M_ROOT, DM_STATE, DM_VCPU_MAP_GPA, DS_RUNNING, IPI_PATH_X2APIC_PASSTHROUGH, VCPU_MAP_ENTRY_WORDS, ipiPathHwApic } from '../../shared/domain.js';
 import { VirtLapicPort } from './posted.js';
-import { PhysLapicPort, hvKick, physService } from './ipi.js';
+import { PhysLapicPort, physService } from './ipi.js';
+import { hvKick } from './ipi-send.js';
+import { irqVectorsComplete } from './irq-vectors.js';
+import { assert } from '../errors.js';
 import { vlapicInject } from './vlapic.js';
 import { p2mGetMfn } from '../hw/ept.js';
 import {
@@ -145,6 +148,8 @@ export class Pcpu implements DeliveryHook {
     this.core.ap32 = m.ap32;
     this.core.deliveryHook = this;
     this.altOp = new GuestAltOp(this);
+    // Every hypervisor vector has its handler (each handler module registered itself when it loaded).
+    assert(irqVectorsComplete(), 'a hypervisor vector has no handler: a handler module was not loaded');
   }
 
   /**

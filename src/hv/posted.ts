@@ -13,7 +13,7 @@
 // Simplifications: the AVIC doorbell is modelled as the posted-interrupt notification vector; SN is never
 // set (Xen without assigned devices never sets it, §2.5), so a notification may reach a pCPU the target has
 // left, where it is harmless.
-import { DM_FIRST_VCPU, DM_IPI_PATH, DM_NVCPUS, IPI_PATH_AVIC, IPI_PATH_IPIV } from '../../shared/domain.js';
+import { DM_FIRST_VCPU, DM_IPI_PATH, DM_NVCPUS, IPI_PATH_AVIC, IPI_PATH_IPIV, ipiPathPosts } from '../../shared/domain.js';
 import {
   APIC_MODE_X2APIC, ICR_DEST_LOGICAL, ICR_DM_FIXED, ICR_DM_MASK, ICR_SHORTHAND_MASK, LAPIC_EOI, LAPIC_ICR_HI,
   LAPIC_ICR_LO,
@@ -29,7 +29,8 @@ import { EXIT_EXTINT, PORT_EXIT, PORT_GP, PORT_OK, type LapicPort } from '../isa
 import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
 import { EV_IPI_COALESCED, EV_IPI_SEND, ipiTag } from '../trace/events.js';
 import { schedTickleTarget, schedWake } from './sched/sched.js';
-import { EVENT_CHECK_VECTOR, hvKick, hvSendIpi, irqTagClaim, irqTagSettle, irqTagTake, PI_WAKEUP_VECTOR, POSTED_INTR_VECTOR } from './ipi.js';
+import { hvKick, hvSendIpi, irqTagClaim, irqTagSettle, irqTagTake } from './ipi-send.js';
+import { EVENT_CHECK_VECTOR, irqRegister, PI_WAKEUP_VECTOR, POSTED_INTR_VECTOR } from './irq-vectors.js';
 import type { Pcpu } from './pcpu-loop.js';
 
 function coalesced(p: Pcpu, v: number, vector: number, tag: number): void {
@@ -201,3 +202,11 @@ export class VirtLapicPort implements LapicPort {
     return true;
   }
 }
+
+// The two physical vectors of posted interrupts (irq-vectors.ts). A notification that arrives while the
+// running vCPU's domain does not post (it arrived late, after a switch) has nothing to sync.
+function piNotificationTaken(p: Pcpu): void {
+  if (p.cur >= 0 && ipiPathPosts(p.m.dm32[p.m.domainBase(p.curDomain) + DM_IPI_PATH])) piNotificationInGuest(p);
+}
+irqRegister(POSTED_INTR_VECTOR, piNotificationTaken);
+irqRegister(PI_WAKEUP_VECTOR, piWakeupHandler);

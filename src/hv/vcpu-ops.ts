@@ -15,7 +15,7 @@ import { REG_ESP } from '../isa/opcodes.js';
 import { lapicInit, lapicTakeSipi } from '../hw/lapic.js';
 import type { Machine } from '../machine.js';
 import { schedStamp, schedTickleTarget } from './sched/sched.js';
-import { hvKick } from './ipi.js';
+import { hvKick } from './ipi-send.js';
 import type { Pcpu } from './pcpu-loop.js';
 
 /** pause_count++ (nosync); kick the vCPU's pCPU so a running vCPU leaves it at its next instruction. */

@@ -20,7 +20,8 @@ import { INSN_BYTES, OP_LD, OP_ST, OP_ST_SD, OP_ST_SI, REG_EAX, REG_ECX, REG_EDX
 import { PC_EXITS } from '../../shared/pcpu.js';
 import { EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, ipiTag } from '../trace/events.js';
 import { schedTickleTarget, schedWake } from './sched/sched.js';
-import { hvKick, irqTagAcked, irqTagClaim, irqTagSettle, irqTagTake } from './ipi.js';
+import { hvKick, irqTagAcked, irqTagClaim, irqTagSettle, irqTagTake } from './ipi-send.js';
+import { irqRegisterReflect } from './irq-vectors.js';
 import type { Pcpu } from './pcpu-loop.js';
 
 export const MSR_APIC_BASE = 0x1b;
@@ -181,3 +182,7 @@ export function vlapicMsrExit(p: Pcpu, write: boolean): boolean {
   c.pc += INSN_BYTES; // Safe: rdmsr/wrmsr
   return true;
 }
+
+// A vector the hypervisor does not handle, on a passthrough design, is handed to the running vCPU
+// (irq-vectors.ts; the finding IPI_UNKNOWN_VECTOR stands).
+irqRegisterReflect(vlapicAcceptReflected);
