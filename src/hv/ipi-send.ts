@@ -11,7 +11,8 @@ import { lapicAcceptIpi, lapicBusView, lapicMode, lapicRead, lapicWrite, lapicWr
 import type { Machine } from '../machine.js';
 import { EV_HOST_RESET, EV_HV_IPI_MISDIRECTED } from '../trace/events.js';
 import type { Pcpu } from './pcpu-loop.js';
-import { EVENT_CHECK_VECTOR, irqServiceNow } from './irq-vectors.js';
+import { EVENT_CHECK_VECTOR, HV_VECTORS, irqServiceNow } from './irq-vectors.js';
+import { assert } from '../errors.js';
 
 /** Snapshot of every physical LAPIC for routing (index = pCPU = physical APIC ID). */
 function physBusViews(m: Machine): ApicBusTarget[] {
@@ -43,6 +44,8 @@ export function physSend(p: Pcpu, icrLo: number, icrHi: number, tag: number): vo
  */
 export function hvSendIpi(p: Pcpu, target: number, vector: number): void {
   const m = p.m, base = m.plapicBase(p.id);
+  assert(target >= 0 && target < m.npcpus, `the hypervisor sent vector 0x${vector.toString(16)} to pCPU ${target}, which does not exist`);
+  assert(HV_VECTORS.includes(vector), `the hypervisor sent vector 0x${vector.toString(16)}, which is not one of its own`);
   const lo = ICR_DM_FIXED | vector;
   let eff: LapicWriteEffect;
   if (lapicMode(m.lapic32, base) === APIC_MODE_X2APIC) eff = lapicWriteX2apicIcr(m.lapic32, base, lo, target);

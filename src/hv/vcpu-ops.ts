@@ -16,19 +16,23 @@ import { lapicInit, lapicTakeSipi } from '../hw/lapic.js';
 import type { Machine } from '../machine.js';
 import { schedStamp, schedTickleTarget } from './sched/sched.js';
 import { hvKick } from './ipi-send.js';
+import { assert } from '../errors.js';
 import type { Pcpu } from './pcpu-loop.js';
 
 /** pause_count++ (nosync); kick the vCPU's pCPU so a running vCPU leaves it at its next instruction. */
 export function vcpuPauseNosync(p: Pcpu, v: number): void {
   const m = p.m, b = v * VCPU_STRIDE_WORDS;
-  Atomics.add(m.vc32, b + VC_PAUSE_COUNT, 1);
+  const before = Atomics.add(m.vc32, b + VC_PAUSE_COUNT, 1);
+  assert(before >= 0, `vCPU ${v}'s pause count was ${before} before a pause`);
   if (Atomics.load(m.vc32, b + VC_RUNSTATE) === RS_RUNNING) hvKick(p, Atomics.load(m.vc32, b + VC_PCPU));
 }
 
 /** pause_count--; when it reaches 0 a runnable vCPU may run again (its pCPU is tickled). */
 export function vcpuUnpause(p: Pcpu, v: number): void {
   const m = p.m, b = v * VCPU_STRIDE_WORDS;
-  if (Atomics.sub(m.vc32, b + VC_PAUSE_COUNT, 1) !== 1) return;
+  const before = Atomics.sub(m.vc32, b + VC_PAUSE_COUNT, 1);
+  assert(before >= 1, `vCPU ${v} unpaused while not paused (pause count ${before})`); // pairs with vcpuPauseNosync
+  if (before !== 1) return;
   if (Atomics.load(m.vc32, b + VC_RUNSTATE) === RS_RUNNABLE) hvKick(p, schedTickleTarget(m, v, Atomics.load(m.vc32, b + VC_PCPU)));
 }
 

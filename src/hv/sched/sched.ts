@@ -14,6 +14,7 @@
 // hard affinity (ties keep it where it is), and an idle pCPU pulls a runnable vCPU waiting behind a
 // busy one. Wake-up places the vCPU on the pCPU it last ran on and tickles that pCPU (§1.6, no res_pick
 // at wake-up).
+import { assert } from '../../errors.js';
 import {
   RS_BLOCKED, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_AFFINITY, VC_AFFINITY_WORDS, VC_MIGRATIONS, VC_PCPU, VC_QUEUE_SEQ,
   VC_PAUSE_COUNT, VC_RUNSTATE, VC_SOFT_AFFINITY,
@@ -88,7 +89,10 @@ export function schedClaimNext(m: Machine, p: number, steal: boolean): number {
     const v = schedOldestRunnable(m, p, false);
     if (v < 0) break;
     if (schedClaim(m, p, v)) {
-      if (Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_PCPU) === p) return v;
+      if (Atomics.load(m.vc32, v * VCPU_STRIDE_WORDS + VC_PCPU) === p) {
+        assert(schedAffine(m.vc32, v, p), `vCPU ${v} is queued on pCPU ${p}, which its hard affinity excludes`);
+        return v;
+      }
       schedEnqueue(m, v); // moved away between the scan and the claim: give it back
     }
   }
@@ -98,6 +102,7 @@ export function schedClaimNext(m: Machine, p: number, steal: boolean): number {
     if (v < 0) return -1;
     const b = v * VCPU_STRIDE_WORDS;
     if (schedClaim(m, p, v)) {
+      assert(schedAffine(m.vc32, v, p), `pCPU ${p} pulled vCPU ${v}, which its hard affinity keeps off it`);
       Atomics.store(m.vc32, b + VC_PCPU, p);
       m.vc32[b + VC_MIGRATIONS]++;
       return v;
