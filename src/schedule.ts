@@ -14,8 +14,11 @@
 // tape's end hands over to a fixed round-robin tail; serial.ts).
 // A replay checks the header first (another scenario: exit 2, one line) and the digest last (a
 // mismatch is a divergence: exit 1).
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Packr, unpack } from 'msgpackr';
+import { MAX_PCPUS } from '../shared/machine.js';
+import { MAX_VCPUS_PER_DOMAIN } from './scenario/loader.js';
 import { UserError } from './errors.js';
 import { RUN_DEFAULTS, TOOL_VERSION, type RunConfig } from './lab.js';
 
@@ -83,8 +86,19 @@ export function tapeStats(tape: Int32Array): { steps: number; preemptions: numbe
   return { steps: tape.length >> 1, preemptions: pre };
 }
 
+/**
+ * sha256 over everything but the checksum itself (the header fields in a fixed order, then the tape), so a
+ * corrupted or hand-edited file is refused before anything runs.
+ */
+function scheduleChecksum(body: Record<string, unknown>): string {
+  const h = createHash('sha256');
+  for (const k of Object.keys(body).filter((x) => x !== 'checksum').sort()) h.update(`${k}\0${JSON.stringify(body[k])}\0`);
+  return h.digest('hex');
+}
+
 export function writeScheduleFile(file: string, s: Schedule): void {
-  const body = { ...s.header, tape: tapeEncode(s.tape) };
+  const body: Record<string, unknown> = { ...s.header, tape: tapeEncode(s.tape) };
+  body.checksum = scheduleChecksum(body);
   try { writeFileSync(file, new Packr({ useRecords: false }).pack(body)); } catch (e) {
     throw new UserError(`${file}: cannot write schedule file (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
   }
@@ -114,6 +128,7 @@ export function readScheduleFile(file: string): Schedule {
     };
   }
   const str = (k: string): string => (typeof s[k] === 'string' ? s[k] as string : bad(k, 'is missing or not a string'));
+  if (str('checksum') !== scheduleChecksum(s)) throw new UserError(`${file}: checksum mismatch: the schedule file is corrupt or was edited`);
   const mode = str('mode');
   if (mode !== 'exact' && mode !== 'guided') bad('mode', `must be 'exact' or 'guided', got '${mode}'`);
   const sig = s.signature;
@@ -136,7 +151,12 @@ function checkConfig(c: unknown, bad: (f: string, why: string) => never): RunCon
   if (typeof o.strategy !== 'string') bad('config.strategy', 'is missing');
   for (const k of CONFIG_INT_FIELDS) if (!Number.isInteger(o[k]) || (o[k] as number) < 0) bad(`config.${k}`, 'must be a non-negative integer');
   for (const k of ['pcpus', 'vcpus', 'pctDepth'] as const) if (o[k] === null) delete o[k];
-  for (const k of ['pcpus', 'vcpus', 'pctDepth'] as const) if (o[k] !== undefined && (!Number.isInteger(o[k]) || (o[k] as number) < 1)) bad(`config.${k}`, 'must be a positive integer');
+  const lim = { pcpus: MAX_PCPUS, vcpus: MAX_VCPUS_PER_DOMAIN, pctDepth: 16 } as const;
+  for (const k of ['pcpus', 'vcpus', 'pctDepth'] as const) {
+    if (o[k] !== undefined && (!Number.isInteger(o[k]) || (o[k] as number) < 1 || (o[k] as number) > lim[k])) bad(`config.${k}`, `must be an integer from 1 to ${lim[k]}`);
+  }
+  if (!Number.isSafeInteger(o.maxInstructions) || (o.slack as number) < 1 || (o.seed as number) > 0xffffffff) bad('config', 'has a field out of range (maxInstructions, slack or seed)');
+  if (o.engine !== undefined && o.engine !== 'serial') bad('config.engine', `must be 'serial' (a schedule drives the serial engine), got '${String(o.engine)}'`);
   return {
     scenario: o.scenario as string, engine: 'serial', strategy: o.strategy as string,
     seed: o.seed as number, maxInstructions: o.maxInstructions as number, maxMs: o.maxMs as number, slack: o.slack as number,

@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pack, unpack } from 'msgpackr';
 import { BIN, expectBadInput, ROOT, vcpulab } from '../helpers/cli.js';
 
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'lost-update');
@@ -125,6 +126,16 @@ describe('vcpulab hunt', () => {
     expectBadInput(await vcpulab('regress', d), /x\.schedule: not a vcpulab schedule file/);
     expectBadInput(await vcpulab('replay', join(d, 'x.schedule')), /not a vcpulab schedule file/);
     expectBadInput(await vcpulab('reproduce', '/nonexistent.json'), /cannot read the report/);
+    // A schedule whose content no longer matches its checksum (a flipped field), or whose flags are out of
+    // range even with a matching checksum, is refused before anything runs.
+    const corpus = join(ROOT, 'test', 'corpus', 'secure-realm');
+    const good = join(corpus, readdirSync(corpus).find((n) => n.endsWith('.schedule')) as string);
+    const body = unpack(readFileSync(good)) as Record<string, unknown> & { config: Record<string, unknown> };
+    const edited = join(d, 'edited.schedule');
+    writeFileSync(edited, pack({ ...body, seed: (body.seed as number) + 1 }));
+    expectBadInput(await vcpulab('replay', edited), /edited\.schedule: checksum mismatch/);
+    writeFileSync(edited, pack({ ...body, config: { ...body.config, engine: 'threaded' } }));
+    expectBadInput(await vcpulab('replay', edited), /config\.engine.* must be 'serial'|checksum mismatch/);
   });
 });
 
