@@ -18,6 +18,7 @@ import type { EngineOptions, EngineResult } from './engine/common.js';
 import type { PcpuParams } from './hv/pcpu-loop.js';
 import { buildReport, type RunReport } from './report.js';
 import { loadAgent, type AgentSpec } from './agent/runner.js';
+import { MAX_INSTANCES_DEFAULT } from './oracles/findings.js';
 
 /** Everything that determines a run; what a schedule file stores so a replay needs nothing else. */
 export interface RunConfig {
@@ -35,9 +36,11 @@ export interface RunConfig {
   injectWorkerFault?: number;
   /** pct: bug depth d (d - 1 change points); default PCT_DEPTH_DEFAULT. */
   pctDepth?: number;
+  /** Occurrences kept per finding kind in the report's `instances` (the rest are counted); default 1000. */
+  maxInstances?: number;
 }
 
-export const RUN_DEFAULTS = { seed: 1, maxInstructions: 100_000_000, slack: 30_000, burst: 4096, watchdogMs: 2000, pctDepth: 3 } as const;
+export const RUN_DEFAULTS = { seed: 1, maxInstructions: 100_000_000, slack: 30_000, burst: 4096, watchdogMs: 2000, pctDepth: 3, maxInstances: MAX_INSTANCES_DEFAULT } as const;
 
 /** The tool's version, as package.json says (schedule headers and hunt jobs carry it). */
 export const TOOL_VERSION: string = (() => {
@@ -100,7 +103,7 @@ export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {})
   const sc = prep.scenario, spec = prep.spec;
   const m = buildMachine(spec);
   const names = spec.domains.map((d) => d.name);
-  const collector = new Collector(m, names, sc.ipiLostBoundUs);
+  const collector = new Collector(m, names, sc.ipiLostBoundUs, c.maxInstances ?? RUN_DEFAULTS.maxInstances);
   const tracer = extra.trace !== undefined
     ? new TraceWriter(extra.trace, { format: 'vcpulab-trace', version: 1, scenario: c.scenario, engine: c.engine, seed: c.seed, pcpus: spec.pcpus, domains: names })
     : undefined;
@@ -154,5 +157,6 @@ export function replayCommand(c: RunConfig, scheduleFile?: string): string {
   if (c.maxInstructions !== RUN_DEFAULTS.maxInstructions) parts.push(`--max-instructions ${c.maxInstructions}`);
   if (c.slack !== RUN_DEFAULTS.slack) parts.push(`--slack ${c.slack}`);
   if (c.engine === 'threaded' && c.burst !== RUN_DEFAULTS.burst) parts.push(`--burst ${c.burst}`);
+  if (c.maxInstances !== undefined && c.maxInstances !== RUN_DEFAULTS.maxInstances) parts.push(`--max-instances ${c.maxInstances}`);
   return parts.join(' ');
 }

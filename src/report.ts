@@ -36,6 +36,8 @@ export interface RunReport {
   console: Record<string, string>;
   domains: DomainReport[];
   metrics: Record<string, number | Record<string, number>>;
+  /** Extra: what limits the judgement of this run (e.g. it was shorter than the IPI loss bound). */
+  warnings: string[];
   replay: string;
   /** Extra: digest of every event of the run (the serial engine's determinism check). */
   digest: string;
@@ -72,12 +74,14 @@ export function buildReport(m: Machine, col: Collector, res: EngineResult, meta:
     reason: res.reason,
     // Copies: the report is a snapshot, the table keeps counting if the collector is used again.
     findings: col.findings.list().map((f) => ({
-      ...f, first: { ...f.first }, causes: { ...f.causes }, signatures: { ...f.signatures }, reproduce: reproduceText(meta),
+      ...f, first: { ...f.first }, causes: { ...f.causes }, signatures: { ...f.signatures },
+      instances: f.instances.map((i) => ({ ...i, pcs: [...i.pcs] })), reproduce: reproduceText(meta),
     })),
     reports,
     console,
     domains: col.domainNames.map((name, i) => domainReport(m, name, i)),
     metrics: { ...metrics(m, col, res), ...ipi, exits_per_ipi: exitsPerIpi(m, ipi.ipi_sent) },
+    warnings: col.warnings(),
     replay: meta.replay,
     digest: col.digest(),
     agents: (res.agents ?? []).map((a) => ({ domain: col.domainNames[a.dom], events: a.events, calls: a.calls, error: a.error })),

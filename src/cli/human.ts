@@ -31,12 +31,18 @@ export function formatHuman(r: RunReport): string {
       L.push(`    ${f.first.detail}`);
       const more = Object.keys(f.signatures).length - 1 + (f.signatures_dropped > 0 ? 1 : 0);
       L.push(`    cause ${f.first.cause}, signature ${f.first.signature}${more > 0 ? ` (and ${more}${f.signatures_dropped > 0 ? '+' : ''} more)` : ''}`);
+      if (f.instances_truncated) L.push(`    instances: the first ${f.instances.length} kept in the JSON report, ${f.instances_dropped} more only counted (--max-instances)`);
       if (f.reproduce !== undefined) L.push(`    reproduce: ${f.reproduce}`);
       if (f.evidence.length > 0) {
         L.push('    last events on that pCPU:');
         for (const e of f.evidence) L.push(`      ${e}`);
       }
     }
+  }
+  if (r.warnings.length > 0) {
+    L.push('');
+    L.push('warnings:');
+    for (const w of r.warnings) L.push(`  ${w}`);
   }
   const mt = r.metrics;
   L.push('');

@@ -31,6 +31,7 @@ export const SIM_USAGE = `usage: vcpulab sim [flags]
   --schedule-out FILE      serial: write the schedule (msgpack) for --replay
   --replay FILE            serial: replay a schedule written by --schedule-out (scenario and flags come from it)
   --trace FILE             stream every event to FILE (msgpack)
+  --max-instances N        occurrences kept per finding kind in the report's instances (default: 1000)
   --inject-worker-fault P  threaded: make pCPU P's thread throw (tests the abort path)
   --json                   print only the JSON report on stdout
   --no-progress            no progress bar on a TTY
@@ -73,7 +74,7 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
         'max-ms': { type: 'string' }, slack: { type: 'string' }, burst: { type: 'string' }, 'watchdog-ms': { type: 'string' },
         'schedule-out': { type: 'string' }, replay: { type: 'string' }, trace: { type: 'string' }, json: { type: 'boolean' },
         'no-progress': { type: 'boolean' }, 'inject-worker-fault': { type: 'string' }, help: { type: 'boolean', short: 'h' },
-        compare: { type: 'string' }, 'pct-depth': { type: 'string' },
+        compare: { type: 'string' }, 'pct-depth': { type: 'string' }, 'max-instances': { type: 'string' },
       },
     });
   } catch (e) {
@@ -102,6 +103,7 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
     burst: intFlag('burst', v.burst, 1, 1 << 24) ?? DEFAULTS.burst,
     watchdogMs: intFlag('watchdog-ms', v['watchdog-ms'], 10, 3_600_000) ?? DEFAULTS.watchdogMs,
     pctDepth: intFlag('pct-depth', v['pct-depth'], 1, 16) ?? DEFAULTS.pctDepth,
+    maxInstances: intFlag('max-instances', v['max-instances'], 0, 10_000_000) ?? DEFAULTS.maxInstances,
     injectWorkerFault: intFlag('inject-worker-fault', v['inject-worker-fault'], 0, MAX_PCPUS - 1),
     json: v.json === true,
     progress: v['no-progress'] !== true,
@@ -140,7 +142,7 @@ export async function simCommand(args: string[]): Promise<number> {
   let expect: { digest: string; signature: string | null; hash: string } | undefined;
   if (f.replay !== undefined) {
     const s = readScheduleFile(f.replay);
-    config = { ...s.header.config, maxMs: f.maxMs, watchdogMs: f.watchdogMs };
+    config = { ...s.header.config, maxMs: f.maxMs, watchdogMs: f.watchdogMs, maxInstances: f.maxInstances };
     replayRuns = s.tape;
     replayMode = s.header.mode;
     expect = { digest: s.header.digest, signature: s.header.signature, hash: s.header.scenario_hash };

@@ -5,7 +5,9 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { EXIT_OK, UserError } from '../errors.js';
 import { cyclesToNs } from '../engine/clock.js';
-import type { FindingKind } from '../oracles/findings.js';
+import { Findings, type FindingKind } from '../oracles/findings.js';
+import { IpiOracle, type Ev } from '../oracles/ipi.js';
+import { loadScenario } from '../scenario/loader.js';
 import {
   EVENT_NAMES, EV_ASSERT, EV_DOMAIN_END, EV_HOST_RESET, EV_HV_IPI_MISDIRECTED, EV_ICR_WINDOW, EV_INTENT, EV_IPI_COALESCED,
   EV_IPI_DELIVER, EV_IPI_SEND, EV_PHYS_IRQ, EV_REALM_ESCAPE, EV_ROGUE_VMFUNC, EV_STALE,
@@ -19,7 +21,8 @@ export const TRACE_USAGE = `usage: vcpulab trace FILE [--perfetto OUT.json] [--g
   (no flags)            summary: header, events per kind, simulated time span
   --perfetto OUT.json   write Chrome trace-event JSON (open it in ui.perfetto.dev or chrome://tracing)
   --grep KIND[,KIND]    print the events of these kinds, one line each; KIND is an event name
-                        (ipi_send, vmfunc, stale_translation, ...) or a finding kind (IPI_MISDIRECTED, ...)
+                        (ipi_send, vmfunc, stale_translation, ...) or a finding kind (IPI_MISDIRECTED, ...);
+                        an ipi_deliver the IPI oracle judges wrong ends in "WRONG: <cause>"
   --limit N             print at most N --grep lines
   -h, --help            this text`;
 
@@ -122,35 +125,82 @@ function summaryText(reader: TraceReader, s: TraceStats): string {
   return lines.join('\n') + '\n';
 }
 
-/** Prints matching events; false once --limit lines are out or the reader went away. */
+/**
+ * Prints matching events; false once --limit lines are out (and judged) or the reader went away. Deliveries
+ * are re-judged from the trace's own events by the IPI oracle the run used (../oracles/ipi.ts): the trace
+ * stores no judgments. A delivery's line waits until the oracle has judged it (it needs the events up to
+ * its horizon after it), and lines leave in file order.
+ */
 class TraceGrep {
   /** Set when stdout's reader closed (`| head`): like grep, stop quietly rather than fail. */
   closed = false;
-  private printed = 0;
-  private lines: string[] = [];
+  private matched = 0;
+  /** Lines in file order; null while a delivery waits for its verdict. */
+  private lines: (string | null)[] = [];
+  /** Absolute index of lines[0]. */
+  private base = 0;
+  /** Arrival number (the oracle's) of a waiting delivery -> [absolute line index, its text]. */
+  private readonly waiting = new Map<number, [number, string]>();
+  private readonly oracle: IpiOracle | undefined;
+  private last = 0;
 
-  constructor(private readonly kinds: Set<number>, private readonly names: string[], private readonly limit = Infinity) {}
+  constructor(private readonly kinds: Set<number>, private readonly header: TraceHeader, private readonly limit = Infinity) {
+    if (!kinds.has(EV_IPI_DELIVER)) return;
+    this.oracle = new IpiOracle({
+      findings: new Findings(0), names: header.domains, npcpus: header.pcpus, lostBoundUs: traceLostBoundUs(header),
+      fmt: () => '', onVerdict: (e, cause) => this.verdict(e, cause),
+    });
+  }
 
   readonly onStdoutError = (e: NodeJS.ErrnoException): void => {
     if (e.code !== 'EPIPE') throw e;
     this.closed = true;
   };
 
+  /** False when nothing more is wanted: the limit is reached and every printed delivery judged, or stdout closed. */
   onRecord(r: TraceRecord): boolean {
-    if (this.printed >= this.limit || this.closed) return false;
-    if (!this.kinds.has(r[2])) return true;
-    this.lines.push(formatEvent(this.names, r[1], r[0], r[2], r[3], r[4], r[5], r[6], r[7]));
-    return ++this.printed < this.limit;
+    if (this.closed) return false;
+    if (r[0] > this.last) this.last = r[0];
+    const n = this.oracle?.onEvent(r[1], r[0], r[2], r[3], r[4], r[5], r[6], r[7], -1) ?? -1;
+    if (this.matched < this.limit && this.kinds.has(r[2])) {
+      this.matched++;
+      const line = formatEvent(this.header.domains, r[1], r[0], r[2], r[3], r[4], r[5], r[6], r[7]);
+      if (r[2] === EV_IPI_DELIVER && n >= 0) {
+        this.waiting.set(n, [this.base + this.lines.length, line]);
+        this.lines.push(null);
+      } else this.lines.push(line);
+    }
+    return this.matched < this.limit || this.waiting.size > 0;
   }
 
-  /** Write what the last batch matched, waiting for a slow pipe so output never piles up in memory. */
-  async flush(): Promise<void> {
-    if (this.lines.length === 0 || this.closed) return;
-    const ok = process.stdout.write(this.lines.join('\n') + '\n');
-    this.lines = [];
+  private verdict(e: Ev, cause: string | null): void {
+    const w = this.waiting.get(e.n);
+    if (w === undefined) return; // not printed (past --limit)
+    this.waiting.delete(e.n);
+    this.lines[w[0] - this.base] = cause === null ? w[1] : `${w[1]}  WRONG: ${cause}`;
+  }
+
+  /** Write what is ready, waiting for a slow pipe so output never piles up in memory. `end`: judge the rest first. */
+  async flush(end = false): Promise<void> {
+    if (this.oracle !== undefined) {
+      if (end) this.oracle.finish(this.last);
+      else this.oracle.advance();
+    }
+    let k = 0;
+    while (k < this.lines.length && this.lines[k] !== null) k++;
+    if (k === 0 || this.closed) return;
+    const out = this.lines.slice(0, k) as string[];
+    this.lines = this.lines.slice(k);
+    this.base += k;
+    const ok = process.stdout.write(out.join('\n') + '\n');
     if (ok) return;
     try { await once(process.stdout, 'drain'); } catch (e) { this.onStdoutError(e as NodeJS.ErrnoException); }
   }
+}
+
+/** The loss bound the run was judged with: its scenario's, when the file can still be read, else the default. */
+function traceLostBoundUs(h: TraceHeader): number | undefined {
+  try { return loadScenario(h.scenario).ipiLostBoundUs; } catch { return undefined; }
 }
 
 export async function traceCommand(args: string[]): Promise<number> {
@@ -158,7 +208,7 @@ export async function traceCommand(args: string[]): Promise<number> {
   if (f === 'help') { process.stdout.write(TRACE_USAGE + '\n'); return EXIT_OK; }
   const reader = new TraceReader(f.file);
   const exporter = f.perfetto !== undefined ? new PerfettoExporter(f.perfetto, reader.header) : undefined;
-  const grep = f.grep !== undefined ? new TraceGrep(f.grep, reader.header.domains, f.limit) : undefined;
+  const grep = f.grep !== undefined ? new TraceGrep(f.grep, reader.header, f.limit) : undefined;
   const stats = exporter === undefined && grep === undefined ? new TraceStats() : undefined;
   await traceScan(reader, exporter, grep, stats);
   const c = exporter?.finish();
@@ -188,6 +238,7 @@ async function traceScan(reader: TraceReader, exporter?: PerfettoExporter, grep?
       await grep?.flush();
       if (!more && exporter === undefined) break;
     }
+    await grep?.flush(true);
   } finally {
     if (grep !== undefined) process.stdout.off('error', grep.onStdoutError);
   }

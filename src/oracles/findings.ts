@@ -1,5 +1,6 @@
 // The findings table: one entry per kind with a count, the first occurrence plus its evidence, the count of
-// each cause and of each signature. Oracles add to it; nothing here changes the run (DESIGN.md §6).
+// each cause and of each signature, and every occurrence up to a cap (`instances`, so memory stays bounded).
+// Oracles add to it; nothing here changes the run (DESIGN.md §6).
 //
 // A signature (DESIGN.md §8, contract) is `kind:cause:pcs`: the finding kind, a stable cause token, and the
 // guest pcs that identify the bug, as lowercase hex joined with `,` (`xen` where the hypervisor is the party,
@@ -7,16 +8,27 @@
 // different bugs differ. Example: `IPI_MISDIRECTED:icr_window:0x9140,xen`.
 //
 // Cause tokens, per kind (pcs in brackets):
-//   IPI_MISDIRECTED     icr_window      ICR_HI rewritten, or already sent with, between a send's ICR_HI and
+//   IPI_MISDIRECTED     (one occurrence per wrong receiver of a send; oracles/ipi.ts)
+//     on any path:      vector_mismatch the intended vCPU took it, with another vector than the intent's [send]
+//                       shorthand       a self / all / all-but-self shorthand reached another vCPU [send]
+//                       broadcast       the destination was the broadcast ID [send]
+//                       logical         a logical destination matched another vCPU [send]
+//                       lowest_priority lowest-priority arbitration chose another vCPU [send]
+//     physical (a passthrough path: the copy came through a pCPU's LAPIC):
+//                       icr_window      ICR_HI rewritten, or already sent with, between a send's ICR_HI and
 //                                       ICR_LO writes [the ICR_LO write, then the interloper's ICR_HI write or xen]
 //                       stale_map       destination from a stale vCPU -> pCPU map: the target ran elsewhere [send]
 //                       not_running     the target was waiting for a pCPU; the pCPU's current vCPU took it [send]
 //                       left_pcpu       the target ran on the destination pCPU when the IPI left, but was
 //                                       descheduled before it was taken there [send]
-//                       broadcast       the destination was the broadcast ID [send]
 //                       other           none of the above [send]
-//                       hv_window       the hypervisor's own IPI, ICR_HI rewritten by a handler mid-send [xen]
-//   IPI_LOST            undelivered     an intended IPI never arrived within the bound [send]
+//     virtual (vlapic, posted, ipiv, avic: the hypervisor routes virtual APIC IDs; never pCPU reasoning):
+//                       virtual_dest    the ICR's destination named the vCPU that took it [send]
+//                       virtual_other   the ICR's destination did not name the vCPU that took it [send]
+//     the hypervisor:   hv_window       its own IPI, ICR_HI rewritten by a handler mid-send [xen]
+//   IPI_LOST            dropped         the hypervisor dropped the vector (no handler, no vCPU to reflect it to);
+//                                       a one-destination send is lost at once [send]
+//                       undelivered     an intended IPI reached no vCPU within the bound [send]
 //   IPI_FOREIGN         foreign_domain  delivered into another domain [send]
 //   IPI_UNKNOWN_VECTOR  dropped         a vector no one handles reached a pCPU [send, or xen]
 //                       reflected       the same, passed on to the running vCPU [send, or xen]
@@ -41,6 +53,13 @@ export type FindingKind = (typeof FINDING_KINDS)[number];
 export const PC_XEN = -1;
 /** Distinct signatures (and causes) kept per kind; occurrences of new ones past it are only counted. */
 export const SIGNATURES_PER_KIND = 256;
+/** Default of `--max-instances`: occurrences kept per finding kind in `instances`. */
+export const MAX_INSTANCES_DEFAULT = 1000;
+/** IPI_MISDIRECTED cause tokens in table order (the compare table's columns follow it). */
+export const MISDIRECTED_CAUSES = [
+  'not_running', 'stale_map', 'left_pcpu', 'icr_window', 'broadcast', 'shorthand', 'logical', 'lowest_priority',
+  'vector_mismatch', 'virtual_dest', 'virtual_other', 'other', 'hv_window',
+] as const;
 
 export interface FindingFirst {
   time_ns: number;
@@ -50,6 +69,17 @@ export interface FindingFirst {
   detail: string;
   cause: string;
   signature: string;
+}
+
+/** One occurrence of a finding. */
+export interface FindingInstance {
+  time_ns: number;
+  pcpu: number;
+  domain: string;
+  vcpu: number;
+  cause: string;
+  /** The signature's pcs: `0x1a8`, or `xen` for the hypervisor. */
+  pcs: string[];
 }
 
 export interface Finding {
@@ -62,6 +92,11 @@ export interface Finding {
   signatures: Record<string, number>;
   /** Occurrences whose signature was new when `signatures` was full. */
   signatures_dropped: number;
+  /** Every occurrence in the order found, up to the cap (`--max-instances`). */
+  instances: FindingInstance[];
+  /** The cap was hit: `instances_dropped` occurrences are only counted. */
+  instances_truncated: boolean;
+  instances_dropped: number;
   /** The last events of the pCPU involved before the first occurrence, oldest first. */
   evidence: string[];
   /** How to see it again (filled in by the report: the run's command, and what it reproduces). */
@@ -92,12 +127,17 @@ function findingsBug(msg: string): never {
   throw new Error(`this is a bug in vcpulab: findings: ${msg}`);
 }
 
+/** One pc as a signature writes it: `0x1a8`, or `xen`. */
+export function pcText(pc: number): string {
+  return pc === PC_XEN ? 'xen' : '0x' + (pc >>> 0).toString(16);
+}
+
 /** A pcs list as a signature writes it: `0x1a8,xen`. */
 export function pcsText(pcs: readonly number[]): string {
   let s = '';
   for (let i = 0; i < pcs.length; i++) {
     if (i > 0) s += ',';
-    s += pcs[i] === PC_XEN ? 'xen' : '0x' + (pcs[i] >>> 0).toString(16);
+    s += pcText(pcs[i]);
   }
   return s;
 }
@@ -136,6 +176,11 @@ interface KindState {
 export class Findings {
   private readonly byKind = new Map<FindingKind, KindState>();
 
+  /** `maxInstances`: occurrences kept per kind in `instances` (`--max-instances`); past it they are only counted. */
+  constructor(readonly maxInstances: number = MAX_INSTANCES_DEFAULT) {
+    if (!Number.isSafeInteger(maxInstances) || maxInstances < 0) findingsBug(`maxInstances ${maxInstances} is not a count`);
+  }
+
   /**
    * One occurrence: `cause` is a token from the table above, `pcs` the guest pcs that identify the bug
    * (PC_XEN for the hypervisor). `evidence` is called for the first occurrence of the kind only.
@@ -149,7 +194,8 @@ export class Findings {
         finding: {
           kind, count: 0,
           first: { time_ns: round2(cyclesToNs(timeCycles)), pcpu, domain, vcpu, detail, cause, signature },
-          causes: {}, signatures: {}, signatures_dropped: 0, evidence: evidence(),
+          causes: {}, signatures: {}, signatures_dropped: 0, instances: [], instances_truncated: false, instances_dropped: 0,
+          evidence: evidence(),
         },
         details: new Map(), causes: 0,
       };
@@ -157,6 +203,12 @@ export class Findings {
     }
     const f = st.finding;
     f.count++;
+    if (f.instances.length < this.maxInstances) {
+      f.instances.push({ time_ns: round2(cyclesToNs(timeCycles)), pcpu, domain, vcpu, cause, pcs: pcs.map(pcText) });
+    } else {
+      f.instances_truncated = true;
+      f.instances_dropped++;
+    }
     if (Object.hasOwn(f.causes, cause)) f.causes[cause]++;
     else if (st.causes < SIGNATURES_PER_KIND) { f.causes[cause] = 1; st.causes++; }
     if (st.details.has(signature)) f.signatures[signature]++;

@@ -12,10 +12,11 @@ import { hostGpaToHost } from '../hv/altp2m.js';
 import { disassemble } from '../isa/disasm.js';
 import { DM_CRASH_A, DM_CRASH_B, DM_CRASH_C, DM_CRASH_REASON, DS_CRASHED } from '../../shared/domain.js';
 import { EXIT_NAMES } from '../isa/interp.js';
-import { Findings, PC_XEN } from '../oracles/findings.js';
+import { Findings, MAX_INSTANCES_DEFAULT, PC_XEN } from '../oracles/findings.js';
 import { IpiOracle, type IpiMetrics } from '../oracles/ipi.js';
 import { ViewOracle, viewName } from '../oracles/views.js';
 import { VCPU_STRIDE_WORDS, VC_DOMAIN, VC_ID } from '../../shared/vcpu.js';
+import { PC_CLOCK_F64 } from '../../shared/pcpu.js';
 import { cyclesToNs } from '../engine/clock.js';
 import { ringDrain } from './ring.js';
 import type { Machine } from '../machine.js';
@@ -34,7 +35,7 @@ export interface EventListener {
 export class Collector {
   readonly reports: ReportEntry[] = [];
   readonly console: string[];
-  readonly findings = new Findings();
+  readonly findings: Findings;
   private readonly views = new ViewOracle();
   /** Evidence shows the guest instruction at each event's pc (read through the domain's host p2m). */
   readonly code: CodeReader = (dom, pc) => {
@@ -54,8 +55,15 @@ export class Collector {
   readonly sink = (pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number, pc: number): void =>
     this.onEvent(pcpu, time, kind, dom, vcpu, a, b, c, pc);
 
-  constructor(readonly m: Machine, readonly domainNames: string[], ipiLostBoundUs?: number) {
-    this.ipi = new IpiOracle(ipiLostBoundUs);
+  /** `maxInstances`: occurrences kept per finding kind (`--max-instances`). */
+  constructor(readonly m: Machine, readonly domainNames: string[], ipiLostBoundUs?: number, maxInstances = MAX_INSTANCES_DEFAULT) {
+    this.findings = new Findings(maxInstances);
+    const vc32 = m.vc32;
+    this.ipi = new IpiOracle({
+      findings: this.findings, names: domainNames, npcpus: m.npcpus, lostBoundUs: ipiLostBoundUs,
+      who: (g) => ({ dom: vc32[g * VCPU_STRIDE_WORDS + VC_DOMAIN], vcpu: vc32[g * VCPU_STRIDE_WORDS + VC_ID] }),
+      fmt: (e) => formatEvent(this.domainNames, e.pcpu, e.time, e.kind, e.dom, e.vcpu, e.a, e.b, e.c, this.code, e.pc),
+    });
     const n = m.npcpus;
     this.console = domainNames.map(() => '');
     this.events = new Array<number>(n).fill(0);
@@ -68,12 +76,28 @@ export class Collector {
   drainAll(): number {
     const m = this.m;
     let n = 0;
-    for (let p = 0; p < m.npcpus; p++) n += ringDrain(m.ring32, m.ringF64, m.ringBase(p), p, this.sink);
+    for (let p = 0; p < m.npcpus; p++) {
+      n += ringDrain(m.ring32, m.ringF64, m.ringBase(p), p, this.sink);
+      this.drained(p);
+    }
+    this.ipi.advance();
     return n;
   }
 
   drainOne(p: number): void {
     ringDrain(this.m.ring32, this.m.ringF64, this.m.ringBase(p), p, this.sink);
+    this.drained(p);
+    this.ipi.advance();
+  }
+
+  /**
+   * When one thread drives the machine, pCPU p's published clock, read after its ring was drained, bounds
+   * every event it will still emit (it stamps events with its own clock, which only grows, and publishes
+   * a value it had): the IPI oracle may judge up to there even while p idles. With threads, an event may
+   * still sit unpublished in the ring, so only the events themselves say how far a pCPU is.
+   */
+  private drained(p: number): void {
+    if (this.m.exclusive) this.ipi.progress(p, this.m.pcF64[(this.m.pcpuBase(p) + PC_CLOCK_F64) >> 1]);
   }
 
   onEvent(pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number, pc: number): void {
@@ -107,19 +131,19 @@ export class Collector {
         break;
       default: break;
     }
-    this.ipi.onEvent(pcpu, time, kind, dom, vcpu, a, b, c, pc); // it keeps only the kinds it judges
+    this.ipi.onEvent(pcpu, time, kind, dom, vcpu, a, b, c, pc); // it keeps only the kinds it judges, judging as they stream
     if (this.listener !== undefined) this.listener.onEvent(pcpu, time, kind, dom, vcpu, a, b, c, pc);
   }
 
-  /** Run the end-of-run oracles once; returns their metrics. */
+  /** Judge what the oracles still hold, once; returns their metrics (their warnings: `warnings()`). */
   finishOracles(endTime: number): IpiMetrics {
-    if (this.ipiMetrics === undefined) {
-      const vc32 = this.m.vc32;
-      const who = (g: number) => ({ dom: vc32[g * VCPU_STRIDE_WORDS + VC_DOMAIN], vcpu: vc32[g * VCPU_STRIDE_WORDS + VC_ID] });
-      this.ipiMetrics = this.ipi.finish(this.findings, this.domainNames, who, endTime,
-        (e) => formatEvent(this.domainNames, e.pcpu, e.time, e.kind, e.dom, e.vcpu, e.a, e.b, e.c, this.code, e.pc));
-    }
+    if (this.ipiMetrics === undefined) this.ipiMetrics = this.ipi.finish(endTime);
     return this.ipiMetrics;
+  }
+
+  /** What the oracles want the reader of the report to know about the run's length (after finishOracles). */
+  warnings(): string[] {
+    return [...this.ipi.warnings];
   }
 
   /** One digest over all rings (each ring's stream is ordered; combining per ring keeps drain timing out). */
