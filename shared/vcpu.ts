@@ -58,6 +58,16 @@ export const VC_PIR = 48;
 export const VC_PI_CTL = 56;
 export const PI_ON = 1 << 0;
 export const PI_SN = 1 << 1;
+// The realm oracles' memory of this vCPU (oracles/realm.ts), saved here while it is off a pCPU so it moves
+// with the vCPU. Oracle state only: nothing in the machine reads it, and it stays 0 with oracles off.
+/** gfn of the code page its last instruction ran on, plus 1 (0: not known yet). */
+export const VC_ORC_CODE = 57;
+/** pc of its last control transfer (bit 0 set: an interrupt or exception delivery); -1 none. */
+export const VC_ORC_FROM = 58;
+/** ORC_* bits below. */
+export const VC_ORC_FLAGS = 59;
+/** KERNEL_IN_REALM_VIEW was reported for the stretch of kernel code it is in now. */
+export const ORC_KIRV = 1 << 0;
 /**
  * Soft affinity (cpus_soft=), as VC_AFFINITY: the pCPUs placement prefers. Written at build time, already
  * intersected with the hard affinity; all zero when there is no preference (Xen: soft counts only when
@@ -96,6 +106,8 @@ export const VCA_FAST_SS = 1 << 3;
 /** EMULATE: run the faulting instruction once past the access restriction. */
 export const VCA_EMULATE = 1 << 4;
 assertLayout('vcpu PI before soft affinity', VC_PI_CTL, VC_SOFT_AFFINITY);
+assertLayout('vcpu oracle words after PI', VC_PI_CTL, VC_ORC_CODE);
+assertLayout('vcpu oracle words before soft affinity', VC_ORC_FLAGS, VC_SOFT_AFFINITY);
 assertLayout('vcpu affinity before PIR', VC_AFFINITY + VC_AFFINITY_WORDS - 1, VC_PIR);
 assertLayout('vcpu f64 before affinity', VC_RUN_CYCLES_F64 + 1, VC_AFFINITY);
 assertF64Aligned('vcpu insns', VC_INSNS_F64);

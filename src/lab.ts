@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildMachine, type MachineSpec } from './machine.js';
-import { loadScenario, scenarioAgents, scenarioMachine, type Scenario } from './scenario/loader.js';
+import { buildMachine } from './machine.js';
+import { loadScenario, scenarioAgents, scenarioMachine, type Scenario, type ScenarioSpec } from './scenario/loader.js';
 import { Collector } from './trace/collector.js';
 import { TraceWriter } from './trace/writer.js';
 import { nsToCycles } from './engine/clock.js';
@@ -36,6 +36,11 @@ export interface RunConfig {
   injectWorkerFault?: number;
   /** pct: bug depth d (d - 1 change points); default PCT_DEPTH_DEFAULT. */
   pctDepth?: number;
+  /**
+   * false: the inline oracles do not run (`--no-oracles`). The run is the same, digest included (DESIGN.md §6):
+   * only their findings (STALE_TRANSLATION, ROGUE_VMFUNC, REALM_ESCAPE, REALM_ENTRY, KERNEL_IN_REALM_VIEW) are gone.
+   */
+  oracles?: boolean;
   /** Occurrences kept per finding kind in the report's `instances` (the rest are counted); default 1000. */
   maxInstances?: number;
 }
@@ -51,7 +56,8 @@ export const TOOL_VERSION: string = (() => {
 /** A scenario made ready to run many times. Plain data plus the agents' module URLs. */
 export interface Prepared {
   scenario: Scenario;
-  spec: MachineSpec;
+  /** The machine, and the realm entry points the oracles and agents get from the assembled programs. */
+  spec: ScenarioSpec;
   agents: AgentSpec[];
   /** sha256 of every file the scenario is made of (TOML, programs, agent modules), in a fixed order. */
   hash: string;
@@ -61,7 +67,7 @@ export interface Prepared {
 export async function labPrepare(scenario: string, ov: { pcpus?: number; vcpus?: number } = {}): Promise<Prepared> {
   const sc = loadScenario(scenario, { pcpus: ov.pcpus, vcpus: ov.vcpus });
   const spec = scenarioMachine(sc);
-  const agents = scenarioAgents(sc);
+  const agents = scenarioAgents(sc, spec);
   for (const a of agents) await loadAgent(a.module); // bad agent modules are bad input, before anything runs
   return { scenario: sc, spec, agents, hash: scenarioHash(sc, agents) };
 }
@@ -121,6 +127,8 @@ export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {})
     ratelimitCycles: nsToCycles(sc.ratelimitUs * 1000),
     apicBus: sc.apicBus,
     lapic: sc.lapic,
+    oracles: c.oracles !== false,
+    realmEntries: spec.realmEntries,
   };
   const opts: EngineOptions = {
     seed: c.seed, strategy: c.strategy, slackCycles: c.slack, maxMs: c.maxMs, watchdogMs: c.watchdogMs,
@@ -157,6 +165,7 @@ export function replayCommand(c: RunConfig, scheduleFile?: string): string {
   if (c.maxInstructions !== RUN_DEFAULTS.maxInstructions) parts.push(`--max-instructions ${c.maxInstructions}`);
   if (c.slack !== RUN_DEFAULTS.slack) parts.push(`--slack ${c.slack}`);
   if (c.engine === 'threaded' && c.burst !== RUN_DEFAULTS.burst) parts.push(`--burst ${c.burst}`);
+  if (c.oracles === false) parts.push('--no-oracles');
   if (c.maxInstances !== undefined && c.maxInstances !== RUN_DEFAULTS.maxInstances) parts.push(`--max-instances ${c.maxInstances}`);
   return parts.join(' ');
 }

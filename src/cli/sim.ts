@@ -74,6 +74,7 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
         'max-ms': { type: 'string' }, slack: { type: 'string' }, burst: { type: 'string' }, 'watchdog-ms': { type: 'string' },
         'schedule-out': { type: 'string' }, replay: { type: 'string' }, trace: { type: 'string' }, json: { type: 'boolean' },
         'no-progress': { type: 'boolean' }, 'inject-worker-fault': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        'no-oracles': { type: 'boolean' },
         compare: { type: 'string' }, 'pct-depth': { type: 'string' }, 'max-instances': { type: 'string' },
       },
     });
@@ -110,6 +111,8 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
     trace: v.trace,
     scheduleOut: v['schedule-out'],
     replay: v.replay,
+    // Hidden (README, Memory views): the inline oracles off; the run and its digest are the same.
+    oracles: v['no-oracles'] === true ? false : undefined,
   };
   if (v.compare !== undefined) {
     for (const k of ['scenario', 'replay', 'schedule-out', 'trace', 'inject-worker-fault'] as const) {
@@ -147,6 +150,7 @@ export async function simCommand(args: string[]): Promise<number> {
     replayMode = s.header.mode;
     expect = { digest: s.header.digest, signature: s.header.signature, hash: s.header.scenario_hash };
   }
+  if (f.oracles === false) config = { ...config, oracles: false }; // a replay, too, may run unobserved
   const interrupt = { requested: false };
   const onSigint = (): void => {
     if (interrupt.requested) process.exit(EXIT_INTERRUPTED); // second Ctrl-C: leave now

@@ -1,16 +1,14 @@
 // The EPT-violation path (../shared/reference/xen-altp2m.md §3 and §6): #VE in hardware first; then Xen's
 // hvm_hap_nested_page_fault — lazy fill of a view from the host, p2m_mem_access_check (rx2rw, n2rwx,
 // no listener: crash or relax), and a MEM_ACCESS request to the agent that pauses the vCPU.
-import {
-  AD_ACCESS_REQUIRED, AD_REALM_HI, AD_REALM_LO, altp2mBase,
-} from '../../shared/altp2m.js';
+import { AD_ACCESS_REQUIRED, altp2mBase } from '../../shared/altp2m.js';
 import { ACCESS_N2RWX, ACCESS_RW, ACCESS_RWX, ACCESS_RX2RW, ATTR_ACCESS_MASK, P2MT_INVALID, P2MT_RAM_RW, p2mAttrAccess, p2mAttrType } from '../../shared/p2m.js';
 import { PC_EXITS, PC_VE_DELIVERED } from '../../shared/pcpu.js';
 import { INVALID_ALTP2M, VCA_VE, VCPU_STRIDE_WORDS, VC_ALTP2M_FLAGS, VC_VE_GFN, VC_VIOL_ACCESS, VC_VIOL_GPA } from '../../shared/vcpu.js';
 import { MEM_ACCESS_FAULT_WITH_GLA, MEM_ACCESS_GLA_VALID, MEM_ACCESS_R, MEM_ACCESS_W, MEM_ACCESS_X, VM_EVENT_REASON_MEM_ACCESS } from '../../shared/vm-event.js';
 import { PERM_R, PERM_W, PERM_X, eptAccessPerms } from '../hw/ept.js';
 import { EXIT_EPT_VIOLATION, guestDeliver } from '../isa/interp.js';
-import { CRASH_EPT_VIOLATION, CRASH_TRIPLE_FAULT, EV_DOMAIN_END, EV_MEM_EVENT, EV_REALM_ESCAPE, EV_VE } from '../trace/events.js';
+import { CRASH_EPT_VIOLATION, CRASH_TRIPLE_FAULT, EV_DOMAIN_END, EV_MEM_EVENT, EV_VE } from '../trace/events.js';
 import { DS_CRASHED } from '../../shared/domain.js';
 import {
   HOST_TABLE, altp2mActive, entryOut, p2mBeginWrite, p2mEndWrite, p2mTryLock, p2mUnlock, propagateHostChange, readEntry,
@@ -129,17 +127,6 @@ function veDeliver(p: Pcpu, gpa: number, access: number): boolean {
   p.hvCycles(p.params.costs.exception);
   if (guestDeliver(c, VEC_VE, c.pc) !== 0) crash(p, CRASH_TRIPLE_FAULT, VEC_VE, c.pc, 0);
   return true;
-}
-
-/**
- * The REALM_ESCAPE oracle's look at a data access to the secret region: code outside the realm touching
- * it is the finding. Not a real exit (Pcpu.step neither counts nor traces it): the access completes once.
- */
-export function realmProbe(p: Pcpu): void {
-  const m = p.m, c = p.core, ab = altp2mBase(p.curDomain);
-  const codeGfn = c.pc >>> 12;
-  if (codeGfn < m.ap32[ab + AD_REALM_LO] || codeGfn > m.ap32[ab + AD_REALM_HI]) p.emit(EV_REALM_ESCAPE, c.exitGpa, c.pc, c.view);
-  c.secretPass = c.exitGpa >>> 12;
 }
 
 function crash(p: Pcpu, reason: number, a: number, b: number, c: number): void {

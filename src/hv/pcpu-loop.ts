@@ -3,7 +3,7 @@
 // and the shared-access budget per step differ.
 import * as C from '../../shared/machine.js';
 import { DM_IPI_PATH, DM_P2M_ROOT, DM_STATE, DM_VCPU_MAP_GPA, DS_RUNNING, IPI_PATH_X2APIC_PASSTHROUGH, VCPU_MAP_ENTRY_WORDS, ipiPathHwApic } from '../../shared/domain.js';
-import { VirtLapicPort } from './posted.js';
+import { VirtLapicPort, piNotificationOnly } from './posted.js';
 import { PhysLapicPort, physService } from './ipi.js';
 import { hvKick } from './ipi-send.js';
 import { irqVectorsComplete } from './irq-vectors.js';
@@ -20,7 +20,7 @@ import {
 } from '../../shared/vcpu.js';
 import type { ApicBusOptions } from '../hw/apic-bus.js';
 import type { LapicOptions } from '../hw/lapic.js';
-import { type DeliveryHook, CpuCore, EXIT_EPT_VIOLATION, EXIT_EXTINT, EXIT_MTF, MMIO_SECRET, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
+import { type CpuHooks, type DeliveryHook, CpuCore, EXIT_EXTINT, EXIT_MTF, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
 import { opcodeCosts, type CostTable } from '../engine/clock.js';
 import * as Mo from '../hw/mem-order.js';
 import type { Machine } from '../machine.js';
@@ -31,10 +31,10 @@ import { schedClaim, schedClaimNext, schedPlace, schedRandomPcpu, schedStamp } f
 import { credit2Best, credit2Burn, credit2Of, credit2Reset, credit2Runtime } from './sched/credit2.js';
 import { Prng, childSeed } from '../engine/strategies/index.js';
 import { inject, vmexitHandle } from './vmexit.js';
-import { realmProbe } from './mem-access.js';
-import { AD_DONE, AD_GEN, AD_SECRET_HI, AD_SECRET_LO, AD_TRAMP_HI, AD_TRAMP_LO, AD_VISIBLE, altp2mBase } from '../../shared/altp2m.js';
+import { AD_DONE, AD_GEN, AD_REALM_HI, AD_REALM_LO, AD_SECRET_HI, AD_SECRET_LO, AD_TRAMP_HI, AD_TRAMP_LO, AD_VISIBLE, altp2mBase } from '../../shared/altp2m.js';
 import {
-  INVALID_ALTP2M, VCA_EMULATE, VCA_FAST_SS, VCA_SINGLESTEP, VCA_VMFUNC, VC_ALTP2M_FLAGS, VC_EPTP_INDEX, VC_FAST_SS_IDX, VC_P2MIDX,
+  INVALID_ALTP2M, ORC_KIRV, VCA_EMULATE, VCA_FAST_SS, VCA_SINGLESTEP, VCA_VMFUNC, VC_ALTP2M_FLAGS, VC_EPTP_INDEX, VC_FAST_SS_IDX,
+  VC_ORC_CODE, VC_ORC_FLAGS, VC_ORC_FROM, VC_P2MIDX,
 } from '../../shared/vcpu.js';
 import { PC_INVEPT_HINT, PC_VMFUNCS } from '../../shared/pcpu.js';
 import { GuestAltOp, OPW_NONE, hvmOpContinue } from './hvm-op-guest.js';
@@ -43,7 +43,7 @@ import { dirtyMaskClear, dirtyMaskSet, eptEntryFlush } from './ept-sync.js';
 import { monitorAttached, vmEventPost } from './vm-event.js';
 import { AD_SINGLESTEP_MONITOR } from '../../shared/altp2m.js';
 import { VM_EVENT_REASON_SINGLESTEP } from '../../shared/vm-event.js';
-import { EV_ROGUE_VMFUNC, EV_SINGLESTEP, EV_STALE, EV_VMFUNC } from '../trace/events.js';
+import { EV_KERNEL_IN_REALM_VIEW, EV_REALM_ENTRY, EV_REALM_ESCAPE, EV_ROGUE_VMFUNC, EV_SINGLESTEP, EV_STALE, EV_VMFUNC } from '../trace/events.js';
 
 /** Parameters every pCPU gets, identical in both engines. Plain data (sent to workers). */
 export interface PcpuParams {
@@ -69,13 +69,20 @@ export interface PcpuParams {
   /** APIC bus and LAPIC behaviour where implementations differ (Xen's by default). */
   apicBus: ApicBusOptions;
   lapic: LapicOptions;
+  /**
+   * The inline oracles run (default true). Off, the machine runs exactly the same (DESIGN.md §6) and emits
+   * none of their verdict events (trace/events.ts VERDICT_EVENTS).
+   */
+  oracles?: boolean;
+  /** Per domain index: the realm's entry points (scenario key realm_entries), sorted; empty or absent = any. */
+  realmEntries?: number[][];
 }
 
 export const STEP_RAN = 0;
 export const STEP_IDLE = 1;
 export const STEP_STOPPED = 2;
 
-export class Pcpu implements DeliveryHook {
+export class Pcpu implements DeliveryHook, CpuHooks {
   readonly core: CpuCore;
   readonly ring: RingWriter;
   readonly base: number;
@@ -84,7 +91,7 @@ export class Pcpu implements DeliveryHook {
   curDomain = -1;
   /** This pCPU's random stream (migration choices): a child seed of the run seed, so runs replay. */
   readonly rng: Prng;
-  /** Exit reason of the last guest run (posted.ts un-counts an exit the CPU would not have taken). */
+  /** Exit reason of the last guest run, or EXIT_EXTINT once a pending interrupt was counted as an exit. */
   lastExit = 0;
   /** The two faces of the xAPIC page a guest may reach without an exit (CpuCore.lapic). */
   private readonly physPort: PhysLapicPort;
@@ -98,8 +105,10 @@ export class Pcpu implements DeliveryHook {
   private lastDomain = -1;
   /** The next guest run is a VM entry (after an exit or a load), not the next burst of the same run. */
   private entering = true;
-  /** VMFUNCs already reported from the core's counter. */
-  private seenVmfuncs = 0;
+  /** PcpuParams.oracles. */
+  private readonly oracles: boolean;
+  /** PcpuParams.realmEntries as the core takes them, per domain (null: any realm address). */
+  private readonly realmEntries: (Int32Array | null)[];
 
   // Precomputed word indices (see step). Per pCPU:
   private readonly iStop = C.CTL_STOP;
@@ -147,6 +156,11 @@ export class Pcpu implements DeliveryHook {
     this.core.clock = m.pcF64[(this.base + PC_CLOCK_F64) >> 1];
     this.core.ap32 = m.ap32;
     this.core.deliveryHook = this;
+    this.oracles = params.oracles !== false;
+    this.realmEntries = [];
+    for (const e of params.realmEntries ?? []) this.realmEntries.push(e.length === 0 ? null : Int32Array.from(e).sort());
+    this.core.oracles = this.oracles;
+    this.core.hooks = this;
     this.altOp = new GuestAltOp(this);
     // Every hypervisor vector has its handler (each handler module registered itself when it loaded).
     assert(irqVectorsComplete(), 'a hypervisor vector has no handler: a handler module was not loaded');
@@ -252,9 +266,11 @@ export class Pcpu implements DeliveryHook {
     }
     const c0 = core.clock, pc0 = core.pc;
     core.sharedLeft = sharedAccesses;
-    const exit = guestRun(core, budget);
+    let exit = guestRun(core, budget);
+    // A posted-interrupt notification alone is taken in guest mode: the CPU syncs PIR without an exit (the
+    // interpreter stopped only so the model can do it, at the next step). Anything else pending exits.
+    if (exit === EXIT_EXTINT && piNotificationOnly(this)) exit = EXIT_NONE;
     this.lastExit = exit;
-    if (core.vmfuncs !== this.seenVmfuncs) this.noteVmfunc();
     if (core.stale !== 0) this.noteStale();
     // Xen reads EPTP_INDEX at every exit: only then does p2midx catch up with a guest VMFUNC.
     if (exit !== EXIT_NONE && core.view !== m.vc32[this.iP2midx] && core.view !== INVALID_ALTP2M) {
@@ -266,10 +282,7 @@ export class Pcpu implements DeliveryHook {
     m.vcF64[this.fVCycles] += ran;
     if (this.credit2) credit2Burn(m, v, ran);
     m.pcF64[this.fInsns] += retired;
-    if (exit === EXIT_EPT_VIOLATION && core.mmioKind === MMIO_SECRET) {
-      // Not an exit the CPU takes: the REALM_ESCAPE oracle's look at a secret access (mem-access.ts).
-      realmProbe(this);
-    } else if (exit !== EXIT_NONE) {
+    if (exit !== EXIT_NONE) {
       this.entering = true;
       pc32[this.iExits + exit]++;
       if (this.params.traceExits) this.emit(EV_EXIT, exit, core.pc, core.exitQual);
@@ -290,11 +303,13 @@ export class Pcpu implements DeliveryHook {
   private servicePending(pend: number): void {
     const pc32 = this.m.pc32;
     Atomics.and(pc32, this.iPending, ~pend);
-    this.entering = true; // a kick or an interrupt takes the vCPU out of guest mode
+    // A posted-interrupt notification alone is taken in guest mode (posted.ts): no exit, so no VM entry after it.
+    const inGuest = this.cur >= 0 && piNotificationOnly(this, pend);
+    if (!inGuest) this.entering = true; // a kick or an interrupt takes the vCPU out of guest mode
     if ((pend & PEND_IRQ) === 0) return;
     // Between two serial steps the loaded vCPU is still in guest mode: an interrupt arriving then
     // makes it exit, exactly as one arriving mid-burst does (the interpreter counted that case).
-    if (this.cur >= 0 && this.lastExit !== EXIT_EXTINT) {
+    if (this.cur >= 0 && this.lastExit !== EXIT_EXTINT && !inGuest) {
       pc32[this.iExits + EXIT_EXTINT]++;
       this.lastExit = EXIT_EXTINT;
       this.hvCycles(this.params.costs.vmexit);
@@ -410,6 +425,13 @@ export class Pcpu implements DeliveryHook {
     m.vc32[vb + VC_PC] = c.pc;
     m.vc32[vb + VC_FLAGS] = c.flags;
     m.vc32[vb + VC_IDTR] = c.idtr;
+    if (this.oracles) {
+      // The realm oracles' memory of this vCPU travels with it (VC_ORC_*), saved with its registers: before
+      // the runstate store below lets another pCPU take it.
+      m.vc32[vb + VC_ORC_CODE] = c.execGfn + 1;
+      m.vc32[vb + VC_ORC_FROM] = c.xferFrom;
+      m.vc32[vb + VC_ORC_FLAGS] = c.kirv ? ORC_KIRV : 0;
+    }
     if (c.view !== INVALID_ALTP2M) {
       // Descheduling is an exit: Xen's p2midx catches up with any VMFUNC before the vCPU can move.
       Atomics.store(m.vc32, vb + VC_EPTP_INDEX, c.view);
@@ -503,12 +525,27 @@ export class Pcpu implements DeliveryHook {
     }
   }
 
-  private noteVmfunc(): void {
-    const c = this.core, m = this.m;
-    m.pc32[this.base + PC_VMFUNCS] += c.vmfuncs - this.seenVmfuncs;
-    this.seenVmfuncs = c.vmfuncs;
-    this.emit(EV_VMFUNC, c.vmfuncFrom, c.vmfuncPc, c.view);
-    if (c.vmfuncPc < c.trampLo || c.vmfuncPc >= c.trampHi) this.emit(EV_ROGUE_VMFUNC, c.view, c.vmfuncPc, c.vmfuncFrom);
+  // ---- CpuHooks: what the core reports as it runs (called from inside guestRun) ----
+
+  /** A guest VMFUNC switched views without an exit; ROGUE_VMFUNC when it ran outside the trampoline. */
+  vmfuncDone(from: number, to: number, pc: number): void {
+    const c = this.core;
+    this.m.pc32[this.base + PC_VMFUNCS]++;
+    this.emitPc(EV_VMFUNC, from, pc, to, pc);
+    const g = pc >>> 12;
+    if (this.oracles && (g < c.trampLo || g > c.trampHi)) this.emitPc(EV_ROGUE_VMFUNC, to, pc, from, pc);
+  }
+
+  secretAccess(gpa: number, _perm: number, pc: number): void {
+    this.emitPc(EV_REALM_ESCAPE, gpa, pc, this.core.view, pc);
+  }
+
+  realmEntry(src: number, how: number, prevGfn: number, target: number): void {
+    this.emitPc(EV_REALM_ENTRY, src, how | ((this.core.view & 0xffff) << 16), prevGfn, target);
+  }
+
+  kernelInRealmView(pc: number, why: number, from: number): void {
+    this.emitPc(EV_KERNEL_IN_REALM_VIEW, pc, why | ((this.core.view & 0xffff) << 16), from, pc);
   }
 
   /** One event per burst that used a stale translation, with the burst's first such access. */
@@ -516,6 +553,27 @@ export class Pcpu implements DeliveryHook {
     const c = this.core;
     this.emitPc(EV_STALE, c.staleGpa, c.staleAccess | ((c.staleView & 0xffff) << 8), c.staleStamp, c.stalePc);
     c.stale = 0;
+  }
+
+  /** The oracles' view of the loaded vCPU's domain (its regions) and of the vCPU (VC_ORC_*). */
+  private loadOracles(v: number, d: number): void {
+    const m = this.m, c = this.core, ab = altp2mBase(d), vb = v * VCPU_STRIDE_WORDS;
+    c.trampLo = m.ap32[ab + AD_TRAMP_LO];
+    c.trampHi = m.ap32[ab + AD_TRAMP_HI];
+    c.realmLo = m.ap32[ab + AD_REALM_LO];
+    c.realmHi = m.ap32[ab + AD_REALM_HI];
+    c.secretLo = m.ap32[ab + AD_SECRET_LO];
+    c.secretHi = m.ap32[ab + AD_SECRET_HI];
+    c.realmCheck = this.oracles && c.realmLo <= c.realmHi;
+    c.secretProbe = this.oracles && c.secretLo <= c.secretHi;
+    c.realmEntries = this.realmEntries[d] ?? null;
+    c.hostRoot = tableRoot(m, d, HOST_TABLE);
+    const code = this.oracles ? m.vc32[vb + VC_ORC_CODE] : 0;
+    c.execGfn = code - 1;
+    c.xferFrom = code === 0 ? -1 : m.vc32[vb + VC_ORC_FROM];
+    c.kirv = code !== 0 && (m.vc32[vb + VC_ORC_FLAGS] & ORC_KIRV) !== 0;
+    c.inRealm = c.execGfn >= c.realmLo && c.execGfn <= c.realmHi;
+    c.rvView = -1;
   }
 
   private load(v: number): void {
@@ -543,11 +601,7 @@ export class Pcpu implements DeliveryHook {
     c.doneIdx = ab + AD_DONE;
     c.genIdx = ab + AD_GEN;
     c.auditGen = -1; // the TLBs were just flushed: the first audit finds nothing to judge
-    c.trampLo = m.ap32[ab + AD_TRAMP_LO] * 4096;
-    c.trampHi = (m.ap32[ab + AD_TRAMP_HI] + 1) * 4096;
-    c.secretLo = m.ap32[ab + AD_SECRET_LO];
-    c.secretHi = m.ap32[ab + AD_SECRET_HI];
-    c.secretPass = -1;
+    this.loadOracles(v, d);
     this.iApFlags = vb + VC_ALTP2M_FLAGS;
     this.iP2midx = vb + VC_P2MIDX;
     this.iEptpIndex = vb + VC_EPTP_INDEX;
@@ -555,7 +609,6 @@ export class Pcpu implements DeliveryHook {
     this.curDomain = d;
     this.reloadView();
     this.entering = true;
-    this.seenVmfuncs = c.vmfuncs;
     // schedClaimNext already moved it RUNNABLE -> RUNNING for this pCPU.
     this.iRunstate = vb + VC_RUNSTATE;
     this.iPause = vb + VC_PAUSE_COUNT;

@@ -15,17 +15,17 @@
 // left, where it is harmless.
 import { DM_FIRST_VCPU, DM_IPI_PATH, DM_NVCPUS, IPI_PATH_AVIC, IPI_PATH_IPIV, ipiPathPosts } from '../../shared/domain.js';
 import {
-  APIC_MODE_X2APIC, ICR_DEST_LOGICAL, ICR_DM_FIXED, ICR_DM_MASK, ICR_SHORTHAND_MASK, LAPIC_EOI, LAPIC_ICR_HI,
-  LAPIC_ICR_LO,
+  APIC_MODE_X2APIC, ICR_DEST_LOGICAL, ICR_DM_FIXED, ICR_DM_MASK, ICR_SHORTHAND_MASK, LAPIC_BITMAP_REGS, LAPIC_EOI, LAPIC_ICR_HI,
+  LAPIC_ICR_LO, LAPIC_IRR, LAPIC_PEND_FIXED, LAPIC_SIM_PENDING, LAPIC_SLOT_BYTES,
 } from '../../shared/lapic.js';
 import { APIC_BROADCAST_XAPIC as APIC_BROADCAST_XAPIC_ID } from '../hw/apic-bus.js';
-import { PC_EXITS } from '../../shared/pcpu.js';
+import { PC_PENDING, PEND_IRQ, PEND_SYNC } from '../../shared/pcpu.js';
 import { PI_ON, RS_BLOCKED, RS_RUNNING, VCPU_STRIDE_WORDS, VC_DOMAIN, VC_ID, VC_IPI_SEQ, VC_PCPU, VC_PIR, VC_PI_CTL, VC_RUNSTATE } from '../../shared/vcpu.js';
 import {
-  lapicAcceptInterrupt, lapicAcceptIpi, lapicEoi, lapicMode, lapicRead, lapicReadX2apic, lapicWrite,
+  lapicAcceptInterrupt, lapicAcceptIpi, lapicEoi, lapicMode, lapicPendingDeliverable, lapicRead, lapicReadX2apic, lapicWrite,
   lapicWriteX2apic,
 } from '../hw/lapic.js';
-import { EXIT_EXTINT, PORT_EXIT, PORT_GP, PORT_OK, type LapicPort } from '../isa/interp.js';
+import { PORT_EXIT, PORT_GP, PORT_OK, type LapicPort } from '../isa/interp.js';
 import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
 import { EV_IPI_COALESCED, EV_IPI_SEND, ipiTag } from '../trace/events.js';
 import { schedTickleTarget, schedWake } from './sched/sched.js';
@@ -112,15 +112,33 @@ export function piWakeupHandler(p: Pcpu): void {
 
 /**
  * A notification (or AVIC doorbell) reached this pCPU while its vCPU ran in guest mode: the CPU folds
- * PIR in without a VM exit. The model had to stop the interpreter to do it; undo the exit it counted.
+ * PIR in without a VM exit. No exit was counted or charged for it (piNotificationOnly); when something
+ * else was pending too, the exit that was is real.
  */
 export function piNotificationInGuest(p: Pcpu): void {
-  if (p.lastExit === EXIT_EXTINT) {
-    p.m.pc32[p.base + PC_EXITS + EXIT_EXTINT]--;
-    p.lastExit = 0;
-  }
   if (p.cur >= 0) piSync(p, p.cur);
   p.virqCheck = true;
+}
+
+/**
+ * Is all that is pending on this pCPU a posted-interrupt notification (or AVIC doorbell) for the vCPU it
+ * runs, of a domain that posts? The CPU takes that in guest mode without a VM exit: it recognises the
+ * notification vector, acknowledges it and processes PIR (SDM Vol. 3 §30.6); any other pending interrupt,
+ * an NMI, INIT or SIPI, or a kick exits. The pCPU asks before it counts and charges an external-interrupt
+ * exit (pcpu-loop.ts), so such a notification costs no exit cycles. `pend`: the PC_PENDING bits taken.
+ */
+export function piNotificationOnly(p: Pcpu, pend = Atomics.load(p.m.pc32, p.base + PC_PENDING)): boolean {
+  const m = p.m;
+  if ((pend & ~PEND_SYNC) !== PEND_IRQ || p.cur < 0 || !ipiPathPosts(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH])) return false;
+  const regs = m.lapic32, base = m.plapicBase(p.id);
+  if ((Atomics.load(regs, base + (LAPIC_SIM_PENDING >>> 2)) & ~LAPIC_PEND_FIXED) !== 0) return false;
+  if (lapicPendingDeliverable(regs, base) !== POSTED_INTR_VECTOR) return false;
+  for (let i = 0; i < LAPIC_BITMAP_REGS; i++) {
+    let w = Atomics.load(regs, base + ((LAPIC_IRR + i * LAPIC_SLOT_BYTES) >>> 2));
+    if (i === POSTED_INTR_VECTOR >>> 5) w &= ~(1 << (POSTED_INTR_VECTOR & 31));
+    if (w !== 0) return false;
+  }
+  return true;
 }
 
 /** Is this ICR a fixed, physical, no-shorthand unicast (what IPIv and AVIC complete in hardware)? */

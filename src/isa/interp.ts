@@ -12,12 +12,23 @@
 //    inc/dec leave CF unchanged; neg sets CF when the operand was non-zero.
 //  - a fault (#UD, #GP) pushes the address of the faulting instruction; `int n` pushes the next one.
 //  - a jump to an address that is not 8-aligned raises #GP at the first fetch.
-import { Op, Reg } from './opcodes.js';
+//
+// The inline oracles (DESIGN.md §6) only observe: they read what the interpreter already has and report
+// through CpuHooks, and a core with `oracles` off runs the same instructions with the same cycles, the
+// same translations and the same burst ends. The realm oracles look where the code fetch changes page
+// (realmFetch) and where a secret frame is accessed from outside the realm (secretJudge, through the
+// probe copy of the TLB's permissions, CoreTlb.probe).
+import { Op, Reg, REG_ZERO } from './opcodes.js';
 import { FL_CF, FL_FIXED, FL_IF, FL_OF, FL_SF, FL_ZF } from '../../shared/vcpu.js';
 import { ATTR_SUPPRESS_VE, P2E_ATTR, P2E_MFN, P2E_STAMP, P2MT_INVALID, P2MT_MMIO_DIRECT, P2MT_RAM_RW, p2mAttrAccess, p2mAttrType } from '../../shared/p2m.js';
 import { INVALID_ALTP2M } from '../../shared/vcpu.js';
+import { AD_VIEWS, AD_VISIBLE, VIEW_WORDS, VW_DEFAULT_ACCESS } from '../../shared/altp2m.js';
 import { eptAccessPerms, p2mEntryOffset, Perm, PERM_R, PERM_W, PERM_X } from '../hw/ept.js';
-import { Tlb, TlbSize } from '../hw/tlb.js';
+import { Tlb, TLB_ENTRIES, TlbSize } from '../hw/tlb.js';
+import {
+  KIRV_INTERRUPT, KIRV_LEFT_REALM, KIRV_VIEW_SWITCH, XFER_CALL, XFER_FALLTHROUGH, XFER_INTERRUPT, XFER_IRET, XFER_JUMP,
+  XFER_OTHER, XFER_RETURN, REALM_ENTRY_NOT_LISTED,
+} from '../trace/events.js';
 import * as Mo from '../hw/mem-order.js';
 
 // ---- exit reasons (also the index into the pCPU's exit counters) ----
@@ -91,8 +102,37 @@ export interface DeliveryHook {
 
 /** The pCPU's own xAPIC page, passed through: handled inline through CpuCore.lapic. */
 export const MMIO_LAPIC_DIRECT = 1;
-/** A data access to the secret region: the REALM_ESCAPE oracle looks at it, then it completes (no real exit). */
-export const MMIO_SECRET = 2;
+
+/**
+ * What the core tells the pCPU as it runs (STYLE.md §12: checkers observe through hooks). Called from the
+ * interpreter's out-of-line paths only, never per instruction; the pCPU records events, nothing here may
+ * change the core's state. The oracle hooks are called only when CpuCore.oracles is on.
+ */
+export interface CpuHooks {
+  /** A VMFUNC switched the view without an exit, `from` -> `to`, at `pc` (c.clock is up to date). */
+  vmfuncDone(from: number, to: number, pc: number): void;
+  /** REALM_ESCAPE: a data access (`perm`) to the secret at `gpa` by the instruction at `pc`, outside the realm. */
+  secretAccess(gpa: number, perm: number, pc: number): void;
+  /**
+   * REALM_ENTRY: control reached `target` in the realm from `src` (how: XFER_*, with REALM_ENTRY_NOT_LISTED),
+   * the previous instruction having run on gfn `prevGfn` (-1 unknown). c.clock is up to date.
+   */
+  realmEntry(src: number, how: number, prevGfn: number, target: number): void;
+  /** KERNEL_IN_REALM_VIEW: code at `pc`, outside realm and trampoline, runs in a realm view (why: KIRV_*). */
+  kernelInRealmView(pc: number, why: number, from: number): void;
+}
+
+/** A TLB with the realm oracle's copy of its permissions. */
+export class CoreTlb extends Tlb {
+  /**
+   * `perm`, except 0 for translations to a secret frame. While code outside the realm runs, the interpreter
+   * checks permissions here instead of in `perm`, so every access to the secret misses the fast path and is
+   * judged in xlateSlow, which then uses the translation exactly as `perm` allows: the TLB's contents (what
+   * the hardware caches) are the same with or without the oracle. Kept in step with `perm` by every writer
+   * while CpuCore.secretProbe is on.
+   */
+  readonly probe = new Int32Array(TLB_ENTRIES);
+}
 
 /**
  * The pCPU's "hardware" state for the loaded vCPU: registers, flags, TLB and the memory it sees.
@@ -108,10 +148,10 @@ export class CpuCore {
   /** VMFUNC enabled for this vCPU (Xen: only through vcpu_enable_notify). */
   vmfuncEnabled = false;
   /** One TLB per EPT table: views 0..511, then the host p2m at TLB_HOST. Created on first use. */
-  private readonly tlbs: (Tlb | undefined)[] = new Array(TLB_HOST + 1);
-  private readonly tlbsUsed: Tlb[] = [];
+  private readonly tlbs: (CoreTlb | undefined)[] = new Array(TLB_HOST + 1);
+  private readonly tlbsUsed: CoreTlb[] = [];
   /** The TLB of the table in use. */
-  tlb: Tlb;
+  tlb: CoreTlb;
   /** Root of the p2m (view) this vCPU uses now, a word offset into p2m. */
   p2mRoot = 0;
   /** The view in use (the VMCS EPTP index), or INVALID_ALTP2M for the host p2m. */
@@ -123,23 +163,45 @@ export class CpuCore {
   /** Word index of the loaded domain's AD_GEN, and the generation the TLBs were last audited at. */
   genIdx = 0;
   auditGen = -1;
-  /** Successful VMFUNCs; the last one's source and target views end the burst so the pCPU can record it. */
-  vmfuncs = 0;
-  vmfuncFrom = -1;
-  vmfuncPc = 0;
-  /** Trampoline region, gpa bytes [lo, hi): a VMFUNC elsewhere is ROGUE_VMFUNC. Default: everywhere. */
+  /** The pCPU's side of what the core observes (VMFUNCs, the oracles' verdicts). */
+  hooks: CpuHooks | null = null;
+  /** The inline oracles run (PcpuParams.oracles). Off, the core runs exactly the same, unobserved. */
+  oracles = true;
+  /** Trampoline region, gfns [lo, hi] (ROGUE_VMFUNC, REALM_ENTRY). Default: everywhere. */
   trampLo = 0;
-  trampHi = 0x7fffffff;
+  trampHi = 0xfffff;
+  /** Realm region, gfns [lo, hi] (lo > hi: none). */
+  realmLo = 1;
+  realmHi = 0;
+  /** The realm's entry points, sorted (scenario key realm_entries), or null: any realm address. */
+  realmEntries: Int32Array | null = null;
+  /** oracles on and the loaded domain has a realm: realmFetch runs at every fetch that changes page. */
+  realmCheck = false;
   /**
    * Secret region as machine frames [lo, hi] (lo > hi: none): every data access that reaches them, through
-   * whatever gfn (change_gfn can alias), exits to the REALM_ESCAPE oracle first.
+   * whatever gfn (change_gfn can alias), is judged by the REALM_ESCAPE oracle (xlateSlow) unless realm code makes it.
    */
   secretLo = 1;
   secretHi = 0;
-  /** gfn an oracle-probed access may now complete on (once). */
-  secretPass = -1;
-  /** True only inside guestRun: hypervisor reads of guest memory are not probed. */
+  /** oracles on and the loaded domain has a secret: the TLBs keep CoreTlb.probe in step. */
+  secretProbe = false;
+  /** True only inside guestRun: hypervisor reads of guest memory are not judged. */
   probing = false;
+  /** Root of the loaded domain's host p2m (the realm oracle reads guest code through it). */
+  hostRoot = 0;
+  // The realm oracles' memory of the loaded vCPU (saved in its block, VC_ORC_*, while it is off this pCPU).
+  /** gfn of the page the last instruction ran on; -1 unknown. */
+  execGfn = -1;
+  /** The last control transfer's pc (bit 0: an interrupt or exception delivery); -1 none. */
+  xferFrom = -1;
+  /** The page of the last instruction is in the realm (then accesses to the secret are not judged). */
+  inRealm = false;
+  /** KERNEL_IN_REALM_VIEW was reported for the stretch of kernel code running now. */
+  kirv = false;
+  /** Cache of viewIsRealm: the view, the p2m generation it was judged at, and the answer. */
+  rvView = -1;
+  rvGen = -1;
+  rvIs = false;
   /** Accesses a stale TLB entry allowed (STALE_TRANSLATION), with the first one's details. */
   stale = 0;
   staleGpa = 0;
@@ -208,11 +270,11 @@ export class CpuCore {
     this.insnCost = cost[Op.MOV];
   }
 
-  private tlbFor(view: number): Tlb {
+  private tlbFor(view: number): CoreTlb {
     const i = view === INVALID_ALTP2M || view < 0 ? TLB_HOST : view;
     let t = this.tlbs[i];
     if (t === undefined) {
-      t = new Tlb();
+      t = new CoreTlb();
       this.tlbs[i] = t;
       this.tlbsUsed.push(t);
     }
@@ -234,7 +296,10 @@ export class CpuCore {
   }
 
   /** The TLBs created so far (the audit walks them). */
-  tlbsInUse(): readonly Tlb[] { return this.tlbsUsed; }
+  tlbsInUse(): readonly CoreTlb[] { return this.tlbsUsed; }
+
+  /** The permissions the interpreter checks: the probe copy while code outside the realm runs (CoreTlb.probe). */
+  permArray(): Int32Array { return this.secretProbe && !this.inRealm ? this.tlb.probe : this.tlb.perm; }
 
   /** INVEPT all-context (and a vCPU switch): forget every table's translations. */
   tlbFlushAll(): void {
@@ -277,12 +342,13 @@ export function tlbAudit(c: CpuCore): void {
   c.auditGen = gen;
   const p2m = c.p2m;
   for (const t of c.tlbsInUse()) {
-    const tag = t.tag, perm = t.perm, eoff = t.eoff, stamp = t.stamp, hold = t.hold;
+    const tag = t.tag, perm = t.perm, eoff = t.eoff, stamp = t.stamp, hold = t.hold, probe = t.probe;
     for (let s = 0; s < TlbSize.ENTRIES; s++) {
       if (tag[s] < 0 || perm[s] === 0) continue;
       if (Atomics.load(p2m, eoff[s]) === stamp[s]) continue;
       hold[s] = perm[s];
       perm[s] = 0;
+      probe[s] = 0;
       if (tag[s] === c.codeGfn) c.codeGfn = -1;
     }
   }
@@ -308,6 +374,7 @@ function xlateStale(c: CpuCore, gpa: number, perm: number, s: number, pc: number
   if (stamp !== -1 && p2mAttrType(attr) === P2MT_RAM_RW && (allowed & perm) === perm && (mfn << 12) === t.base[s]) {
     t.stamp[s] = stamp;
     t.perm[s] = allowed;
+    t.probe[s] = mfn >= c.secretLo && mfn <= c.secretHi ? 0 : allowed;
     t.hold[s] = 0;
   } else if (stamp !== -1 && stamp <= Atomics.load(c.ap32, c.doneIdx)) {
     if (c.stale++ === 0) {
@@ -317,11 +384,27 @@ function xlateStale(c: CpuCore, gpa: number, perm: number, s: number, pc: number
   return t.base[s] + (gpa & 0xfff);
 }
 
-/** `pc` is the accessing instruction's (the interpreter keeps it in a local): STALE_TRANSLATION names it. */
+/**
+ * `pc` is the accessing instruction's (the interpreter keeps it in a local): STALE_TRANSLATION and
+ * REALM_ESCAPE name it. A data access by code outside the realm (c.probing, !c.inRealm) to a secret frame is
+ * judged here, whichever way it is translated; the translation itself is what it would be unjudged.
+ */
 function xlateSlow(c: CpuCore, gpa: number, perm: number, pc: number): number {
   const gfn = gpa >>> 12;
   const ts = gfn & TlbSize.MASK;
-  if (c.tlb.tag[ts] === gfn && (c.tlb.hold[ts] & perm) === perm) return xlateStale(c, gpa, perm, ts, pc);
+  const tl = c.tlb;
+  if (tl.tag[ts] === gfn) {
+    if ((tl.perm[ts] & perm) === perm) {
+      // A TLB hit that the probe copy sent here: a secret frame (CoreTlb.probe).
+      if (c.probing && !c.inRealm && (perm & Perm.X) === 0) secretJudge(c, gpa, perm, pc, tl.base[ts] >>> 12);
+      return tl.base[ts] + (gpa & 0xfff);
+    }
+    if ((tl.hold[ts] & perm) === perm) {
+      const h = xlateStale(c, gpa, perm, ts, pc);
+      if (c.probing && !c.inRealm && (perm & Perm.X) === 0) secretJudge(c, gpa, perm, pc, h >>> 12);
+      return h;
+    }
+  }
   const p2m = c.p2m;
   const e = p2mEntryOffset(p2m, c.p2mRoot, gfn);
   let attr = 0, mfn = 0, stamp = 0;
@@ -345,24 +428,145 @@ function xlateSlow(c: CpuCore, gpa: number, perm: number, pc: number): number {
       ? MMIO_LAPIC_DIRECT : MMIO_NONE;
     return -1;
   }
-  if (c.probing && mfn >= c.secretLo && mfn <= c.secretHi && (perm & Perm.X) === 0) {
-    // Every data access to the secret region is judged (REALM_ESCAPE) before it completes: no TLB fill.
-    if (c.secretPass === gfn) { c.secretPass = -1; return (mfn << 12) + (gpa & 0xfff); }
-    c.exitGpa = gpa;
-    c.exitAccess = perm;
-    c.mmioKind = MMIO_SECRET;
-    return -1;
-  }
+  if (c.probing && !c.inRealm && (perm & Perm.X) === 0) secretJudge(c, gpa, perm, pc, mfn);
   if (c.ignoreAccess) return (mfn << 12) + (gpa & 0xfff); // an emulated access leaves no translation behind
   const s = gfn & TlbSize.MASK;
   const t = c.tlb;
   t.tag[s] = gfn;
   t.base[s] = mfn << 12;
   t.perm[s] = allowed;
+  if (c.secretProbe) t.probe[s] = mfn >= c.secretLo && mfn <= c.secretHi ? 0 : allowed;
   t.eoff[s] = e + P2E_STAMP;
   t.stamp[s] = stamp;
   t.hold[s] = 0;
   return t.base[s] + (gpa & 0xfff);
+}
+
+/** REALM_ESCAPE: code outside the realm reached machine frame `mfn` with a data access; the secret's? */
+function secretJudge(c: CpuCore, gpa: number, perm: number, pc: number, mfn: number): void {
+  if (mfn >= c.secretLo && mfn <= c.secretHi && c.hooks !== null) c.hooks.secretAccess(gpa, perm, pc);
+}
+
+// ---- the realm oracles (REALM_ENTRY, KERNEL_IN_REALM_VIEW), out of line ----
+
+/**
+ * A fetch from a page other than the last instruction's, or the first fetch after a view switch, a flush or
+ * a burst's start (the interpreter calls it only where its code page changes). Judges the step from the
+ * page the last instruction ran on (c.execGfn) to `pc`: into the realm from outside is REALM_ENTRY unless
+ * it came from the trampoline to an entry point; code outside realm and trampoline in a realm view is
+ * KERNEL_IN_REALM_VIEW, once per stretch of such code. `from`: the last control transfer's pc.
+ */
+function realmFetch(c: CpuCore, pc: number, from: number): void {
+  const g = pc >>> 12, prev = c.execGfn;
+  const inRealm = g >= c.realmLo && g <= c.realmHi;
+  const prevInside = prev >= 0 && ((prev >= c.realmLo && prev <= c.realmHi) || (prev >= c.trampLo && prev <= c.trampHi));
+  c.inRealm = inRealm;
+  if (g !== prev) {
+    c.execGfn = g;
+    if (inRealm && !(prev >= c.realmLo && prev <= c.realmHi)) realmEntered(c, prev, pc, from);
+  }
+  if (inRealm || (g >= c.trampLo && g <= c.trampHi) || !viewIsRealm(c)) { c.kirv = false; return; }
+  if (c.kirv) return;
+  c.kirv = true;
+  const why = g !== prev && prevInside ? ((from & 1) !== 0 ? KIRV_INTERRUPT : KIRV_LEFT_REALM) : KIRV_VIEW_SWITCH;
+  if (c.hooks !== null) c.hooks.kernelInRealmView(pc, why, from);
+}
+
+/**
+ * A realm view: an altp2m view other than slot 0 (where every vCPU starts, the host's stand-in) in which the
+ * realm's first page is executable (its entry, or the view's default access until it is filled). Cached
+ * per view until the domain's p2m generation moves.
+ */
+function viewIsRealm(c: CpuCore): boolean {
+  const v = c.view;
+  if (v === INVALID_ALTP2M || v <= 0) return false;
+  const gen = Mo.ld(c.ap32, c.genIdx, c.exclusive);
+  if (v === c.rvView && gen === c.rvGen) return c.rvIs;
+  const e = p2mEntryOffset(c.p2m, c.p2mRoot, c.realmLo);
+  const attr = e >= 0 ? Atomics.load(c.p2m, e + P2E_ATTR) : 0;
+  const access = p2mAttrType(attr) !== P2MT_INVALID ? p2mAttrAccess(attr)
+    : Atomics.load(c.ap32, c.visibleBase - AD_VISIBLE + AD_VIEWS + v * VIEW_WORDS + VW_DEFAULT_ACCESS);
+  c.rvView = v;
+  c.rvGen = gen;
+  c.rvIs = (eptAccessPerms(access) & Perm.X) !== 0;
+  return c.rvIs;
+}
+
+/** Control reached `target` in the realm; the last instruction ran on `prevGfn` (outside it, or -1). */
+function realmEntered(c: CpuCore, prevGfn: number, target: number, from: number): void {
+  const fromTramp = prevGfn >= c.trampLo && prevGfn <= c.trampHi;
+  const listed = c.realmEntries === null || entryListed(c.realmEntries, target);
+  if ((fromTramp && listed) || c.hooks === null) return;
+  const src = transferSource(c, prevGfn, target, from);
+  c.hooks.realmEntry(src, entryHow | (fromTramp ? REALM_ENTRY_NOT_LISTED : 0), prevGfn, target);
+}
+
+function entryListed(list: Int32Array, pc: number): boolean {
+  let lo = 0, hi = list.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid] === pc) return true;
+    if (list[mid] < pc) lo = mid + 1; else hi = mid - 1;
+  }
+  return false;
+}
+
+/** XFER_* of the last transferSource. */
+let entryHow = XFER_OTHER;
+/** Words of the instruction readInsn read. */
+let insnW0 = 0, insnW1 = 0;
+
+/** Read the guest instruction at gpa through the host p2m (the code as the domain holds it). */
+function readInsn(c: CpuCore, gpa: number): boolean {
+  if ((gpa & 7) !== 0 || gpa < 0) return false;
+  const e = p2mEntryOffset(c.p2m, c.hostRoot, gpa >>> 12);
+  if (e < 0 || p2mAttrType(Atomics.load(c.p2m, e + P2E_ATTR)) !== P2MT_RAM_RW) return false;
+  const w = ((Atomics.load(c.p2m, e + P2E_MFN) << 12) + (gpa & 0xfff)) >> 2;
+  insnW0 = Atomics.load(c.mem32, w);
+  insnW1 = Atomics.load(c.mem32, w + 1);
+  return true;
+}
+
+/** Can the instruction at gpa be followed by the next one in memory (not jmp, call, ret, iret)? */
+function fallsThrough(c: CpuCore, gpa: number): boolean {
+  if (!readInsn(c, gpa)) return true;
+  const op = insnW0 & 0x7f;
+  return op !== Op.JMP && op !== Op.CALL && op !== Op.RET && op !== Op.IRET;
+}
+
+/**
+ * Which instruction brought control to `target`, from the page `prevGfn` the last instruction ran on:
+ * the last control transfer (`from`) if it was on that page, else the instruction before `target`
+ * (straight-line code across the page boundary). When both are possible, a direct jump or call to
+ * `target` at `from` decides for the transfer. Sets entryHow; returns the source pc.
+ */
+function transferSource(c: CpuCore, prevGfn: number, target: number, from: number): number {
+  const before = (target - 8) | 0;
+  const beforeOnPrev = prevGfn >= 0 && (before >>> 12) === prevGfn;
+  const fromOnPrev = from !== -1 && prevGfn >= 0 && (from >>> 12) === prevGfn;
+  let src = from;
+  if (!fromOnPrev) src = beforeOnPrev ? before : from;
+  else if (beforeOnPrev && (from & ~7) !== before && !directTo(c, from, target) && fallsThrough(c, before)) src = before;
+  if (src === -1) { entryHow = XFER_OTHER; return -1; }
+  if ((src & 1) !== 0) { entryHow = XFER_INTERRUPT; return src & ~7; }
+  if (src === before && src !== from) { entryHow = XFER_FALLTHROUGH; return src; }
+  entryHow = XFER_OTHER;
+  if (readInsn(c, src)) {
+    const op = insnW0 & 0x7f;
+    if (op === Op.CALL) entryHow = XFER_CALL;
+    else if (op === Op.RET) entryHow = XFER_RETURN;
+    else if (op === Op.IRET) entryHow = XFER_IRET;
+    else if (op >= Op.JMP && op <= Op.JAE) entryHow = src === before && !directTo(c, src, target) ? XFER_FALLTHROUGH : XFER_JUMP;
+    else if (src === before) entryHow = XFER_FALLTHROUGH;
+  }
+  return src;
+}
+
+/** Is the instruction at gpa a jmp, jcc or call whose target is `target` without a register? */
+function directTo(c: CpuCore, gpa: number, target: number): boolean {
+  if (!readInsn(c, gpa)) return false;
+  const op = insnW0 & 0x7f;
+  return op >= Op.JMP && op <= Op.CALL && ((insnW0 >>> 11) & 31) >= REG_ZERO && insnW1 === target;
 }
 
 /** Exit qualification of in/out: port in bits 0..15, register in 16..19, bit 20 set for out. */
@@ -402,6 +606,7 @@ export function guestDeliver(c: CpuCore, vec: number, retPc: number): number {
   R[Reg.ESP] = sp2;
   c.flags &= ~FL_IF;
   c.pc = handler;
+  c.xferFrom = retPc | 1; // the realm oracles: control moved by a delivery (see realmFetch)
   return EXIT_NONE;
 }
 
@@ -418,11 +623,14 @@ function deliveryXlate(c: CpuCore, gpa: number, perm: number): number {
  */
 export function guestRun(c: CpuCore, budget: number): number {
   const R = c.R, mem32 = c.mem32, mem8 = c.mem8, pend = c.pend, pendIdx = c.pendIdx, cost = c.cost, ex = c.exclusive;
-  tlbAudit(c);
-  let tTag = c.tlb.tag, tBase = c.tlb.base, tPerm = c.tlb.perm;
+  if (c.oracles) tlbAudit(c);
+  let tTag = c.tlb.tag, tBase = c.tlb.base, tPerm = c.permArray();
   let sh = c.sharedLeft;
-  c.probing = true;
+  c.probing = c.secretProbe;
   let pc = c.pc | 0;
+  // The last control transfer's pc (realm oracles): a register move in the transfer cases, read only where
+  // the code page changes.
+  let from = c.xferFrom;
   const fl = c.flags;
   let cf = (fl & FL_CF) !== 0, zf = (fl & FL_ZF) !== 0, sf = (fl & FL_SF) !== 0, of = (fl & FL_OF) !== 0;
   let ifl = (fl & FL_IF) !== 0;
@@ -447,6 +655,11 @@ export function guestRun(c: CpuCore, budget: number): number {
         if (hb < 0) { exit = EXIT_EPT_VIOLATION; break; }
         codeKey = pc & ~0xfff;
         codeBase = (hb - (pc & 0xfff)) >> 2;
+        if (c.realmCheck) {
+          c.clock += cyc + n * ic; cyc = -n * ic; // events it records carry the time of this instruction
+          realmFetch(c, pc, from);
+          tPerm = c.permArray();
+        }
       }
     }
     if (fault < 0) {
@@ -580,17 +793,17 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.NEG: { const x = R[a]; const r = (-x) | 0; cf = x !== 0; of = x === -0x80000000; zf = r === 0; sf = r < 0; R[a] = r; pc += 8; continue; }
         case Op.NOT: { const r = ~R[a]; zf = r === 0; sf = r < 0; cf = false; of = false; R[a] = r; pc += 8; continue; }
         // ---- control flow ----
-        case Op.JMP: pc = src; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
-        case Op.JZ: pc = zf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
-        case Op.JNZ: pc = !zf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
-        case Op.JL: pc = sf !== of ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
-        case Op.JLE: pc = zf || sf !== of ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
-        case Op.JG: pc = !zf && sf === of ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
-        case Op.JGE: pc = sf === of ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
-        case Op.JB: pc = cf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
-        case Op.JBE: pc = cf || zf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
-        case Op.JA: pc = !cf && !zf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
-        case Op.JAE: pc = !cf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JMP: from = pc; pc = src; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JZ: from = pc; pc = zf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JNZ: from = pc; pc = !zf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JL: from = pc; pc = sf !== of ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JLE: from = pc; pc = zf || sf !== of ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JG: from = pc; pc = !zf && sf === of ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JGE: from = pc; pc = sf === of ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JB: from = pc; pc = cf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JBE: from = pc; pc = cf || zf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JA: from = pc; pc = !cf && !zf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
+        case Op.JAE: from = pc; pc = !cf ? src : pc + 8; if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; } continue;
         case Op.CALL: case Op.PUSH: case Op.PUSHF: {
           const sp = (R[Reg.ESP] - 4) | 0;
           if ((sp & 3) !== 0) { fault = VEC_GP; break; }
@@ -598,7 +811,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
           mem32[h >> 2] = op === Op.CALL ? pc + 8 : op === Op.PUSH ? src : packFlags(cf, zf, sf, of, ifl);
           R[Reg.ESP] = sp;
-          pc = op === Op.CALL ? src : pc + 8;
+          if (op === Op.CALL) { from = pc; pc = src; } else pc += 8;
           if (--sh === 0) break loop;
           if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; }
           continue;
@@ -611,7 +824,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           const v = mem32[h >> 2];
           R[Reg.ESP] = (sp + 4) | 0;
           if (op === Op.POP) { R[a] = v; pc += 8; }
-          else if (op === Op.RET) pc = v;
+          else if (op === Op.RET) { from = pc; pc = v; }
           else {
             cf = (v & FL_CF) !== 0; zf = (v & FL_ZF) !== 0; sf = (v & FL_SF) !== 0; of = (v & FL_OF) !== 0;
             ifl = (v & FL_IF) !== 0; pc += 8;
@@ -626,6 +839,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           const h1 = xlateFast(c, tTag, tBase, tPerm, sp, Perm.R, pc);
           const h2 = xlateFast(c, tTag, tBase, tPerm, (sp + 4) | 0, Perm.R, pc);
           if (h1 < 0 || h2 < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
+          from = pc;
           pc = mem32[h1 >> 2];
           const v = mem32[h2 >> 2];
           cf = (v & FL_CF) !== 0; zf = (v & FL_ZF) !== 0; sf = (v & FL_SF) !== 0; of = (v & FL_OF) !== 0;
@@ -730,14 +944,17 @@ export function guestRun(c: CpuCore, budget: number): number {
           if (!c.vmfuncEnabled || leaf >= 64) { fault = VEC_UD; break; }
           const root = leaf === 0 && idx < 512 ? Atomics.load(c.ap32, c.visibleBase + idx) : -1;
           if (root === -1) { c.exitQual = R[Reg.ECX]; exit = EXIT_VMFUNC; break loop; }
-          c.vmfuncFrom = c.view;
-          c.vmfuncPc = pc;
-          c.vmfuncs++;
+          const was = c.view;
           c.setTable(idx, root);
-          tTag = c.tlb.tag; tBase = c.tlb.base; tPerm = c.tlb.perm;
-          codeKey = -1;
+          tTag = c.tlb.tag; tBase = c.tlb.base; tPerm = c.permArray();
+          codeKey = -1; // the next fetch goes through the new view
+          c.clock += cyc + n * ic; cyc = -n * ic;
+          if (c.hooks !== null) c.hooks.vmfuncDone(was, idx, pc);
           pc += 8;
-          break loop; // ends the burst (no exit): the pCPU records the switch
+          // The EPTP-list read is the burst's one shared access here (another pCPU or the agent may change the
+          // list): a choice point like any load, not the end of the burst.
+          if (--sh === 0) break loop;
+          continue;
         }
         default:
           fault = VEC_UD; break;
@@ -750,11 +967,13 @@ export function guestRun(c: CpuCore, budget: number): number {
     fault = -1;
     cyc += c.exceptionCost;
     if (r !== EXIT_NONE) { exit = r; break; }
+    from = c.xferFrom;
     pc = c.pc; ifl = false;
     if (--sh === 0) break;
     if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break; }
   }
   c.probing = false;
+  c.xferFrom = from;
   c.pc = pc;
   c.flags = packFlags(cf, zf, sf, of, ifl);
   c.retired = n;

@@ -35,6 +35,12 @@
 //   HOST_RESET          init | sipi     INIT or SIPI reached a pCPU [send, or xen]
 //   ROGUE_VMFUNC        outside_trampoline  VMFUNC outside the trampoline region [the VMFUNC]
 //   REALM_ESCAPE        secret_access   the secret touched from outside the realm [the accessing instruction]
+//   REALM_ENTRY         fallthrough | jump | call | return | iret | interrupt | other  control entered the realm
+//                                       from outside the trampoline, by that [the transferring instruction or
+//                                       xen, then the realm instruction reached]
+//                       not_entry_point from the trampoline to an address realm_entries does not list [same]
+//   KERNEL_IN_REALM_VIEW interrupt | left_realm | view_switch  code outside realm and trampoline ran in a realm
+//                                       view: a handler, code the realm went on to, a view switch [that code]
 //   STALE_TRANSLATION   no_flush        an access through a TLB entry older than a completed change [where the
 //                                       burst that made it stopped: the interpreter does not keep the access's pc]
 //   GUEST_ASSERT        code<N>         magic 3 with code N, unsigned decimal [the magic]
@@ -45,7 +51,7 @@ import { cyclesToNs } from '../engine/clock.js';
 
 export const FINDING_KINDS = [
   'IPI_MISDIRECTED', 'IPI_LOST', 'IPI_FOREIGN', 'IPI_UNKNOWN_VECTOR', 'HOST_RESET', 'ROGUE_VMFUNC',
-  'REALM_ESCAPE', 'STALE_TRANSLATION', 'DOMAIN_CRASH', 'GUEST_ASSERT', 'STALL',
+  'REALM_ESCAPE', 'REALM_ENTRY', 'KERNEL_IN_REALM_VIEW', 'STALE_TRANSLATION', 'DOMAIN_CRASH', 'GUEST_ASSERT', 'STALL',
 ] as const;
 export type FindingKind = (typeof FINDING_KINDS)[number];
 

@@ -16,6 +16,7 @@ import { LAPIC_DEFAULTS, type LapicOptions } from '../hw/lapic.js';
 import { DEFAULT_COSTS, type CostTable } from '../engine/clock.js';
 import { located, UserError } from '../errors.js';
 import { assemble } from '../isa/assembler.js';
+import { OP_CALL, OP_JMP, REG_ZERO } from '../isa/opcodes.js';
 import { MAX_HOST_BYTES, PAGE, SPARE_FRAMES, type MachineSpec } from '../machine.js';
 import { parseCpuList } from './cpulist.js';
 
@@ -49,6 +50,12 @@ export interface DomainScenario {
   secret: [number, number] | null;
   /** The view that maps the host xAPIC (xapic-passthrough only there), -1 = none. */
   apicView: number;
+  /**
+   * realm_entries: the realm's entry points, as addresses or labels of the domain's program (resolved when
+   * it is assembled, scenarioMachine); null when absent (REALM_ENTRY then allows any realm address reached
+   * from the trampoline).
+   */
+  realmEntries: (number | string)[] | null;
   /** Agent module (path relative to the scenario file, or a built-in agent's name), '' = none. */
   agent: string;
   /** Options handed to the agent. */
@@ -180,6 +187,20 @@ class Checker {
     return [lo, hi];
   }
 
+  /** A list of addresses (integers) and labels (strings), or null when absent. */
+  entryList(t: Table, path: string, key: string): (number | string)[] | null {
+    const v = t[key];
+    if (v === undefined) return null;
+    const bad = (): never => this.fail(`${path}.${key}`, `'${key}' must be a list of addresses (integers) or labels of the program (strings), got ${fmt(v)}`);
+    if (!Array.isArray(v) || v.length === 0) bad();
+    return (v as unknown[]).map((x) => {
+      const n = typeof x === 'bigint' ? Number(x) : x;
+      if (typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff) return n;
+      if (typeof n === 'string' && /^[A-Za-z_.][A-Za-z0-9_.]*$/.test(n)) return n;
+      return bad();
+    });
+  }
+
   table(t: Table, key: string, path = ''): Table {
     const v = t[key];
     if (v === undefined) return {};
@@ -268,7 +289,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const domains = (doms as Table[]).map((d, i) => {
     const path = `domain[${i}]`;
     ck.onlyKeys(d, path, ['name', 'vcpus', 'memory_kb', 'program', 'cpus', 'altp2m', 'altp2m_count', 'ipi_path', 'vcpu_map', 'defines', 'cpus_soft',
-      'ept_sync', 'access_required', 'trampoline', 'realm', 'secret', 'agent', 'agent_args', 'apic_view']);
+      'ept_sync', 'access_required', 'trampoline', 'realm', 'secret', 'agent', 'agent_args', 'apic_view', 'realm_entries']);
     const name = ck.str(d, path, 'name', `domain${i}`);
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) ck.fail(`${path}.name`, `'name' may only hold letters, digits, '_', '.', '-', got ${fmt(name)}`);
     if (names.has(name)) ck.fail(`${path}.name`, `domain name "${name}" is used twice`);
@@ -307,9 +328,11 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
     const agent = ck.str(d, path, 'agent', '');
     if (agent !== '' && altp2m === 'disabled') ck.fail(`${path}.agent`, `'agent' needs altp2m (the agent's views): set 'altp2m' to "mixed", "external" or "limited"`);
     const agentArgs = ck.table(d, 'agent_args', path) as Record<string, unknown>;
+    const realmEntries = ck.entryList(d, path, 'realm_entries');
+    if (realmEntries !== null && realm === null) ck.fail(`${path}.realm_entries`, `'realm_entries' names entry points of the realm: it needs 'realm'`);
     if (d.agent_args !== undefined && agent === '') ck.fail(`${path}.agent_args`, `'agent_args' without 'agent'`);
     return { name, vcpus, memoryKb, program, cpus, cpusSoft, altp2m, altp2mCount, ipiPath, vcpuMap, defines, eptSync, accessRequired,
-      trampoline, realm, secret, apicView, agent, agentArgs };
+      trampoline, realm, secret, apicView, agent, agentArgs, realmEntries };
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
@@ -323,7 +346,7 @@ export const BUILTIN_AGENTS = ['xen-access', 'hvmi'] as const;
  * The agents a scenario names, as module URLs: a built-in name, or a .js/.mjs file relative to the
  * scenario file (an agent is loaded with import(); TypeScript agents are compiled first).
  */
-export function scenarioAgents(sc: Scenario): AgentSpec[] {
+export function scenarioAgents(sc: Scenario, spec?: ScenarioSpec): AgentSpec[] {
   const out: AgentSpec[] = [];
   sc.domains.forEach((d, i) => {
     if (d.agent === '') return;
@@ -335,17 +358,66 @@ export function scenarioAgents(sc: Scenario): AgentSpec[] {
       file = isAbsolute(d.agent) ? d.agent : join(dirname(sc.file), d.agent);
       if (!existsSync(file)) throw new UserError(`${sc.file}: domain "${d.name}": agent module '${d.agent}' not found`);
     }
-    out.push({ dom: i, module: pathToFileURL(file).href, args: d.agentArgs });
+    // The realm's entry points go to the agent too (agent_args may name its own: they win).
+    const args = spec === undefined ? d.agentArgs : { realm_entries: spec.realmEntryPoints[i], ...d.agentArgs };
+    out.push({ dom: i, module: pathToFileURL(file).href, args });
   });
   return out;
 }
 
+/** The machine to build, plus what the oracles and agents learn from the assembled programs. */
+export interface ScenarioSpec extends MachineSpec {
+  /** Per domain: realm_entries resolved to addresses, sorted; empty when the key is absent. */
+  realmEntries: number[][];
+  /**
+   * Per domain: the realm's entry points as an agent should admit them: realm_entries, or, when it is absent,
+   * the realm addresses that instructions in the trampoline pages jump or call to directly. Handed to the
+   * domain's agent as `agent_args.realm_entries` unless agent_args sets it.
+   */
+  realmEntryPoints: number[][];
+}
+
+/** Resolve realm_entries (addresses or labels) against the assembled program. */
+function resolveEntries(sc: Scenario, d: DomainScenario, labels: ReadonlyMap<string, number>): number[] {
+  if (d.realmEntries === null || d.realm === null) return [];
+  const [lo, hi] = d.realm;
+  const out = d.realmEntries.map((e) => {
+    const a = typeof e === 'number' ? e : labels.get(e);
+    const what = typeof e === 'number' ? `0x${e.toString(16)}` : `'${e}'`;
+    if (a === undefined) throw new UserError(`${sc.file}: domain "${d.name}": realm_entries: ${d.program} has no label ${what}`);
+    if ((a & 7) !== 0 || (a >>> 12) < lo || (a >>> 12) > hi) {
+      throw new UserError(`${sc.file}: domain "${d.name}": realm_entries: ${what} (0x${a.toString(16)}) is not an instruction in the realm (gfns 0x${lo.toString(16)}-0x${hi.toString(16)})`);
+    }
+    return a;
+  });
+  return [...new Set(out)].sort((x, y) => x - y);
+}
+
+/** Realm addresses that instructions in the trampoline pages jump or call to directly (jmp, jcc, call with no register). */
+function trampolineTargets(d: DomainScenario, image: Uint8Array): number[] {
+  if (d.trampoline === null || d.realm === null) return [];
+  const [tlo, thi] = d.trampoline, [rlo, rhi] = d.realm;
+  const end = Math.min(image.length, (thi + 1) * PAGE) & ~7;
+  const view = new DataView(image.buffer, image.byteOffset, image.byteLength);
+  const out = new Set<number>();
+  for (let a = tlo * PAGE; a + 8 <= end; a += 8) {
+    const w0 = view.getUint32(a, true), w1 = view.getUint32(a + 4, true);
+    const op = w0 & 0x7f;
+    if (op < OP_JMP || op > OP_CALL || ((w0 >>> 11) & 31) < REG_ZERO) continue;
+    if ((w1 & 7) === 0 && (w1 >>> 12) >= rlo && (w1 >>> 12) <= rhi) out.add(w1);
+  }
+  return [...out].sort((x, y) => x - y);
+}
+
 /** Assemble each domain's program and resolve affinities: the machine the engines run. */
-export function scenarioMachine(sc: Scenario): MachineSpec {
+export function scenarioMachine(sc: Scenario): ScenarioSpec {
   const shownDir = dirname(sc.file);
+  const realmEntries: number[][] = [], realmEntryPoints: number[][] = [];
   return {
     pcpus: sc.pcpus,
     apicMode: sc.apicMode,
+    realmEntries,
+    realmEntryPoints,
     domains: sc.domains.map((d, i) => {
       const progPath = isAbsolute(d.program) ? d.program : join(shownDir, d.program);
       let src: string;
@@ -368,6 +440,8 @@ export function scenarioMachine(sc: Scenario): MachineSpec {
       if (typeof aff === 'string') throw new UserError(`${sc.file}: domain "${d.name}": cpus: ${aff}`);
       const soft = d.cpusSoft === '' ? [] : parseCpuList(d.cpusSoft, sc.pcpus);
       if (typeof soft === 'string') throw new UserError(`${sc.file}: domain "${d.name}": cpus_soft: ${soft}`);
+      realmEntries.push(resolveEntries(sc, d, prog.labels));
+      realmEntryPoints.push(d.realmEntries !== null ? realmEntries[i] : trampolineTargets(d, prog.image));
       return { name: d.name, vcpus: d.vcpus, memoryKb: d.memoryKb, image: prog.image, entry: prog.entry, affinity: aff, softAffinity: soft,
         ipiPath: IPI_PATH_NAMES.indexOf(d.ipiPath), vcpuMapGpa: d.vcpuMap,
         altp2mMode: ALTP2M_MODES.indexOf(d.altp2m), altp2mCount: d.altp2mCount, eptSync: EPT_SYNC_NAMES.indexOf(d.eptSync),

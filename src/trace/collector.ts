@@ -1,11 +1,12 @@
 // Main-thread consumer of the event rings: run report pieces (reports, console), findings from the
-// guest-visible oracles, a digest of every event (determinism checks), and the recent events of
-// each pCPU (evidence for findings).
+// guest-visible oracles, a digest of the machine's events (determinism checks; the oracles' verdicts are
+// left out, so the digest is the same with the oracles on or off), and the recent events of each pCPU
+// (evidence for findings).
 import {
   CRASH_EPT_VIOLATION, CRASH_NAMES, CRASH_TRIPLE_FAULT, EVENT_NAMES, EV_ALTP2M_OP, EV_ASSERT, EV_CONSOLE, EV_DOMAIN_END, EV_EXIT, EV_INVEPT,
   EV_MEM_EVENT, EV_REALM_ESCAPE, EV_REPORT, EV_ROGUE_VMFUNC, EV_STALE, EV_VE, EV_VMFUNC, EV_SCHED_IN, EV_SCHED_OUT, EV_EXCEPTION, EV_MARKER,
   EV_INTENT, EV_IPI_SEND, EV_IPI_DELIVER, EV_IPI_COALESCED, EV_PHYS_IRQ, EV_HOST_RESET, EV_ICR_WINDOW, EV_HV_IPI_MISDIRECTED, EV_SINGLESTEP,
-  CRASH_BAD_VMFUNC, ICRW_REUSED, ipiTagSender, ipiTagSeq,
+  CRASH_BAD_VMFUNC, ICRW_REUSED, ipiTagSender, ipiTagSeq, EV_REALM_ENTRY, EV_KERNEL_IN_REALM_VIEW, eventIsVerdict,
 } from './events.js';
 import { ALTP2M_OP_NAMES } from '../hv/hvm-op.js';
 import { hostGpaToHost } from '../hv/altp2m.js';
@@ -102,12 +103,14 @@ export class Collector {
 
   onEvent(pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number, pc: number): void {
     this.events[pcpu]++;
-    let h = this.digests[pcpu];
-    h = Math.imul(h ^ kind, 0x01000193); h = Math.imul(h ^ dom, 0x01000193); h = Math.imul(h ^ vcpu, 0x01000193);
-    h = Math.imul(h ^ a, 0x01000193); h = Math.imul(h ^ b, 0x01000193); h = Math.imul(h ^ c, 0x01000193);
-    h = Math.imul(h ^ pc, 0x01000193);
-    h = Math.imul(h ^ (time % 4294967296), 0x01000193);
-    this.digests[pcpu] = h >>> 0;
+    if (!eventIsVerdict(kind)) {
+      let h = this.digests[pcpu];
+      h = Math.imul(h ^ kind, 0x01000193); h = Math.imul(h ^ dom, 0x01000193); h = Math.imul(h ^ vcpu, 0x01000193);
+      h = Math.imul(h ^ a, 0x01000193); h = Math.imul(h ^ b, 0x01000193); h = Math.imul(h ^ c, 0x01000193);
+      h = Math.imul(h ^ pc, 0x01000193);
+      h = Math.imul(h ^ (time % 4294967296), 0x01000193);
+      this.digests[pcpu] = h >>> 0;
+    }
     const slot = this.recentN[pcpu]++ % RECENT_EVENTS;
     const ri = pcpu * RECENT_EVENTS + slot;
     this.recentT[ri] = time;
@@ -126,7 +129,7 @@ export class Collector {
             `${CRASH_NAMES[b] ?? `reason ${b}`}: ${crashDetail(this.m, dom)}`, () => this.recent(pcpu));
         }
         break;
-      case EV_STALE: case EV_ROGUE_VMFUNC: case EV_REALM_ESCAPE:
+      case EV_STALE: case EV_ROGUE_VMFUNC: case EV_REALM_ESCAPE: case EV_REALM_ENTRY: case EV_KERNEL_IN_REALM_VIEW:
         this.views.onEvent(this.findings, this.domainNames, pcpu, time, kind, dom, vcpu, a, b, c, pc, () => this.recent(pcpu));
         break;
       default: break;
@@ -230,6 +233,8 @@ export function formatEvent(names: string[], pcpu: number, time: number, kind: n
     case EV_VE: case EV_MEM_EVENT: what = `gpa=0x${hex(a)} access=${PERM_NAMES[b] ?? b} ${viewName(c)}`; break;
     case EV_STALE: what = `gpa=0x${hex(a)} access=${PERM_NAMES[b & 0xff] ?? b} ${viewName((b >>> 8) & 0xffff)} gen=${c}`; break;
     case EV_REALM_ESCAPE: what = `gpa=0x${hex(a)} ${at(b)} ${viewName(c)}`; break;
+    case EV_REALM_ENTRY: what = `to ${at(pc)} from ${a === -1 ? 'an unknown place' : at(a)} ${viewName((b >>> 16) & 0xffff)}`; break;
+    case EV_KERNEL_IN_REALM_VIEW: what = `${at(a)} ${viewName((b >>> 16) & 0xffff)}`; break;
     case EV_INVEPT: what = a === -2 ? `all-context (${b} tables marked)` : `single-context ${viewName(a)}`; break;
     case EV_ALTP2M_OP: what = `${ALTP2M_OP_NAMES[a] ?? a} -> ${b}${c !== 0 ? ` (p2m generation ${c})` : ''}`; break;
     case EV_SINGLESTEP: what = at(a); break;

@@ -39,6 +39,17 @@ export const EV_STALE = 53;        // a = gpa, b = access | view << 8, c = entry
 export const EV_REALM_ESCAPE = 54; // a = gpa of the secret, b = pc outside the realm, c = view
 export const EV_ALTP2M_OP = 55;    // a = sub-op, b = result, c = generation (0: wrote nothing): a guest HVMOP_altp2m returned
 export const EV_SINGLESTEP = 56;   // a = pc: a SINGLESTEP request posted
+/**
+ * Control entered the realm other than from the trampoline to one of its entry points (REALM_ENTRY):
+ * a = the instruction that transferred control (XFER_INTERRUPT: where the interrupt or exception was taken),
+ * b = XFER_* | REALM_ENTRY_NOT_LISTED | view << 16, c = gfn the previous instruction ran on; pc = the target.
+ */
+export const EV_REALM_ENTRY = 57;
+/**
+ * Code outside the realm and the trampoline ran in a realm view (KERNEL_IN_REALM_VIEW): a = its pc,
+ * b = KIRV_* | view << 16, c = the last control transfer's pc (-1 none); pc = a.
+ */
+export const EV_KERNEL_IN_REALM_VIEW = 58;
 
 export const EVENT_NAMES: Readonly<Record<number, string>> = {
   [EV_REPORT]: 'report', [EV_INTENT]: 'intent', [EV_ASSERT]: 'assert', [EV_MARKER]: 'marker',
@@ -49,8 +60,36 @@ export const EVENT_NAMES: Readonly<Record<number, string>> = {
   [EV_ICR_WINDOW]: 'icr_window', [EV_HV_IPI_MISDIRECTED]: 'hv_ipi_misdirected',
   [EV_VMFUNC]: 'vmfunc', [EV_ROGUE_VMFUNC]: 'rogue_vmfunc', [EV_VE]: 've', [EV_MEM_EVENT]: 'mem_event',
   [EV_INVEPT]: 'invept', [EV_STALE]: 'stale_translation', [EV_REALM_ESCAPE]: 'realm_escape',
-  [EV_ALTP2M_OP]: 'altp2m_op', [EV_SINGLESTEP]: 'singlestep',
+  [EV_ALTP2M_OP]: 'altp2m_op', [EV_SINGLESTEP]: 'singlestep', [EV_REALM_ENTRY]: 'realm_entry',
+  [EV_KERNEL_IN_REALM_VIEW]: 'kernel_in_realm_view',
 };
+
+/**
+ * The oracles' verdicts: events that only an inline oracle emits, and only when the oracles are on. Every
+ * other event is the machine's own (what it did), the same with the oracles on or off; the run's digest
+ * covers only those (trace/collector.ts), so one digest names one run whatever the oracles say about it.
+ */
+export const VERDICT_EVENTS: readonly number[] = [EV_ROGUE_VMFUNC, EV_STALE, EV_REALM_ESCAPE, EV_REALM_ENTRY, EV_KERNEL_IN_REALM_VIEW];
+const VERDICT = new Uint8Array(256);
+for (const k of VERDICT_EVENTS) VERDICT[k] = 1;
+/** Is `kind` one of VERDICT_EVENTS? */
+export function eventIsVerdict(kind: number): boolean { return VERDICT[kind & 0xff] === 1; }
+
+/** How control reached the realm (EV_REALM_ENTRY b bits 0-2; the REALM_ENTRY cause tokens, oracles/realm.ts). */
+export const XFER_FALLTHROUGH = 0;  // straight-line code ran off the previous page into the realm
+export const XFER_JUMP = 1;         // jmp or a taken conditional jump
+export const XFER_CALL = 2;
+export const XFER_RETURN = 3;       // ret
+export const XFER_IRET = 4;
+export const XFER_INTERRUPT = 5;    // an interrupt or exception delivered with its handler in the realm
+export const XFER_OTHER = 6;        // none of these can be told (the hypervisor moved pc)
+/** EV_REALM_ENTRY b bit 3: from the trampoline, to an address `realm_entries` does not list. */
+export const REALM_ENTRY_NOT_LISTED = 1 << 3;
+
+/** Why kernel code ran in a realm view (EV_KERNEL_IN_REALM_VIEW b bits 0-2; its cause tokens). */
+export const KIRV_INTERRUPT = 0;    // an interrupt or exception taken in realm or trampoline code ran its handler there
+export const KIRV_LEFT_REALM = 1;   // realm or trampoline code went on to kernel code without leaving the view
+export const KIRV_VIEW_SWITCH = 2;  // the view changed under kernel code (VMFUNC, switch_p2m, an agent, a p2m change)
 
 /** EV_ICR_WINDOW causes. */
 export const ICRW_REUSED = 1;      // the ICR_HI value had already been sent with (a nested send ran in between)

@@ -107,7 +107,8 @@ describe('secure-realm regions', () => {
     expect(r.domains[0].state).toBe('shutdown');
     expect(r.reports.find((x) => x.key === 2)?.value).toBe(0x5ec7e7); // the union of visible views is one domain
     const kinds = r.findings.map((f) => f.kind);
-    expect(kinds).toEqual(['ROGUE_VMFUNC', 'REALM_ESCAPE']);
+    // ... and that kernel code ran in the realm's view, where the realm's code is executable (view 1).
+    expect(kinds).toEqual(['ROGUE_VMFUNC', 'REALM_ESCAPE', 'KERNEL_IN_REALM_VIEW']);
     const rogue = r.findings[0];
     expect(rogue.count).toBe(2); // into view 1, and back
     expect(rogue.first.detail).toMatch(/VMFUNC to view 1 from view 0 at pc 0x/);
