@@ -115,7 +115,7 @@ export interface CpuHooks {
   secretAccess(gpa: number, perm: number, pc: number): void;
   /**
    * REALM_ENTRY: control reached `target` in the realm from `src` (how: XFER_*, with REALM_ENTRY_NOT_LISTED),
-   * the previous instruction having run on gfn `prevGfn` (-1 unknown). c.clock is up to date.
+   * the previous instruction having run on gfn `prevGfn` (-1 unknown). c.clock is this instruction's time.
    */
   realmEntry(src: number, how: number, prevGfn: number, target: number): void;
   /** KERNEL_IN_REALM_VIEW: code at `pc`, outside realm and trampoline, runs in a realm view (why: KIRV_*). */
@@ -456,20 +456,24 @@ function secretJudge(c: CpuCore, gpa: number, perm: number, pc: number, mfn: num
  * it came from the trampoline to an entry point; code outside realm and trampoline in a realm view is
  * KERNEL_IN_REALM_VIEW, once per stretch of such code. `from`: the last control transfer's pc.
  */
-function realmFetch(c: CpuCore, pc: number, from: number): void {
+function realmFetch(c: CpuCore, pc: number, from: number, spent: number): void {
   const g = pc >>> 12, prev = c.execGfn;
   const inRealm = g >= c.realmLo && g <= c.realmHi;
   const prevInside = prev >= 0 && ((prev >= c.realmLo && prev <= c.realmHi) || (prev >= c.trampLo && prev <= c.trampHi));
   c.inRealm = inRealm;
   if (g !== prev) {
     c.execGfn = g;
-    if (inRealm && !(prev >= c.realmLo && prev <= c.realmHi)) realmEntered(c, prev, pc, from);
+    if (inRealm && !(prev >= c.realmLo && prev <= c.realmHi)) realmEntered(c, prev, pc, from, spent);
   }
   if (inRealm || (g >= c.trampLo && g <= c.trampHi) || !viewIsRealm(c)) { c.kirv = false; return; }
   if (c.kirv) return;
   c.kirv = true;
   const why = g !== prev && prevInside ? ((from & 1) !== 0 ? KIRV_INTERRUPT : KIRV_LEFT_REALM) : KIRV_VIEW_SWITCH;
-  if (c.hooks !== null) c.hooks.kernelInRealmView(pc, why, from);
+  if (c.hooks === null) return;
+  // The burst's cycles so far are the interpreter's locals: lend them to the clock while the event is stamped.
+  c.clock += spent;
+  c.hooks.kernelInRealmView(pc, why, from);
+  c.clock -= spent;
 }
 
 /**
@@ -493,12 +497,14 @@ function viewIsRealm(c: CpuCore): boolean {
 }
 
 /** Control reached `target` in the realm; the last instruction ran on `prevGfn` (outside it, or -1). */
-function realmEntered(c: CpuCore, prevGfn: number, target: number, from: number): void {
+function realmEntered(c: CpuCore, prevGfn: number, target: number, from: number, spent: number): void {
   const fromTramp = prevGfn >= c.trampLo && prevGfn <= c.trampHi;
   const listed = c.realmEntries === null || entryListed(c.realmEntries, target);
   if ((fromTramp && listed) || c.hooks === null) return;
   const src = transferSource(c, prevGfn, target, from);
+  c.clock += spent;
   c.hooks.realmEntry(src, entryHow | (fromTramp ? REALM_ENTRY_NOT_LISTED : 0), prevGfn, target);
+  c.clock -= spent;
 }
 
 function entryListed(list: Int32Array, pc: number): boolean {
@@ -656,8 +662,7 @@ export function guestRun(c: CpuCore, budget: number): number {
         codeKey = pc & ~0xfff;
         codeBase = (hb - (pc & 0xfff)) >> 2;
         if (c.realmCheck) {
-          c.clock += cyc + n * ic; cyc = -n * ic; // events it records carry the time of this instruction
-          realmFetch(c, pc, from);
+          realmFetch(c, pc, from, cyc + n * ic); // the cycles so far: events it records carry this instruction's time
           tPerm = c.permArray();
         }
       }
