@@ -30,7 +30,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { simulate, type RunConfig } from '../src/lab.js';
-import { CYCLES_PER_NS, DEFAULT_COSTS, cyclesToNs } from '../src/engine/clock.js';
+import { CYCLES_PER_NS, DEFAULT_COSTS, cyclesToNs } from '../src/hw/clock.js';
 import type { RunReport } from '../src/report.js';
 import { BUILTIN_DIR } from '../src/scenario/loader.js';
 import { median } from './floors.js';

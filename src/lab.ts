@@ -11,7 +11,7 @@ import { buildMachine } from './machine.js';
 import { loadScenario, scenarioAgents, scenarioMachine, type Scenario, type ScenarioSpec } from './scenario/loader.js';
 import { Collector } from './trace/collector.js';
 import { TraceWriter } from './trace/writer.js';
-import { nsToCycles } from './engine/clock.js';
+import { nsToCycles } from './hw/clock.js';
 import { runSerial } from './engine/serial.js';
 import { runThreaded } from './engine/threaded.js';
 import type { EngineOptions, EngineResult } from './engine/common.js';

@@ -5,7 +5,7 @@ import { DM_CRASH_A, DM_CRASH_B, DM_CRASH_C, DM_CRASH_REASON, DM_EXIT_CODE, DM_S
 import { PC_CLOCK_F64, PC_CTXSW_F64, PC_ENTRIES_F64, PC_EXITS, PC_HV_F64, PC_IDLE_F64, PC_INSNS_F64 } from '../shared/pcpu.js';
 import { VC_MIGRATIONS } from '../shared/vcpu.js';
 import { EXIT_APIC_ACCESS, EXIT_COUNT, EXIT_EXTINT, EXIT_NAMES, EXIT_WRMSR } from './isa/interp.js';
-import { cyclesToNs } from './engine/clock.js';
+import { cyclesToNs } from './hw/clock.js';
 import { CRASH_NAMES } from './trace/events.js';
 import type { Collector } from './trace/collector.js';
 import { hex } from './trace/collector.js';

@@ -4,7 +4,7 @@
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { EXIT_OK, UserError } from '../errors.js';
-import { cyclesToNs } from '../engine/clock.js';
+import { cyclesToNs } from '../hw/clock.js';
 import { Findings, type FindingKind } from '../oracles/findings.js';
 import { IpiOracle, type Ev } from '../oracles/ipi.js';
 import { loadScenario } from '../scenario/loader.js';

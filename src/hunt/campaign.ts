@@ -15,7 +15,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import { labPrepare, RUN_DEFAULTS, type RunConfig } from '../lab.js';
-import { childSeed } from '../engine/strategies/index.js';
+import { childSeed } from '../prng.js';
 import { scheduleHeader, writeScheduleFile } from '../schedule.js';
 import { bug, UserError } from '../errors.js';
 import { PROBES, shrinkTape } from './shrink.js';

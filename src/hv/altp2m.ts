@@ -9,7 +9,7 @@ import {
 import { APIC_GFN_NUMBER, DM_FIRST_VCPU, DM_NVCPUS, DM_P2M_ROOT } from '../../shared/domain.js';
 import {
   ACCESS_RW, ATTR_SUPPRESS_VE, P2E_ATTR, P2E_MFN, P2E_STAMP, P2MT_INVALID, P2MT_RAM_RW, P2M_LEAF_ENTRIES, P2M_NO_LEAF,
-  P2M_ROOT_ENTRIES, P2M_ENTRY_WORDS, P2MT_MMIO_DIRECT, p2mAttr, p2mAttrAccess, p2mAttrType,
+  P2M_ROOT_ENTRIES, P2M_ENTRY_WORDS, P2MT_MMIO_DIRECT, p2mAttr, p2mAttrType,
 } from '../../shared/p2m.js';
 import { INVALID_ALTP2M, VCPU_STRIDE_WORDS, VC_EPTP_INDEX, VC_P2MIDX } from '../../shared/vcpu.js';
 import { p2mEnsureEntry, p2mEntryOffset } from '../hw/ept.js';

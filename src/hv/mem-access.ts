@@ -1,9 +1,10 @@
 // The EPT-violation path (../shared/reference/xen-altp2m.md §3 and §6): #VE in hardware first; then Xen's
 // hvm_hap_nested_page_fault — lazy fill of a view from the host, p2m_mem_access_check (rx2rw, n2rwx,
 // no listener: crash or relax), and a MEM_ACCESS request to the agent that pauses the vCPU.
+import { exitNotTaken } from './exits.js';
 import { AD_ACCESS_REQUIRED, altp2mBase } from '../../shared/altp2m.js';
 import { ACCESS_N2RWX, ACCESS_RW, ACCESS_RWX, ACCESS_RX2RW, ATTR_ACCESS_MASK, P2MT_INVALID, P2MT_RAM_RW, p2mAttrAccess, p2mAttrType } from '../../shared/p2m.js';
-import { PC_EXITS, PC_VE_DELIVERED } from '../../shared/pcpu.js';
+import { PC_VE_DELIVERED } from '../../shared/pcpu.js';
 import { INVALID_ALTP2M, VCA_VE, VCPU_STRIDE_WORDS, VC_ALTP2M_FLAGS, VC_VE_GFN, VC_VIOL_ACCESS, VC_VIOL_GPA } from '../../shared/vcpu.js';
 import { MEM_ACCESS_FAULT_WITH_GLA, MEM_ACCESS_GLA_VALID, MEM_ACCESS_R, MEM_ACCESS_W, MEM_ACCESS_X, VM_EVENT_REASON_MEM_ACCESS } from '../../shared/vm-event.js';
 import { PERM_R, PERM_W, PERM_X, eptAccessPerms } from '../hw/ept.js';
@@ -121,7 +122,7 @@ function veDeliver(p: Pcpu, gpa: number, access: number): boolean {
   Atomics.store(m.mem32, w + 6, gpa);
   Atomics.store(m.mem32, w + 7, 0);
   Atomics.store(m.mem32, w + 8, c.view & 0xffff);
-  m.pc32[p.base + PC_EXITS + EXIT_EPT_VIOLATION]--;
+  exitNotTaken(p, EXIT_EPT_VIOLATION); // the CPU delivered a #VE instead of exiting
   m.pc32[p.base + PC_VE_DELIVERED]++;
   p.emit(EV_VE, gpa, access, c.view);
   p.hvCycles(p.params.costs.exception);

@@ -1,6 +1,7 @@
 // The hypervisor's loop on one pCPU (DESIGN.md §4): pending physical interrupts, scheduling, VM entry,
 // guest execution, exit handling. The same object code runs under both engines; only the RingFullHandler
 // and the shared-access budget per step differ.
+import { exitCount } from './exits.js';
 import * as C from '../../shared/machine.js';
 import { DM_IPI_PATH, DM_P2M_ROOT, DM_STATE, DM_VCPU_MAP_GPA, DS_RUNNING, IPI_PATH_X2APIC_PASSTHROUGH, VCPU_MAP_ENTRY_WORDS, ipiPathHwApic } from '../../shared/domain.js';
 import { VirtLapicPort, piNotificationOnly } from './posted.js';
@@ -11,7 +12,7 @@ import { assert } from '../errors.js';
 import { vlapicInject } from './vlapic.js';
 import { p2mGetMfn } from '../hw/ept.js';
 import {
-  PC_CLOCK_F64, PC_CTXSW_F64, PC_CURRENT, PC_ENTRIES_F64, PC_EXITS, PC_HV_F64, PC_IDLE_F64, PC_INSNS_F64,
+  PC_CLOCK_F64, PC_CTXSW_F64, PC_CURRENT, PC_ENTRIES_F64, PC_HV_F64, PC_IDLE_F64, PC_INSNS_F64,
   PC_PENDING, PC_STATE, PC_BURSTS, PEND_IRQ, PS_IDLE, PS_RUNNING, PS_STOPPED, PS_WAIT_SIPI,
 } from '../../shared/pcpu.js';
 import {
@@ -21,7 +22,7 @@ import {
 import type { ApicBusOptions } from '../hw/apic-bus.js';
 import type { LapicOptions } from '../hw/lapic.js';
 import { type CpuHooks, type DeliveryHook, CpuCore, EXIT_EXTINT, EXIT_MTF, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
-import { opcodeCosts, type CostTable } from '../engine/clock.js';
+import { opcodeCosts, type CostTable } from '../hw/clock.js';
 import * as Mo from '../hw/mem-order.js';
 import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
@@ -29,7 +30,7 @@ import { EV_EXIT, EV_SCHED_IN, EV_SCHED_OUT, EV_VCPU_LIMIT } from '../trace/even
 import { vcpuApplyInit } from './vcpu-ops.js';
 import { schedClaim, schedClaimNext, schedPlace, schedRandomPcpu, schedStamp } from './sched/sched.js';
 import { credit2Best, credit2Burn, credit2Of, credit2Reset, credit2Runtime } from './sched/credit2.js';
-import { Prng, childSeed } from '../engine/strategies/index.js';
+import { Prng, childSeed } from '../prng.js';
 import { inject, vmexitHandle } from './vmexit.js';
 import { AD_DONE, AD_GEN, AD_REALM_HI, AD_REALM_LO, AD_SECRET_HI, AD_SECRET_LO, AD_TRAMP_HI, AD_TRAMP_LO, AD_VISIBLE, altp2mBase } from '../../shared/altp2m.js';
 import {
@@ -115,7 +116,6 @@ export class Pcpu implements DeliveryHook, CpuHooks {
   private readonly iPending: number;
   private readonly iState: number;
   private readonly iBursts: number;
-  private readonly iExits: number;
   private readonly fClock: number;
   private readonly fInsns: number;
   private readonly fEntries: number;
@@ -138,7 +138,6 @@ export class Pcpu implements DeliveryHook, CpuHooks {
     this.iPending = this.base + PC_PENDING;
     this.iState = this.base + PC_STATE;
     this.iBursts = this.base + PC_BURSTS;
-    this.iExits = this.base + PC_EXITS;
     this.fClock = (this.base + PC_CLOCK_F64) >> 1;
     this.fInsns = (this.base + PC_INSNS_F64) >> 1;
     this.fEntries = (this.base + PC_ENTRIES_F64) >> 1;
@@ -284,7 +283,7 @@ export class Pcpu implements DeliveryHook, CpuHooks {
     m.pcF64[this.fInsns] += retired;
     if (exit !== EXIT_NONE) {
       this.entering = true;
-      pc32[this.iExits + exit]++;
+      exitCount(this, exit);
       if (this.params.traceExits) this.emit(EV_EXIT, exit, core.pc, core.exitQual);
       vmexitHandle(this, exit);
     }
@@ -310,7 +309,7 @@ export class Pcpu implements DeliveryHook, CpuHooks {
     // Between two serial steps the loaded vCPU is still in guest mode: an interrupt arriving then
     // makes it exit, exactly as one arriving mid-burst does (the interpreter counted that case).
     if (this.cur >= 0 && this.lastExit !== EXIT_EXTINT && !inGuest) {
-      pc32[this.iExits + EXIT_EXTINT]++;
+      exitCount(this, EXIT_EXTINT);
       this.lastExit = EXIT_EXTINT;
       this.hvCycles(this.params.costs.vmexit);
     }
@@ -323,7 +322,7 @@ export class Pcpu implements DeliveryHook, CpuHooks {
    */
   preempt(): void {
     if (this.cur < 0 || this.altOp.phase !== OPW_NONE) return; // a hypercall in progress is not preempted
-    this.m.pc32[this.iExits + EXIT_EXTINT]++;
+    exitCount(this, EXIT_EXTINT);
     this.lastExit = EXIT_EXTINT;
     this.entering = true;
     this.hvCycles(this.params.costs.vmexit);
@@ -507,7 +506,7 @@ export class Pcpu implements DeliveryHook, CpuHooks {
     if (c.pc === pc0) return;
     if ((apf & (VCA_SINGLESTEP | VCA_FAST_SS)) !== 0 && this.lastExit === EXIT_NONE) {
       // The monitor trap flag's exit after the one instruction.
-      m.pc32[this.iExits + EXIT_MTF]++;
+      exitCount(this, EXIT_MTF);
       this.hvCycles(this.params.costs.vmexit);
       this.entering = true;
     }

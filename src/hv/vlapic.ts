@@ -2,6 +2,7 @@
 // `vlapic` IPI path: the guest's ICR write traps (APIC-access page or x2APIC MSR), the hypervisor routes it
 // among the domain's vLAPICs, sets the target's IRR and kicks the target's pCPU (Xen vlapic_ipi ->
 // vlapic_set_irq -> vcpu_kick, xen-sched-ipi.md §1.9, §2.1-2.3). Injection happens at VM entry.
+import { exitReclassify } from './exits.js';
 import { APIC_GFN_NUMBER, DM_FIRST_VCPU, DM_IPI_PATH, DM_LOWEST_PRIO_PREV, DM_NVCPUS, IPI_PATH_IPIV, IPI_PATH_POSTED, IPI_PATH_X2APIC_PASSTHROUGH, ipiPathHwApic, ipiPathIsPassthrough, ipiPathPosts } from '../../shared/domain.js';
 import { piPost, piSync } from './posted.js';
 import * as Mo from '../hw/mem-order.js';
@@ -17,7 +18,6 @@ import {
 import { p2mGetAttr, PERM_X } from '../hw/ept.js';
 import { EXIT_APIC_ACCESS, EXIT_EPT_VIOLATION, VEC_GP, VEC_NMI, guestDeliver, xlate } from '../isa/interp.js';
 import { INSN_BYTES, OP_LD, OP_ST, OP_ST_SD, OP_ST_SI, REG_EAX, REG_ECX, REG_EDX } from '../isa/opcodes.js';
-import { PC_EXITS } from '../../shared/pcpu.js';
 import { EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, ipiTag } from '../trace/events.js';
 import { schedTickleTarget, schedWake } from './sched/sched.js';
 import { hvKick, irqTagAcked, irqTagClaim, irqTagSettle, irqTagTake } from './ipi-send.js';
@@ -135,8 +135,7 @@ export function vlapicMmioExit(p: Pcpu): boolean {
   const attr = p2mGetAttr(m.p2m, c.p2mRoot, c.exitGpa >>> 12);
   const hwApic = ipiPathHwApic(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH]);
   if (p2mAttrType(attr) !== P2MT_APIC_ACCESS && !(hwApic && (c.exitGpa >>> 12) === APIC_GFN_NUMBER)) return false;
-  m.pc32[p.base + PC_EXITS + EXIT_EPT_VIOLATION]--;
-  m.pc32[p.base + PC_EXITS + EXIT_APIC_ACCESS]++;
+  exitReclassify(p, EXIT_EPT_VIOLATION, EXIT_APIC_ACCESS);
   p.hvCycles(p.params.costs.vmexit);
   const h = xlate(c, c.pc, PERM_X);
   if (h < 0) return false;

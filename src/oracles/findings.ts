@@ -47,7 +47,7 @@
 //   DOMAIN_CRASH        triple_fault | ept_violation | vmfunc | other  [the crashing instruction]
 //   STALL               all_blocked     no pCPU can make progress: every vCPU blocked or done [none]
 //                       hung            threaded: no pCPU completed a burst within the watchdog period [none]
-import { cyclesToNs } from '../engine/clock.js';
+import { cyclesToNs } from '../hw/clock.js';
 
 export const FINDING_KINDS = [
   'IPI_MISDIRECTED', 'IPI_LOST', 'IPI_FOREIGN', 'IPI_UNKNOWN_VECTOR', 'HOST_RESET', 'ROGUE_VMFUNC',

@@ -18,7 +18,7 @@
 // the sends younger than the loss bound, the open intents, each vCPU's recent scheduling, and the admitted
 // events of the last two horizons (evidence). The findings depend only on the canonical order: a run judged as
 // it goes, the same events judged at the end, and a trace file read back (`vcpulab trace --grep`) agree.
-import { cyclesToNs, nsToCycles } from '../engine/clock.js';
+import { cyclesToNs, nsToCycles } from '../hw/clock.js';
 import {
   ICR_DEST_LOGICAL, ICR_DM_LOWEST, ICR_DM_MASK, ICR_SHORTHAND_MASK, ICR_SH_ALL_EXCL, ICR_SH_ALL_INCL, ICR_SH_NONE, ICR_SH_SELF,
 } from '../../shared/lapic.js';

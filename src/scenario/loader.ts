@@ -13,7 +13,7 @@ import { IPI_LOST_BOUND_US_DEFAULT } from '../oracles/ipi.js';
 import { RATELIMIT_US_DEFAULT } from '../hv/sched/credit2.js';
 import type { ApicBusOptions } from '../hw/apic-bus.js';
 import { LAPIC_DEFAULTS, type LapicOptions } from '../hw/lapic.js';
-import { DEFAULT_COSTS, type CostTable } from '../engine/clock.js';
+import { DEFAULT_COSTS, type CostTable } from '../hw/clock.js';
 import { located, UserError } from '../errors.js';
 import { assemble } from '../isa/assembler.js';
 import { OP_CALL, OP_JMP, REG_ZERO } from '../isa/opcodes.js';

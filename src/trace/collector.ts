@@ -18,7 +18,7 @@ import { IpiOracle, type IpiMetrics } from '../oracles/ipi.js';
 import { ViewOracle, viewName } from '../oracles/views.js';
 import { VCPU_STRIDE_WORDS, VC_DOMAIN, VC_ID } from '../../shared/vcpu.js';
 import { PC_CLOCK_F64 } from '../../shared/pcpu.js';
-import { cyclesToNs } from '../engine/clock.js';
+import { cyclesToNs } from '../hw/clock.js';
 import { ringDrain } from './ring.js';
 import type { Machine } from '../machine.js';
 

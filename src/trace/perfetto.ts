@@ -10,7 +10,7 @@
 // they are read, in file order (the importer sorts), so memory stays bounded however long the trace.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { UserError } from '../errors.js';
-import { cyclesToNs } from '../engine/clock.js';
+import { cyclesToNs } from '../hw/clock.js';
 import { EXIT_NAMES } from '../isa/interp.js';
 import {
   EVENT_NAMES, EV_EXIT, EV_IPI_DELIVER, EV_IPI_SEND, EV_MARKER, EV_SCHED_IN, EV_SCHED_OUT, ipiTagSender, ipiTagSeq,

@@ -5,12 +5,12 @@
 // does exit. Serial engine, fixed seed.
 import { describe, expect, it } from 'vitest';
 import type * as SimModule from '../../src/cli/sim.js';
-import type * as ClockModule from '../../src/engine/clock.js';
+import type * as ClockModule from '../../src/hw/clock.js';
 import type { RunReport } from '../../src/report.js';
 import { guestConfig, writeScenario } from '../helpers/run.js';
 
 const { simulate } = (await import(new URL('../../dist/src/cli/sim.js', import.meta.url).href)) as typeof SimModule;
-const { DEFAULT_COSTS: C, CYCLES_PER_NS } = (await import(new URL('../../dist/src/engine/clock.js', import.meta.url).href)) as typeof ClockModule;
+const { DEFAULT_COSTS: C, CYCLES_PER_NS } = (await import(new URL('../../dist/src/hw/clock.js', import.meta.url).href)) as typeof ClockModule;
 
 const PROGRAM = `
 .equ APIC, 0xFEE00000

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildMachine } from '../../src/machine.js';
 import { Pcpu, type PcpuParams } from '../../src/hv/pcpu-loop.js';
-import { DEFAULT_COSTS } from '../../src/engine/clock.js';
+import { DEFAULT_COSTS } from '../../src/hw/clock.js';
 import { APIC_BUS_DEFAULTS } from '../../src/hw/apic-bus.js';
 import { LAPIC_DEFAULTS, lapicAcceptInterrupt, lapicTestVector } from '../../src/hw/lapic.js';
 import { hvSendIpi } from '../../src/hv/ipi-send.js';

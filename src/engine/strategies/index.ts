@@ -5,11 +5,11 @@
 // PCT, POS and shrinking are one mechanism (STYLE.md §16).
 import { UserError } from '../../errors.js';
 import type { StepEstimate } from '../common.js';
-import { Prng, childSeed } from './prng.js';
+import { Prng, childSeed } from '../../prng.js';
 import { PctStrategy } from './pct.js';
 import { PosStrategy } from './pos.js';
 
-export { Prng, childSeed } from './prng.js';
+export { Prng, childSeed } from '../../prng.js';
 export { PCT_DEPTH_DEFAULT, PctStrategy, STEP_ESTIMATE_DEFAULT } from './pct.js';
 export { PosStrategy } from './pos.js';
 

@@ -42,7 +42,7 @@
 import { bug } from '../../errors.js';
 import type { StepEstimate } from '../common.js';
 import type { Strategy } from './index.js';
-import { Prng, childSeed } from './prng.js';
+import { Prng, childSeed } from '../../prng.js';
 
 /** Bug depth d when none is given: two change points. */
 export const PCT_DEPTH_DEFAULT = 3;

@@ -22,7 +22,7 @@
 //   step was a LAPIC step gets a fresh priority.
 // Steps on plain memory are not treated as racing each other: BasicPOS re-randomizes them one by one.
 import type { Strategy } from './index.js';
-import { Prng, childSeed } from './prng.js';
+import { Prng, childSeed } from '../../prng.js';
 
 export class PosStrategy implements Strategy {
   readonly name = 'pos';

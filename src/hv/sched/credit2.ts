@@ -7,7 +7,7 @@
 // Not modelled: weights and caps, per-socket runqueues (here one per pCPU), load-average balancing (the
 // placement and idle pull of sched.ts are used instead), tickling a busy pCPU on wake-up.
 import { RS_RUNNABLE, VCPU_STRIDE_WORDS, VC_CREDIT, VC_PAUSE_COUNT, VC_PCPU, VC_QUEUE_SEQ, VC_RUNSTATE } from '../../../shared/vcpu.js';
-import { nsToCycles } from '../../engine/clock.js';
+import { nsToCycles } from '../../hw/clock.js';
 import type { Machine } from '../../machine.js';
 
 export const CREDIT_INIT = nsToCycles(10_000_000);
