@@ -31,6 +31,12 @@ const RACES: { name: string; scenario: string; until: UntilSpec }[] = [
 ];
 const STRATEGIES = ['random', 'preempt', 'pct', 'pos'];
 
+/** The median, the mean of the two middle values for an even count (Infinity: not found within the cap). */
+function median2(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b), n = s.length;
+  return n % 2 === 1 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
 function huntOpts(o: Partial<HuntOptions> & { scenario: string }): HuntOptions {
   return {
     strategies: ['random'], runs: 10, timeMs: 0, workers: 1, seed: 1, out: null, shrink: false, shrinkBudget: 0,
@@ -97,7 +103,7 @@ export async function huntBench(o: { quick: boolean; reps: number; progress: (li
           const h = await runHunt(huntOpts({ scenario: race.scenario, strategies: [s], runs: cap, workers, seed, until: race.until }));
           if (h.hunt.stopped === 'until') { need.push(h.hunt.runs); found++; } else need.push(Infinity);
         }
-        const med = median(need);
+        const med = median2(need);
         const show = Number.isFinite(med) ? String(med) : `> ${cap}`;
         row(`runs to first hit: ${race.name}, ${s}`, Number.isFinite(med) ? med : NaN, 'runs', `found by ${found} of ${seeds} campaigns (runs capped at ${cap}); each: ${need.map((x) => (Number.isFinite(x) ? x : '-')).join(' ')}`,
           { per_seed: need.map((x) => (Number.isFinite(x) ? x : null)), found, seeds, cap }, show);
