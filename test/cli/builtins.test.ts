@@ -29,7 +29,7 @@ const clean = { must: [] as string[], never: ALL };
  */
 const realmWorkload = (e: { must?: string[]; serialMust?: string[]; never: string[] }) =>
   ({ must: e.must ?? [], serialMust: [...(e.serialMust ?? []), ...REALM_KINDS], never: e.never });
-const EXPECT: Record<string, { must: string[]; never: string[]; serialMust?: string[] }> = {
+const EXPECT: Record<string, { must: string[]; never: string[]; serialMust?: string[]; threadedMaybe?: string[] }> = {
   counter: clean,
   'ipi-vlapic': clean, 'ipi-posted': clean, 'ipi-ipiv': clean, 'ipi-avic': clean,
   'ipi-xapic': { must: ['IPI_UNKNOWN_VECTOR'], serialMust: ['IPI_MISDIRECTED'], never: [...VIEW_KINDS, 'DOMAIN_CRASH', 'HOST_RESET'] },
@@ -46,7 +46,10 @@ const EXPECT: Record<string, { must: string[]; never: string[]; serialMust?: str
   avic: realmWorkload({ never: [...IPI_KINDS, ...VIEW_KINDS, 'DOMAIN_CRASH', 'GUEST_ASSERT', 'STALL'] }),
   // The agent never lets kernel code run in the realm's view (its fetch faults there first), but it lets the
   // realm resume after a handler wherever the kernel's iret goes (REALM_ENTRY iret, serial seed 1).
-  'hvmi-external': { must: ['ROGUE_VMFUNC'], serialMust: ['REALM_ENTRY'], never: ALL.filter((k) => k !== 'ROGUE_VMFUNC' && k !== 'REALM_ENTRY') },
+  // Threaded, the agent answers in wall time while the other pCPUs' simulated clocks run on, so a vCPU it
+  // keeps paused can take an IPI later than ipi_lost_bound_us after its send: IPI_LOST by definition, and
+  // only there (the serial engine chooses the agent as one more participant, so it answers within a few steps).
+  'hvmi-external': { must: ['ROGUE_VMFUNC'], serialMust: ['REALM_ENTRY'], threadedMaybe: ['IPI_LOST'], never: ALL.filter((k) => k !== 'ROGUE_VMFUNC' && k !== 'REALM_ENTRY') },
   'xen-access': clean,
 };
 
@@ -65,7 +68,10 @@ describe.each(listBuiltins().map((b) => b.name))('built-in scenario %s', (name) 
     const e = EXPECT[name];
     for (const k of e.must) expect(kinds, `${name} ${engine} must show ${k}`).toContain(k);
     if (engine === 'serial') for (const k of e.serialMust ?? []) expect(kinds, `${name} serial must show ${k}`).toContain(k);
-    for (const k of e.never) expect(kinds, `${name} ${engine} must not show ${k}`).not.toContain(k);
+    for (const k of e.never) {
+      if (engine === 'threaded' && (e.threadedMaybe ?? []).includes(k)) continue;
+      expect(kinds, `${name} ${engine} must not show ${k}`).not.toContain(k);
+    }
     // The realm workload calls the realm only through its trampoline: the one other way in is the iret of a
     // handler that interrupted it (a correct entry never shows).
     const entry = report.findings.find((f) => f.kind === 'REALM_ENTRY');
