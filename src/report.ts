@@ -97,7 +97,8 @@ function reproduceText(meta: ReportMeta): string {
   if (meta.engine === 'serial') return `${meta.replay}   (serial: the same run, event for event)`;
   const serial = meta.replay.replace('--engine threaded', '--engine serial');
   return `${meta.replay}   (threaded: reruns the scenario with the same seed and flags, under another interleaving; ` +
-    `deterministic and replayable: ${serial}, keeping the run with --schedule-out run.sched)`;
+    `to replay this finding, save the report with --json > run.json and run vcpulab reproduce run.json, which searches ` +
+    `serial schedules for its signature; the same design, deterministically: ${serial})`;
 }
 
 function domainReport(m: Machine, name: string, i: number): DomainReport {
