@@ -15,7 +15,7 @@ import { nsToCycles } from './hw/clock.js';
 import { runSerial } from './engine/serial.js';
 import { runThreaded } from './engine/threaded.js';
 import type { EngineOptions, EngineResult } from './engine/common.js';
-import type { PcpuParams } from './hv/pcpu-loop.js';
+import type { PcpuParams } from './hv/pcpu-ctx.js';
 import { buildReport, type RunReport } from './report.js';
 import { loadAgent, type AgentSpec } from './agent/runner.js';
 import { MAX_INSTANCES_DEFAULT } from './oracles/findings.js';

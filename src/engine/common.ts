@@ -3,7 +3,7 @@ import * as C from '../../shared/machine.js';
 import { PC_INSNS_F64 } from '../../shared/pcpu.js';
 import { RS_BLOCKED, VCPU_STRIDE_WORDS, VC_RUNSTATE } from '../../shared/vcpu.js';
 import type { Machine } from '../machine.js';
-import type { PcpuParams } from '../hv/pcpu-loop.js';
+import type { PcpuParams } from '../hv/pcpu-ctx.js';
 import type { Collector } from '../trace/collector.js';
 import type { AgentSpec } from '../agent/runner.js';
 

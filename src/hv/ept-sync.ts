@@ -18,7 +18,7 @@ import { EV_INVEPT } from '../trace/events.js';
 import { HOST_TABLE, altp2mNr, viewValid } from './altp2m.js';
 import { hvSendIpi } from './ipi-send.js';
 import { CALL_FUNCTION_VECTOR, irqRegister } from './irq-vectors.js';
-import type { Pcpu } from './pcpu-loop.js';
+import type { PcpuCtx } from './pcpu-ctx.js';
 
 export function eptSyncMode(m: Machine, d: number): number { return m.ap32[altp2mBase(d) + AD_EPT_SYNC]; }
 
@@ -53,7 +53,7 @@ export function dirtyMaskClear(m: Machine, d: number, p: number): void {
  * target's acknowledgement count in `snap` (-1 for pCPUs not waited on). Returns the number of targets.
  * Only under ept_sync = "xen". `p` sends through its own LAPIC; the agent's IPIs arrive as from outside.
  */
-export function eptSyncSend(m: Machine, d: number, p: Pcpu | null, lapic: LapicOptions, snap: Int32Array): number {
+export function eptSyncSend(m: Machine, d: number, p: PcpuCtx | null, lapic: LapicOptions, snap: Int32Array): number {
   snap.fill(-1);
   if (eptSyncMode(m, d) !== EPT_SYNC_XEN) return 0;
   const self = p === null ? -1 : p.id;
@@ -93,7 +93,7 @@ export function eptSyncAcked(m: Machine, snap: Int32Array): boolean {
 }
 
 /** The flush IPI's handler: nothing to do but be acknowledged (the VM exit already happened). */
-export function eptFlushIpiTaken(p: Pcpu): void {
+export function eptFlushIpiTaken(p: PcpuCtx): void {
   Atomics.add(p.m.pc32, p.base + PC_FLUSH_ACKS, 1);
 }
 
@@ -101,7 +101,7 @@ export function eptFlushIpiTaken(p: Pcpu): void {
  * vmx_vmenter_helper's INVEPT for the domain pCPU p is about to enter: test-and-clear this pCPU's bit in
  * the host's and every valid view's mask; one set → flush that table's TLB, several → flush all.
  */
-export function eptEntryFlush(p: Pcpu, d: number): void {
+export function eptEntryFlush(p: PcpuCtx, d: number): void {
   const m = p.m;
   Atomics.store(m.pc32, p.base + PC_INVEPT_HINT, 0);
   const w = p.id >> 5, bit = 1 << (p.id & 31);

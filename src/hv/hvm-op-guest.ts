@@ -3,7 +3,7 @@
 // (domain_pause_except_self, which returns only when they are off their pCPUs) and the EPT sync after a
 // p2m write (ept_sync_domain waits for every flush IPI to be taken). A hypervisor action here never
 // blocks its pCPU (the serial engine has one thread), so both waits are continuations: the vCPU stays
-// on its vmcall, and each later step of this pCPU polls (Pcpu.opPhase) until the wait is over, servicing
+// on its vmcall, and each later step of this pCPU polls (GuestPcpu.opPhase) until the wait is over, servicing
 // its own interrupts first so that two waiting pCPUs acknowledge each other.
 import { AD_PAUSE_LOCK, altp2mBase } from '../../shared/altp2m.js';
 import { DM_STATE, DS_RUNNING } from '../../shared/domain.js';
@@ -13,7 +13,10 @@ import { EV_ALTP2M_OP } from '../trace/events.js';
 import { domainVcpus, hostGpaToHost, p2mEndWrite, p2mUnlock } from './altp2m.js';
 import { eptMarkTables, eptSyncAcked, eptSyncSend } from './ept-sync.js';
 import { EFAULT, OP_NEEDS_PAUSE, OP_RESTART, altp2mOp, altp2mOpCopiesBack, type AltCtx } from './hvm-op.js';
-import type { Pcpu } from './pcpu-loop.js';
+import type { PcpuCtx } from './pcpu-ctx.js';
+
+/** The pCPU context with this module's own in-progress operation (pcpu-loop.ts creates it). */
+export type GuestPcpu = PcpuCtx & { readonly altOp: GuestAltOp };
 import type { Machine } from '../machine.js';
 import { vcpuPauseNosync, vcpuUnpause } from './vcpu-ops.js';
 import { schedOnCpu } from './sched/sched.js';
@@ -40,7 +43,7 @@ export class GuestAltOp implements AltCtx {
   readonly words = new Int32Array(STRUCT_WORDS);
   readonly snap: Int32Array;
 
-  constructor(private readonly p: Pcpu) {
+  constructor(private readonly p: GuestPcpu) {
     this.m = p.m;
     this.holder = p.id + 1;
     this.snap = new Int32Array(p.m.npcpus);
@@ -66,7 +69,7 @@ export class GuestAltOp implements AltCtx {
 }
 
 /** Copy the 80-byte struct at gpa in or out (copy_from/to_guest). False on a fault (-EFAULT). */
-function copyStruct(p: Pcpu, gpa: number, w: Int32Array, out: boolean): boolean {
+function copyStruct(p: GuestPcpu, gpa: number, w: Int32Array, out: boolean): boolean {
   if ((gpa & 3) !== 0) return false;
   const mem = p.m.mem32;
   for (let i = 0; i < STRUCT_WORDS; i++) {
@@ -79,7 +82,7 @@ function copyStruct(p: Pcpu, gpa: number, w: Int32Array, out: boolean): boolean 
 }
 
 /** EXIT_VMCALL with hvm_op / HVMOP_altp2m. Returns true when done (eax written, pc to advance). */
-export function hvmOpAltp2mGuest(p: Pcpu): boolean {
+export function hvmOpAltp2mGuest(p: GuestPcpu): boolean {
   const op = p.altOp;
   op.callerDom = p.curDomain;
   op.selfVcpu = p.cur;
@@ -110,7 +113,7 @@ export function hvmOpAltp2mGuest(p: Pcpu): boolean {
 }
 
 /** Mark the changed tables, IPI the dirty mask, and wait for the acknowledgements if any were sent. */
-function startSync(p: Pcpu, r: number): boolean {
+function startSync(p: GuestPcpu, r: number): boolean {
   const op = p.altOp;
   eptMarkTables(p.m, p.curDomain, op.touched);
   if (eptSyncSend(p.m, p.curDomain, p, p.params.lapic, op.snap) > 0) {
@@ -126,7 +129,7 @@ function startSync(p: Pcpu, r: number): boolean {
  * vCPUs unpaused, eax written, and the loaded vCPU's view reloaded (switch_p2m and set_domain_state move
  * it too). OP_RESTART leaves eax and pc alone: the vmcall runs again.
  */
-function finish(p: Pcpu, r: number, copied: boolean): boolean {
+function finish(p: GuestPcpu, r: number, copied: boolean): boolean {
   const op = p.altOp;
   const gen = op.gen;
   release(p);
@@ -137,7 +140,7 @@ function finish(p: Pcpu, r: number, copied: boolean): boolean {
   return true;
 }
 
-function release(p: Pcpu): void {
+function release(p: GuestPcpu): void {
   const op = p.altOp, m = p.m, d = p.curDomain;
   if (op.gen !== 0) {
     p2mEndWrite(m, d, op.gen);
@@ -154,8 +157,8 @@ function release(p: Pcpu): void {
   op.phase = OPW_NONE;
 }
 
-/** One poll of a waiting HVMOP (Pcpu.step calls it while op.phase is set). */
-export function hvmOpContinue(p: Pcpu): void {
+/** One poll of a waiting HVMOP (GuestPcpu.step calls it while op.phase is set). */
+export function hvmOpContinue(p: GuestPcpu): void {
   const op = p.altOp, m = p.m;
   p.hvCycles(p.params.costs.spin_poll);
   if (p.cur < 0 || Atomics.load(m.dm32, m.domainBase(p.curDomain) + DM_STATE) !== DS_RUNNING) {

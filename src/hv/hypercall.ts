@@ -6,9 +6,9 @@ import { REG_EAX, REG_EBX, REG_ECX } from '../isa/opcodes.js';
 import { hostGpaToHost } from './altp2m.js';
 import { EV_DOMAIN_END } from '../trace/events.js';
 import { domainEnd } from './domain-ops.js';
-import type { Pcpu } from './pcpu-loop.js';
+import type { PcpuCtx } from './pcpu-ctx.js';
 import { HVMOP_altp2m } from './hvm-op.js';
-import { hvmOpAltp2mGuest } from './hvm-op-guest.js';
+import { hvmOpAltp2mGuest, type GuestPcpu } from './hvm-op-guest.js';
 
 export const HYPERVISOR_xen_version = 17;
 export const HYPERVISOR_sched_op = 29;
@@ -27,7 +27,7 @@ export const EPERM = 1, ESRCH = 3, EFAULT = 14, EBUSY = 16, EEXIST = 17, EINVAL 
  * advances pc), false when it continues (hvm-op-guest.ts: the vCPU stays on the vmcall, as a hypercall
  * continuation or -ERESTART leaves it in Xen).
  */
-export function hypercallDispatch(p: Pcpu): boolean {
+export function hypercallDispatch(p: GuestPcpu): boolean {
   const R = p.core.R;
   const nr = R[REG_EAX] >>> 0;
   let ret: number;
@@ -44,7 +44,7 @@ export function hypercallDispatch(p: Pcpu): boolean {
   return true;
 }
 
-function schedOp(p: Pcpu, cmd: number, arg: number): number {
+function schedOp(p: PcpuCtx, cmd: number, arg: number): number {
   const m = p.m;
   switch (cmd) {
     case SCHEDOP_yield:

@@ -10,7 +10,7 @@ import { apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
 import { lapicAcceptIpi, lapicBusView, lapicMode, lapicRead, lapicWrite, lapicWriteX2apicIcr, type LapicWriteEffect } from '../hw/lapic.js';
 import type { Machine } from '../machine.js';
 import { EV_HOST_RESET, EV_HV_IPI_MISDIRECTED } from '../trace/events.js';
-import type { Pcpu } from './pcpu-loop.js';
+import type { PcpuCtx } from './pcpu-ctx.js';
 import { EVENT_CHECK_VECTOR, HV_VECTORS, irqServiceNow } from './irq-vectors.js';
 import { assert } from '../errors.js';
 
@@ -22,7 +22,7 @@ function physBusViews(m: Machine): ApicBusTarget[] {
 }
 
 /** Deliver an IPI that pCPU `p`'s LAPIC sends now. `tag` names its source (0 = the hypervisor). */
-export function physSend(p: Pcpu, icrLo: number, icrHi: number, tag: number): void {
+export function physSend(p: PcpuCtx, icrLo: number, icrHi: number, tag: number): void {
   const m = p.m;
   const targets = apicRouteIpi(icrLo >>> 0, icrHi >>> 0, p.id, physBusViews(m), p.params.apicBus);
   const vector = icrLo & 0xff;
@@ -42,7 +42,7 @@ export function physSend(p: Pcpu, icrLo: number, icrHi: number, tag: number): vo
  * send_IPI_mask_phys does: ICR_HI then ICR_LO in xAPIC mode, one WRMSR in x2APIC mode. Interrupts are
  * off while it does so (Xen's default), which holds here since a hypervisor action is never interrupted.
  */
-export function hvSendIpi(p: Pcpu, target: number, vector: number): void {
+export function hvSendIpi(p: PcpuCtx, target: number, vector: number): void {
   const m = p.m, base = m.plapicBase(p.id);
   assert(target >= 0 && target < m.npcpus, `the hypervisor sent vector 0x${vector.toString(16)} to pCPU ${target}, which does not exist`);
   assert(HV_VECTORS.includes(vector), `the hypervisor sent vector 0x${vector.toString(16)}, which is not one of its own`);
@@ -67,7 +67,7 @@ export function hvSendIpi(p: Pcpu, target: number, vector: number): void {
 }
 
 /** Kick pCPU `target` (Xen's vcpu_kick / tickle): an EVENT_CHECK IPI, or nothing when it is us. */
-export function hvKick(p: Pcpu, target: number): void {
+export function hvKick(p: PcpuCtx, target: number): void {
   if (target === p.id) return;
   hvSendIpi(p, target, EVENT_CHECK_VECTOR);
 }

@@ -9,7 +9,7 @@ import { lapicAck, lapicPendingDeliverable, lapicEoi, lapicInit, lapicRead, lapi
 import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
 import { PORT_GP, PORT_OK, type LapicPort } from '../isa/interp.js';
 import { EV_ICR_WINDOW, EV_IPI_SEND, ICRW_OTHER, ICRW_REUSED, EV_PHYS_IRQ, PIRQ_HANDLED, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTag } from '../trace/events.js';
-import type { Pcpu } from './pcpu-loop.js';
+import type { PcpuCtx } from './pcpu-ctx.js';
 import { physSend, irqTagAcked, irqTagTake } from './ipi-send.js';
 import { EVENT_CHECK_VECTOR, INVALIDATE_TLB_VECTOR, irqHandler, irqReflect, irqRegister, irqRegisterService } from './irq-vectors.js';
 
@@ -17,7 +17,7 @@ import { EVENT_CHECK_VECTOR, INVALIDATE_TLB_VECTOR, irqHandler, irqReflect, irqR
  * Service this pCPU's physical LAPIC: INIT/SIPI, then every deliverable vector. Returns false when an
  * INIT has reset the pCPU (it must stop running anything).
  */
-export function physService(p: Pcpu): boolean {
+export function physService(p: PcpuCtx): boolean {
   const m = p.m, base = m.plapicBase(p.id);
   const pend = lapicTakePending(m.lapic32, base);
   if ((pend & (LAPIC_PEND_INIT | LAPIC_PEND_SIPI)) !== 0) {
@@ -54,7 +54,7 @@ export function physService(p: Pcpu): boolean {
 
 /** The pCPU's physical LAPIC as a passed-through guest sees it (CpuCore.lapic). */
 export class PhysLapicPort implements LapicPort {
-  constructor(private readonly p: Pcpu) {}
+  constructor(private readonly p: PcpuCtx) {}
 
   apicRead(offset: number): number {
     return lapicRead(this.p.m.lapic32, this.p.m.plapicBase(this.p.id), offset);

@@ -3,7 +3,7 @@
 // registers its handler here when it loads (posted.ts, ept-sync.ts, ipi.ts); the dispatcher (ipi.ts
 // physService) looks the vector up and never imports the handlers, so sending an IPI (ipi-send.ts) and
 // handling one can both sit below everything that uses them without an import cycle.
-import type { Pcpu } from './pcpu-loop.js';
+import type { PcpuCtx } from './pcpu-ctx.js';
 import { assert, bug } from '../errors.js';
 
 // Xen's own vectors (xen/arch/x86/include/asm/irq-vectors.h; xen-sched-ipi.md §3.1)
@@ -17,13 +17,13 @@ export const PI_WAKEUP_VECTOR = 0xf1;
 export const HV_VECTORS: readonly number[] = [INVALIDATE_TLB_VECTOR, EVENT_CHECK_VECTOR, CALL_FUNCTION_VECTOR, POSTED_INTR_VECTOR, PI_WAKEUP_VECTOR];
 
 /** A handler runs on the pCPU that took the vector, after it was acknowledged and before the EOI. */
-export type IrqHandler = (p: Pcpu) => void;
+export type IrqHandler = (p: PcpuCtx) => void;
 /** What the passthrough designs do with a vector nobody handles: hand it to the running vCPU. */
-export type IrqReflect = (p: Pcpu, vcpu: number, vector: number, tag: number) => void;
+export type IrqReflect = (p: PcpuCtx, vcpu: number, vector: number, tag: number) => void;
 
 const handlers: (IrqHandler | undefined)[] = new Array<IrqHandler | undefined>(256).fill(undefined);
 let reflect: IrqReflect | undefined;
-let service: ((p: Pcpu) => boolean) | undefined;
+let service: ((p: PcpuCtx) => boolean) | undefined;
 
 /** Register the handler of one of the hypervisor's vectors (once, at module load). */
 export function irqRegister(vector: number, h: IrqHandler): void {
@@ -42,18 +42,18 @@ export function irqRegisterReflect(r: IrqReflect): void {
   assert(reflect === undefined, 'the reflect handler registered twice');
   reflect = r;
 }
-export function irqReflect(p: Pcpu, vcpu: number, vector: number, tag: number): void {
+export function irqReflect(p: PcpuCtx, vcpu: number, vector: number, tag: number): void {
   if (reflect === undefined) bug('no reflect handler registered (vlapic.ts not loaded)');
   reflect(p, vcpu, vector, tag);
 }
 
 /** The dispatcher registers itself, so a sender that must take a pending interrupt can run it. */
-export function irqRegisterService(s: (p: Pcpu) => boolean): void {
+export function irqRegisterService(s: (p: PcpuCtx) => boolean): void {
   assert(service === undefined, 'the interrupt dispatcher registered twice');
   service = s;
 }
 /** Service this pCPU's LAPIC now (the dispatcher, ipi.ts physService). */
-export function irqServiceNow(p: Pcpu): boolean {
+export function irqServiceNow(p: PcpuCtx): boolean {
   if (service === undefined) bug('no interrupt dispatcher registered (ipi.ts not loaded)');
   return service(p);
 }

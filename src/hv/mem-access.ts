@@ -19,14 +19,14 @@ import { domainEnd } from './domain-ops.js';
 import { eptMarkTables } from './ept-sync.js';
 import { monitorAttached, vmEventPost } from './vm-event.js';
 import { vlapicMmioExit } from './vlapic.js';
-import type { Pcpu } from './pcpu-loop.js';
+import type { PcpuCtx } from './pcpu-ctx.js';
 
 /** EPT violation exit reason, written into the #VE information area. */
 const EXIT_REASON_EPT_VIOLATION = 48;
 /** #VE vector. */
 export const VEC_VE = 20;
 
-export function eptViolation(p: Pcpu): void {
+export function eptViolation(p: PcpuCtx): void {
   const c = p.core, m = p.m, d = p.curDomain;
   const gpa = c.exitGpa, gfn = gpa >>> 12, access = c.exitAccess;
   const inView = c.view !== INVALID_ALTP2M && altp2mActive(m, d);
@@ -82,7 +82,7 @@ function memAccessFlags(access: number): number {
  * Lock held on entry, released here. A widening cannot make any translation allow more than the new entry,
  * so the pCPUs are marked for INVEPT but not waited for.
  */
-function relax(p: Pcpu, t: number, root: number, gfn: number, mfn: number, attr: number, access: number, asyncEvent: boolean): void {
+function relax(p: PcpuCtx, t: number, root: number, gfn: number, mfn: number, attr: number, access: number, asyncEvent: boolean): void {
   const m = p.m, d = p.curDomain, holder = p.id + 1;
   const gen = p2mBeginWrite(m, d);
   const na = (attr & ~ATTR_ACCESS_MASK) | access;
@@ -103,7 +103,7 @@ function relax(p: Pcpu, t: number, root: number, gfn: number, mfn: number, attr:
  * the 34-byte record, set the semaphore and deliver vector 20 without leaving guest mode (the exit the
  * interpreter reported is taken back). False when the conditions do not hold: a normal exit.
  */
-function veDeliver(p: Pcpu, gpa: number, access: number): boolean {
+function veDeliver(p: PcpuCtx, gpa: number, access: number): boolean {
   const m = p.m, c = p.core, b = p.cur * VCPU_STRIDE_WORDS;
   if ((Atomics.load(m.vc32, b + VC_ALTP2M_FLAGS) & VCA_VE) === 0) return false;
   const veGfn = Atomics.load(m.vc32, b + VC_VE_GFN);
@@ -130,6 +130,6 @@ function veDeliver(p: Pcpu, gpa: number, access: number): boolean {
   return true;
 }
 
-function crash(p: Pcpu, reason: number, a: number, b: number, c: number): void {
+function crash(p: PcpuCtx, reason: number, a: number, b: number, c: number): void {
   if (domainEnd(p.m, p.curDomain, DS_CRASHED, reason, a, b, c, p.cur)) p.emit(EV_DOMAIN_END, DS_CRASHED, reason, a);
 }

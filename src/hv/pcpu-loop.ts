@@ -1,6 +1,7 @@
 // The hypervisor's loop on one pCPU (DESIGN.md §4): pending physical interrupts, scheduling, VM entry,
 // guest execution, exit handling. The same object code runs under both engines; only the RingFullHandler
 // and the shared-access budget per step differ.
+import type { PcpuCtx, PcpuParams } from './pcpu-ctx.js';
 import { exitCount } from './exits.js';
 import * as C from '../../shared/machine.js';
 import { DM_IPI_PATH, DM_P2M_ROOT, DM_STATE, DM_VCPU_MAP_GPA, DS_RUNNING, IPI_PATH_X2APIC_PASSTHROUGH, VCPU_MAP_ENTRY_WORDS, ipiPathHwApic } from '../../shared/domain.js';
@@ -19,10 +20,8 @@ import {
   RS_DONE, RS_LIMIT, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_DOMAIN, VC_FLAGS, VC_ID, VC_IDTR,
   VC_INIT_PENDING, VC_INSNS_F64, VC_MIGRATIONS, VC_PAUSE_COUNT, VC_PC, VC_PCPU, VC_REGS, VINIT_NONE, VC_RUNSTATE, VC_RUN_CYCLES_F64,
 } from '../../shared/vcpu.js';
-import type { ApicBusOptions } from '../hw/apic-bus.js';
-import type { LapicOptions } from '../hw/lapic.js';
 import { type CpuHooks, type DeliveryHook, CpuCore, EXIT_EXTINT, EXIT_MTF, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
-import { opcodeCosts, type CostTable } from '../hw/clock.js';
+import { opcodeCosts } from '../hw/clock.js';
 import * as Mo from '../hw/mem-order.js';
 import type { Machine } from '../machine.js';
 import { RingWriter, type RingFullHandler } from '../trace/ring.js';
@@ -46,44 +45,13 @@ import { AD_SINGLESTEP_MONITOR } from '../../shared/altp2m.js';
 import { VM_EVENT_REASON_SINGLESTEP } from '../../shared/vm-event.js';
 import { EV_KERNEL_IN_REALM_VIEW, EV_REALM_ENTRY, EV_REALM_ESCAPE, EV_ROGUE_VMFUNC, EV_SINGLESTEP, EV_STALE, EV_VMFUNC } from '../trace/events.js';
 
-/** Parameters every pCPU gets, identical in both engines. Plain data (sent to workers). */
-export interface PcpuParams {
-  costs: CostTable;
-  /** Time slice in cycles. */
-  timesliceCycles: number;
-  /** Per-vCPU instruction limit; 0 = none. */
-  maxInstructions: number;
-  /** Record an EV_EXIT event for every VM exit (traces and evidence need them). */
-  traceExits: boolean;
-  /** vCPUs move between pCPUs (descheduled vCPUs rebalance; idle pCPUs pull waiting work). */
-  migrate: boolean;
-  /** Extra migration: chance in percent that a descheduled vCPU moves to a random pCPU of its affinity. */
-  migratePercent: number;
-  /** Run seed; each pCPU derives its own stream from it. */
-  seed: number;
-  /** "credit2": credit-ordered (sched/credit2.ts); "fifo": longest-waiting first with fixed time slices. */
-  scheduler: 'credit2' | 'fifo';
-  /** credit2: minimum run before a running vCPU can be preempted (Xen's sched_ratelimit_us). */
-  ratelimitCycles: number;
-  /** The hypervisor takes pending interrupts between ICR_HI and ICR_LO of its own sends (Xen masks them). */
-  hvIpiUnmasked: boolean;
-  /** APIC bus and LAPIC behaviour where implementations differ (Xen's by default). */
-  apicBus: ApicBusOptions;
-  lapic: LapicOptions;
-  /**
-   * The inline oracles run (default true). Off, the machine runs exactly the same (DESIGN.md §6) and emits
-   * none of their verdict events (trace/events.ts VERDICT_EVENTS).
-   */
-  oracles?: boolean;
-  /** Per domain index: the realm's entry points (scenario key realm_entries), sorted; empty or absent = any. */
-  realmEntries?: number[][];
-}
+export type { PcpuParams } from './pcpu-ctx.js';
 
 export const STEP_RAN = 0;
 export const STEP_IDLE = 1;
 export const STEP_STOPPED = 2;
 
-export class Pcpu implements DeliveryHook, CpuHooks {
+export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
   readonly core: CpuCore;
   readonly ring: RingWriter;
   readonly base: number;

@@ -31,9 +31,9 @@ import { EV_IPI_COALESCED, EV_IPI_SEND, ipiTag } from '../trace/events.js';
 import { schedTickleTarget, schedWake } from './sched/sched.js';
 import { hvKick, hvSendIpi, irqTagClaim, irqTagSettle, irqTagTake } from './ipi-send.js';
 import { EVENT_CHECK_VECTOR, irqRegister, PI_WAKEUP_VECTOR, POSTED_INTR_VECTOR } from './irq-vectors.js';
-import type { Pcpu } from './pcpu-loop.js';
+import type { PcpuCtx } from './pcpu-ctx.js';
 
-function coalesced(p: Pcpu, v: number, vector: number, tag: number): void {
+function coalesced(p: PcpuCtx, v: number, vector: number, tag: number): void {
   const m = p.m, b = v * VCPU_STRIDE_WORDS;
   p.emitFor(m.vc32[b + VC_DOMAIN], m.vc32[b + VC_ID], EV_IPI_COALESCED, tag, vector, 0);
 }
@@ -43,7 +43,7 @@ function coalesced(p: Pcpu, v: number, vector: number, tag: number): void {
  * `hw`: the CPU posts (ipiv) — a blocked target is woken through the wake-up vector's handler on its
  * pCPU rather than by the sender's hypervisor.
  */
-export function piPost(p: Pcpu, v: number, vector: number, tag: number, hw: boolean): void {
+export function piPost(p: PcpuCtx, v: number, vector: number, tag: number, hw: boolean): void {
   const m = p.m, b = v * VCPU_STRIDE_WORDS, page = m.pirTagPage(v);
   // PIR bits carry tags of their own; piSync moves each to the vIRR slot (coalescing there if needed).
   const claimed = irqTagClaim(m, page, vector, tag);
@@ -73,7 +73,7 @@ export function piPost(p: Pcpu, v: number, vector: number, tag: number, hw: bool
 }
 
 /** Fold vCPU v's PIR into its vIRR if ON is set (vmx_sync_pir_to_irr: read ON, then clear it, then move the bits). */
-export function piSync(p: Pcpu, v: number): boolean {
+export function piSync(p: PcpuCtx, v: number): boolean {
   const m = p.m, b = v * VCPU_STRIDE_WORDS;
   if ((Atomics.load(m.vc32, b + VC_PI_CTL) & PI_ON) === 0) return false;
   Atomics.and(m.vc32, b + VC_PI_CTL, ~PI_ON);
@@ -98,7 +98,7 @@ export function piSync(p: Pcpu, v: number): boolean {
 }
 
 /** The PI wake-up vector's handler: wake the blocked vCPUs of this pCPU with ON set (pi_wakeup_interrupt). */
-export function piWakeupHandler(p: Pcpu): void {
+export function piWakeupHandler(p: PcpuCtx): void {
   const m = p.m;
   for (let v = 0; v < m.nvcpus; v++) {
     const b = v * VCPU_STRIDE_WORDS;
@@ -115,7 +115,7 @@ export function piWakeupHandler(p: Pcpu): void {
  * PIR in without a VM exit. No exit was counted or charged for it (piNotificationOnly); when something
  * else was pending too, the exit that was is real.
  */
-export function piNotificationInGuest(p: Pcpu): void {
+export function piNotificationInGuest(p: PcpuCtx): void {
   if (p.cur >= 0) piSync(p, p.cur);
   p.virqCheck = true;
 }
@@ -127,7 +127,7 @@ export function piNotificationInGuest(p: Pcpu): void {
  * an NMI, INIT or SIPI, or a kick exits. The pCPU asks before it counts and charges an external-interrupt
  * exit (pcpu-loop.ts), so such a notification costs no exit cycles. `pend`: the PC_PENDING bits taken.
  */
-export function piNotificationOnly(p: Pcpu, pend = Atomics.load(p.m.pc32, p.base + PC_PENDING)): boolean {
+export function piNotificationOnly(p: PcpuCtx, pend = Atomics.load(p.m.pc32, p.base + PC_PENDING)): boolean {
   const m = p.m;
   if ((pend & ~PEND_SYNC) !== PEND_IRQ || p.cur < 0 || !ipiPathPosts(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH])) return false;
   const regs = m.lapic32, base = m.plapicBase(p.id);
@@ -153,7 +153,7 @@ export function icrIsFixedPhysicalUnicast(icrLo: number, dest: number, x2apic: b
  * complete without an exit; an ICR send completes in hardware when the path allows it, else exits.
  */
 export class VirtLapicPort implements LapicPort {
-  constructor(private readonly p: Pcpu) {}
+  constructor(private readonly p: PcpuCtx) {}
 
   private get base(): number { return this.p.m.vlapicBase(this.p.cur); }
 
@@ -223,7 +223,7 @@ export class VirtLapicPort implements LapicPort {
 
 // The two physical vectors of posted interrupts (irq-vectors.ts). A notification that arrives while the
 // running vCPU's domain does not post (it arrived late, after a switch) has nothing to sync.
-function piNotificationTaken(p: Pcpu): void {
+function piNotificationTaken(p: PcpuCtx): void {
   if (p.cur >= 0 && ipiPathPosts(p.m.dm32[p.m.domainBase(p.curDomain) + DM_IPI_PATH])) piNotificationInGuest(p);
 }
 irqRegister(POSTED_INTR_VECTOR, piNotificationTaken);

@@ -4,7 +4,7 @@
 // hypervisor action here is one step and must not block the pCPU it runs on (the serial engine has only
 // one thread), so the waiting half is a continuation instead: the pauser raises the count and kicks the
 // vCPU's pCPU; whoever next holds the vCPU off-CPU completes the operation — the pauser itself when the
-// vCPU is not running, otherwise the pCPU that deschedules it (Pcpu.unload calls vcpuApplyInit). Either
+// vCPU is not running, otherwise the pCPU that deschedules it (PcpuCtx.unload calls vcpuApplyInit). Either
 // way the operation runs only on saved state, which is the guarantee sleep-sync gives.
 import { DM_RAM_FRAMES } from '../../shared/domain.js';
 import {
@@ -17,10 +17,10 @@ import type { Machine } from '../machine.js';
 import { schedStamp, schedTickleTarget } from './sched/sched.js';
 import { hvKick } from './ipi-send.js';
 import { assert } from '../errors.js';
-import type { Pcpu } from './pcpu-loop.js';
+import type { PcpuCtx } from './pcpu-ctx.js';
 
 /** pause_count++ (nosync); kick the vCPU's pCPU so a running vCPU leaves it at its next instruction. */
-export function vcpuPauseNosync(p: Pcpu, v: number): void {
+export function vcpuPauseNosync(p: PcpuCtx, v: number): void {
   const m = p.m, b = v * VCPU_STRIDE_WORDS;
   const before = Atomics.add(m.vc32, b + VC_PAUSE_COUNT, 1);
   assert(before >= 0, `vCPU ${v}'s pause count was ${before} before a pause`);
@@ -28,7 +28,7 @@ export function vcpuPauseNosync(p: Pcpu, v: number): void {
 }
 
 /** pause_count--; when it reaches 0 a runnable vCPU may run again (its pCPU is tickled). */
-export function vcpuUnpause(p: Pcpu, v: number): void {
+export function vcpuUnpause(p: PcpuCtx, v: number): void {
   const m = p.m, b = v * VCPU_STRIDE_WORDS;
   const before = Atomics.sub(m.vc32, b + VC_PAUSE_COUNT, 1);
   assert(before >= 1, `vCPU ${v} unpaused while not paused (pause count ${before})`); // pairs with vcpuPauseNosync
@@ -40,7 +40,7 @@ export function vcpuUnpause(p: Pcpu, v: number): void {
  * INIT reached vCPU v's vLAPIC (Xen: vlapic INIT handling pauses the target, resets it, unpauses):
  * pause it; reset it now if it is off-CPU, else when its pCPU deschedules it.
  */
-export function vcpuInit(p: Pcpu, v: number): void {
+export function vcpuInit(p: PcpuCtx, v: number): void {
   const m = p.m, b = v * VCPU_STRIDE_WORDS;
   if (Atomics.compareExchange(m.vc32, b + VC_INIT_PENDING, VINIT_NONE, VINIT_PENDING) !== VINIT_NONE) return; // one at a time
   vcpuPauseNosync(p, v);
@@ -51,7 +51,7 @@ export function vcpuInit(p: Pcpu, v: number): void {
  * Apply a pending INIT to v, which is off-CPU: registers cleared, wait for SIPI, vLAPIC reset; then
  * unpause. Safe against a racing waker: runstate moves by compareExchange from what it was.
  */
-export function vcpuApplyInit(p: Pcpu, v: number): void {
+export function vcpuApplyInit(p: PcpuCtx, v: number): void {
   const m = p.m, b = v * VCPU_STRIDE_WORDS;
   for (;;) {
     const rs = Atomics.load(m.vc32, b + VC_RUNSTATE);
@@ -71,14 +71,14 @@ export function vcpuApplyInit(p: Pcpu, v: number): void {
  * A SIPI reached vCPU v's vLAPIC (recorded there if it was waiting for one). Start v if it is already
  * reset; if its INIT is still pending, vcpuApplyInit starts it once the reset is done.
  */
-export function vcpuSipi(p: Pcpu, v: number): void {
+export function vcpuSipi(p: PcpuCtx, v: number): void {
   const m = p.m, b = v * VCPU_STRIDE_WORDS;
   if (Atomics.load(m.vc32, b + VC_INIT_PENDING) !== VINIT_NONE) return;
   vcpuStartIfSipi(p, v);
 }
 
 /** A reset vCPU with a SIPI recorded starts at vector << 12 (real-mode CS = VV00) with its initial stack. */
-function vcpuStartIfSipi(p: Pcpu, v: number): void {
+function vcpuStartIfSipi(p: PcpuCtx, v: number): void {
   const m = p.m, b = v * VCPU_STRIDE_WORDS;
   if (Atomics.load(m.vc32, b + VC_RUNSTATE) !== RS_WAIT_SIPI) return;
   const vector = lapicTakeSipi(m.lapic32, m.vlapicBase(v));

@@ -22,20 +22,20 @@ import { EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, ipiTag } from '../trace/
 import { schedTickleTarget, schedWake } from './sched/sched.js';
 import { hvKick, irqTagAcked, irqTagClaim, irqTagSettle, irqTagTake } from './ipi-send.js';
 import { irqRegisterReflect } from './irq-vectors.js';
-import type { Pcpu } from './pcpu-loop.js';
+import type { PcpuCtx } from './pcpu-ctx.js';
 
 export const MSR_APIC_BASE = 0x1b;
 export const APIC_BASE_ADDR = 0xfee00000;
 
 /** Make vCPU `v`'s new interrupt seen: wake it if blocked, kick its pCPU if it runs elsewhere. */
-function vlapicKick(p: Pcpu, v: number): void {
+function vlapicKick(p: PcpuCtx, v: number): void {
   const m = p.m, b = v * VCPU_STRIDE_WORDS;
   const woke = schedWake(m, v);
   if (woke >= 0) { hvKick(p, schedTickleTarget(m, v, woke)); return; }
   if (Atomics.load(m.vc32, b + VC_RUNSTATE) === RS_RUNNING) hvKick(p, Atomics.load(m.vc32, b + VC_PCPU));
 }
 
-function note(p: Pcpu, v: number, vector: number, tag: number, r: string): void {
+function note(p: PcpuCtx, v: number, vector: number, tag: number, r: string): void {
   if (r === 'coalesced') {
     const m = p.m;
     p.emitFor(m.vc32[v * VCPU_STRIDE_WORDS + VC_DOMAIN], m.vc32[v * VCPU_STRIDE_WORDS + VC_ID], EV_IPI_COALESCED, tag, vector, 0);
@@ -43,7 +43,7 @@ function note(p: Pcpu, v: number, vector: number, tag: number, r: string): void 
 }
 
 /** A physical vector reflected to vCPU `v` (passthrough designs; see ipi.ts physService). */
-export function vlapicAcceptReflected(p: Pcpu, v: number, vector: number, tag: number): void {
+export function vlapicAcceptReflected(p: PcpuCtx, v: number, vector: number, tag: number): void {
   const m = p.m, page = p.m.npcpus + v;
   const claimed = irqTagClaim(m, page, vector, tag);
   const r = lapicAcceptInterrupt(m.lapic32, m.vlapicBase(v), vector, false);
@@ -52,7 +52,7 @@ export function vlapicAcceptReflected(p: Pcpu, v: number, vector: number, tag: n
 }
 
 /** The loaded vCPU wrote its virtual ICR (a trapped access): route and deliver (Xen vlapic_ipi). */
-export function vlapicSend(p: Pcpu, icrLo: number, icrHi: number): void {
+export function vlapicSend(p: PcpuCtx, icrLo: number, icrHi: number): void {
   const m = p.m, sender = p.cur, d = p.curDomain, db = m.domainBase(d);
   const tag = ipiTag(sender, m.vc32[sender * VCPU_STRIDE_WORDS + VC_IPI_SEQ]++);
   p.emit(EV_IPI_SEND, tag, icrLo, icrHi);
@@ -82,7 +82,7 @@ export function vlapicSend(p: Pcpu, icrLo: number, icrHi: number): void {
  * Before VM entry: inject a pending NMI, else the highest deliverable vector when IF=1 (Xen
  * vmx_intr_assist). Returns false if delivery triple-faulted (the caller crashes the domain).
  */
-export function vlapicInject(p: Pcpu): boolean {
+export function vlapicInject(p: PcpuCtx): boolean {
   const m = p.m, c = p.core, v = p.cur, base = m.vlapicBase(v);
   // The summary word is exchanged only when set: a plain read first (exact under Machine.exclusive; under
   // threads an Atomics load, as a set bit is always followed by a kick that brings the pCPU back here).
@@ -104,20 +104,20 @@ export function vlapicInject(p: Pcpu): boolean {
   return deliver(p, vec, tag);
 }
 
-function deliver(p: Pcpu, vec: number, tag: number): boolean {
+function deliver(p: PcpuCtx, vec: number, tag: number): boolean {
   if (vec !== VEC_NMI) p.emit(EV_IPI_DELIVER, tag, vec, p.id);
   p.hvCycles(p.params.costs.exception);
   return guestDeliver(p.core, vec, p.core.pc) === 0;
 }
 
 /** hlt with IF=1: is an interrupt already deliverable (then hlt returns at once, Xen hvm_hlt)? */
-export function vlapicHasDeliverable(p: Pcpu, v: number): boolean {
+export function vlapicHasDeliverable(p: PcpuCtx, v: number): boolean {
   // Posted paths: what sits in PIR counts too (Xen's block path syncs PIR to IRR before it looks).
   if (ipiPathPosts(p.m.dm32[p.m.domainBase(p.curDomain) + DM_IPI_PATH])) piSync(p, v);
   return lapicPendingDeliverable(p.m.lapic32, p.m.vlapicBase(v)) >= 0;
 }
 
-function applyEffect(p: Pcpu, eff: LapicWriteEffect): boolean {
+function applyEffect(p: PcpuCtx, eff: LapicWriteEffect): boolean {
   if (eff.type === 'gp') return false;
   if (eff.type === 'ipi') vlapicSend(p, eff.icrLo, eff.icrHi);
   // An EOI or TPR change may unmask a vector waiting in IRR.
@@ -130,7 +130,7 @@ function applyEffect(p: Pcpu, eff: LapicWriteEffect): boolean {
  * vlapic MMIO handler). Returns false when the access was not to an APIC-access page.
  * Accepts 32-bit loads and stores (register or immediate); anything else gets #GP.
  */
-export function vlapicMmioExit(p: Pcpu): boolean {
+export function vlapicMmioExit(p: PcpuCtx): boolean {
   const m = p.m, c = p.core;
   const attr = p2mGetAttr(m.p2m, c.p2mRoot, c.exitGpa >>> 12);
   const hwApic = ipiPathHwApic(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH]);
@@ -154,7 +154,7 @@ export function vlapicMmioExit(p: Pcpu): boolean {
 }
 
 /** rdmsr/wrmsr exits for the vLAPIC: IA32_APIC_BASE and the x2APIC range. Returns false if not ours. */
-export function vlapicMsrExit(p: Pcpu, write: boolean): boolean {
+export function vlapicMsrExit(p: PcpuCtx, write: boolean): boolean {
   const m = p.m, c = p.core, R = c.R, base = m.vlapicBase(p.cur);
   const msr = R[REG_ECX] >>> 0;
   if (msr === MSR_APIC_BASE) {

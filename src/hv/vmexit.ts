@@ -17,13 +17,15 @@ import { domainEnd } from './domain-ops.js';
 import { hypercallDispatch, XEN_VERSION } from './hypercall.js';
 import { vlapicHasDeliverable, vlapicMsrExit } from './vlapic.js';
 import { eptViolation } from './mem-access.js';
-import type { Pcpu } from './pcpu-loop.js';
+import type { PcpuCtx } from './pcpu-ctx.js';
+import type { GuestPcpu } from './hvm-op-guest.js';
 import { bug } from '../errors.js';
 
 export const CONSOLE_PORT = 0xe9;
 export const MSR_TSC = 0x10;
 
-export function vmexitHandle(p: Pcpu, reason: number): void {
+/** `p` carries the guest HVMOP state too: a VMCALL may be an HVMOP_altp2m (hvm-op-guest.ts). */
+export function vmexitHandle(p: GuestPcpu, reason: number): void {
   const costs = p.params.costs;
   switch (reason) {
     case EXIT_HLT: p.hvCycles(costs.vmexit); return exitHlt(p);
@@ -48,7 +50,7 @@ export function vmexitHandle(p: Pcpu, reason: number): void {
 }
 
 /** Inject a fault at the current instruction (pc not advanced), e.g. #GP for an unknown MSR. */
-export function inject(p: Pcpu, vec: number): void {
+export function inject(p: PcpuCtx, vec: number): void {
   const c = p.core;
   p.emit(EV_EXCEPTION, vec, c.pc, 0);
   p.hvCycles(p.params.costs.exception);
@@ -56,11 +58,11 @@ export function inject(p: Pcpu, vec: number): void {
   if (r !== 0) crash(p, CRASH_TRIPLE_FAULT, vec, c.pc, 0);
 }
 
-function crash(p: Pcpu, reason: number, a: number, b: number, c: number): void {
+function crash(p: PcpuCtx, reason: number, a: number, b: number, c: number): void {
   if (domainEnd(p.m, p.curDomain, DS_CRASHED, reason, a, b, c, p.cur)) p.emit(EV_DOMAIN_END, DS_CRASHED, reason, a);
 }
 
-function exitHlt(p: Pcpu): void {
+function exitHlt(p: PcpuCtx): void {
   const m = p.m, c = p.core;
   c.pc += INSN_BYTES; // Safe: hlt; a woken vCPU resumes after it
   const ifl = (c.flags & FL_IF) !== 0;
@@ -84,7 +86,7 @@ function exitHlt(p: Pcpu): void {
   }
 }
 
-function exitMagic(p: Pcpu): void {
+function exitMagic(p: PcpuCtx): void {
   const m = p.m, c = p.core, R = c.R;
   const vb = p.cur * VCPU_STRIDE_WORDS;
   switch (c.exitQual) {
@@ -111,7 +113,7 @@ function exitMagic(p: Pcpu): void {
 const VENDOR = [0x756e6547, 0x49656e69, 0x6c65746e]; // ebx edx ecx
 const XEN_SIG = [0x566e6558, 0x65584d4d, 0x4d4d566e]; // ebx ecx edx
 
-function exitCpuid(p: Pcpu): void {
+function exitCpuid(p: PcpuCtx): void {
   const R = p.core.R, m = p.m;
   const leaf = R[REG_EAX] >>> 0;
   const apicId = m.vc32[p.cur * VCPU_STRIDE_WORDS + VC_APIC_ID];
@@ -129,7 +131,7 @@ function exitCpuid(p: Pcpu): void {
   p.core.pc += INSN_BYTES; // Safe: cpuid
 }
 
-function exitRdmsr(p: Pcpu): void {
+function exitRdmsr(p: PcpuCtx): void {
   const R = p.core.R;
   const msr = R[REG_ECX] >>> 0;
   if (msr === MSR_TSC) {
@@ -141,11 +143,11 @@ function exitRdmsr(p: Pcpu): void {
 }
 
 /** No writable MSR is left after the vLAPIC's (IA32_APIC_BASE, x2APIC range, vlapic.ts): #GP. */
-function exitWrmsr(p: Pcpu): void {
+function exitWrmsr(p: PcpuCtx): void {
   inject(p, VEC_GP);
 }
 
-function exitIo(p: Pcpu): void {
+function exitIo(p: PcpuCtx): void {
   const c = p.core, q = c.exitQual;
   const port = ioQualPort(q), reg = ioQualReg(q);
   if (ioQualIsOut(q)) {

@@ -1,0 +1,74 @@
+// The pCPU as the hypervisor's handlers see it: what a handler may read and call on the pCPU it runs on
+// (Xen's `current` and per-CPU data). Handlers import this narrow interface, never the pCPU loop that
+// implements it (pcpu-loop.ts `Pcpu`), so the layers import only downwards, types included.
+import type { ApicBusOptions } from '../hw/apic-bus.js';
+import type { LapicOptions } from '../hw/lapic.js';
+import type { CostTable } from '../hw/clock.js';
+import type { CpuCore } from '../isa/interp.js';
+import type { Machine } from '../machine.js';
+
+/** Parameters every pCPU gets, identical in both engines. Plain data (sent to workers). */
+export interface PcpuParams {
+  costs: CostTable;
+  /** Time slice in cycles. */
+  timesliceCycles: number;
+  /** Per-vCPU instruction limit; 0 = none. */
+  maxInstructions: number;
+  /** Record an EV_EXIT event for every VM exit (traces and evidence need them). */
+  traceExits: boolean;
+  /** vCPUs move between pCPUs (descheduled vCPUs rebalance; idle pCPUs pull waiting work). */
+  migrate: boolean;
+  /** Extra migration: chance in percent that a descheduled vCPU moves to a random pCPU of its affinity. */
+  migratePercent: number;
+  /** Run seed; each pCPU derives its own stream from it. */
+  seed: number;
+  /** "credit2": credit-ordered (sched/credit2.ts); "fifo": longest-waiting first with fixed time slices. */
+  scheduler: 'credit2' | 'fifo';
+  /** credit2: minimum run before a running vCPU can be preempted (Xen's sched_ratelimit_us). */
+  ratelimitCycles: number;
+  /** The hypervisor takes pending interrupts between ICR_HI and ICR_LO of its own sends (Xen masks them). */
+  hvIpiUnmasked: boolean;
+  /** APIC bus and LAPIC behaviour where implementations differ (Xen's by default). */
+  apicBus: ApicBusOptions;
+  lapic: LapicOptions;
+  /**
+   * The inline oracles run (default true). Off, the machine runs exactly the same (DESIGN.md §6) and emits
+   * none of their verdict events (trace/events.ts VERDICT_EVENTS).
+   */
+  oracles?: boolean;
+  /** Per domain index: the realm's entry points (scenario key realm_entries), sorted; empty or absent = any. */
+  realmEntries?: number[][];
+}
+
+/** The pCPU context a handler gets. */
+export interface PcpuCtx {
+  readonly m: Machine;
+  /** pCPU index = physical APIC ID. */
+  readonly id: number;
+  /** Word offset of this pCPU's block (shared/pcpu.ts). */
+  readonly base: number;
+  readonly params: PcpuParams;
+  /** The guest CPU state of the loaded vCPU. */
+  readonly core: CpuCore;
+  /** Global index of the loaded vCPU, -1 when none; and its domain index. */
+  cur: number;
+  curDomain: number;
+  /** Simulated time at which the loaded vCPU's slice ends (a handler may end it now). */
+  sliceEnd: number;
+  /** The vLAPIC has something new to look at before the next VM entry. */
+  virqCheck: boolean;
+  /** A guest HVMOP_altp2m in progress (hvm-op-guest.ts owns its fields). */
+  readonly altOp: { readonly phase: number };
+  /** Emit an event for the loaded vCPU (its pc in the record), with an explicit pc, or for another vCPU. */
+  emit(kind: number, a: number, b: number, c: number): void;
+  emitPc(kind: number, a: number, b: number, c: number, pc: number): void;
+  emitFor(dom: number, vcpu: number, kind: number, a: number, b: number, c: number): void;
+  /** Charge hypervisor cycles to this pCPU's clock. */
+  hvCycles(n: number): void;
+  /** Inject a fault into the loaded vCPU at its current instruction. */
+  injectFault(vec: number): void;
+  /** The loaded vCPU's view changed: reload its translation state. */
+  reloadView(): void;
+  /** The loaded vCPU is gone (its pCPU was reset): forget it without saving anything. */
+  dropCurrent(): void;
+}
