@@ -72,6 +72,19 @@ describe('vcpulab hunt', () => {
     expect(reg.code, reg.stdout).toBe(0);
   });
 
+  it('on default settings, --until finds the ICR window and shrinks it to at most 2 preemptions', async () => {
+    const out = tmp();
+    const r = await vcpulab('hunt', '--scenario', 'secure-realm', '--until', 'IPI_MISDIRECTED:icr_window', '--workers', '2', '--out', out, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as HuntJson;
+    const win = j.signatures.filter((s) => s.cause === 'icr_window');
+    expect(win.length).toBeGreaterThan(0);
+    for (const s of win) {
+      expect(s.shrunk?.preemptions_after, s.signature).toBeLessThanOrEqual(2);
+      expect((await vcpulab('replay', s.schedule as string)).code, s.signature).toBe(0);
+    }
+  });
+
   it('regress fails for an entry whose bug was removed from the program, and passes while it is there', async () => {
     const dir = tmp(), out = join(dir, 'corpus');
     cpSync(FIXTURE, dir, { recursive: true });
