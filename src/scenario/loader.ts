@@ -259,6 +259,10 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   let pcpus = ck.int(mach, 'machine', 'pcpus', 1, MAX_PCPUS, 4);
   if (ov.pcpus !== undefined) pcpus = ov.pcpus;
   const apicMode = ck.oneOf(mach, 'machine', 'apic_mode', ['xapic', 'x2apic'] as const, 'xapic');
+  // xAPIC IDs are 8 bits and 0xFF is the broadcast ID (apic.md): beyond 254 CPUs a machine needs x2APIC.
+  if (apicMode === 'xapic' && pcpus > 254) {
+    ck.fail('machine.apic_mode', `apic_mode = "xapic" has 8-bit APIC IDs with 0xFF for broadcast: at most 254 pCPUs, got ${pcpus}${ov.pcpus !== undefined ? ' (--pcpus)' : ''}; use apic_mode = "x2apic"`);
+  }
   const timesliceUs = ck.int(mach, 'machine', 'timeslice_us', 1, 1_000_000, 1000);
   const migration = ck.oneOf(mach, 'machine', 'migration', ['balance', 'none'] as const, 'balance');
   const migratePercent = ck.int(mach, 'machine', 'migrate_percent', 0, 100, 0);
@@ -305,6 +309,14 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
     const altp2m = ck.oneOf(d, path, 'altp2m', ALTP2M_MODES, 'disabled');
     const altp2mCount = ck.int(d, path, 'altp2m_count', 1, 512, 10);
     const ipiPath = ck.oneOf(d, path, 'ipi_path', IPI_PATH_NAMES, 'vlapic');
+    // A passthrough design hands the guest the host LAPIC in the mode the machine runs it in: the MSRs of an
+    // x2APIC, the MMIO page of an xAPIC (an x2APIC ignores that page, so every IPI would silently vanish).
+    if (ipiPath === 'x2apic-passthrough' && apicMode !== 'x2apic') {
+      ck.fail(`${path}.ipi_path`, `ipi_path = "x2apic-passthrough" passes the host's x2APIC MSRs through: it needs [machine] apic_mode = "x2apic"`);
+    }
+    if (ipiPath === 'xapic-passthrough' && apicMode !== 'xapic') {
+      ck.fail(`${path}.ipi_path`, `ipi_path = "xapic-passthrough" maps the host's xAPIC page: it needs [machine] apic_mode = "xapic" (an x2APIC has no MMIO page)`);
+    }
     const vcpuMap = ck.int(d, path, 'vcpu_map', -1, 0x7ffffff8, -1);
     if (vcpuMap >= 0 && (vcpuMap % 8 !== 0 || vcpuMap + vcpus * 8 > memoryKb * 1024)) {
       ck.fail(`${path}.vcpu_map`, `'vcpu_map' must be an 8-aligned gpa with room for ${vcpus} entries of 8 bytes inside RAM, got 0x${vcpuMap.toString(16)}`);

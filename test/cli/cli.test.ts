@@ -66,6 +66,18 @@ describe('bad input: one line, exit 2', () => {
     const f = scenarioDir(`[machine]\npcpus = 0\n${domain()}`, GOOD_PROG);
     expectBadInput(await vcpulab('sim', '--scenario', f), /sc\.toml:2: 'pcpus' must be an integer from 1 to 255, got 0/);
   });
+  it('a passthrough IPI path must match the machine\'s APIC mode, and xAPIC stops at 254 pCPUs', async () => {
+    const x2 = scenarioDir(`[machine]\npcpus = 2\n${domain('ipi_path = "x2apic-passthrough"\n')}`, GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', x2), /sc\.toml:\d+: ipi_path = "x2apic-passthrough" .* needs \[machine\] apic_mode = "x2apic"/);
+    const xa = scenarioDir(`[machine]\npcpus = 2\napic_mode = "x2apic"\n${domain('ipi_path = "xapic-passthrough"\n')}`, GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', xa), /sc\.toml:\d+: ipi_path = "xapic-passthrough" .* needs \[machine\] apic_mode = "xapic"/);
+    expectBadInput(await vcpulab('sim', '--scenario', 'counter', '--pcpus', '255'), /counter\.toml:\d+: apic_mode = "xapic" has 8-bit APIC IDs .* at most 254 pCPUs, got 255 \(--pcpus\)/);
+    // Controls: the matching modes load and run.
+    const ok2 = scenarioDir(`[machine]\npcpus = 2\napic_mode = "x2apic"\n${domain('ipi_path = "x2apic-passthrough"\n')}`, GOOD_PROG);
+    expect((await vcpulab('sim', '--scenario', ok2, '--engine', 'serial')).code).toBe(0);
+    const ok1 = scenarioDir(`[machine]\npcpus = 2\n${domain('ipi_path = "xapic-passthrough"\n')}`, GOOD_PROG);
+    expect((await vcpulab('sim', '--scenario', ok1, '--engine', 'serial')).code).toBe(0);
+  });
   it('bad cpu list', async () => {
     const f = scenarioDir(`[machine]\npcpus = 2\n${domain('cpus = "0-7"\n')}`, GOOD_PROG);
     expectBadInput(await vcpulab('sim', '--scenario', f), /cpu 7 in '0-7' does not exist/);
