@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildMachine } from './machine.js';
+import { UserError } from './errors.js';
 import { loadScenario, scenarioAgents, scenarioMachine, type Scenario, type ScenarioSpec } from './scenario/loader.js';
 import { Collector } from './trace/collector.js';
 import { TraceWriter } from './trace/writer.js';
@@ -107,6 +108,9 @@ export interface RunExtra {
 /** Run one configuration of a prepared scenario and return the report (no printing). */
 export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {}): Promise<{ report: RunReport; result: EngineResult }> {
   const sc = prep.scenario, spec = prep.spec;
+  if (c.injectWorkerFault !== undefined && c.injectWorkerFault >= spec.pcpus) {
+    throw new UserError(`--inject-worker-fault ${c.injectWorkerFault}: the machine has ${spec.pcpus} pCPUs (0..${spec.pcpus - 1})`);
+  }
   const m = buildMachine(spec);
   const names = spec.domains.map((d) => d.name);
   const collector = new Collector(m, names, sc.ipiLostBoundUs, c.maxInstances ?? RUN_DEFAULTS.maxInstances);

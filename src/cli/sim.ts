@@ -27,7 +27,7 @@ export const SIM_USAGE = `usage: vcpulab sim [flags]
   --max-ms N               wall-clock limit in ms, 0 = none (default: 0)
   --slack N                lax sync: cycles a pCPU may run ahead of the slowest (default: 30000)
   --burst N                threaded: guest instructions between hypervisor checks (default: 4096)
-  --watchdog-ms N          threaded: wall ms without progress before STALL (default: 2000)
+  --watchdog-ms N          threaded: wall ms without progress before STALL, >= 1000 (default: 2000)
   --schedule-out FILE      serial: write the schedule (msgpack) for --replay
   --replay FILE            serial: replay a schedule written by --schedule-out (scenario and flags come from it)
   --trace FILE             stream every event to FILE (msgpack)
@@ -38,6 +38,8 @@ export const SIM_USAGE = `usage: vcpulab sim [flags]
   -h, --help               this text`;
 
 const DEFAULTS = RUN_DEFAULTS;
+/** The least --watchdog-ms (see parseSimArgs). */
+export const WATCHDOG_MS_MIN = 1000;
 
 export interface SimFlags extends RunConfig {
   json: boolean;
@@ -90,6 +92,7 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
   if (!(STRATEGIES as readonly string[]).includes(strategy)) throw new UserError(`vcpulab sim: --strategy must be one of ${STRATEGIES.join(', ')}, got '${strategy}'`);
   if (v.strategy !== undefined && engine !== 'serial') throw new UserError('vcpulab sim: --strategy needs --engine serial');
   if (v['pct-depth'] !== undefined && strategy !== 'pct') throw new UserError('vcpulab sim: --pct-depth needs --strategy pct');
+  if (v['inject-worker-fault'] !== undefined && engine !== 'threaded') throw new UserError('vcpulab sim: --inject-worker-fault makes a pCPU thread throw: it needs --engine threaded');
   if (v['schedule-out'] !== undefined && engine !== 'serial') throw new UserError('vcpulab sim: --schedule-out needs --engine serial');
   const f: SimFlags = {
     scenario: v.scenario ?? 'secure-realm',
@@ -102,7 +105,9 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
     maxMs: intFlag('max-ms', v['max-ms'], 0, 86_400_000) ?? 0,
     slack: intFlag('slack', v.slack, 1, 1e12) ?? DEFAULTS.slack,
     burst: intFlag('burst', v.burst, 1, 1 << 24) ?? DEFAULTS.burst,
-    watchdogMs: intFlag('watchdog-ms', v['watchdog-ms'], 10, 3_600_000) ?? DEFAULTS.watchdogMs,
+    // The watchdog measures wall time without a finished burst: below a second, a healthy pCPU thread that the
+    // OS keeps off a busy 2-core machine for a moment would be reported as hung.
+    watchdogMs: intFlag('watchdog-ms', v['watchdog-ms'], WATCHDOG_MS_MIN, 3_600_000) ?? DEFAULTS.watchdogMs,
     pctDepth: intFlag('pct-depth', v['pct-depth'], 1, 16) ?? DEFAULTS.pctDepth,
     maxInstances: intFlag('max-instances', v['max-instances'], 0, 10_000_000) ?? DEFAULTS.maxInstances,
     injectWorkerFault: intFlag('inject-worker-fault', v['inject-worker-fault'], 0, MAX_PCPUS - 1),

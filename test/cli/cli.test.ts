@@ -42,6 +42,11 @@ function expectBadInput(r: Run, pattern: RegExp): void {
 
 describe('bad input: one line, exit 2', () => {
   it('unknown flag', async () => expectBadInput(await vcpulab('sim', '--bogus'), /Unknown option '--bogus'/));
+  it('--watchdog-ms below its floor', async () => expectBadInput(await vcpulab('sim', '--watchdog-ms', '10'), /--watchdog-ms must be an integer from 1000 to/));
+  it('--inject-worker-fault needs the threaded engine and a pCPU the machine has', async () => {
+    expectBadInput(await vcpulab('sim', '--engine', 'serial', '--inject-worker-fault', '0'), /--inject-worker-fault .* needs --engine threaded/);
+    expectBadInput(await vcpulab('sim', '--inject-worker-fault', '9'), /--inject-worker-fault 9: the machine has 4 pCPUs \(0\.\.3\)/);
+  });
   it('--pcpus 0', async () => expectBadInput(await vcpulab('sim', '--pcpus', '0'), /--pcpus must be an integer from 1 to 255, got '0'/));
   it('--pcpus over 256', async () => expectBadInput(await vcpulab('sim', '--pcpus', '300'), /--pcpus must be an integer from 1 to 255, got '300'/));
   it('--pcpus not a number', async () => expectBadInput(await vcpulab('sim', '--pcpus', 'four'), /--pcpus must be an integer/));
