@@ -56,12 +56,20 @@ function u32At(image: Uint8Array, addr: number): number {
   return (image[addr] | (image[addr + 1] << 8) | (image[addr + 2] << 16) | (image[addr + 3] << 24)) >>> 0;
 }
 
+/** Rows of hex shown for one line at most; the rest is summed up in one row. */
+const MAX_ROWS_PER_LINE = 8;
+
 /** The hex column of one line, as rows of [address, code]. */
 function codeRows(prog: AsmProgram, l: AsmLine): [number, string][] {
   const unit = l.kind === 'bytes' ? 1 : 4;
   const perRow = l.kind === 'bytes' ? BYTES_PER_ROW : WORDS_PER_ROW;
   const rows: [number, string][] = [];
   for (let off = 0; off < l.size; off += unit * perRow) {
+    if (rows.length === MAX_ROWS_PER_LINE) {
+      // A large `.space` or table: the listing shows its start, not megabytes of hex.
+      rows.push([l.addr + off, `... ${l.size - off} more bytes`]);
+      break;
+    }
     const cells: string[] = [];
     for (let k = off; k < Math.min(l.size, off + unit * perRow); k += unit) {
       const a = l.addr + k;

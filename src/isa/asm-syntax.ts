@@ -141,8 +141,15 @@ export function describeTok(t: Tok | undefined): string {
 }
 
 /** A read position in one line's tokens. */
+/** Bounds on one line's expressions: nesting of parentheses and negations, and operators in all. */
+export const MAX_EXPR_DEPTH = 64;
+export const MAX_EXPR_OPERATORS = 1024;
+
 export class Cursor {
   i = 0;
+  /** Open parentheses and negations now, and binary operators so far on this line (see MAX_EXPR_*). */
+  depth = 0;
+  operators = 0;
   constructor(readonly toks: readonly Tok[], readonly ctx: LineCtx, readonly eolCol: number) {}
   peek(k = 0): Tok | undefined { return this.toks[this.i + k]; }
   atEnd(): boolean { return this.i >= this.toks.length; }
@@ -193,6 +200,7 @@ export function climb(cur: Cursor, left: Expr, minPrec: number): Expr {
     const op = binOpAt(cur);
     if (op === undefined || PREC[op] < minPrec) return left;
     cur.take();
+    if (++cur.operators > MAX_EXPR_OPERATORS) fail(cur.ctx, cur.col(), `more than ${MAX_EXPR_OPERATORS} operators in one line's expressions`);
     let right = parseUnary(cur);
     for (let nx = binOpAt(cur); nx !== undefined && PREC[nx] > PREC[op]; nx = binOpAt(cur)) {
       right = climb(cur, right, PREC[op] + 1);
@@ -204,14 +212,16 @@ export function climb(cur: Cursor, left: Expr, minPrec: number): Expr {
 function parseUnary(cur: Cursor): Expr {
   const t = cur.peek();
   if (t === undefined) return fail(cur.ctx, cur.eolCol, 'expected a value at end of line');
-  if (t.kind === 'punct' && t.text === '-') {
+  if (t.kind === 'punct' && (t.text === '-' || t.text === '(')) {
+    if (++cur.depth > MAX_EXPR_DEPTH) fail(cur.ctx, t.col, `expression nested more than ${MAX_EXPR_DEPTH} deep`);
     cur.take();
-    return { k: 'neg', e: parseUnary(cur), col: t.col };
-  }
-  if (t.kind === 'punct' && t.text === '(') {
-    cur.take();
-    const e = parseExpr(cur);
-    cur.expect(')', `expected ')', found ${describeTok(cur.peek())}`);
+    let e: Expr;
+    if (t.text === '-') e = { k: 'neg', e: parseUnary(cur), col: t.col };
+    else {
+      e = parseExpr(cur);
+      cur.expect(')', `expected ')', found ${describeTok(cur.peek())}`);
+    }
+    cur.depth--;
     return e;
   }
   if (t.kind === 'num') { cur.take(); return { k: 'num', v: t.value, col: t.col }; }

@@ -255,6 +255,8 @@ interface Span {
 interface Layout {
   pc: number;
   end: number;
+  /** Bytes the image may take (the domain's RAM when the loader assembles; else MAX_IMAGE_BYTES). */
+  readonly max: number;
   readonly labels: Map<string, number>;
   readonly constants: Map<string, bigint>;
   readonly emits: Emit[];
@@ -287,9 +289,14 @@ function checkAddr(addr: bigint | number, ctx: LineCtx, col: number): number {
 }
 
 /** Reserve [pc, pc+size) for this line and advance. */
+function fmtSize(bytes: number): string {
+  return bytes % (1 << 20) === 0 ? `${bytes >> 20} MiB` : bytes % 1024 === 0 ? `${bytes >> 10} KiB` : `${bytes} bytes`;
+}
+
 function emitAt(lay: Layout, size: number, ctx: LineCtx, col: number, owned: boolean): number {
   const start = lay.pc;
   const end = checkAddr(start + size, ctx, col);
+  if (end > lay.max) fail(ctx, col, `the image would end at 0x${end.toString(16)}, beyond the ${fmtSize(lay.max)} it may take (the domain's RAM)`);
   if (owned && size > 0) lay.spans.push({ start, end, ctx, col });
   lay.pc = end;
   lay.end = Math.max(lay.end, end);
@@ -378,9 +385,9 @@ function layoutDirective(
   }
 }
 
-function pass1(lines: readonly Line0[], names: ReadonlyMap<string, SymDef>, predefined: ReadonlyMap<string, number>): Layout {
+function pass1(lines: readonly Line0[], names: ReadonlyMap<string, SymDef>, predefined: ReadonlyMap<string, number>, max: number): Layout {
   const constants = new Map<string, bigint>([...predefined].map(([k, v]) => [k, BigInt(v)]));
-  const lay: Layout = { pc: 0, end: 0, labels: new Map(), constants, emits: [], spans: [], lines: [] };
+  const lay: Layout = { pc: 0, end: 0, max, labels: new Map(), constants, emits: [], spans: [], lines: [] };
   for (const l of lines) {
     const addr = lay.pc;
     for (const lab of l.labels) lay.labels.set(lab.name, addr);
@@ -525,9 +532,13 @@ function toU32Map(m: ReadonlyMap<string, bigint>): Map<string, number> {
  * caller supplies (the scenario loader passes VCPUS, PCPUS, MEMORY_KB, DOMAIN_INDEX). Throws the first
  * UserError found.
  */
-export function assemble(source: string, file: string, predefined: ReadonlyMap<string, number> = new Map()): AsmProgram {
+/**
+ * Assemble a program. `maxBytes` bounds the image (the loader passes the domain's RAM), checked as the layout
+ * grows, so a mistaken `.space` or `.org` is one error line before anything is allocated.
+ */
+export function assemble(source: string, file: string, predefined: ReadonlyMap<string, number> = new Map(), maxBytes = MAX_IMAGE_BYTES): AsmProgram {
   const { lines, names } = pass0(source, file, predefined);
-  const lay = pass1(lines, names, predefined);
+  const lay = pass1(lines, names, predefined, Math.min(maxBytes, MAX_IMAGE_BYTES));
   const image = new Uint8Array(lay.end);
   const env = finalEnv(lay);
   for (const e of lay.emits) writeEmit(e, image, env);

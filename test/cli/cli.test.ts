@@ -93,7 +93,7 @@ describe('bad input: one line, exit 2', () => {
   });
   it('program larger than RAM', async () => {
     const f = scenarioDir(`[machine]\npcpus = 1\n${domain()}`, '_start:\n    hlt\n.org 0x20000\n.word 1\n');
-    expectBadInput(await vcpulab('sim', '--scenario', f), /prog\.s: program ends at 0x20004, beyond the domain's 64 KiB of RAM/);
+    expectBadInput(await vcpulab('sim', '--scenario', f), /prog\.s:4:1: the image would end at 0x20004, beyond the 64 KiB it may take \(the domain's RAM\)/);
   });
   it('missing program file', async () => {
     const f = scenarioDir(`[machine]\npcpus = 1\n${domain()}`);

@@ -467,3 +467,24 @@ describe('vcpulab asm', () => {
     expect(await run([bad])).toEqual({ rc: 2, out: '', err: `${bad}:2:7: unknown register 'eaz'\n` });
   });
 });
+
+describe('limits: a hostile line or directive is one error, never a crash or a huge allocation', () => {
+  const err = (src: string, max?: number): string => {
+    try { assemble(src, 't.s', new Map(), max); } catch (e) { if (e instanceof UserError) return e.message; throw e; }
+    return '';
+  };
+  it('expressions nested more than 64 deep', () => {
+    expect(err(`_start:\n    mov eax, ${'('.repeat(4000)}1${')'.repeat(4000)}\n`)).toMatch(/^t\.s:2:\d+: expression nested more than 64 deep$/);
+    expect(err(`_start:\n    mov eax, ${'-'.repeat(100)}1\n`)).toMatch(/nested more than 64 deep/);
+    expect(err(`_start:\n    mov eax, ${'('.repeat(64)}1${')'.repeat(64)}\n`)).toBe(''); // the limit itself assembles
+  });
+  it('more than 1024 operators on a line', () => {
+    expect(err(`_start:\n    mov eax, ${Array(7000).fill('1').join('+')}\n`)).toMatch(/^t\.s:2:\d+: more than 1024 operators/);
+    expect(err(`_start:\n    mov eax, ${Array(1000).fill('1').join('+')}\n`)).toBe('');
+  });
+  it('an image beyond the bound (the domain\'s RAM) is refused before it is allocated', () => {
+    expect(err('_start:\n    nop\n.space 0x0FFFFFF8\n', 64 * 1024)).toMatch(/^t\.s:3:1: the image would end at 0x10000000, beyond the 64 KiB it may take/);
+    expect(err('_start:\n    nop\n.org 0x20000\n    nop\n', 64 * 1024)).toMatch(/beyond the 64 KiB it may take/);
+    expect(err('_start:\n    nop\n.space 0x8000\n', 64 * 1024)).toBe('');
+  });
+});
