@@ -106,7 +106,8 @@ export interface RunExtra {
 }
 
 /** Run one configuration of a prepared scenario and return the report (no printing). */
-export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {}): Promise<{ report: RunReport; result: EngineResult }> {
+/** `traceError`: the --trace file could not be written to the end (the run itself went on). */
+export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {}): Promise<{ report: RunReport; result: EngineResult; traceError?: string }> {
   const sc = prep.scenario, spec = prep.spec;
   if (c.injectWorkerFault !== undefined && c.injectWorkerFault >= spec.pcpus) {
     throw new UserError(`--inject-worker-fault ${c.injectWorkerFault}: the machine has ${spec.pcpus} pCPUs (0..${spec.pcpus - 1})`);
@@ -150,11 +151,13 @@ export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {})
   }
   const report = buildReport(m, collector, result, { scenario: c.scenario, engine: c.engine, seed: c.seed, replay: replayCommand(c) });
   report.config = { ...c };
-  return { report, result };
+  const traceError = tracer?.failed ?? undefined;
+  if (traceError !== undefined) report.warnings.push(traceError);
+  return { report, result, traceError };
 }
 
 /** Prepare and run in one call (one-off runs: the CLI's sim, tests, the bench). */
-export async function simulate(c: RunConfig, extra: RunExtra = {}): Promise<{ report: RunReport; result: EngineResult }> {
+export async function simulate(c: RunConfig, extra: RunExtra = {}): Promise<{ report: RunReport; result: EngineResult; traceError?: string }> {
   return labRun(await labPrepare(c.scenario, { pcpus: c.pcpus, vcpus: c.vcpus }), c, extra);
 }
 

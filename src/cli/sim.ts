@@ -166,7 +166,7 @@ export async function simCommand(args: string[]): Promise<number> {
   const total = config.maxInstructions > 0 ? config.maxInstructions : 0;
   const bar = tty ? new cliProgress.SingleBar({ format: ' {bar} {value} guest instructions | {duration}s', hideCursor: true, clearOnComplete: true, noTTYOutput: false }, cliProgress.Presets.shades_classic) : undefined;
   bar?.start(total > 0 ? total : 1, 0);
-  let out: { report: RunReport; result: EngineResult };
+  let out: { report: RunReport; result: EngineResult; traceError?: string };
   let scheduleHash = '';
   try {
     const prep = await labPrepare(config.scenario, { pcpus: config.pcpus, vcpus: config.vcpus });
@@ -193,6 +193,7 @@ export async function simCommand(args: string[]): Promise<number> {
     process.stderr.write(`${f.replay}: replay diverged: the run's digest is ${report.digest}, the schedule recorded ${expect.digest}\n`);
     return EXIT_FAILURE;
   }
+  if (out.traceError !== undefined) { process.stderr.write(`${out.traceError}\n`); return EXIT_FAILURE; }
   return exitCodeFor(report);
 }
 

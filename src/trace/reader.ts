@@ -2,7 +2,8 @@
 // only the undecoded tail, so a trace of any length costs one chunk plus the batches decoded from it. A run
 // killed mid-write leaves a partial last batch: it is dropped and counted in `truncatedBytes`, not an error.
 // writer.ts's readTrace loads the whole file; this is what `vcpulab trace` uses.
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { MAX_PCPUS } from '../../shared/machine.js';
 import { unpackMultiple } from 'msgpackr';
 import { UserError } from '../errors.js';
 import { TRACE_FORMAT, TRACE_VERSION, type TraceHeader, type TraceRecord } from './writer.js';
@@ -31,6 +32,10 @@ export class TraceReader {
   constructor(readonly file: string, private readonly chunkBytes = CHUNK_BYTES) {
     try { this.fd = openSync(file, 'r'); } catch (e) {
       throw new UserError(`${file}: cannot read trace (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    if (fstatSync(this.fd).isDirectory()) {
+      this.close();
+      throw new UserError(`${file}: is a directory, not a trace file`);
     }
     try {
       const v = this.next();
@@ -75,7 +80,11 @@ export class TraceReader {
   /** Read one chunk and decode every whole value in pending + chunk. */
   private fill(): void {
     const chunk = Buffer.allocUnsafe(this.chunkBytes);
-    const n = this.fd < 0 ? 0 : readSync(this.fd, chunk, 0, this.chunkBytes, null);
+    let n: number;
+    try { n = this.fd < 0 ? 0 : readSync(this.fd, chunk, 0, this.chunkBytes, null); } catch (e) {
+      this.close();
+      throw new UserError(`${this.file}: cannot read trace (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
     if (n === 0) {
       this.eof = true;
       this.truncatedBytes = this.pending.length;
@@ -115,11 +124,17 @@ export function traceCheckHeader(file: string, v: unknown): TraceHeader {
     throw new UserError(`${file}: trace format version ${String(h.version)}; this vcpulab reads version ${TRACE_VERSION}`);
   }
   if (typeof h.pcpus !== 'number' || !Array.isArray(h.domains)) throw new UserError(`${file}: trace header lacks pcpus or domains`);
+  if (!Number.isInteger(h.pcpus) || h.pcpus < 1 || h.pcpus > MAX_PCPUS) throw new UserError(`${file}: trace header field 'pcpus' must be an integer from 1 to ${MAX_PCPUS}, got ${String(h.pcpus)}`);
+  if (h.domains.length > 4096 || !h.domains.every((d) => typeof d === 'string')) throw new UserError(`${file}: trace header field 'domains' must be a list of domain names`);
   return h as TraceHeader;
 }
 
-/** Checks the shape once per batch, not per record: the writer emits nothing else, this catches foreign files. */
+/** Every record of a batch is 8 numbers (what the writer emits): a foreign or damaged file stops here. */
 function isBatch(v: unknown): v is TraceRecord[] {
   if (!Array.isArray(v)) return false;
-  return v.length === 0 || (Array.isArray(v[0]) && (v[0] as unknown[]).length === 8);
+  for (const r of v as unknown[]) {
+    if (!Array.isArray(r) || r.length !== 8) return false;
+    for (let i = 0; i < 8; i++) if (typeof r[i] !== 'number') return false;
+  }
+  return true;
 }

@@ -31,28 +31,40 @@ export class TraceWriter implements EventListener {
   written = 0;
 
   constructor(readonly file: string, header: TraceHeader) {
-    try { this.fd = openSync(file, 'w'); } catch (e) {
+    try {
+      this.fd = openSync(file, 'w');
+      writeSync(this.fd, this.packr.pack(header));
+    } catch (e) {
       throw new UserError(`--trace: cannot write '${file}' (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
     }
-    writeSync(this.fd, this.packr.pack(header));
   }
+
+  /** Why writing stopped mid-run (the disk filled, say), or null: the run goes on, the trace is incomplete. */
+  failed: string | null = null;
 
   /** The record's pc is not written: the trace format stays [time, pcpu, kind, domain, vcpu, a, b, c]. */
   onEvent(pcpu: number, time: number, kind: number, dom: number, vcpu: number, a: number, b: number, c: number, _pc: number): void {
+    if (this.failed !== null) return;
     this.batch.push([time, pcpu, kind, dom, vcpu, a, b, c]);
     if (this.batch.length >= BATCH) this.flush();
   }
 
   flush(): void {
-    if (this.batch.length === 0) return;
-    writeSync(this.fd, this.packr.pack(this.batch));
-    this.written += this.batch.length;
+    if (this.batch.length === 0 || this.failed !== null) return;
+    try {
+      writeSync(this.fd, this.packr.pack(this.batch));
+    } catch (e) {
+      this.failed = `--trace: writing '${this.file}' failed (${(e as NodeJS.ErrnoException).code ?? 'error'}) after ${this.written} events; the trace is incomplete`;
+    }
+    this.written += this.failed === null ? this.batch.length : 0;
     this.batch = [];
   }
 
   close(): void {
     this.flush();
-    closeSync(this.fd);
+    try { closeSync(this.fd); } catch (e) {
+      this.failed ??= `--trace: closing '${this.file}' failed (${(e as NodeJS.ErrnoException).code ?? 'error'}); the trace may be incomplete`;
+    }
   }
 }
 
