@@ -66,6 +66,10 @@ export interface Scenario {
   /** Built-in name or the file path as given. */
   name: string;
   file: string;
+  /** The file as messages name it: as the user wrote it (or NAME.toml for a built-in). */
+  shown: string;
+  /** Line of each key (`domain[0].program`, `machine.pcpus`, ...), so checks after parsing still name a line. */
+  keyLines: Record<string, number>;
   description: string;
   pcpus: number;
   apicMode: 'xapic' | 'x2apic';
@@ -115,7 +119,11 @@ class KeyLines {
       }
     });
   }
-  line(path: string): number | undefined { return this.map.get(path) ?? this.map.get(path.split('.')[0]); }
+  line(path: string): number | undefined {
+    return this.map.get(path) ?? this.map.get(`.${path}`) ?? this.map.get(path.replace(/^\./, '')) ?? this.map.get(path.split('.')[0]);
+  }
+  /** The same as plain data. */
+  record(): Record<string, number> { return Object.fromEntries(this.map); }
 }
 
 type Table = Record<string, unknown>;
@@ -289,6 +297,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const doms = doc.domain;
   if (doms === undefined) ck.fail('', 'the scenario has no [[domain]]');
   if (!Array.isArray(doms)) ck.fail('domain', "'domain' must be an array of tables ([[domain]])");
+  if ((doms as unknown[]).length === 0) ck.fail('domain', 'the scenario has no [[domain]] (an empty list names none)');
   const names = new Set<string>();
   const domains = (doms as Table[]).map((d, i) => {
     const path = `domain[${i}]`;
@@ -348,7 +357,13 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
-  return { name: nameOrFile, file, description, pcpus, apicMode, hvIpiIrqs, timesliceUs, scheduler, ratelimitUs, migration, migratePercent, apicBus, lapic, ipiLostBoundUs, costs, domains };
+  return { name: nameOrFile, file, shown, keyLines: ck.lines.record(), description, pcpus, apicMode, hvIpiIrqs, timesliceUs, scheduler, ratelimitUs, migration, migratePercent, apicBus, lapic, ipiLostBoundUs, costs, domains };
+}
+
+/** `file:line:` of a domain's key, as the user wrote the file, for checks made after parsing. */
+function at(sc: Scenario, dom: number, key: string): string {
+  const line = sc.keyLines[`domain[${dom}].${key}`] ?? sc.keyLines[`domain[${dom}]`];
+  return line === undefined ? `${sc.shown}:` : `${sc.shown}:${line}:`;
 }
 
 /** Built-in agents, by name (src/agent/examples/NAME.ts). */
@@ -366,9 +381,9 @@ export function scenarioAgents(sc: Scenario, spec?: ScenarioSpec): AgentSpec[] {
     if ((BUILTIN_AGENTS as readonly string[]).includes(d.agent)) {
       file = fileURLToPath(new URL(`../agent/examples/${d.agent}.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url));
     } else {
-      if (!/\.m?js$/.test(d.agent)) throw new UserError(`${sc.file}: domain "${d.name}": agent: '${d.agent}' is neither a built-in agent (${BUILTIN_AGENTS.join(', ')}) nor a .js/.mjs module`);
+      if (!/\.m?js$/.test(d.agent)) throw new UserError(`${at(sc, i, 'agent')} domain "${d.name}": agent: '${d.agent}' is neither a built-in agent (${BUILTIN_AGENTS.join(', ')}) nor a .js/.mjs module`);
       file = isAbsolute(d.agent) ? d.agent : join(dirname(sc.file), d.agent);
-      if (!existsSync(file)) throw new UserError(`${sc.file}: domain "${d.name}": agent module '${d.agent}' not found`);
+      if (!existsSync(file)) throw new UserError(`${at(sc, i, 'agent')} domain "${d.name}": agent module '${d.agent}' not found`);
     }
     // The realm's entry points go to the agent too (agent_args may name its own: they win).
     const args = spec === undefined ? d.agentArgs : { realm_entries: spec.realmEntryPoints[i], ...d.agentArgs };
@@ -390,15 +405,15 @@ export interface ScenarioSpec extends MachineSpec {
 }
 
 /** Resolve realm_entries (addresses or labels) against the assembled program. */
-function resolveEntries(sc: Scenario, d: DomainScenario, labels: ReadonlyMap<string, number>): number[] {
+function resolveEntries(sc: Scenario, i: number, d: DomainScenario, labels: ReadonlyMap<string, number>): number[] {
   if (d.realmEntries === null || d.realm === null) return [];
   const [lo, hi] = d.realm;
   const out = d.realmEntries.map((e) => {
     const a = typeof e === 'number' ? e : labels.get(e);
     const what = typeof e === 'number' ? `0x${e.toString(16)}` : `'${e}'`;
-    if (a === undefined) throw new UserError(`${sc.file}: domain "${d.name}": realm_entries: ${d.program} has no label ${what}`);
+    if (a === undefined) throw new UserError(`${at(sc, i, 'realm_entries')} domain "${d.name}": realm_entries: ${d.program} has no label ${what}`);
     if ((a & 7) !== 0 || (a >>> 12) < lo || (a >>> 12) > hi) {
-      throw new UserError(`${sc.file}: domain "${d.name}": realm_entries: ${what} (0x${a.toString(16)}) is not an instruction in the realm (gfns 0x${lo.toString(16)}-0x${hi.toString(16)})`);
+      throw new UserError(`${at(sc, i, 'realm_entries')} domain "${d.name}": realm_entries: ${what} (0x${a.toString(16)}) is not an instruction in the realm (gfns 0x${lo.toString(16)}-0x${hi.toString(16)})`);
     }
     return a;
   });
@@ -433,8 +448,10 @@ export function scenarioMachine(sc: Scenario): ScenarioSpec {
     domains: sc.domains.map((d, i) => {
       const progPath = isAbsolute(d.program) ? d.program : join(shownDir, d.program);
       let src: string;
-      try { src = readFileSync(progPath, 'utf8'); } catch {
-        throw new UserError(`${sc.file}: domain "${d.name}": program file '${d.program}' not found`);
+      try { src = readFileSync(progPath, 'utf8'); } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        const why = code === 'EISDIR' ? 'is a directory, not a program file' : code === 'ENOENT' ? 'not found' : `cannot be read (${code ?? 'error'})`;
+        throw new UserError(`${at(sc, i, 'program')} domain "${d.name}": program file '${d.program}' ${why}`);
       }
       const predefined = new Map<string, number>([
         ['VCPUS', d.vcpus], ['PCPUS', sc.pcpus], ['MEMORY_KB', d.memoryKb], ['DOMAIN_INDEX', i],
@@ -449,10 +466,10 @@ export function scenarioMachine(sc: Scenario): ScenarioSpec {
         throw new UserError(`${d.program}: program ends at 0x${prog.end.toString(16)}, beyond the domain's ${d.memoryKb} KiB of RAM (memory_kb in ${basename(sc.file)})`);
       }
       const aff = parseCpuList(d.cpus, sc.pcpus);
-      if (typeof aff === 'string') throw new UserError(`${sc.file}: domain "${d.name}": cpus: ${aff}`);
+      if (typeof aff === 'string') throw new UserError(`${at(sc, i, 'cpus')} domain "${d.name}": cpus: ${aff}`);
       const soft = d.cpusSoft === '' ? [] : parseCpuList(d.cpusSoft, sc.pcpus);
-      if (typeof soft === 'string') throw new UserError(`${sc.file}: domain "${d.name}": cpus_soft: ${soft}`);
-      realmEntries.push(resolveEntries(sc, d, prog.labels));
+      if (typeof soft === 'string') throw new UserError(`${at(sc, i, 'cpus_soft')} domain "${d.name}": cpus_soft: ${soft}`);
+      realmEntries.push(resolveEntries(sc, i, d, prog.labels));
       realmEntryPoints.push(d.realmEntries !== null ? realmEntries[i] : trampolineTargets(d, prog.image));
       return { name: d.name, vcpus: d.vcpus, memoryKb: d.memoryKb, image: prog.image, entry: prog.entry, affinity: aff, softAffinity: soft,
         ipiPath: IPI_PATH_NAMES.indexOf(d.ipiPath), vcpuMapGpa: d.vcpuMap,

@@ -10,9 +10,9 @@ const BIN = join(ROOT, 'bin', 'vcpulab.js');
 
 interface Run { code: number; stdout: string; stderr: string }
 
-function run(cmd: string, args: string[], timeout = 60_000): Promise<Run> {
+function run(cmd: string, args: string[], timeout = 60_000, cwd = ROOT): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { cwd: ROOT, timeout, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    execFile(cmd, args, { cwd, timeout, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1;
       resolve({ code, stdout, stderr });
     });
@@ -82,6 +82,19 @@ describe('bad input: one line, exit 2', () => {
     expect((await vcpulab('sim', '--scenario', ok2, '--engine', 'serial')).code).toBe(0);
     const ok1 = scenarioDir(`[machine]\npcpus = 2\n${domain('ipi_path = "xapic-passthrough"\n')}`, GOOD_PROG);
     expect((await vcpulab('sim', '--scenario', ok1, '--engine', 'serial')).code).toBe(0);
+  });
+  it('scenario messages name the file as written and the line, also for top-level keys and later checks', async () => {
+    const rel = (f: string): string => f.replace(`${tmpdir()}/`, ''); // a relative path, as a user types it
+    const top = scenarioDir(`bogus = 1\n[machine]\npcpus = 1\n${domain()}`, GOOD_PROG);
+    const r1 = await run(process.execPath, [BIN, 'sim', '--scenario', rel(top)], 60_000, tmpdir());
+    expectBadInput(r1, new RegExp(`^${rel(top).replace(/[.]/g, '\\.')}:1: unknown key 'bogus' at top level`));
+    const empty = scenarioDir('description = "x"\ndomain = []\n[machine]\npcpus = 1\n');
+    expectBadInput(await vcpulab('sim', '--scenario', empty), /sc\.toml:2: the scenario has no \[\[domain\]\]/);
+    const dir = scenarioDir(`[machine]\npcpus = 1\n${domain().replace('program = "prog.s"', 'program = "."')}`);
+    expectBadInput(await vcpulab('sim', '--scenario', dir), /sc\.toml:7: domain "g": program file '\.' is a directory, not a program file/);
+    const cpus = scenarioDir(`[machine]\npcpus = 1\n${domain('cpus = "5"\n')}`, GOOD_PROG);
+    const r2 = await run(process.execPath, [BIN, 'sim', '--scenario', rel(cpus)], 60_000, tmpdir());
+    expectBadInput(r2, /^vcpulab-cli-\w+\/sc\.toml:8: domain "g": cpus: cpu 5 in '5' does not exist/);
   });
   it('bad cpu list', async () => {
     const f = scenarioDir(`[machine]\npcpus = 2\n${domain('cpus = "0-7"\n')}`, GOOD_PROG);
