@@ -13,6 +13,10 @@ if (!existsSync(entry)) {
   process.stderr.write('vcpulab: not built yet; run `npm run build` (npm install does it too)\n');
   process.exit(2);
 }
+// Ctrl-C is caught from here on: loading the CLI below takes tens of ms, and a SIGINT in that time must still
+// end with a report (src/cli/interrupt.ts), not kill the process.
+const { sigintFlag } = await import(new URL('../dist/src/cli/interrupt.js', import.meta.url).href);
+sigintFlag();
 const { main } = await import(entry.href);
 const code = await main(process.argv.slice(2));
 // Flush stdout before leaving (large JSON reports to a pipe).

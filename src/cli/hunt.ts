@@ -8,6 +8,7 @@ import { MAX_VCPUS_PER_DOMAIN } from '../scenario/loader.js';
 import { STRATEGIES } from '../engine/strategies/index.js';
 import { FINDING_KINDS } from '../oracles/findings.js';
 import { RUN_DEFAULTS } from '../lab.js';
+import { sigintFlag } from './interrupt.js';
 import { runHunt, type HuntOptions, type HuntProgress, type HuntResult, type UntilSpec } from '../hunt/campaign.js';
 
 /** Strategies a hunt takes turns with by default: the samplers that find different kinds of races. */
@@ -102,16 +103,6 @@ export function parseHuntArgs(args: string[]): HuntFlags | 'help' {
   };
 }
 
-/** SIGINT sets the flag; a second one leaves at once. */
-export function onInterrupt(interrupt: { requested: boolean }): () => void {
-  const h = (): void => {
-    if (interrupt.requested) process.exit(EXIT_INTERRUPTED);
-    interrupt.requested = true;
-  };
-  process.on('SIGINT', h);
-  return () => { process.off('SIGINT', h); };
-}
-
 /** A progress bar on stderr when it is a terminal. */
 export function huntProgressBar(enabled: boolean): { update: (p: HuntProgress) => void; stop: () => void } {
   if (!enabled || process.stderr.isTTY !== true) return { update: () => {}, stop: () => {} };
@@ -133,15 +124,13 @@ export function huntProgressBar(enabled: boolean): { update: (p: HuntProgress) =
 export async function huntCommand(args: string[]): Promise<number> {
   const f = parseHuntArgs(args);
   if (f === 'help') { process.stdout.write(HUNT_USAGE + '\n'); return EXIT_OK; }
-  const interrupt = { requested: false };
-  const off = onInterrupt(interrupt);
+  const interrupt = sigintFlag();
   const bar = huntProgressBar(f.progress && !f.json);
   let res: HuntResult;
   try {
     res = await runHunt({ ...f, interrupt, onProgress: bar.update });
   } finally {
     bar.stop();
-    off();
   }
   process.stdout.write(f.json ? JSON.stringify(res, null, 2) + '\n' : formatHunt(res));
   return res.hunt.stopped === 'interrupted' ? EXIT_INTERRUPTED : EXIT_OK;

@@ -2,6 +2,7 @@
 // unexpected is a bug in vcpulab and says so (exit 1), with the stack only when VCPULAB_DEBUG is set.
 import { EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, UserError } from '../errors.js';
 import { asmCommand } from './asm.js';
+import { sigintFlag } from './interrupt.js';
 import { simCommand } from './sim.js';
 import { traceCommand } from './trace.js';
 import { huntCommand } from './hunt.js';
@@ -21,6 +22,7 @@ commands:
   scenarios            list the built-in scenarios`;
 
 export async function main(argv: string[]): Promise<number> {
+  sigintFlag(); // already installed by the launcher; here for callers that start at main()
   const [cmd, ...rest] = argv;
   try {
     switch (cmd) {

@@ -6,8 +6,9 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UserError } from '../errors.js';
 import { RUN_DEFAULTS, type RunConfig } from '../lab.js';
+import { sigintFlag } from './interrupt.js';
 import { runHunt, type HuntResult } from '../hunt/campaign.js';
-import { HUNT_DEFAULT_OUT, HUNT_DEFAULT_STRATEGIES, huntProgressBar, onInterrupt, parseStrategies, SHRINK_BUDGET_DEFAULT } from './hunt.js';
+import { HUNT_DEFAULT_OUT, HUNT_DEFAULT_STRATEGIES, huntProgressBar, parseStrategies, SHRINK_BUDGET_DEFAULT } from './hunt.js';
 
 export const REPRODUCE_USAGE = `usage: vcpulab reproduce REPORT.json [flags]
   --finding N              which finding of the report, 1-based in its order (default: 1)
@@ -48,8 +49,7 @@ export async function reproduceCommand(args: string[]): Promise<number> {
   if (parsed.positionals.length !== 1) throw new UserError(`vcpulab reproduce: give one REPORT.json (a sim --json report)`);
   const file = parsed.positionals[0];
   const { config, signature } = readFinding(file, intFlag('finding', v.finding, 1, 1_000_000) ?? 1);
-  const interrupt = { requested: false };
-  const off = onInterrupt(interrupt);
+  const interrupt = sigintFlag();
   const bar = huntProgressBar(v['no-progress'] !== true && v.json !== true);
   const [kind, cause] = signature.split(':');
   let res: HuntResult;
@@ -67,7 +67,6 @@ export async function reproduceCommand(args: string[]): Promise<number> {
     });
   } finally {
     bar.stop();
-    off();
   }
   const row = res.signatures.find((s) => s.signature === signature);
   if (v.json === true) process.stdout.write(JSON.stringify({ reproduced: row !== undefined, signature, ...res }, null, 2) + '\n');

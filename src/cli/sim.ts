@@ -10,6 +10,7 @@ import type { RunReport } from '../report.js';
 import { formatHuman } from './human.js';
 import { compareList, formatCompare } from './compare.js';
 import { labPrepare, labRun, replayCommand, RUN_DEFAULTS, simulate, type RunConfig } from '../lab.js';
+import { sigintFlag } from './interrupt.js';
 import { readScheduleFile, scheduleHeader, writeScheduleFile, type ReplayMode } from '../schedule.js';
 
 export { simulate, replayCommand, type RunConfig };
@@ -156,12 +157,7 @@ export async function simCommand(args: string[]): Promise<number> {
     expect = { digest: s.header.digest, signature: s.header.signature, hash: s.header.scenario_hash };
   }
   if (f.oracles === false) config = { ...config, oracles: false }; // a replay, too, may run unobserved
-  const interrupt = { requested: false };
-  const onSigint = (): void => {
-    if (interrupt.requested) process.exit(EXIT_INTERRUPTED); // second Ctrl-C: leave now
-    interrupt.requested = true;
-  };
-  process.on('SIGINT', onSigint);
+  const interrupt = sigintFlag();
   const tty = process.stdout.isTTY === true && !f.json && f.progress;
   const total = config.maxInstructions > 0 ? config.maxInstructions : 0;
   const bar = tty ? new cliProgress.SingleBar({ format: ' {bar} {value} guest instructions | {duration}s', hideCursor: true, clearOnComplete: true, noTTYOutput: false }, cliProgress.Presets.shades_classic) : undefined;
@@ -180,7 +176,6 @@ export async function simCommand(args: string[]): Promise<number> {
     });
   } finally {
     bar?.stop();
-    process.off('SIGINT', onSigint);
   }
   const { report, result } = out;
   if (f.scheduleOut !== undefined && result.schedule !== undefined) {
@@ -199,22 +194,13 @@ export async function simCommand(args: string[]): Promise<number> {
 
 /** Run each design with the same flags; print the table (or the reports with --json). Ctrl-C keeps what ran. */
 async function compareCommand(f: SimFlags, designs: string[]): Promise<number> {
-  const interrupt = { requested: false };
-  const onSigint = (): void => {
-    if (interrupt.requested) process.exit(EXIT_INTERRUPTED);
-    interrupt.requested = true;
-  };
-  process.on('SIGINT', onSigint);
+  const interrupt = sigintFlag();
   const reports: RunReport[] = [];
-  try {
-    for (const scenario of designs) {
-      if (interrupt.requested) break;
-      if (!f.json) process.stderr.write(`running ${scenario} ...\n`);
-      const { report } = await simulate({ ...f, scenario }, { interrupt });
-      reports.push(report);
-    }
-  } finally {
-    process.off('SIGINT', onSigint);
+  for (const scenario of designs) {
+    if (interrupt.requested) break;
+    if (!f.json) process.stderr.write(`running ${scenario} ...\n`);
+    const { report } = await simulate({ ...f, scenario }, { interrupt });
+    reports.push(report);
   }
   process.stdout.write(f.json ? JSON.stringify({ compare: reports }, null, 2) + '\n' : formatCompare(reports));
   if (interrupt.requested) return EXIT_INTERRUPTED;
