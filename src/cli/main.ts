@@ -44,7 +44,8 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof UserError) {
-      process.stderr.write(`${e.message}\n`);
+      // One line, always: a value quoted from a file may hold line breaks (a TOML multi-line string).
+      process.stderr.write(`${e.message.replace(/\r?\n/g, '\\n')}\n`);
       return EXIT_BAD_INPUT;
     }
     const err = e as Error;
