@@ -1,4 +1,4 @@
-// A seeded fuzz of the inputs a user hands vcpulab: scenario files, guest programs and schedule files,
+// A seeded fuzz of the inputs a user hands vcpulab: scenario files, guest programs, schedule and trace files,
 // mutated from good ones (bytes flipped, lines dropped or duplicated, values swapped for strange ones). Every
 // case must end as the CLI promises: exit 0, 1 or 2; for 2, exactly one line on stderr; never "internal
 // error" or a stack trace. Runs in-process through the CLI's own entry point (main), so a few hundred cases
@@ -120,5 +120,22 @@ describe('fuzzed inputs end as the CLI promises: exit 0, 1 or 2, one line for ba
       expectPromise(`schedule case ${k}`, res);
       expect(res.code, `schedule case ${k}: a damaged schedule must never replay as if it were fine`).not.toBe(0);
     }
+  }, 120_000);
+
+  it('trace files (60 cases), summary and Perfetto export, within a memory bound', async () => {
+    const good = join(dir, 'good.trace');
+    expect((await run(['--scenario', 'counter', '--max-instructions', '5000', '--trace', good])).code).toBe(0);
+    const bytes = readFileSync(good);
+    const r = rng(0x7ace);
+    for (let k = 0; k < 60; k++) {
+      const b = Buffer.from(bytes);
+      for (let f = 0; f < 1 + Math.floor(r() * 4); f++) b[Math.floor(r() * b.length)] = Math.floor(r() * 256);
+      const f = join(dir, `t${k}.trace`);
+      writeFileSync(f, k % 6 === 5 ? b.subarray(0, Math.floor(r() * b.length)) : b);
+      expectPromise(`trace case ${k}`, await cli(['trace', f]));
+      expectPromise(`trace case ${k} --perfetto`, await cli(['trace', f, '--perfetto', join(dir, `t${k}.json`)]));
+    }
+    // Everything above ran in this process: its memory stays far below the machine's.
+    expect(process.memoryUsage().rss).toBeLessThan(2 * 1024 ** 3);
   }, 120_000);
 });
