@@ -34,6 +34,7 @@ import { bareInterp, median, pingPong, type InterpRun, type PingPongRun } from '
 import { ipiBench } from './ipi.js';
 import { ALTP2M_METHOD, altp2mBench } from './altp2m.js';
 import { HUNT_METHOD, huntBench } from './hunt.js';
+import { startupBench } from './startup.js';
 
 const quick = process.argv.includes('--quick');
 const REPS = quick ? 1 : 3;
@@ -184,7 +185,7 @@ async function calibrate(dir: string, w: Workload): Promise<number> {
 
 interface Row {
   name: string;
-  kind: 'sim' | 'floor' | 'derived' | 'ipi' | 'altp2m' | 'hunt';
+  kind: 'sim' | 'floor' | 'derived' | 'ipi' | 'altp2m' | 'hunt' | 'startup';
   value: number;
   unit: string;
   /** Extra numbers behind the value (raw MIPS, sizes, all repetitions). */
@@ -332,6 +333,10 @@ async function main(): Promise<void> {
   // ---- hunts (bench/hunt.ts) ----
   const hunt = await huntBench({ quick, reps: REPS, progress });
   rows.push(...hunt.rows.map((r) => ({ ...r, detail: r.detail as Row['detail'] })));
+
+  // ---- start-up of a big machine (bench/startup.ts) ----
+  const startup = await startupBench({ quick, reps: REPS, progress });
+  rows.push(...startup.rows.map((r) => ({ ...r, detail: r.detail as Row['detail'] })));
   const ratios: Ratio[] = [
     ratio('serial / bare floor', perRep((r) => at(S4, 'inc', r) / one[r].mips), perRep((r) => at(S4, 'mid', r) / one[r].mips), 1 / 3, '>= 0.33 (within 3x)', 'serial 4 pCPUs / bare loop 1 worker'),
     ratio('serial absolute (M guest instr/s)', inc(S4), mid(S4), 100, '>= 100', 'serial 4 pCPUs'),
@@ -342,6 +347,7 @@ async function main(): Promise<void> {
     ...ipi.ratios.map((q) => ratio(q.name, q.value, NaN, NaN, 'info: x ping-pong RT', q.how)),
     ...alt.ratios.map((q) => ratio(q.name, q.value, NaN, NaN, q.targetText, q.how)),
     ...hunt.ratios.map((q) => ratio(q.name, q.value, NaN, q.target, q.targetText, q.how, q.lowerIsBetter === true)),
+    ...startup.ratios.map((q) => ratio(q.name, q.value, NaN, q.target, q.targetText, q.how, q.lowerIsBetter)),
   ];
 
   // ---- output ----

@@ -155,6 +155,8 @@ function metrics(m: Machine, col: Collector, res: EngineResult): Record<string, 
     instructions_per_pcpu: perPcpu,
     sim_time_ns: Math.round(cyclesToNs(clock)),
     wall_ms: Math.round(wall * 10) / 10,
+    /** Peak resident memory of the whole process so far (all threads), MiB. */
+    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
     guest_mips: wall > 0 ? Math.round((insns / wall / 1000) * 10) / 10 : 0,
     vm_exits: exitsTotal,
     exits,
