@@ -162,6 +162,9 @@ function checkConfig(c: unknown, bad: (f: string, why: string) => never): RunCon
     seed: o.seed as number, maxInstructions: o.maxInstructions as number, maxMs: o.maxMs as number, slack: o.slack as number,
     burst: o.burst as number, watchdogMs: o.watchdogMs as number,
     pcpus: o.pcpus as number | undefined, vcpus: o.vcpus as number | undefined, pctDepth: (o.pctDepth as number | undefined) ?? RUN_DEFAULTS.pctDepth,
+    // Flags that change what the report shows, not the run: carried so a replay reports like the original.
+    ...(o.oracles === false ? { oracles: false } : {}),
+    ...(Number.isInteger(o.maxInstances) && (o.maxInstances as number) >= 0 ? { maxInstances: o.maxInstances as number } : {}),
   };
 }
 

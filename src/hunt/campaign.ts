@@ -147,7 +147,13 @@ export async function runHunt(o: HuntOptions): Promise<HuntResult> {
       const task: HuntTask = { type: 'run', prep: spec, config, run: i, stepEstimate: fine ? estimateFor(i) : undefined, record: false };
       const p: Promise<void> = (pool.run(task) as Promise<TaskResult>).then(
         (r) => { done.set(i, r); },
-        (e: unknown) => { if (!o.interrupt.requested && failure === null) failure = new Error(`run ${i} (${config.strategy}, seed ${config.seed}): ${(e as Error).message}`); },
+        (e: unknown) => {
+          if (o.interrupt.requested || failure !== null) return;
+          const msg = (e as Error).message;
+          // Files edited during the campaign are the user's to fix (one line, exit 2); anything else is a bug.
+          failure = msg.endsWith('changed on disk during the campaign') ? new UserError(`vcpulab hunt: ${msg}`)
+            : new Error(`run ${i} (${config.strategy}, seed ${config.seed}): ${msg}`);
+        },
       ).finally(() => { inflight.delete(p); });
       inflight.add(p);
     };
