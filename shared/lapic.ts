@@ -128,17 +128,30 @@ export const LAPIC_SIM_BSP = 0x818;
  */
 export const LAPIC_SIM_ICR_HI_WRITER = 0x81c;
 export const ICR_HI_WRITER_USED = 1 << 31;
+/** Set with the writer when the vCPU wrote ICR_HI inside its NMI handler (NMI blocking on): `cli` never stops that. */
+export const ICR_HI_WRITER_NMI = 1 << 30;
 /**
  * Guest pc of the ICR_HI write LAPIC_SIM_ICR_HI_WRITER names (oracle bookkeeping): -1 when the hypervisor
  * wrote it; meaningful only while the writer is a vCPU (the page starts zeroed). Written with the writer, by
  * the owner only.
  */
 export const LAPIC_SIM_ICR_HI_PC = 0x820;
+/**
+ * Who sent the last INIT and the last NMI that reached this physical LAPIC (oracle bookkeeping): the IPI's
+ * source tag (trace/events.ts ipiTag; 0 = the hypervisor) and the pc of the ICR write that sent it (-1 none).
+ * Written by the sender before it latches the signal, read by the owner when it takes it; two senders racing
+ * leave one of them, which is all the finding needs.
+ */
+export const LAPIC_SIM_INIT_SRC_TAG = 0x824;
+export const LAPIC_SIM_INIT_SRC_PC = 0x828;
+export const LAPIC_SIM_NMI_SRC_TAG = 0x82c;
+export const LAPIC_SIM_NMI_SRC_PC = 0x830;
 /** Last private word; keep it last when adding fields. */
-export const LAPIC_SIM_LAST = LAPIC_SIM_ICR_HI_PC;
+export const LAPIC_SIM_LAST = LAPIC_SIM_NMI_SRC_PC;
 const LAPIC_SIM_WORDS: readonly number[] = [
   LAPIC_SIM_MODE, LAPIC_SIM_PENDING, LAPIC_SIM_INIT_STATE, LAPIC_SIM_NMI_PENDING, LAPIC_SIM_ESR_PENDING,
   LAPIC_SIM_INITIAL_ID, LAPIC_SIM_BSP, LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC,
+  LAPIC_SIM_INIT_SRC_TAG, LAPIC_SIM_INIT_SRC_PC, LAPIC_SIM_NMI_SRC_TAG, LAPIC_SIM_NMI_SRC_PC,
 ];
 
 // LAPIC_SIM_MODE values (IA32_APIC_BASE EN = bit 11, EXTD = bit 10)

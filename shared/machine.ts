@@ -29,7 +29,9 @@ export const CTL_ENQUEUE_SEQ = 11;
  * Each decrements it once; pCPU threads start stepping when it is 0. Atomics.
  */
 export const CTL_START_PENDING = 12;
-// Words 13..31 are unused: the lax-sync words below sit on a 64-byte line of their own, so their changes
+/** 1 once the hypervisor panicked (hv/nmi.ts): its crash NMIs stop the other pCPUs (Xen's nmi_callback). Atomics. */
+export const CTL_HOST_PANIC = 13;
+// Words 14..31 are unused: the lax-sync words below sit on a 64-byte line of their own, so their changes
 // do not invalidate the line with CTL_STOP that every pCPU reads at every step.
 /**
  * Threaded engine, lax sync: number of pCPUs asleep waiting for the slowest clock (PC_SYNC_WAITING set).

@@ -48,6 +48,8 @@ export const VC_PAUSE_COUNT = 36;
 export const VC_INIT_PENDING = 37;
 export const VINIT_NONE = 0;
 export const VINIT_PENDING = 1;
+/** Retired instructions (VC_INSNS_F64) at which the guest's perf counter overflows next (Float64; guest_nmi_insns). Owner only. */
+export const VC_GUEST_NMI_NEXT_F64 = 38;
 /** Guest instructions retired by this vCPU (Float64); --max-instructions compares against it. */
 export const VC_INSNS_F64 = 32;
 /** Cycles this vCPU has run (Float64). */
@@ -66,6 +68,12 @@ export const VC_ORC_CODE = 57;
 export const VC_ORC_FROM = 58;
 /** ORC_* bits below. */
 export const VC_ORC_FLAGS = 59;
+/** VNMI_* bits below: virtual-NMI state saved while the vCPU is off a pCPU (CpuCore.nmiBlocked). Owner only. */
+export const VC_NMI_FLAGS = 60;
+/** Virtual-NMI blocking: the guest is in its NMI handler until IRET (VMX "blocking by NMI", SDM virtual NMIs). */
+export const VNMI_BLOCKED = 1 << 0;
+/** The NMI latched at the vLAPIC is the guest watchdog's (EV_VNMI names the source). */
+export const VNMI_FROM_WATCHDOG = 1 << 1;
 /** KERNEL_IN_REALM_VIEW was reported for the stretch of kernel code it is in now. */
 export const ORC_KIRV = 1 << 0;
 /**
@@ -112,6 +120,9 @@ assertLayout('vcpu affinity before PIR', VC_AFFINITY + VC_AFFINITY_WORDS - 1, VC
 assertLayout('vcpu f64 before affinity', VC_RUN_CYCLES_F64 + 1, VC_AFFINITY);
 assertF64Aligned('vcpu insns', VC_INSNS_F64);
 assertF64Aligned('vcpu run cycles', VC_RUN_CYCLES_F64);
+assertF64Aligned('vcpu guest NMI next', VC_GUEST_NMI_NEXT_F64);
+assertLayout('vcpu guest NMI before affinity', VC_GUEST_NMI_NEXT_F64 + 1, VC_AFFINITY);
+assertLayout('vcpu NMI flags before soft affinity', VC_NMI_FLAGS, VC_SOFT_AFFINITY);
 
 // VC_RUNSTATE values
 export const RS_RUNNABLE = 0;

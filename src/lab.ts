@@ -134,6 +134,11 @@ export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {})
     lapic: sc.lapic,
     oracles: c.oracles !== false,
     realmEntries: spec.realmEntries,
+    vendor: sc.vendor,
+    nmiWatchdogCycles: sc.nmiWatchdogHz > 0 ? nsToCycles(1e9 / sc.nmiWatchdogHz) : 0,
+    xenNmi: sc.xenNmi,
+    initExit: sc.initExit,
+    guestNmiInsns: sc.domains.map((d) => d.guestNmiInsns),
   };
   const opts: EngineOptions = {
     seed: c.seed, strategy: c.strategy, slackCycles: c.slack, maxMs: c.maxMs, watchdogMs: c.watchdogMs,

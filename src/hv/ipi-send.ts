@@ -4,10 +4,14 @@
 // Xen sends its IPIs through the same ICR a passed-through guest writes (xen-sched-ipi.md §3.2): in xAPIC
 // mode ICR_HI is a latch shared by everyone on that pCPU, which is the race the secure-realm design runs
 // into (apic.md §5).
-import { ICR_DM_FIXED, ICR_DM_MASK, ICR_HI_XAPIC_DEST_SHIFT, LAPIC_ICR_HI, LAPIC_ICR_LO, LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC, ICR_HI_WRITER_USED, APIC_MODE_X2APIC } from '../../shared/lapic.js';
+import {
+  ICR_DM_FIXED, ICR_DM_INIT, ICR_DM_MASK, ICR_DM_NMI, ICR_HI_XAPIC_DEST_SHIFT, ICR_LEVEL_ASSERT, ICR_SH_ALL_EXCL, LAPIC_ICR_HI, LAPIC_ICR_LO,
+  LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC, LAPIC_SIM_INIT_SRC_PC, LAPIC_SIM_INIT_SRC_TAG, LAPIC_SIM_NMI_SRC_PC, LAPIC_SIM_NMI_SRC_TAG,
+  ICR_HI_WRITER_USED, APIC_MODE_X2APIC,
+} from '../../shared/lapic.js';
 import { PC_PENDING, PEND_IRQ } from '../../shared/pcpu.js';
 import { apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
-import { lapicAcceptIpi, lapicBusView, lapicMode, lapicRead, lapicWrite, lapicWriteX2apicIcr, type LapicWriteEffect } from '../hw/lapic.js';
+import { lapicAcceptPhysIpi, lapicBusView, lapicMode, lapicRead, lapicWrite, lapicWriteX2apicIcr, type LapicWriteEffect } from '../hw/lapic.js';
 import type { Machine } from '../machine.js';
 import { EV_HOST_RESET, EV_HV_IPI_MISDIRECTED } from '../trace/events.js';
 import type { PcpuCtx } from './pcpu-ctx.js';
@@ -27,11 +31,21 @@ export function physSend(p: PcpuCtx, icrLo: number, icrHi: number, tag: number):
   const targets = apicRouteIpi(icrLo >>> 0, icrHi >>> 0, p.id, physBusViews(m), p.params.apicBus);
   const vector = icrLo & 0xff;
   const mode = icrLo & ICR_DM_MASK;
+  // Who sent an INIT or NMI: the receiving core reports what became of it (init.ts, nmi.ts), so it needs
+  // the sender written down before the signal is latched.
+  const srcPc = tag === 0 || p.cur < 0 ? -1 : p.core.pc;
+  const srcTag = mode === ICR_DM_NMI ? LAPIC_SIM_NMI_SRC_TAG : mode === ICR_DM_INIT ? LAPIC_SIM_INIT_SRC_TAG : -1;
+  const srcPcOff = mode === ICR_DM_NMI ? LAPIC_SIM_NMI_SRC_PC : LAPIC_SIM_INIT_SRC_PC;
   for (const t of targets) {
     const claimed = irqTagClaim(m, t, vector, tag);
-    const r = lapicAcceptIpi(m.lapic32, m.plapicBase(t), icrLo, p.params.lapic);
+    if (srcTag >= 0) {
+      Atomics.store(m.lapic32, m.plapicBase(t) + (srcTag >> 2), tag);
+      Atomics.store(m.lapic32, m.plapicBase(t) + (srcPcOff >> 2), srcPc);
+    }
+    const r = lapicAcceptPhysIpi(m.lapic32, m.plapicBase(t), icrLo, p.params.lapic);
     irqTagSettle(m, t, vector, tag, claimed, r === 'latched');
-    if (r === 'init' || r === 'sipi') p.emit(EV_HOST_RESET, t, mode >> 8, tag);
+    // A SIPI counts only where it was taken: a core an INIT really reset waits for one (init.ts).
+    if (r === 'sipi') p.emit(EV_HOST_RESET, t, mode >> 8, tag);
     Atomics.or(m.pc32, m.pcpuBase(t) + PC_PENDING, PEND_IRQ);
     Atomics.notify(m.pc32, m.pcpuBase(t) + PC_PENDING);
   }
@@ -63,6 +77,17 @@ export function hvSendIpi(p: PcpuCtx, target: number, vector: number): void {
     m.lapic32[base + (LAPIC_SIM_ICR_HI_WRITER >> 2)] = ICR_HI_WRITER_USED; // the hypervisor's, already sent
     m.lapic32[base + (LAPIC_SIM_ICR_HI_PC >> 2)] = -1; // no guest instruction wrote it
   }
+  if (eff.type === 'ipi') physSend(p, eff.icrLo, eff.icrHi, 0);
+}
+
+/**
+ * The hypervisor sends an NMI to every other pCPU (Xen's smp_send_nmi_allbutself, used by the crash
+ * shootdown): the all-but-self shorthand, so only ICR_LO is written (no destination field to race).
+ */
+export function hvSendNmiAllButSelf(p: PcpuCtx): void {
+  const m = p.m, base = m.plapicBase(p.id);
+  const lo = ICR_DM_NMI | ICR_LEVEL_ASSERT | ICR_SH_ALL_EXCL;
+  const eff = lapicMode(m.lapic32, base) === APIC_MODE_X2APIC ? lapicWriteX2apicIcr(m.lapic32, base, lo, 0) : lapicWrite(m.lapic32, base, LAPIC_ICR_LO, lo);
   if (eff.type === 'ipi') physSend(p, eff.icrLo, eff.icrHi, 0);
 }
 

@@ -2,33 +2,33 @@
 // looked up in the vector table that handlers register into: irq-vectors.ts), and the pCPU's LAPIC as a
 // passed-through guest sees it. A layer above everything it dispatches to; sending is ipi-send.ts, below.
 import { DM_IPI_PATH, ipiPathIsPassthrough } from '../../shared/domain.js';
-import { LAPIC_ICR_HI, LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC, ICR_HI_WRITER_USED, LAPIC_PEND_INIT, LAPIC_PEND_SIPI } from '../../shared/lapic.js';
+import { LAPIC_ICR_HI, LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC, ICR_HI_WRITER_NMI, ICR_HI_WRITER_USED, LAPIC_PEND_INIT, LAPIC_PEND_NMI } from '../../shared/lapic.js';
 import { PC_STATE, PS_WAIT_SIPI } from '../../shared/pcpu.js';
-import { RS_LOST, VCPU_STRIDE_WORDS, VC_IPI_SEQ, VC_RUNSTATE } from '../../shared/vcpu.js';
-import { lapicAck, lapicPendingDeliverable, lapicEoi, lapicInit, lapicRead, lapicReadX2apic, lapicTakePending, lapicWrite, lapicWriteX2apic } from '../hw/lapic.js';
+import { VCPU_STRIDE_WORDS, VC_IPI_SEQ } from '../../shared/vcpu.js';
+import { lapicAck, lapicPendingDeliverable, lapicEoi, lapicRead, lapicTakeNmi, lapicReadX2apic, lapicTakePending, lapicWrite, lapicWriteX2apic } from '../hw/lapic.js';
 import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
 import { PORT_GP, PORT_OK, type LapicPort } from '../isa/interp.js';
-import { EV_ICR_WINDOW, EV_IPI_SEND, ICRW_OTHER, ICRW_REUSED, EV_PHYS_IRQ, PIRQ_HANDLED, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTag } from '../trace/events.js';
+import { EV_ICR_WINDOW, EV_IPI_SEND, ICRW_NMI, ICRW_OTHER, ICRW_REUSED, EV_PHYS_IRQ, PIRQ_HANDLED, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTag } from '../trace/events.js';
 import type { PcpuCtx } from './pcpu-ctx.js';
 import { physSend, irqTagAcked, irqTagTake } from './ipi-send.js';
 import { EVENT_CHECK_VECTOR, INVALIDATE_TLB_VECTOR, irqHandler, irqReflect, irqRegister, irqRegisterService } from './irq-vectors.js';
+import { hvNmi } from './nmi.js';
+import { hvInitSignal } from './init.js';
 
 /**
- * Service this pCPU's physical LAPIC: INIT/SIPI, then every deliverable vector. Returns false when an
- * INIT has reset the pCPU (it must stop running anything).
+ * Service this pCPU's physical LAPIC: NMI, INIT, then every deliverable vector. `guestMode`: a vCPU was in
+ * guest mode when the signals arrived (an INIT is then a VM exit, not a reset or a held signal: init.ts).
+ * Returns false when an INIT has reset the pCPU (it must stop running anything).
  */
-export function physService(p: PcpuCtx): boolean {
+export function physService(p: PcpuCtx, guestMode = false): boolean {
   const m = p.m, base = m.plapicBase(p.id);
   const pend = lapicTakePending(m.lapic32, base);
-  if ((pend & (LAPIC_PEND_INIT | LAPIC_PEND_SIPI)) !== 0) {
-    // INIT from a guest: the CPU resets under the hypervisor. Its vCPU and the hypervisor's state on it
-    // are gone; a later SIPI would start it at a vector the hypervisor never installed.
-    lapicInit(m.lapic32, base);
-    if (p.cur >= 0) Atomics.store(m.vc32, p.cur * VCPU_STRIDE_WORDS + VC_RUNSTATE, RS_LOST);
-    p.dropCurrent();
-    Atomics.store(m.pc32, p.base + PC_STATE, PS_WAIT_SIPI);
-    return false;
-  }
+  // A core in wait-for-SIPI runs nothing, the hypervisor included: only a SIPI could restart it, at a vector
+  // Xen never installed (a recorded SIPI is the sender's HOST_RESET finding).
+  if (Atomics.load(m.pc32, p.base + PC_STATE) === PS_WAIT_SIPI) return false;
+  // NMI first: IF and TPR do not hold it off (apic.md §4), and Xen's handler runs before anything else.
+  if ((pend & LAPIC_PEND_NMI) !== 0 && lapicTakeNmi(m.lapic32, base)) hvNmi(p);
+  if ((pend & LAPIC_PEND_INIT) !== 0 && !hvInitSignal(p, guestMode)) return false;
   for (;;) {
     const next = lapicPendingDeliverable(m.lapic32, base);
     if (next < 0) break;
@@ -65,19 +65,21 @@ export class PhysLapicPort implements LapicPort {
     const wpc = m.plapicBase(p.id) + (LAPIC_SIM_ICR_HI_PC >> 2);
     const eff = lapicWrite(m.lapic32, m.plapicBase(p.id), offset, value, p.params.lapic);
     if (offset === LAPIC_ICR_HI) {
-      m.lapic32[w] = p.cur + 1;
+      // Inside its NMI handler `cli` protects nothing: mark the write, so a window it opens names the NMI.
+      m.lapic32[w] = (p.cur + 1) | (p.core.nmiBlocked ? ICR_HI_WRITER_NMI : 0);
       m.lapic32[wpc] = p.core.pc; // the interpreter stored the writing instruction's pc before calling us
     }
     if (eff.type !== 'ipi') return true;
     const writer = m.lapic32[w];
-    const by = writer & ~ICR_HI_WRITER_USED;
+    const by = writer & ~(ICR_HI_WRITER_USED | ICR_HI_WRITER_NMI);
     const hiPc = by === 0 ? -1 : m.lapic32[wpc];
     m.lapic32[w] = writer | ICR_HI_WRITER_USED;
     const tag = this.guestSend(eff.icrLo, eff.icrHi);
     // The window between ICR_HI and ICR_LO (apic.md §5): say when this send used someone else's ICR_HI,
     // with the pc of the ICR_HI write it used as the event's pc (the send's own pc is its EV_IPI_SEND's).
-    if ((writer & ICR_HI_WRITER_USED) !== 0) p.emitPc(EV_ICR_WINDOW, tag, ICRW_REUSED, by, hiPc);
-    else if (writer !== p.cur + 1) p.emitPc(EV_ICR_WINDOW, tag, ICRW_OTHER, writer, hiPc);
+    const nmi = (writer & ICR_HI_WRITER_NMI) !== 0 && !p.core.nmiBlocked ? ICRW_NMI : 0;
+    if ((writer & ICR_HI_WRITER_USED) !== 0) p.emitPc(EV_ICR_WINDOW, tag, ICRW_REUSED | nmi, by, hiPc);
+    else if ((writer & ~ICR_HI_WRITER_NMI) !== p.cur + 1) p.emitPc(EV_ICR_WINDOW, tag, ICRW_OTHER | nmi, by, hiPc);
     return true;
   }
 

@@ -38,6 +38,16 @@ export interface PcpuParams {
   oracles?: boolean;
   /** Per domain index: the realm's entry points (scenario key realm_entries), sorted; empty or absent = any. */
   realmEntries?: number[][];
+  /** Whose CPUs ([machine] vendor): how an INIT is taken (init.ts). Absent = intel. */
+  vendor?: 'intel' | 'amd';
+  /** Cycles between two of Xen's watchdog NMIs on each pCPU; 0 or absent = the watchdog is off (nmi.ts). */
+  nmiWatchdogCycles?: number;
+  /** Xen's `nmi=` option: its handler's choice for an NMI of unknown reason. Absent = dom0. */
+  xenNmi?: 'dom0' | 'ignore' | 'fatal';
+  /** Intel: Xen's handling of an INIT VM exit. Absent = ignore. */
+  initExit?: 'ignore' | 'crash';
+  /** Per domain index: a vCPU's retired instructions between two of its guest perf counter's NMIs; 0 = off. */
+  guestNmiInsns?: number[];
 }
 
 /** The pCPU context a handler gets. */
@@ -71,4 +81,8 @@ export interface PcpuCtx {
   reloadView(): void;
   /** The loaded vCPU is gone (its pCPU was reset): forget it without saving anything. */
   dropCurrent(): void;
+  /** Xen's watchdog counter overflowed on this pCPU and raised the NMI now latched (nmi.ts). */
+  watchdogOverflow: boolean;
+  /** Intel: an INIT was blocked in VMX root operation; the next VM entry exits on it (init.ts). */
+  initHeld: boolean;
 }

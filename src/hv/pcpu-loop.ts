@@ -10,7 +10,10 @@ import { PhysLapicPort, physService } from './ipi.js';
 import { hvKick } from './ipi-send.js';
 import { irqVectorsComplete } from './irq-vectors.js';
 import { assert } from '../errors.js';
-import { vlapicInject } from './vlapic.js';
+import { vlapicInject, vlapicWatchdogNmi } from './vlapic.js';
+import { nmiWatchdogFire } from './nmi.js';
+import { hvInitHeldEntry } from './init.js';
+import { LAPIC_SIM_NMI_PENDING } from '../../shared/lapic.js';
 import { p2mGetMfn } from '../hw/ept.js';
 import {
   PC_CLOCK_F64, PC_CTXSW_F64, PC_CURRENT, PC_ENTRIES_F64, PC_HV_F64, PC_IDLE_F64, PC_INSNS_F64,
@@ -20,7 +23,7 @@ import {
   RS_DONE, RS_LIMIT, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_DOMAIN, VC_FLAGS, VC_ID, VC_IDTR,
   VC_INIT_PENDING, VC_INSNS_F64, VC_MIGRATIONS, VC_PAUSE_COUNT, VC_PC, VC_PCPU, VC_REGS, VINIT_NONE, VC_RUNSTATE, VC_RUN_CYCLES_F64,
 } from '../../shared/vcpu.js';
-import { type CpuHooks, type DeliveryHook, CpuCore, EXIT_EXTINT, EXIT_MTF, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
+import { type CpuHooks, type DeliveryHook, CpuCore, EXIT_EXTINT, EXIT_MTF, EXIT_NMI, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
 import { opcodeCosts } from '../hw/clock.js';
 import * as Mo from '../hw/mem-order.js';
 import type { Machine } from '../machine.js';
@@ -34,7 +37,7 @@ import { inject, vmexitHandle } from './vmexit.js';
 import { AD_DONE, AD_GEN, AD_REALM_HI, AD_REALM_LO, AD_SECRET_HI, AD_SECRET_LO, AD_TRAMP_HI, AD_TRAMP_LO, AD_VISIBLE, altp2mBase } from '../../shared/altp2m.js';
 import {
   INVALID_ALTP2M, ORC_KIRV, VCA_EMULATE, VCA_FAST_SS, VCA_SINGLESTEP, VCA_VMFUNC, VC_ALTP2M_FLAGS, VC_EPTP_INDEX, VC_FAST_SS_IDX,
-  VC_ORC_CODE, VC_ORC_FLAGS, VC_ORC_FROM, VC_P2MIDX,
+  VC_ORC_CODE, VC_ORC_FLAGS, VC_ORC_FROM, VC_P2MIDX, VC_GUEST_NMI_NEXT_F64, VC_NMI_FLAGS, VNMI_BLOCKED,
 } from '../../shared/vcpu.js';
 import { PC_INVEPT_HINT, PC_VMFUNCS } from '../../shared/pcpu.js';
 import { GuestAltOp, OPW_NONE, hvmOpContinue } from './hvm-op-guest.js';
@@ -76,6 +79,17 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
   private entering = true;
   /** PcpuParams.oracles. */
   private readonly oracles: boolean;
+  /** Xen's watchdog counter overflowed and raised the NMI now latched (nmi.ts). */
+  watchdogOverflow = false;
+  /** Intel: an INIT blocked in VMX root operation waits for the next VM entry (init.ts). */
+  initHeld = false;
+  /** Xen's NMI watchdog: cycles between two of its NMIs (0: off), and when the next is due on this clock. */
+  private readonly wdogPeriod: number;
+  private wdogNext: number;
+  /** Per domain: a vCPU's retired instructions between two of the guest's own perf NMIs (0: off). */
+  private readonly guestNmiInsns: number[];
+  /** The loaded vCPU's domain has a guest NMI watchdog; word index of its next due time (Float64). */
+  private fGuestNmiNext = -1;
   /** PcpuParams.realmEntries as the core takes them, per domain (null: any realm address). */
   private readonly realmEntries: (Int32Array | null)[];
 
@@ -128,6 +142,9 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     for (const e of params.realmEntries ?? []) this.realmEntries.push(e.length === 0 ? null : Int32Array.from(e).sort());
     this.core.oracles = this.oracles;
     this.core.hooks = this;
+    this.wdogPeriod = Math.max(0, Math.round(params.nmiWatchdogCycles ?? 0));
+    this.wdogNext = this.wdogPeriod;
+    this.guestNmiInsns = params.guestNmiInsns ?? [];
     this.altOp = new GuestAltOp(this);
     // Every hypervisor vector has its handler (each handler module registered itself when it loaded).
     assert(irqVectorsComplete(), 'a hypervisor vector has no handler: a handler module was not loaded');
@@ -184,6 +201,7 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     // loads that V8 does not fold, and this runs once per serial step.
     const m = this.m, pc32 = m.pc32, ex = this.ex;
     if (Mo.ld(m.ctl, this.iStop, ex) !== 0) return this.stop();
+    if (this.wdogPeriod > 0 && this.core.clock >= this.wdogNext) this.watchdogTick();
     const pend = pc32[this.iPending];
     if (pend !== 0) this.servicePending(pend);
     if (pc32[this.iState] === PS_WAIT_SIPI) return STEP_IDLE; // reset behind the hypervisor's back
@@ -213,6 +231,14 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
       if (left < budget) budget = left;
     }
     m.pcF64[this.fEntries]++;
+    if (this.initHeld) {
+      // Intel: the INIT blocked in root operation takes effect now, as a VM exit right at entry.
+      hvInitHeldEntry(this);
+      this.entering = true;
+      m.pcF64[this.fClock] = this.core.clock;
+      return STEP_RAN;
+    }
+    if (this.fGuestNmiNext >= 0) budget = this.guestNmiDue(budget);
     if (!vlapicInject(this)) {
       vmexitHandle(this, EXIT_TRIPLE_FAULT);
       return STEP_RAN;
@@ -266,6 +292,33 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     return STEP_RAN;
   }
 
+  /** Xen's watchdog: its perf counter overflowed on this pCPU; one NMI however late the pCPU looks (nmi.ts). */
+  private watchdogTick(): void {
+    const c = this.core.clock, per = this.wdogPeriod;
+    this.wdogNext = c - ((c - this.wdogNext) % per) + per;
+    nmiWatchdogFire(this);
+  }
+
+  /**
+   * The guest's own perf NMI (guest_nmi_insns): when the loaded vCPU's retired instructions reached the
+   * counter's overflow point, its vPMU raised a PMI: the exit happens and Xen injects a virtual NMI.
+   * Otherwise the burst is cut to end exactly there, so the NMI may land between any two instructions,
+   * `cli` or not. Returns the budget.
+   */
+  private guestNmiDue(budget: number): number {
+    const m = this.m, i = this.fGuestNmiNext, per = this.guestNmiInsns[this.curDomain];
+    const done = m.vcF64[this.fVInsns];
+    if (done >= m.vcF64[i]) {
+      m.vcF64[i] = done - ((done - m.vcF64[i]) % per) + per;
+      exitCount(this, EXIT_NMI);
+      this.hvCycles(this.params.costs.vmexit);
+      this.entering = true;
+      vlapicWatchdogNmi(this);
+    }
+    const left = m.vcF64[i] - done;
+    return left < budget ? left : budget;
+  }
+
   /** Bits other threads set in PC_PENDING: kicks and physical interrupts. */
   private servicePending(pend: number): void {
     const pc32 = this.m.pc32;
@@ -274,6 +327,8 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     const inGuest = this.cur >= 0 && piNotificationOnly(this, pend);
     if (!inGuest) this.entering = true; // a kick or an interrupt takes the vCPU out of guest mode
     if ((pend & PEND_IRQ) === 0) return;
+    // The loaded vCPU is still in guest mode if its last burst ended without an exit (init.ts asks).
+    const guestMode = this.cur >= 0 && this.lastExit === EXIT_NONE && !inGuest;
     // Between two serial steps the loaded vCPU is still in guest mode: an interrupt arriving then
     // makes it exit, exactly as one arriving mid-burst does (the interpreter counted that case).
     if (this.cur >= 0 && this.lastExit !== EXIT_EXTINT && !inGuest) {
@@ -281,7 +336,7 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
       this.lastExit = EXIT_EXTINT;
       this.hvCycles(this.params.costs.vmexit);
     }
-    physService(this);
+    physService(this, guestMode);
   }
 
   /**
@@ -392,6 +447,7 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     m.vc32[vb + VC_PC] = c.pc;
     m.vc32[vb + VC_FLAGS] = c.flags;
     m.vc32[vb + VC_IDTR] = c.idtr;
+    m.vc32[vb + VC_NMI_FLAGS] = (m.vc32[vb + VC_NMI_FLAGS] & ~VNMI_BLOCKED) | (c.nmiBlocked ? VNMI_BLOCKED : 0);
     if (this.oracles) {
       // The realm oracles' memory of this vCPU travels with it (VC_ORC_*), saved with its registers: before
       // the runstate store below lets another pCPU take it.
@@ -549,7 +605,16 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     c.pc = m.vc32[vb + VC_PC];
     c.flags = m.vc32[vb + VC_FLAGS];
     c.idtr = m.vc32[vb + VC_IDTR];
+    c.nmiBlocked = (m.vc32[vb + VC_NMI_FLAGS] & VNMI_BLOCKED) !== 0;
+    // An NMI latched at its vLAPIC while it was away waits for blocking to end (vlapicInject).
+    c.nmiWindow = Atomics.load(m.lapic32, m.vlapicBase(v) + (LAPIC_SIM_NMI_PENDING >>> 2)) !== 0;
     const d = m.vc32[vb + VC_DOMAIN];
+    this.fGuestNmiNext = -1;
+    const gper = this.guestNmiInsns[d] ?? 0;
+    if (gper > 0) {
+      this.fGuestNmiNext = (vb + VC_GUEST_NMI_NEXT_F64) >> 1;
+      if (m.vcF64[this.fGuestNmiNext] === 0) m.vcF64[this.fGuestNmiNext] = gper;
+    }
     // x2apic-passthrough: the MSR bitmap lets 0x800-0x8FF through to the pCPU's own x2APIC. ipiv/avic:
     // the CPU virtualizes the APIC page and MSRs itself, against the vCPU's own vLAPIC.
     const path = m.dm32[m.domainBase(d) + DM_IPI_PATH];

@@ -9,16 +9,16 @@ import * as Mo from '../hw/mem-order.js';
 import { vcpuInit, vcpuSipi } from './vcpu-ops.js';
 import { APIC_BASE_EN, APIC_BASE_EXTD, ICR_DM_FIXED, ICR_DM_LOWEST, ICR_DM_MASK, LAPIC_PEND_NMI, LAPIC_SIM_PENDING } from '../../shared/lapic.js';
 import { P2MT_APIC_ACCESS, p2mAttrType } from '../../shared/p2m.js';
-import { FL_IF, RS_RUNNING, VC_DOMAIN, VCPU_STRIDE_WORDS, VC_ID, VC_IPI_SEQ, VC_PCPU, VC_RUNSTATE } from '../../shared/vcpu.js';
+import { FL_IF, RS_RUNNING, VC_DOMAIN, VCPU_STRIDE_WORDS, VC_ID, VC_IPI_SEQ, VC_NMI_FLAGS, VC_PCPU, VC_RUNSTATE, VNMI_FROM_WATCHDOG } from '../../shared/vcpu.js';
 import { apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
 import {
-  lapicAck, lapicAcceptInterrupt, lapicEoi, lapicAcceptIpi, lapicApicBase, lapicBusView, lapicPendingDeliverable, lapicRead,
+  lapicAck, lapicAcceptInterrupt, lapicAcceptNmi, lapicEoi, lapicAcceptIpi, lapicApicBase, lapicBusView, lapicPendingDeliverable, lapicRead,
   lapicReadX2apic, lapicTakeNmi, lapicTakePending, lapicWrite, lapicWriteApicBase, lapicWriteX2apic, type LapicWriteEffect,
 } from '../hw/lapic.js';
 import { p2mGetAttr, PERM_X } from '../hw/ept.js';
 import { EXIT_APIC_ACCESS, EXIT_EPT_VIOLATION, VEC_GP, VEC_NMI, guestDeliver, xlate } from '../isa/interp.js';
 import { INSN_BYTES, OP_LD, OP_ST, OP_ST_SD, OP_ST_SI, REG_EAX, REG_ECX, REG_EDX } from '../isa/opcodes.js';
-import { EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, ipiTag } from '../trace/events.js';
+import { EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, EV_VNMI, VNMI_IPI, VNMI_WATCHDOG, ipiTag } from '../trace/events.js';
 import { schedTickleTarget, schedWake } from './sched/sched.js';
 import { hvKick, irqTagAcked, irqTagClaim, irqTagSettle, irqTagTake } from './ipi-send.js';
 import { irqRegisterReflect } from './irq-vectors.js';
@@ -89,9 +89,15 @@ export function vlapicInject(p: PcpuCtx): boolean {
   const pend = Mo.ld(m.lapic32, base + (LAPIC_SIM_PENDING >>> 2), m.exclusive) === 0 ? 0 : lapicTakePending(m.lapic32, base);
   if (pend !== 0) p.virqCheck = true;
   if (ipiPathPosts(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH]) && piSync(p, v)) p.virqCheck = true;
+  // The NMI latch is set before the summary bit (lapicAcceptNmi), so only a summary with NMI can raise one;
+  // one that waits for blocking to end is remembered in nmiWindow (Xen's nmi_pending and its NMI window).
+  if ((pend & LAPIC_PEND_NMI) !== 0) c.nmiWindow = true;
   if (!p.virqCheck) return true;
-  // The NMI latch is set before the summary bit (lapicAcceptNmi), so only a summary with NMI can have one.
-  if ((pend & LAPIC_PEND_NMI) !== 0 && lapicTakeNmi(m.lapic32, base)) return deliver(p, VEC_NMI, 0);
+  if (c.nmiWindow && !c.nmiBlocked) {
+    // Virtual NMIs obey blocking until the handler's IRET; IF has no say. One waits latched, more are lost.
+    c.nmiWindow = false;
+    if (lapicTakeNmi(m.lapic32, base)) return deliverNmi(p);
+  }
   if ((c.flags & FL_IF) === 0) return true;
   const next = lapicPendingDeliverable(m.lapic32, base);
   if (next < 0) { p.virqCheck = false; return true; }
@@ -104,10 +110,32 @@ export function vlapicInject(p: PcpuCtx): boolean {
   return deliver(p, vec, tag);
 }
 
+/** Inject a virtual NMI through IDT vector 2; blocking lasts until the guest's IRET (CpuCore.nmiBlocked). */
+function deliverNmi(p: PcpuCtx): boolean {
+  const m = p.m, vb = p.cur * VCPU_STRIDE_WORDS;
+  const fromWatchdog = (m.vc32[vb + VC_NMI_FLAGS] & VNMI_FROM_WATCHDOG) !== 0;
+  m.vc32[vb + VC_NMI_FLAGS] &= ~VNMI_FROM_WATCHDOG;
+  p.emit(EV_VNMI, fromWatchdog ? VNMI_WATCHDOG : VNMI_IPI, p.core.pc, 0);
+  p.hvCycles(p.params.costs.exception);
+  if (guestDeliver(p.core, VEC_NMI, p.core.pc) !== 0) return false;
+  p.core.nmiBlocked = true;
+  return true;
+}
+
 function deliver(p: PcpuCtx, vec: number, tag: number): boolean {
-  if (vec !== VEC_NMI) p.emit(EV_IPI_DELIVER, tag, vec, p.id);
+  p.emit(EV_IPI_DELIVER, tag, vec, p.id);
   p.hvCycles(p.params.costs.exception);
   return guestDeliver(p.core, vec, p.core.pc) === 0;
+}
+
+/**
+ * The guest's own NMI watchdog (domain key guest_nmi_insns: Linux's hard-lockup detector on a vPMU counter)
+ * fired for the loaded vCPU: a virtual NMI at its vLAPIC, as Xen's vPMU injects for a counter overflow.
+ */
+export function vlapicWatchdogNmi(p: PcpuCtx): void {
+  const m = p.m, v = p.cur;
+  if (lapicAcceptNmi(m.lapic32, m.vlapicBase(v)) === 'nmi') m.vc32[v * VCPU_STRIDE_WORDS + VC_NMI_FLAGS] |= VNMI_FROM_WATCHDOG;
+  p.virqCheck = true;
 }
 
 /** hlt with IF=1: is an interrupt already deliverable (then hlt returns at once, Xen hvm_hlt)? */

@@ -297,6 +297,20 @@ export function lapicAcceptInit(regs: Int32Array, base: number): LapicAcceptResu
   return 'init';
 }
 
+/**
+ * An IPI at a physical LAPIC (a pCPU's). Only INIT differs from lapicAcceptIpi: whether the core resets at
+ * all depends on the vendor and on whether it runs the hypervisor or a guest when it takes the signal
+ * (apic.md §9: Intel blocks INIT in VMX root operation and exits on it in non-root; SVM intercepts it in
+ * guest mode), which only the core knows, so the APIC latches the INIT and the core enters wait-for-SIPI
+ * itself if it resets (lapicInit). Until then a SIPI finds no wait-for-SIPI and is discarded.
+ */
+export function lapicAcceptPhysIpi(regs: Int32Array, base: number, icrLo: number, opts: LapicOptions = LAPIC_DEFAULTS): LapicAcceptResult {
+  if ((icrLo & ICR_DM_MASK) !== ICR_DM_INIT) return lapicAcceptIpi(regs, base, icrLo, opts);
+  if ((icrLo & (ICR_TRIGGER_LEVEL | ICR_LEVEL_ASSERT)) === ICR_TRIGGER_LEVEL) return 'ignored';
+  Atomics.or(regs, base + (LAPIC_SIM_PENDING >>> 2), LAPIC_PEND_INIT);
+  return 'init';
+}
+
 /** A SIPI arrives: honoured only in wait-for-SIPI, one compareExchange so two racing SIPIs record one vector. */
 export function lapicAcceptSipi(regs: Int32Array, base: number, vector: number): LapicAcceptResult {
   const received = LAPIC_SIPI_RECEIVED | ((vector & ICR_VECTOR_MASK) << LAPIC_SIPI_VECTOR_SHIFT);

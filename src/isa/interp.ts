@@ -52,9 +52,15 @@ export const EXIT_PREEMPT = 12;
 export const EXIT_APIC_ACCESS = 13;
 /** Monitor trap flag: the exit after a single-stepped instruction (vm_event single-step). Counted by the pCPU. */
 export const EXIT_MTF = 14;
-export const EXIT_COUNT = 15;
+/** INIT in VMX non-root (basic reason 3) or an intercepted INIT on SVM (apic.md §9). */
+export const EXIT_INIT = 15;
+/** A physical NMI while the guest ran (Xen sets NMI exiting; reason 0 with an NMI). */
+export const EXIT_NMI = 16;
+/** NMI-window exiting: the guest's IRET ended virtual-NMI blocking with another NMI pending. */
+export const EXIT_NMI_WINDOW = 17;
+export const EXIT_COUNT = 18;
 export const EXIT_NAMES = ['none', 'hlt', 'vmcall', 'magic', 'cpuid', 'rdmsr', 'wrmsr', 'io', 'ept_violation',
-  'triple_fault', 'external_interrupt', 'vmfunc', 'preempt', 'apic_access', 'monitor_trap'] as const;
+  'triple_fault', 'external_interrupt', 'vmfunc', 'preempt', 'apic_access', 'monitor_trap', 'init', 'nmi', 'nmi_window'] as const;
 
 // x86 exception vectors used here
 export const VEC_NMI = 2;
@@ -256,6 +262,13 @@ export class CpuCore {
   readonly insnCost: number;
   /** Cycles for one delivery through the guest IDT. */
   exceptionCost = 0;
+  /**
+   * Virtual-NMI blocking: set when a virtual NMI is delivered, cleared by the guest's next IRET (SDM "virtual
+   * NMIs"). While set, another NMI waits; `cli` has nothing to do with it.
+   */
+  nmiBlocked = false;
+  /** A virtual NMI waits for blocking to end: IRET then exits (NMI-window exiting) so it can be injected. */
+  nmiWindow = false;
 
   constructor(
     readonly mem32: Int32Array,
@@ -850,6 +863,10 @@ export function guestRun(c: CpuCore, budget: number): number {
           cf = (v & FL_CF) !== 0; zf = (v & FL_ZF) !== 0; sf = (v & FL_SF) !== 0; of = (v & FL_OF) !== 0;
           ifl = (v & FL_IF) !== 0;
           R[Reg.ESP] = (sp + 8) | 0;
+          if (c.nmiBlocked) {
+            c.nmiBlocked = false; // IRET ends NMI blocking, whichever handler it returns from
+            if (c.nmiWindow) { exit = EXIT_NMI_WINDOW; break loop; } // IRET completed: the exit comes after it
+          }
           if (--sh === 0) break loop;
           if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; }
           continue;

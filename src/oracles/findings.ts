@@ -17,6 +17,8 @@
 //     physical (a passthrough path: the copy came through a pCPU's LAPIC):
 //                       icr_window      ICR_HI rewritten, or already sent with, between a send's ICR_HI and
 //                                       ICR_LO writes [the ICR_LO write, then the interloper's ICR_HI write or xen]
+//                       nmi             the same window, opened by the vCPU's own NMI handler: cli does not stop
+//                                       an NMI [the ICR_LO write, then the handler's ICR_HI write]
 //                       stale_map       destination from a stale vCPU -> pCPU map: the target ran elsewhere [send]
 //                       not_running     the target was waiting for a pCPU; the pCPU's current vCPU took it [send]
 //                       left_pcpu       the target ran on the destination pCPU when the IPI left, but was
@@ -32,7 +34,12 @@
 //   IPI_FOREIGN         foreign_domain  delivered into another domain [send]
 //   IPI_UNKNOWN_VECTOR  dropped         a vector no one handles reached a pCPU [send, or xen]
 //                       reflected       the same, passed on to the running vCPU [send, or xen]
-//   HOST_RESET          init | sipi     INIT or SIPI reached a pCPU [send, or xen]
+//   HOST_RESET          init            an INIT really reset a pCPU (AMD, host mode) [send]
+//                       sipi            a SIPI reached a pCPU in wait-for-SIPI [send]
+//   HOST_INIT           vmexit_ignored | held_in_root | domain_crash | core_reset   a guest sent INIT through a
+//                                       host LAPIC; the cause is what it did there (hv/init.ts) [send]
+//   HOST_NMI            watchdog | dropped_ap | dropped_watchdog | ignored | dom0 | fatal | absorbed_watchdog
+//                                       a guest sent an NMI through a host LAPIC; what Xen's do_nmi did (hv/nmi.ts) [send]
 //   ROGUE_VMFUNC        outside_trampoline  VMFUNC outside the trampoline region [the VMFUNC]
 //   REALM_ESCAPE        secret_access   the secret touched from outside the realm [the accessing instruction]
 //   REALM_ENTRY         fallthrough | jump | call | return | iret | interrupt | other  control entered the realm
@@ -44,13 +51,14 @@
 //   STALE_TRANSLATION   no_flush        an access through a TLB entry older than a completed change [where the
 //                                       burst that made it stopped: the interpreter does not keep the access's pc]
 //   GUEST_ASSERT        code<N>         magic 3 with code N, unsigned decimal [the magic]
-//   DOMAIN_CRASH        triple_fault | ept_violation | vmfunc | other  [the crashing instruction]
+//   DOMAIN_CRASH        triple_fault | ept_violation | vmfunc | init_exit | host_panic | other  [the crashing
+//                                       instruction; xen for host_panic]
 //   STALL               all_blocked     no pCPU can make progress: every vCPU blocked or done [none]
 //                       hung            threaded: no pCPU completed a burst within the watchdog period [none]
 import { cyclesToNs } from '../hw/clock.js';
 
 export const FINDING_KINDS = [
-  'IPI_MISDIRECTED', 'IPI_LOST', 'IPI_FOREIGN', 'IPI_UNKNOWN_VECTOR', 'HOST_RESET', 'ROGUE_VMFUNC',
+  'IPI_MISDIRECTED', 'IPI_LOST', 'IPI_FOREIGN', 'IPI_UNKNOWN_VECTOR', 'HOST_RESET', 'HOST_INIT', 'HOST_NMI', 'ROGUE_VMFUNC',
   'REALM_ESCAPE', 'REALM_ENTRY', 'KERNEL_IN_REALM_VIEW', 'STALE_TRANSLATION', 'DOMAIN_CRASH', 'GUEST_ASSERT', 'STALL',
 ] as const;
 export type FindingKind = (typeof FINDING_KINDS)[number];
@@ -63,7 +71,7 @@ export const SIGNATURES_PER_KIND = 256;
 export const MAX_INSTANCES_DEFAULT = 1000;
 /** IPI_MISDIRECTED cause tokens in table order (the compare table's columns follow it). */
 export const MISDIRECTED_CAUSES = [
-  'not_running', 'stale_map', 'left_pcpu', 'icr_window', 'broadcast', 'shorthand', 'logical', 'lowest_priority',
+  'not_running', 'stale_map', 'left_pcpu', 'icr_window', 'nmi', 'broadcast', 'shorthand', 'logical', 'lowest_priority',
   'vector_mismatch', 'virtual_dest', 'virtual_other', 'other', 'hv_window',
 ] as const;
 

@@ -23,7 +23,7 @@ import {
   ICR_DEST_LOGICAL, ICR_DM_LOWEST, ICR_DM_MASK, ICR_SHORTHAND_MASK, ICR_SH_ALL_EXCL, ICR_SH_ALL_INCL, ICR_SH_NONE, ICR_SH_SELF,
 } from '../../shared/lapic.js';
 import {
-  EV_HOST_RESET, EV_HV_IPI_MISDIRECTED, EV_ICR_WINDOW, EV_SCHED_IN, EV_SCHED_OUT, ICRW_REUSED, EV_INTENT, EV_IPI_COALESCED,
+  EV_HOST_RESET, EV_HV_IPI_MISDIRECTED, EV_ICR_WINDOW, EV_SCHED_IN, EV_SCHED_OUT, ICRW_NMI, ICRW_REUSED, EV_INTENT, EV_IPI_COALESCED,
   EV_IPI_DELIVER, EV_IPI_SEND, EV_PHYS_IRQ, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTagSender, ipiTagSeq,
 } from '../trace/events.js';
 import { PC_XEN, type Findings } from './findings.js';
@@ -475,9 +475,18 @@ export class IpiOracle {
     if (w !== undefined) {
       // The window event's pc is the interloper's ICR_HI write (-1: the hypervisor's).
       const by = w.c === 0 ? 'the hypervisor' : this.vcpuText(w.c - 1);
+      const pcs = [s.pc, w.pc < 0 || w.c === 0 ? PC_XEN : w.pc];
+      if ((w.b & ICRW_NMI) !== 0) {
+        // The maintainer's sequence: ICR_HI, then the NMI handler's ICR_HI and ICR_LO, then this ICR_LO.
+        return {
+          cause: 'nmi', pcs,
+          text: `: an NMI arrived between its ICR_HI and ICR_LO writes (cli does not hold off an NMI); ${by}'s NMI handler wrote ICR_HI ` +
+            `at 0x${(w.pc >>> 0).toString(16)} and sent, so the writes went ICR_HI, ICR_HI, ICR_LO, ICR_LO and its ICR_LO at 0x${(s.pc >>> 0).toString(16)} used the handler's destination`,
+        };
+      }
       return {
-        cause: 'icr_window', pcs: [s.pc, w.pc < 0 || w.c === 0 ? PC_XEN : w.pc],
-        text: w.b === ICRW_REUSED
+        cause: 'icr_window', pcs,
+        text: (w.b & ICRW_REUSED) !== 0
           ? `: its ICR_LO write reused an ICR_HI already sent with (written by ${by}); something sent between its ICR_HI and ICR_LO writes`
           : `: between its ICR_HI and ICR_LO writes, ICR_HI was rewritten by ${by}`,
       };

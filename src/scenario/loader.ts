@@ -60,6 +60,8 @@ export interface DomainScenario {
   agent: string;
   /** Options handed to the agent. */
   agentArgs: Record<string, unknown>;
+  /** The guest's perf NMI: a vPMU counter of retired instructions overflows every N of each vCPU's; 0 = off. */
+  guestNmiInsns: number;
 }
 
 export interface Scenario {
@@ -73,6 +75,14 @@ export interface Scenario {
   description: string;
   pcpus: number;
   apicMode: 'xapic' | 'x2apic';
+  /** Whose CPUs: INIT and the virtualization features differ (apic.md §9). */
+  vendor: 'intel' | 'amd';
+  /** Xen's NMI watchdog: NMIs per second on each pCPU; 0 = off. */
+  nmiWatchdogHz: number;
+  /** Xen's `nmi=` option: what its handler does with an NMI of unknown reason. */
+  xenNmi: 'dom0' | 'ignore' | 'fatal';
+  /** Intel: what Xen does with an INIT VM exit ("ignore" since 2022; "crash" the domain before). */
+  initExit: 'ignore' | 'crash';
   timesliceUs: number;
   scheduler: 'fifo' | 'credit2';
   ratelimitUs: number;
@@ -263,13 +273,21 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const description = ck.str(doc, '', 'description', '');
   const mach = ck.table(doc, 'machine');
   ck.onlyKeys(mach, 'machine', ['pcpus', 'apic_mode', 'timeslice_us', 'migration', 'migrate_percent',
-    'lapic_lowest_priority', 'lapic_logical_broadcast', 'lapic_illegal_vector', 'scheduler', 'ratelimit_us', 'hv_ipi_irqs']);
+    'lapic_lowest_priority', 'lapic_logical_broadcast', 'lapic_illegal_vector', 'scheduler', 'ratelimit_us', 'hv_ipi_irqs',
+    'vendor', 'nmi_watchdog_hz', 'xen_nmi', 'init_exit']);
   let pcpus = ck.int(mach, 'machine', 'pcpus', 1, MAX_PCPUS, 4);
   if (ov.pcpus !== undefined) pcpus = ov.pcpus;
   const apicMode = ck.oneOf(mach, 'machine', 'apic_mode', ['xapic', 'x2apic'] as const, 'xapic');
   // xAPIC IDs are 8 bits and 0xFF is the broadcast ID (apic.md): beyond 254 CPUs a machine needs x2APIC.
   if (apicMode === 'xapic' && pcpus > 254) {
     ck.fail('machine.apic_mode', `apic_mode = "xapic" has 8-bit APIC IDs with 0xFF for broadcast: at most 254 pCPUs, got ${pcpus}${ov.pcpus !== undefined ? ' (--pcpus)' : ''}; use apic_mode = "x2apic"`);
+  }
+  const vendor = ck.oneOf(mach, 'machine', 'vendor', ['intel', 'amd'] as const, 'intel');
+  const nmiWatchdogHz = ck.int(mach, 'machine', 'nmi_watchdog_hz', 0, 1_000_000, 0);
+  const xenNmi = ck.oneOf(mach, 'machine', 'xen_nmi', ['dom0', 'ignore', 'fatal'] as const, 'dom0');
+  const initExit = ck.oneOf(mach, 'machine', 'init_exit', ['ignore', 'crash'] as const, 'ignore');
+  if (mach.init_exit !== undefined && vendor !== 'intel') {
+    ck.fail('machine.init_exit', `'init_exit' is what Xen does with Intel's INIT VM exit: it needs vendor = "intel"`);
   }
   const timesliceUs = ck.int(mach, 'machine', 'timeslice_us', 1, 1_000_000, 1000);
   const migration = ck.oneOf(mach, 'machine', 'migration', ['balance', 'none'] as const, 'balance');
@@ -302,7 +320,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const domains = (doms as Table[]).map((d, i) => {
     const path = `domain[${i}]`;
     ck.onlyKeys(d, path, ['name', 'vcpus', 'memory_kb', 'program', 'cpus', 'altp2m', 'altp2m_count', 'ipi_path', 'vcpu_map', 'defines', 'cpus_soft',
-      'ept_sync', 'access_required', 'trampoline', 'realm', 'secret', 'agent', 'agent_args', 'apic_view', 'realm_entries']);
+      'ept_sync', 'access_required', 'trampoline', 'realm', 'secret', 'agent', 'agent_args', 'apic_view', 'realm_entries', 'guest_nmi_insns']);
     const name = ck.str(d, path, 'name', `domain${i}`);
     if (!/^[A-Za-z0-9_.-]+$/.test(name)) ck.fail(`${path}.name`, `'name' may only hold letters, digits, '_', '.', '-', got ${fmt(name)}`);
     if (names.has(name)) ck.fail(`${path}.name`, `domain name "${name}" is used twice`);
@@ -325,6 +343,12 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
     }
     if (ipiPath === 'xapic-passthrough' && apicMode !== 'xapic') {
       ck.fail(`${path}.ipi_path`, `ipi_path = "xapic-passthrough" maps the host's xAPIC page: it needs [machine] apic_mode = "xapic" (an x2APIC has no MMIO page)`);
+    }
+    // Features one vendor's CPUs have (apic.md §9): altp2m, VMFUNC and #VE need EPT (Xen sets caps.altp2m on
+    // VMX only); posted interrupts and IPIv are Intel's; AVIC is AMD's.
+    const needs = vendorOf(altp2m, ipiPath);
+    if (needs !== null && needs.vendor !== vendor) {
+      ck.fail(`${path}.${needs.key}`, `${needs.what} needs [machine] vendor = "${needs.vendor}"${mach.vendor === undefined ? ' (the default vendor is "intel")' : `, got "${vendor}"`}`);
     }
     const vcpuMap = ck.int(d, path, 'vcpu_map', -1, 0x7ffffff8, -1);
     if (vcpuMap >= 0 && (vcpuMap % 8 !== 0 || vcpuMap + vcpus * 8 > memoryKb * 1024)) {
@@ -352,12 +376,21 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
     const realmEntries = ck.entryList(d, path, 'realm_entries');
     if (realmEntries !== null && realm === null) ck.fail(`${path}.realm_entries`, `'realm_entries' names entry points of the realm: it needs 'realm'`);
     if (d.agent_args !== undefined && agent === '') ck.fail(`${path}.agent_args`, `'agent_args' without 'agent'`);
-    return { name, vcpus, memoryKb, program, cpus, cpusSoft, altp2m, altp2mCount, ipiPath, vcpuMap, defines, eptSync, accessRequired,
+    const guestNmiInsns = ck.int(d, path, 'guest_nmi_insns', 0, 0x7fffffff, 0);
+    return { guestNmiInsns, name, vcpus, memoryKb, program, cpus, cpusSoft, altp2m, altp2mCount, ipiPath, vcpuMap, defines, eptSync, accessRequired,
       trampoline, realm, secret, apicView, agent, agentArgs, realmEntries };
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
-  return { name: nameOrFile, file, shown, keyLines: ck.lines.record(), description, pcpus, apicMode, hvIpiIrqs, timesliceUs, scheduler, ratelimitUs, migration, migratePercent, apicBus, lapic, ipiLostBoundUs, costs, domains };
+  return { name: nameOrFile, file, shown, keyLines: ck.lines.record(), description, pcpus, apicMode, vendor, nmiWatchdogHz, xenNmi, initExit, hvIpiIrqs, timesliceUs, scheduler, ratelimitUs, migration, migratePercent, apicBus, lapic, ipiLostBoundUs, costs, domains };
+}
+
+/** The vendor a domain's features need (the first that needs one), or null when both have them. */
+export function vendorOf(altp2m: string, ipiPath: string): { vendor: 'intel' | 'amd'; key: string; what: string } | null {
+  if (altp2m !== 'disabled') return { vendor: 'intel', key: 'altp2m', what: `altp2m = "${altp2m}" (EPT views, VMFUNC, #VE)` };
+  if (ipiPath === 'posted' || ipiPath === 'ipiv') return { vendor: 'intel', key: 'ipi_path', what: `ipi_path = "${ipiPath}" (${ipiPath === 'posted' ? 'VMX posted interrupts' : 'Intel IPI virtualization'})` };
+  if (ipiPath === 'avic') return { vendor: 'amd', key: 'ipi_path', what: 'ipi_path = "avic" (AMD AVIC)' };
+  return null;
 }
 
 /** `file:line:` of a domain's key, as the user wrote the file, for checks made after parsing. */
@@ -456,7 +489,7 @@ export function scenarioMachine(sc: Scenario): ScenarioSpec {
       const predefined = new Map<string, number>([
         ['VCPUS', d.vcpus], ['PCPUS', sc.pcpus], ['MEMORY_KB', d.memoryKb], ['DOMAIN_INDEX', i],
         ['VCPU_MAP', Math.max(0, d.vcpuMap)], ['IPI_PATH', IPI_PATH_NAMES.indexOf(d.ipiPath)],
-        ['DOMID', i + 1], ['ALTP2M_COUNT', d.altp2mCount],
+        ['DOMID', i + 1], ['ALTP2M_COUNT', d.altp2mCount], ['ALTP2M', d.altp2m === 'disabled' ? 0 : 1],
         ['TRAMP_GFN', d.trampoline?.[0] ?? 0], ['REALM_GFN', d.realm?.[0] ?? 0], ['SECRET_GFN', d.secret?.[0] ?? 0],
         ...d.defines,
       ]);

@@ -6,7 +6,8 @@ import {
   CRASH_EPT_VIOLATION, CRASH_NAMES, CRASH_TRIPLE_FAULT, EVENT_NAMES, EV_ALTP2M_OP, EV_ASSERT, EV_CONSOLE, EV_DOMAIN_END, EV_EXIT, EV_INVEPT,
   EV_MEM_EVENT, EV_REALM_ESCAPE, EV_REPORT, EV_ROGUE_VMFUNC, EV_STALE, EV_VE, EV_VMFUNC, EV_SCHED_IN, EV_SCHED_OUT, EV_EXCEPTION, EV_MARKER,
   EV_INTENT, EV_IPI_SEND, EV_IPI_DELIVER, EV_IPI_COALESCED, EV_PHYS_IRQ, EV_HOST_RESET, EV_ICR_WINDOW, EV_HV_IPI_MISDIRECTED, EV_SINGLESTEP,
-  CRASH_BAD_VMFUNC, ICRW_REUSED, ipiTagSender, ipiTagSeq, EV_REALM_ENTRY, EV_KERNEL_IN_REALM_VIEW, eventIsVerdict,
+  CRASH_BAD_VMFUNC, CRASH_HOST_PANIC, CRASH_INIT_EXIT, EV_HOST_INIT, EV_NMI, EV_VNMI, EV_HOST_PANIC, HINIT_NAMES, HINIT_HELD, HINIT_IGNORED,
+  HINIT_DOMAIN_CRASH, HINIT_RESET, NMI_NAMES, NMI_DOM0, NMI_DROPPED_AP, NMI_DROPPED_WATCHDOG, NMI_FATAL, NMI_IGNORED, ICRW_NMI, ICRW_REUSED, ipiTagSender, ipiTagSeq, EV_REALM_ENTRY, EV_KERNEL_IN_REALM_VIEW, eventIsVerdict,
 } from './events.js';
 import { ALTP2M_OP_NAMES } from '../hv/hvm-op.js';
 import { hostGpaToHost } from '../hv/altp2m.js';
@@ -129,6 +130,8 @@ export class Collector {
             `${CRASH_NAMES[b] ?? `reason ${b}`}: ${crashDetail(this.m, dom)}`, () => this.recent(pcpu));
         }
         break;
+      case EV_HOST_INIT: this.hostInit(time, pcpu, a, b, c, pc); break;
+      case EV_NMI: this.hostNmi(time, pcpu, a, b, c, pc); break;
       case EV_STALE: case EV_ROGUE_VMFUNC: case EV_REALM_ESCAPE: case EV_REALM_ENTRY: case EV_KERNEL_IN_REALM_VIEW:
         this.views.onEvent(this.findings, this.domainNames, pcpu, time, kind, dom, vcpu, a, b, c, pc, () => this.recent(pcpu));
         break;
@@ -157,6 +160,41 @@ export class Collector {
   }
 
   /** Recent events of one pCPU, oldest first, as readable lines. */
+  /** The sender a source tag names, as `domain/vN`, with its domain and vCPU id (undefined: the hypervisor). */
+  private tagSender(tag: number): { dom: string; vcpu: number } | undefined {
+    const g = ipiTagSender(tag);
+    if (g < 0 || g >= this.m.nvcpus) return undefined;
+    return { dom: this.domainNames[this.m.vc32[g * VCPU_STRIDE_WORDS + VC_DOMAIN]], vcpu: this.m.vc32[g * VCPU_STRIDE_WORDS + VC_ID] };
+  }
+
+  /** HOST_INIT: a guest made a host LAPIC deliver INIT to a pCPU; the cause is what the INIT really did there. */
+  private hostInit(time: number, pcpu: number, d: number, runDom: number, tag: number, pc: number): void {
+    const s = this.tagSender(tag);
+    if (s === undefined) return;
+    const running = runDom >= 0 ? `domain ${this.domainNames[runDom]}` : 'no domain';
+    const what = d === HINIT_IGNORED ? `a VM exit (INIT, reason 3) out of ${running}; Xen logs "INIT received - ignoring" and re-enters`
+      : d === HINIT_HELD ? 'nothing yet: INIT is blocked in VMX root operation and stays pending; the next VM entry on that pCPU exits on it'
+        : d === HINIT_DOMAIN_CRASH ? `a VM exit Xen has no case for ("Unexpected vmexit"): ${running} crashed`
+          : 'a reset of the core behind Xen\'s back: it waits for a SIPI, and Xen\'s state on it is gone';
+    this.findings.add('HOST_INIT', HINIT_NAMES[d] ?? 'other', [pc], time, pcpu, s.dom, s.vcpu,
+      `${s.dom}/v${s.vcpu} sent INIT through the host LAPIC to pCPU ${pcpu}; on this vendor that is ${what}`, () => this.recent(pcpu));
+  }
+
+  /** HOST_NMI: a guest made a host LAPIC deliver an NMI to a pCPU; the cause is what Xen's handler did with it. */
+  private hostNmi(time: number, pcpu: number, d: number, merged: number, tag: number, pc: number): void {
+    const s = this.tagSender(tag);
+    if (s === undefined) return;
+    const what = merged !== 0 ? 'it merged with the watchdog\'s own NMI (one latch): the handler saw the watchdog\'s'
+      : d === NMI_DROPPED_AP ? 'only the BSP looks at an NMI of unknown reason: dropped'
+        : d === NMI_DROPPED_WATCHDOG ? 'with the watchdog on (not forced), an NMI of unknown reason is not reported'
+          : d === NMI_IGNORED ? 'nmi=ignore: dropped'
+            : d === NMI_DOM0 ? 'nmi=dom0: passed to a PV hardware domain\'s vCPU 0 (an HVM or PVH one gets nothing); no guest here sees it'
+              : d === NMI_FATAL ? 'nmi=fatal: "NMI received for unknown reason", and the hypervisor panicked'
+                : 'taken by the crash shootdown';
+    this.findings.add('HOST_NMI', merged !== 0 ? 'absorbed_watchdog' : NMI_NAMES[d] ?? 'other', [pc], time, pcpu, s.dom, s.vcpu,
+      `${s.dom}/v${s.vcpu} sent an NMI through the host LAPIC to pCPU ${pcpu}; Xen's do_nmi: ${what}`, () => this.recent(pcpu));
+  }
+
   recent(pcpu: number): string[] {
     const n = this.recentN[pcpu];
     const out: string[] = [];
@@ -224,9 +262,13 @@ export function formatEvent(names: string[], pcpu: number, time: number, kind: n
     case EV_PHYS_IRQ: what = `vector 0x${(a & 0xff).toString(16)} ${['handled by xen', 'no handler (dropped)', 'reflected to the running vCPU'][b] ?? b} from ${tagText(c)}`; break;
     case EV_HOST_RESET: what = `${DM_NAMES[b & 7] ?? b} reached pCPU ${a} from ${tagText(c)}`; break;
     case EV_ICR_WINDOW:
-      what = `${tagText(a)} sent with an ICR_HI ${b === ICRW_REUSED ? 'a nested send had already used' : 'someone else wrote'} ` +
+      what = `${tagText(a)} sent with an ICR_HI ${(b & ICRW_REUSED) !== 0 ? 'a nested send had already used' : 'someone else wrote'}${(b & ICRW_NMI) !== 0 ? ' (in an NMI handler)' : ''} ` +
         `(last writer ${c === 0 ? 'xen' : `v${c - 1}${pc >= 0 ? `, ICR_HI written at pc=0x${hex(pc)}` : ''}`})`;
       break;
+    case EV_HOST_INIT: what = `INIT from ${tagText(c)}: ${HINIT_NAMES[a] ?? a}${b >= 0 ? ` (domain ${names[b] ?? b} ran here)` : ''}`; break;
+    case EV_NMI: what = `NMI from ${c === 0 ? 'xen or the watchdog' : tagText(c)}: ${NMI_NAMES[a] ?? a}${b !== 0 ? ' (merged with the watchdog\'s)' : ''}`; break;
+    case EV_VNMI: what = `${a === 1 ? 'guest watchdog' : 'NMI IPI'} NMI into the guest at ${at(b)}`; break;
+    case EV_HOST_PANIC: what = `the hypervisor panicked on pCPU ${b} (NMI of unknown reason, nmi=fatal)`; break;
     case EV_HV_IPI_MISDIRECTED: what = `xen's vector 0x${(b & 0xff).toString(16)} for pCPU ${a} left for pCPU ${c}`; break;
     case EV_VMFUNC: what = `${viewName(a)} -> ${viewName(c)} ${at(b)}`; break;
     case EV_ROGUE_VMFUNC: what = `to ${viewName(a)} from ${viewName(c)} ${at(b)}`; break;
@@ -246,6 +288,7 @@ export function formatEvent(names: string[], pcpu: number, time: number, kind: n
 /** DOMAIN_CRASH cause tokens by CRASH_* reason (oracles/findings.ts). */
 const CRASH_CAUSES: Readonly<Record<number, string>> = {
   [CRASH_TRIPLE_FAULT]: 'triple_fault', [CRASH_EPT_VIOLATION]: 'ept_violation', [CRASH_BAD_VMFUNC]: 'vmfunc',
+  [CRASH_INIT_EXIT]: 'init_exit', [CRASH_HOST_PANIC]: 'host_panic',
 };
 
 /** The crashing instruction's pc (DM_CRASH_*, see crashDetail), else the record's; PC_XEN when neither. */

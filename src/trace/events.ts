@@ -27,6 +27,17 @@ export const EV_HOST_RESET = 25;    // a = target pCPU, b = delivery mode (5 INI
 export const EV_ICR_WINDOW = 26;
 /** The hypervisor's own IPI left for another pCPU than it wrote (hv_ipi_irqs = "unmasked"): a = meant pCPU, b = vector, c = actual. */
 export const EV_HV_IPI_MISDIRECTED = 27;
+/**
+ * A pCPU took an INIT (hv/init.ts): a = HINIT_* (what became of it), b = the domain index running there or -1,
+ * c = source tag (0: the hypervisor); pc = the sender's ICR write (-1 none).
+ */
+export const EV_HOST_INIT = 28;
+/** A pCPU took a physical NMI (hv/nmi.ts): a = NMI_* (what Xen's handler did), b = 1 if the watchdog's NMI absorbed a sent one, c = source tag; pc = the sender's. */
+export const EV_NMI = 29;
+/** A virtual NMI entered the guest through IDT vector 2: a = VNMI_* source, b = the interrupted pc, c = 0. */
+export const EV_VNMI = 30;
+/** The hypervisor panicked (fatal_trap): a = PANIC_* reason, b = pCPU; every domain is crashed. */
+export const EV_HOST_PANIC = 31;
 export const EV_DOMAIN_END = 32;   // a = DS_* state, b = exit code or CRASH_*, c = detail
 export const EV_HALT_DEAD = 33;    // a vCPU halted with IF=0 (can never wake)
 // 48-63 memory views (altp2m, VMFUNC, #VE, vm_event, EPT sync)
@@ -61,7 +72,8 @@ export const EVENT_NAMES: Readonly<Record<number, string>> = {
   [EV_VMFUNC]: 'vmfunc', [EV_ROGUE_VMFUNC]: 'rogue_vmfunc', [EV_VE]: 've', [EV_MEM_EVENT]: 'mem_event',
   [EV_INVEPT]: 'invept', [EV_STALE]: 'stale_translation', [EV_REALM_ESCAPE]: 'realm_escape',
   [EV_ALTP2M_OP]: 'altp2m_op', [EV_SINGLESTEP]: 'singlestep', [EV_REALM_ENTRY]: 'realm_entry',
-  [EV_KERNEL_IN_REALM_VIEW]: 'kernel_in_realm_view',
+  [EV_KERNEL_IN_REALM_VIEW]: 'kernel_in_realm_view', [EV_HOST_INIT]: 'host_init', [EV_NMI]: 'nmi', [EV_VNMI]: 'vnmi',
+  [EV_HOST_PANIC]: 'host_panic',
 };
 
 /**
@@ -94,6 +106,8 @@ export const KIRV_VIEW_SWITCH = 2;  // the view changed under kernel code (VMFUN
 /** EV_ICR_WINDOW causes. */
 export const ICRW_REUSED = 1;      // the ICR_HI value had already been sent with (a nested send ran in between)
 export const ICRW_OTHER = 2;       // ICR_HI was last written by someone else (the hypervisor or another vCPU)
+/** Or'ed into ICRW_*: the interloping ICR_HI write was made inside the vCPU's NMI handler (cli does not stop an NMI). */
+export const ICRW_NMI = 4;
 
 /** EV_PHYS_IRQ dispositions. */
 export const PIRQ_HANDLED = 0;      // one of the hypervisor's own vectors
@@ -103,11 +117,35 @@ export const PIRQ_REFLECTED = 2;    // no handler, passed to the running vCPU as
 export function ipiTag(sender: number, seq: number): number { return ((seq & 0x7ffff) << 12) | (sender + 1); }
 export function ipiTagSender(tag: number): number { return (tag & 0xfff) - 1; }
 
+// EV_HOST_INIT.a: what an INIT at a pCPU did (apic.md §9; hv/init.ts)
+export const HINIT_IGNORED = 0;       // Intel, non-root: VM exit 3; Xen prints "INIT received - ignoring" and re-enters
+export const HINIT_HELD = 1;          // Intel, VMX root: blocked, pending; the next VM entry exits on it
+export const HINIT_DOMAIN_CRASH = 2;  // the exit's handler crashed the running domain (AMD; Intel with init_exit = "crash")
+export const HINIT_RESET = 3;         // AMD, host mode: the core reset behind Xen's back (no R_INIT)
+export const HINIT_NAMES = ['vmexit_ignored', 'held_in_root', 'domain_crash', 'core_reset'] as const;
+// EV_NMI.a: what Xen's do_nmi did with a physical NMI (hv/nmi.ts)
+export const NMI_WATCHDOG = 0;        // the watchdog's own (its perf counter overflowed)
+export const NMI_DROPPED_AP = 1;      // unknown reason on a CPU other than the BSP: not looked at
+export const NMI_DROPPED_WATCHDOG = 2; // unknown reason with the watchdog on (not forced): not reported
+export const NMI_IGNORED = 3;         // unknown reason, nmi=ignore
+export const NMI_DOM0 = 4;            // unknown reason, nmi=dom0: reported to a PV hardware domain (none here)
+export const NMI_FATAL = 5;           // unknown reason, nmi=fatal: the hypervisor panics
+export const NMI_SHOOTDOWN = 6;       // the panicking CPU's crash NMI: this pCPU stops
+export const NMI_NAMES = ['watchdog', 'dropped_ap', 'dropped_watchdog', 'ignored', 'dom0', 'fatal', 'shootdown'] as const;
+// EV_VNMI.a
+export const VNMI_IPI = 0;            // an NMI IPI through the vLAPIC (Xen vlapic_accept_irq: nmi_pending)
+export const VNMI_WATCHDOG = 1;       // the guest's own NMI watchdog (domain key guest_nmi_insns)
+// EV_HOST_PANIC.a
+export const PANIC_UNKNOWN_NMI = 1;
+
 // Domain crash reasons (DM_CRASH_REASON, EV_DOMAIN_END.b when crashed)
 export const CRASH_TRIPLE_FAULT = 1;   // detail: vector, pc
 export const CRASH_EPT_VIOLATION = 2;  // detail: gpa, access
 export const CRASH_BAD_VMFUNC = 3;
+export const CRASH_INIT_EXIT = 4;      // detail: source tag; the INIT exit's handler crashed it ("Unexpected vmexit")
+export const CRASH_HOST_PANIC = 5;     // detail: pCPU that panicked
 export const CRASH_NAMES: Readonly<Record<number, string>> = {
   [CRASH_TRIPLE_FAULT]: 'triple fault', [CRASH_EPT_VIOLATION]: 'EPT violation', [CRASH_BAD_VMFUNC]: 'VMFUNC',
+  [CRASH_INIT_EXIT]: 'INIT exit', [CRASH_HOST_PANIC]: 'host panic',
 };
 export function ipiTagSeq(tag: number): number { return tag >>> 12; }

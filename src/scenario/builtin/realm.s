@@ -12,9 +12,13 @@
 ; and writes ICR_HI then ICR_LO (MASK_ICR = 1 masks interrupts around them, 0 leaves the window open);
 ; x2apic-passthrough one WRMSR; vlapic, posted, ipiv and avic the (virtualized) APIC page with virtual IDs.
 ;
+; ALTP2M (predefined) = 0: the domain has no views (AMD has no altp2m): the gates make no VMFUNC, and the
+; realm and its secret share the kernel's only p2m; the rest of the workload is the same.
 ; SETUP = 1: vCPU 0 builds the views itself (altp2m "mixed": the guest owns altp2m); 0: an agent did
 ; (external mode). ROGUE = 1: halfway, ordinary kernel code on each vCPU runs VMFUNC into RVIEW and reads
 ; the secret. INIT = 1: at its first round vCPU 0's realm sends INIT, SIPI, SIPI to the pCPU vCPU 1 runs on.
+; NMI_IPI = 1: the kernel's NMI handler (IDT vector 2) sends VEC2 to vCPU (i + 3) % VCPUS through the realm
+; too; NMIs come from the guest's NMI watchdog (domain key guest_nmi_insns). Key 5 = NMIs taken.
 ; vCPU 0 reports key 1 = IPIs received, 2 = sent, 3 = sum of the secret as the realm read it, 4 = the
 ; value the rogue code read (ROGUE = 1), and shuts the domain down (with INIT = 1, vCPU 0 may be the one
 ; lost with the reset pCPU: then the first other vCPU to give up waiting reports and shuts down).
@@ -78,6 +82,10 @@ map_next:
     cmp edi, VCPUS
     jnz wait_map
 go:
+    mov eax, ebp                ; from here on this vCPU's NMI handler may send (the views and the map are ready)
+    shl eax, 2
+    add eax, nmi_armed
+    mov [eax], 1
     sti
     mov esi, 0                  ; rounds done
 send_loop:
@@ -154,6 +162,9 @@ report:
     mov ebx, 4
     mov ecx, [rogue_read]
     magic 1
+    mov ebx, 5
+    mov ecx, [nmi_rx]
+    magic 1
     mov ebx, 0
     magic 0
 linger:                         ; keep taking IPIs until vCPU 0 ends the domain
@@ -226,6 +237,45 @@ on_ipi_eoi:
     pop ebx
     pop eax
     iret
+
+; NMI handler (kernel code). NMI_IPI = 1: it sends VEC2 to (id + 3) % VCPUS through the realm, as a guest
+; kernel's NMI-time work (a backtrace request, perf's irq_work) would: realm_send's cli protects nothing here.
+on_nmi:
+    push eax
+    push ebx
+    push ecx
+    push edx
+    push edi
+    lock add [nmi_rx], 1
+    mov eax, NMI_IPI
+    cmp eax, 0
+    jz on_nmi_done
+    mov eax, ebp
+    shl eax, 2
+    add eax, nmi_armed
+    mov eax, [eax]
+    cmp eax, 0
+    jz on_nmi_done              ; an NMI during start-up only counts
+    mov edi, ebp
+    add edi, 3
+nmi_mod:
+    cmp edi, VCPUS
+    jl nmi_go
+    sub edi, VCPUS
+    jmp nmi_mod
+nmi_go:
+    mov ebx, edi
+    mov ecx, VEC2
+    magic 2
+    mov ecx, VEC2
+    call gate_send_nmi
+on_nmi_done:
+    pop edi
+    pop edx
+    pop ecx
+    pop ebx
+    pop eax
+    iret                        ; ends NMI blocking
 
 on_ipi2:
     push eax
@@ -328,13 +378,17 @@ sent:       .word 0
 done:       .word 0
 total_rx:   .word 0
 nested_rx:  .word 0
+nmi_rx:     .word 0
 secret_sum: .word 0
 rogue_read: .word 0
 depth:      .space 4 * 64       ; per vCPU: nesting of realm calls (VMFUNC only at the outermost)
 recv:       .space 4 * 64
+nmi_armed:  .space 4 * 64       ; per vCPU: its NMI handler may send
 .align 8
 idt:
-    .space 4 * VEC
+    .space 4 * 2
+    .word on_nmi                ; vector 2: NMI (IF and cli do not hold it off)
+    .space 4 * (VEC - 3)
     .word on_ipi, on_ipi2
     .space 4 * (256 - VEC - 2)
 
@@ -355,8 +409,42 @@ gate_init:
     call realm_init
     call leave
     ret
+; From the NMI handler: the NMI may have struck anywhere, even between enter's depth update and its VMFUNC,
+; so this gate enters the realm's view whatever the depth says and, on the way out, sets the view the
+; interrupted code's depth calls for. Vector ecx to vCPU edi.
+gate_send_nmi:
+    push eax
+    push ecx
+    mov eax, ALTP2M
+    cmp eax, 0
+    jz nmi_gate_in
+    mov eax, 0
+    mov ecx, RVIEW
+    vmfunc
+nmi_gate_in:
+    pop ecx
+    call realm_send
+    mov eax, ALTP2M
+    cmp eax, 0
+    jz nmi_gate_out
+    mov eax, ebp
+    shl eax, 2
+    add eax, depth
+    mov eax, [eax]
+    mov ecx, KVIEW
+    cmp eax, 0
+    jz nmi_gate_view
+    mov ecx, RVIEW
+nmi_gate_view:
+    mov eax, 0
+    vmfunc
+nmi_gate_out:
+    pop eax
+    ret
 
-; enter/leave: VMFUNC at the outermost call only, with interrupts off so the view and the depth agree
+; enter/leave: VMFUNC at the outermost call only, with interrupts off so the view and the depth agree. The
+; depth moves before the VMFUNC on the way in and after it... no: before it on both ways, so an NMI (which
+; cli does not stop) always finds the view it must leave behind in the depth (gate_send_nmi restores it).
 enter:
     pushf
     cli
@@ -367,15 +455,17 @@ enter:
     shl edx, 2
     add edx, depth
     mov eax, [edx]
-    cmp eax, 0
+    inc eax
+    mov [edx], eax
+    cmp eax, 1
     jnz enter_nested
+    mov eax, ALTP2M              ; no views (altp2m disabled, e.g. AMD): the gates only count
+    cmp eax, 0
+    jz enter_nested
     mov eax, 0
     mov ecx, RVIEW
     vmfunc
 enter_nested:
-    mov eax, [edx]
-    inc eax
-    mov [edx], eax
     pop edx
     pop ecx
     pop eax
@@ -395,6 +485,9 @@ leave:
     mov [edx], eax
     cmp eax, 0
     jnz leave_nested
+    mov eax, ALTP2M
+    cmp eax, 0
+    jz leave_nested
     mov eax, 0
     mov ecx, KVIEW
     vmfunc
