@@ -24,7 +24,7 @@ describe('--compare', () => {
     expect(out.code, out.stderr).toBe(0);
     const reports = (JSON.parse(out.stdout) as { compare: Report[] }).compare;
     const by = new Map(reports.map((r) => [r.scenario, r]));
-    expect([...by.keys()]).toEqual(['secure-realm', 'secure-realm-rogue', 'secure-realm-init', 'x2apic-realm', 'hypercall-ipi', 'posted', 'ipiv', 'avic', 'hvmi-external']);
+    expect([...by.keys()]).toEqual(['secure-realm', 'secure-realm-rogue', 'secure-realm-init', 'secure-realm-nmi', 'x2apic-realm', 'hypercall-ipi', 'posted', 'ipiv', 'avic', 'hvmi-external']);
     for (const r of reports) {
       expect(r.outcome, r.scenario).toBe('completed');
       expect(r.engine).toBe('serial');
@@ -32,7 +32,9 @@ describe('--compare', () => {
       for (const k of ['ipi_sent', 'ipi_delivered', 'exits_per_ipi', 'ipi_latency_ns_p50', 'ipi_latency_ns_p99', 'vmfuncs', 'ept_flushes']) {
         expect(typeof r.metrics[k], `${r.scenario} ${k}`).toBe('number');
       }
-      expect(r.metrics.vmfuncs, r.scenario).toBeGreaterThan(0);
+      // Every design but AVIC's has views (AMD has no altp2m: avic runs the workload without them).
+      if (r.scenario === 'avic') expect(r.metrics.vmfuncs, r.scenario).toBe(0);
+      else expect(r.metrics.vmfuncs, r.scenario).toBeGreaterThan(0);
     }
     const get = (n: string) => by.get(n) as Report;
     // xAPIC passthrough misdirects (ICR_HI window, hypervisor use of the APIC, stale maps); only the hypervisor receives interrupts.
@@ -43,8 +45,9 @@ describe('--compare', () => {
     // Any VMFUNC enters the view: a rogue one escapes in mixed mode.
     expect(count(get('secure-realm-rogue'), 'ROGUE_VMFUNC')).toBeGreaterThan(0);
     expect(count(get('secure-realm-rogue'), 'REALM_ESCAPE')).toBeGreaterThan(0);
-    // A guest that can write ICR resets a pCPU.
-    expect(count(get('secure-realm-init'), 'HOST_RESET')).toBeGreaterThan(0);
+    // A guest that can write ICR sends INIT to a pCPU; on Intel (altp2m's vendor) Xen ignores or holds it.
+    expect(count(get('secure-realm-init'), 'HOST_INIT')).toBeGreaterThan(0);
+    expect(count(get('secure-realm-init'), 'HOST_RESET')).toBe(0);
     // None of these for the hypervisor-mediated and hardware-virtualized paths.
     for (const n of ['hypercall-ipi', 'posted', 'ipiv', 'avic']) {
       for (const k of ['IPI_MISDIRECTED', 'IPI_LOST', 'IPI_FOREIGN', 'IPI_UNKNOWN_VECTOR', 'HOST_RESET', 'ROGUE_VMFUNC', 'REALM_ESCAPE']) {

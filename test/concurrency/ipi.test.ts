@@ -14,6 +14,7 @@ function ring(path: string, o: { vcpus: number; pcpus: number; rounds: number; m
     maxInstructions: 20_000_000, timesliceUs: 100, watchdogMs: 15_000,
     machineExtra: [
       ...(path === 'x2apic-passthrough' ? ['apic_mode = "x2apic"'] : []),
+      ...(path === 'avic' ? ['vendor = "amd"'] : []),
       `migration = "${o.migration ?? 'balance'}"`, `migrate_percent = ${o.migratePercent ?? 0}`,
     ],
     domainExtra: [
@@ -117,29 +118,35 @@ describe('x2apic-passthrough: one ICR write, destinations still go stale', () =>
 });
 
 describe('INIT from a guest', () => {
-  it('resets a pCPU behind the hypervisor: HOST_RESET', async () => {
-    const prog = `
+  // vCPU 0 on pCPU 0 sends INIT through the passed-through xAPIC to pCPU 1, which runs nothing (the
+  // hypervisor's idle loop: VMX root operation on Intel, host mode on AMD).
+  const prog = `
 _start:
-    mov eax, 1
-    cpuid
-    shr ebx, 25
-    cmp ebx, 0
-    jnz spin
     mov eax, 1 << 24
     mov [0xFEE00310], eax       ; destination: physical APIC ID 1
     mov eax, 0x4500
     mov [0xFEE00300], eax       ; INIT, assert
-    mov ebx, 0
-    magic 0
+    mov ecx, 200
 spin:
     pause
-    jmp spin
+    dec ecx
+    jnz spin
+    mov ebx, 0
+    magic 0
 `;
-    const r = await runGuest(prog, { vcpus: 2, pcpus: 2, memoryKb: 256, machineExtra: ['migration = "none"'], domainExtra: ['ipi_path = "xapic-passthrough"'] });
+  const opts = (vendor: string) => ({ vcpus: 1, pcpus: 2, cpus: '0', memoryKb: 256, machineExtra: [`vendor = "${vendor}"`], domainExtra: ['ipi_path = "xapic-passthrough"'] });
+  it('AMD: resets a pCPU running the hypervisor, behind its back: HOST_INIT core_reset and HOST_RESET', async () => {
+    const r = await runGuest(prog, opts('amd'));
+    expect(finding(r, 'HOST_INIT')?.causes, why(r)).toEqual({ core_reset: 1 });
     const f = finding(r, 'HOST_RESET');
     expect(f, why(r)).toBeDefined();
     expect(f?.first.pcpu).toBe(1);
     expect(f?.first.detail).toMatch(/INIT reached pCPU 1 from guest\/v0/);
+  });
+  it('Intel: the same INIT is blocked in VMX root operation (held pending): HOST_INIT held_in_root, no reset', async () => {
+    const r = await runGuest(prog, opts('intel'));
+    expect(finding(r, 'HOST_INIT')?.causes, why(r)).toEqual({ held_in_root: 1 });
+    expect(finding(r, 'HOST_RESET'), why(r)).toBeUndefined();
   });
 
   it('stays virtual on the vlapic path: no HOST_RESET', async () => {

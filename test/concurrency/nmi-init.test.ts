@@ -205,7 +205,7 @@ function realmScenario(vendor: string, init: number, machine: string[] = []): { 
     '[machine]', `vendor = "${vendor}"`, 'pcpus = 4', 'scheduler = "fifo"', 'timeslice_us = 100', 'migrate_percent = 30', ...machine, '',
     '[[domain]]', 'name = "guest"', 'vcpus = 6', 'memory_kb = 256', `program = "${join(ROOT, 'src/scenario/builtin/realm.s')}"`,
     'ipi_path = "xapic-passthrough"', 'vcpu_map = 0x30000', 'trampoline = "8"', 'realm = "9-10"', 'secret = "12"',
-    `defines = { ROUNDS = 20, MASK_ICR = 1, NESTED = 1, SETUP = 0, ROGUE = 0, INIT = ${init}, NMI_IPI = 0 }`, '',
+    `defines = { ROUNDS = 20, MASK_ICR = 1, NESTED = 1, SETUP = 0, ROGUE = 0, INIT = ${init}, NMI_IPI = 0, DEST_MODE = 0 }`, '',
   ].join('\n'));
   return { toml, dispose: () => rmSync(dir, { recursive: true, force: true }) };
 }

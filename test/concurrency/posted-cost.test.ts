@@ -66,7 +66,7 @@ idt:
 `;
 
 async function run(path: string, n: number): Promise<RunReport> {
-  const sc = writeScenario(PROGRAM, { pcpus: 2, vcpus: 2, memoryKb: 256, machineExtra: ['migration = "none"'], domainExtra: [`ipi_path = "${path}"`, `defines = { N = ${n} }`] });
+  const sc = writeScenario(PROGRAM, { pcpus: 2, vcpus: 2, memoryKb: 256, machineExtra: ['migration = "none"', ...(path === 'avic' ? ['vendor = "amd"'] : [])], domainExtra: [`ipi_path = "${path}"`, `defines = { N = ${n} }`] });
   try {
     const { report } = await simulate(guestConfig(sc.toml, { pcpus: 2, vcpus: 2 }));
     expect(report.outcome).toBe('completed');

@@ -12,6 +12,8 @@
 ; and writes ICR_HI then ICR_LO (MASK_ICR = 1 masks interrupts around them, 0 leaves the window open);
 ; x2apic-passthrough one WRMSR; vlapic, posted, ipiv and avic the (virtualized) APIC page with virtual IDs.
 ;
+; DEST_MODE (xapic-passthrough): 0 physical unicast to the published pCPU; 1 flat logical with the guest's
+; own logical IDs (1 << vCPU); 2 the broadcast ID; 3 the all-but-self shorthand (seed point (g)).
 ; ALTP2M (predefined) = 0: the domain has no views (AMD has no altp2m): the gates make no VMFUNC, and the
 ; realm and its secret share the kernel's only p2m; the rest of the workload is the same.
 ; SETUP = 1: vCPU 0 builds the views itself (altp2m "mixed": the guest owns altp2m); 0: an agent did
@@ -527,9 +529,42 @@ realm_send_raw:
     mov eax, IPI_PATH
     cmp eax, 2
     jz send_x2apic
+    mov eax, DEST_MODE
+    cmp eax, 0
+    jnz send_other_dest
     shl edx, 24
     mov [APIC + 0x310], edx     ; ICR_HI
     mov [APIC + 0x300], ecx     ; ICR_LO: sends
+    ret
+; DEST_MODE 1-3 (xapic-passthrough): the destination forms a guest kernel uses with its own APIC, on the
+; host's. 1: flat logical, the guest's logical ID of vCPU n being 1 << n (Linux's flat mode for up to 8 CPUs);
+; the host LAPICs match it against the LDRs Xen programmed for pCPUs. 2: the broadcast ID 0xFF. 3: the
+; all-but-self shorthand (only ICR_LO). Clobbers eax, edx.
+send_other_dest:
+    cmp eax, 1
+    jnz send_not_logical
+    mov eax, ecx
+    mov ecx, edi
+    mov edx, 1
+    shl edx, ecx                ; 1 << target vCPU id
+    mov ecx, eax
+    shl edx, 24
+    mov [APIC + 0x310], edx
+    mov eax, ecx
+    or eax, 0x800               ; destination mode logical
+    mov [APIC + 0x300], eax
+    ret
+send_not_logical:
+    cmp eax, 2
+    jnz send_shorthand
+    mov edx, 0xFF << 24
+    mov [APIC + 0x310], edx
+    mov [APIC + 0x300], ecx     ; physical destination 0xFF: every APIC
+    ret
+send_shorthand:
+    mov eax, ecx
+    or eax, 3 << 18             ; all excluding self
+    mov [APIC + 0x300], eax
     ret
 send_x2apic:
     mov eax, ecx
