@@ -4,14 +4,15 @@
 // Xen sends its IPIs through the same ICR a passed-through guest writes (xen-sched-ipi.md §3.2): in xAPIC
 // mode ICR_HI is a latch shared by everyone on that pCPU, which is the race the secure-realm design runs
 // into (apic.md §5).
-import { ICR_DM_FIXED, ICR_DM_MASK, ICR_HI_XAPIC_DEST_SHIFT, LAPIC_ICR_HI, LAPIC_ICR_LO, LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC, ICR_HI_WRITER_USED, APIC_MODE_X2APIC } from '../../shared/lapic.js';
+import { ICR_DM_FIXED, ICR_DM_MASK, ICR_SH_SELF, ICR_HI_XAPIC_DEST_SHIFT, LAPIC_ICR_HI, LAPIC_ICR_LO, LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC, ICR_HI_WRITER_USED, APIC_MODE_X2APIC } from '../../shared/lapic.js';
 import { PC_PENDING, PEND_IRQ } from '../../shared/pcpu.js';
-import { apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
+import { APIC_BUS_HARDWARE, apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
 import { lapicAcceptIpi, lapicBusView, lapicMode, lapicRead, lapicWrite, lapicWriteX2apicIcr, type LapicWriteEffect } from '../hw/lapic.js';
 import type { Machine } from '../machine.js';
 import { EV_HOST_RESET, EV_HV_IPI_MISDIRECTED } from '../trace/events.js';
 import type { PcpuCtx } from './pcpu-ctx.js';
-import { EVENT_CHECK_VECTOR, HV_VECTORS, irqServiceNow } from './irq-vectors.js';
+import { EVENT_CHECK_VECTOR, HV_VECTORS, irqInHandler, irqServiceNow } from './irq-vectors.js';
+import { genapicPlan, genapicSelect, type GenapicKind, type GenapicWrite } from './genapic.js';
 import { assert } from '../errors.js';
 
 /** Snapshot of every physical LAPIC for routing (index = pCPU = physical APIC ID). */
@@ -21,10 +22,13 @@ function physBusViews(m: Machine): ApicBusTarget[] {
   return out;
 }
 
-/** Deliver an IPI that pCPU `p`'s LAPIC sends now. `tag` names its source (0 = the hypervisor). */
+/**
+ * Deliver an IPI that pCPU `p`'s LAPIC sends now. `tag` names its source (0 = the hypervisor). The physical
+ * bus routes as the SDM says (APIC_BUS_HARDWARE), whatever the scenario chose for the virtual one.
+ */
 export function physSend(p: PcpuCtx, icrLo: number, icrHi: number, tag: number): void {
   const m = p.m;
-  const targets = apicRouteIpi(icrLo >>> 0, icrHi >>> 0, p.id, physBusViews(m), p.params.apicBus);
+  const targets = apicRouteIpi(icrLo >>> 0, icrHi >>> 0, p.id, physBusViews(m), APIC_BUS_HARDWARE);
   const vector = icrLo & 0xff;
   const mode = icrLo & ICR_DM_MASK;
   for (const t of targets) {
@@ -37,32 +41,82 @@ export function physSend(p: PcpuCtx, icrLo: number, icrHi: number, tag: number):
   }
 }
 
+/** The genapic driver of the machine `m` (fixed at boot: genapic.ts genapicSelect). */
+export function hvGenapic(m: Machine): GenapicKind {
+  return genapicSelect(m.npcpus, lapicMode(m.lapic32, m.plapicBase(0)) === APIC_MODE_X2APIC);
+}
+
+const planScratch: GenapicWrite[] = [];
+const oneTarget: number[] = [0];
+
 /**
- * The hypervisor on pCPU `p` sends `vector` to pCPU `target` through its own LAPIC, as Xen's
- * send_IPI_mask_phys does: ICR_HI then ICR_LO in xAPIC mode, one WRMSR in x2APIC mode. Interrupts are
- * off while it does so (Xen's default), which holds here since a hypervisor action is never interrupted.
+ * The hypervisor on pCPU `p` sends `vector` to the pCPUs in `targets` through its own LAPIC, as Xen's
+ * send_IPI_mask does (genapic.ts genapicPlan): the all-but-self shorthand when every other pCPU is a target
+ * and it is not in an interrupt handler, else the machine's driver: flat logical (one ICR_HI + ICR_LO for
+ * the whole mask), physical (one pair per target) or x2APIC cluster (one WRMSR per cluster). Interrupts are
+ * off between an ICR_HI and its ICR_LO (Xen's default), which holds here since a hypervisor action is never
+ * interrupted. Returns the number of ICR writes that sent.
+ */
+export function hvSendIpiMask(p: PcpuCtx, targets: readonly number[], vector: number): number {
+  const m = p.m, base = m.plapicBase(p.id);
+  assert(HV_VECTORS.includes(vector), `the hypervisor sent vector 0x${vector.toString(16)}, which is not one of its own`);
+  for (const t of targets) assert(t >= 0 && t < m.npcpus, `the hypervisor sent vector 0x${vector.toString(16)} to pCPU ${t}, which does not exist`);
+  const kind = hvGenapic(m);
+  // Handlers never nest a send inside another send's plan, but one may run inside a send (hv_ipi_irqs =
+  // "unmasked"), so the plan is copied before it is walked.
+  genapicPlan(kind, targets, p.id, m.npcpus, vector, { inIrq: irqInHandler(), irqsEnabled: true }, planScratch);
+  const plan = planScratch.slice();
+  const x2apic = kind === 'x2apic-cluster';
+  let sent = 0;
+  for (const w of plan) {
+    let eff: LapicWriteEffect;
+    if (x2apic) eff = lapicWriteX2apicIcr(m.lapic32, base, w.icrLo, w.dest);
+    else {
+      if (w.hi) {
+        lapicWrite(m.lapic32, base, LAPIC_ICR_HI, w.dest);
+        if (p.params.hvIpiUnmasked && (Atomics.load(m.pc32, p.base + PC_PENDING) & PEND_IRQ) !== 0) {
+          // hv_ipi_irqs = "unmasked": a pending interrupt is taken between the two writes. Its handler may
+          // send an IPI of its own (the wake-up handler tickles), rewriting the shared ICR_HI latch.
+          Atomics.and(m.pc32, p.base + PC_PENDING, ~PEND_IRQ);
+          irqServiceNow(p);
+          const now = lapicRead(m.lapic32, base, LAPIC_ICR_HI) >>> 0;
+          if (now !== w.dest) p.emit(EV_HV_IPI_MISDIRECTED, hvDestCpu(kind, w.dest), vector, hvDestCpu(kind, now));
+        }
+      }
+      eff = lapicWrite(m.lapic32, base, LAPIC_ICR_LO, w.icrLo);
+      if (w.hi) {
+        m.lapic32[base + (LAPIC_SIM_ICR_HI_WRITER >> 2)] = ICR_HI_WRITER_USED; // the hypervisor's, already sent
+        m.lapic32[base + (LAPIC_SIM_ICR_HI_PC >> 2)] = -1; // no guest instruction wrote it
+      }
+    }
+    if (eff.type === 'ipi') {
+      physSend(p, eff.icrLo, eff.icrHi, 0);
+      sent++;
+    }
+  }
+  return sent;
+}
+
+/** The pCPU an ICR_HI value of driver `kind` names: the lowest one of a logical mask; -1 for none. */
+function hvDestCpu(kind: GenapicKind, icrHi: number): number {
+  const dest = icrHi >>> ICR_HI_XAPIC_DEST_SHIFT;
+  if (kind === 'phys') return dest;
+  return dest === 0 ? -1 : 31 - Math.clz32(dest & -dest);
+}
+
+/**
+ * The hypervisor on pCPU `p` sends `vector` to pCPU `target`: send_IPI_mask with a one-CPU mask, or to
+ * itself send_IPI_self (the self shorthand: one ICR_LO write, or the same through the x2APIC ICR MSR).
  */
 export function hvSendIpi(p: PcpuCtx, target: number, vector: number): void {
-  const m = p.m, base = m.plapicBase(p.id);
-  assert(target >= 0 && target < m.npcpus, `the hypervisor sent vector 0x${vector.toString(16)} to pCPU ${target}, which does not exist`);
-  assert(HV_VECTORS.includes(vector), `the hypervisor sent vector 0x${vector.toString(16)}, which is not one of its own`);
-  const lo = ICR_DM_FIXED | vector;
-  let eff: LapicWriteEffect;
-  if (lapicMode(m.lapic32, base) === APIC_MODE_X2APIC) eff = lapicWriteX2apicIcr(m.lapic32, base, lo, target);
-  else {
-    lapicWrite(m.lapic32, base, LAPIC_ICR_HI, target << ICR_HI_XAPIC_DEST_SHIFT);
-    if (p.params.hvIpiUnmasked && (Atomics.load(m.pc32, p.base + PC_PENDING) & PEND_IRQ) !== 0) {
-      // hv_ipi_irqs = "unmasked": a pending interrupt is taken between the two writes. Its handler may
-      // send an IPI of its own (the wake-up handler tickles), rewriting the shared ICR_HI latch.
-      Atomics.and(m.pc32, p.base + PC_PENDING, ~PEND_IRQ);
-      irqServiceNow(p);
-      const dest = lapicRead(m.lapic32, base, LAPIC_ICR_HI) >>> ICR_HI_XAPIC_DEST_SHIFT;
-      if (dest !== target) p.emit(EV_HV_IPI_MISDIRECTED, target, vector, dest);
-    }
-    eff = lapicWrite(m.lapic32, base, LAPIC_ICR_LO, lo);
-    m.lapic32[base + (LAPIC_SIM_ICR_HI_WRITER >> 2)] = ICR_HI_WRITER_USED; // the hypervisor's, already sent
-    m.lapic32[base + (LAPIC_SIM_ICR_HI_PC >> 2)] = -1; // no guest instruction wrote it
+  if (target !== p.id) {
+    oneTarget[0] = target;
+    hvSendIpiMask(p, oneTarget, vector);
+    return;
   }
+  assert(HV_VECTORS.includes(vector), `the hypervisor sent vector 0x${vector.toString(16)}, which is not one of its own`);
+  const m = p.m, base = m.plapicBase(p.id), lo = ICR_SH_SELF | ICR_DM_FIXED | vector;
+  const eff = lapicMode(m.lapic32, base) === APIC_MODE_X2APIC ? lapicWriteX2apicIcr(m.lapic32, base, lo, 0) : lapicWrite(m.lapic32, base, LAPIC_ICR_LO, lo);
   if (eff.type === 'ipi') physSend(p, eff.icrLo, eff.icrHi, 0);
 }
 

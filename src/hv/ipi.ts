@@ -11,7 +11,7 @@ import { PORT_GP, PORT_OK, type LapicPort } from '../isa/interp.js';
 import { EV_ICR_WINDOW, EV_IPI_SEND, ICRW_OTHER, ICRW_REUSED, EV_PHYS_IRQ, PIRQ_HANDLED, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTag } from '../trace/events.js';
 import type { PcpuCtx } from './pcpu-ctx.js';
 import { physSend, irqTagAcked, irqTagTake } from './ipi-send.js';
-import { EVENT_CHECK_VECTOR, INVALIDATE_TLB_VECTOR, irqHandler, irqReflect, irqRegister, irqRegisterService } from './irq-vectors.js';
+import { EVENT_CHECK_VECTOR, INVALIDATE_TLB_VECTOR, irqHandler, irqReflect, irqRegister, irqRegisterService, irqRunHandler } from './irq-vectors.js';
 
 /**
  * Service this pCPU's physical LAPIC: INIT/SIPI, then every deliverable vector. Returns false when an
@@ -38,7 +38,7 @@ export function physService(p: PcpuCtx): boolean {
     const h = irqHandler(v);
     if (h !== undefined) {
       p.emit(EV_PHYS_IRQ, v, PIRQ_HANDLED, tag);
-      h(p);
+      irqRunHandler(h, p);
     } else {
       const cur = p.cur;
       const reflect = cur >= 0 && ipiPathIsPassthrough(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH]);

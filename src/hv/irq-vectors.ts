@@ -47,6 +47,19 @@ export function irqReflect(p: PcpuCtx, vcpu: number, vector: number, tag: number
   reflect(p, vcpu, vector, tag);
 }
 
+/**
+ * Interrupt context (Xen's in_irq): the dispatcher counts the handlers it is running. A pCPU runs its
+ * handlers to completion on its own thread, so one counter per thread is exact.
+ */
+let handlerDepth = 0;
+/** Run `h` on `p` as an interrupt handler. */
+export function irqRunHandler(h: IrqHandler, p: PcpuCtx): void {
+  handlerDepth++;
+  try { h(p); } finally { handlerDepth--; }
+}
+/** Is an interrupt handler running on this thread? */
+export function irqInHandler(): boolean { return handlerDepth > 0; }
+
 /** The dispatcher registers itself, so a sender that must take a pending interrupt can run it. */
 export function irqRegisterService(s: (p: PcpuCtx) => boolean): void {
   assert(service === undefined, 'the interrupt dispatcher registered twice');
