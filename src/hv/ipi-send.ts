@@ -4,10 +4,10 @@
 // Xen sends its IPIs through the same ICR a passed-through guest writes (xen-sched-ipi.md §3.2): in xAPIC
 // mode ICR_HI is a latch shared by everyone on that pCPU, which is the race the secure-realm design runs
 // into (apic.md §5).
-import { ICR_DM_FIXED, ICR_DM_MASK, ICR_SH_SELF, ICR_HI_XAPIC_DEST_SHIFT, LAPIC_ICR_HI, LAPIC_ICR_LO, LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC, ICR_HI_WRITER_USED, APIC_MODE_X2APIC } from '../../shared/lapic.js';
+import { ICR_DM_FIXED, ICR_DM_MASK, ICR_SH_SELF, ICR_HI_XAPIC_DEST_SHIFT, LAPIC_ICR_HI, LAPIC_ICR_LO, LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC, ICR_HI_WRITER_USED, APIC_MODE_X2APIC, LAPIC_SIM_PENDING, LAPIC_PEND_INIT, LAPIC_PEND_SIPI } from '../../shared/lapic.js';
 import { PC_PENDING, PEND_IRQ } from '../../shared/pcpu.js';
 import { APIC_BUS_HARDWARE, apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
-import { lapicAcceptIpi, lapicBusView, lapicMode, lapicRead, lapicWrite, lapicWriteX2apicIcr, type LapicWriteEffect } from '../hw/lapic.js';
+import { lapicAcceptIpi, lapicBusView, lapicMode, lapicPendingDeliverable, lapicRead, lapicWrite, lapicWriteX2apicIcr, type LapicWriteEffect } from '../hw/lapic.js';
 import type { Machine } from '../machine.js';
 import { EV_HOST_RESET, EV_HV_IPI_MISDIRECTED } from '../trace/events.js';
 import type { PcpuCtx } from './pcpu-ctx.js';
@@ -36,9 +36,22 @@ export function physSend(p: PcpuCtx, icrLo: number, icrHi: number, tag: number):
     const r = lapicAcceptIpi(m.lapic32, m.plapicBase(t), icrLo, p.params.lapic);
     irqTagSettle(m, t, vector, tag, claimed, r === 'latched');
     if (r === 'init' || r === 'sipi') p.emit(EV_HOST_RESET, t, mode >> 8, tag);
+    // A vector the target's PPR holds off (a raised TPR) waits in IRR without interrupting. The IRR bit is
+    // set before the check and the target re-checks after each TPR write, so one of the two sees the other.
+    if ((r === 'latched' || r === 'coalesced') && !lapicRaisesLine(m, t)) continue;
     Atomics.or(m.pc32, m.pcpuBase(t) + PC_PENDING, PEND_IRQ);
     Atomics.notify(m.pc32, m.pcpuBase(t) + PC_PENDING);
   }
+}
+
+/**
+ * Does pCPU `q`'s LAPIC raise its interrupt line now: a vector it would deliver (above PPR, the LAPIC
+ * enabled) or an INIT or SIPI? A vector a raised TPR holds off stays in IRR without interrupting.
+ */
+export function lapicRaisesLine(m: Machine, q: number): boolean {
+  const base = m.plapicBase(q);
+  if (lapicPendingDeliverable(m.lapic32, base) >= 0) return true;
+  return (Atomics.load(m.lapic32, base + (LAPIC_SIM_PENDING >> 2)) & (LAPIC_PEND_INIT | LAPIC_PEND_SIPI)) !== 0;
 }
 
 /** The genapic driver of the machine `m` (fixed at boot: genapic.ts genapicSelect). */

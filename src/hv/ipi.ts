@@ -10,7 +10,7 @@ import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
 import { PORT_GP, PORT_OK, type LapicPort } from '../isa/interp.js';
 import { EV_ICR_WINDOW, EV_IPI_SEND, ICRW_OTHER, ICRW_REUSED, EV_PHYS_IRQ, PIRQ_HANDLED, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTag } from '../trace/events.js';
 import type { PcpuCtx } from './pcpu-ctx.js';
-import { physSend, irqTagAcked, irqTagTake } from './ipi-send.js';
+import { lapicRaisesLine, physSend, irqTagAcked, irqTagTake } from './ipi-send.js';
 import { EVENT_CHECK_VECTOR, INVALIDATE_TLB_VECTOR, irqHandler, irqReflect, irqRegister, irqRegisterService, irqRunHandler } from './irq-vectors.js';
 
 /**
@@ -50,6 +50,11 @@ export function physService(p: PcpuCtx): boolean {
     lapicEoi(m.lapic32, base);
   }
   return true;
+}
+
+/** Does pCPU `p`'s LAPIC raise its interrupt line now? (ipi-send.ts lapicRaisesLine) */
+export function physWouldInterrupt(p: PcpuCtx): boolean {
+  return lapicRaisesLine(p.m, p.id);
 }
 
 /** The pCPU's physical LAPIC as a passed-through guest sees it (CpuCore.lapic). */
