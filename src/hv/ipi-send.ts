@@ -4,10 +4,10 @@
 // Xen sends its IPIs through the same ICR a passed-through guest writes (xen-sched-ipi.md §3.2): in xAPIC
 // mode ICR_HI is a latch shared by everyone on that pCPU, which is the race the secure-realm design runs
 // into (apic.md §5).
-import { ICR_DM_FIXED, ICR_DM_MASK, ICR_SH_SELF, ICR_HI_XAPIC_DEST_SHIFT, LAPIC_ICR_HI, LAPIC_ICR_LO, LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC, ICR_HI_WRITER_USED, APIC_MODE_X2APIC, LAPIC_SIM_PENDING, LAPIC_PEND_INIT, LAPIC_PEND_SIPI } from '../../shared/lapic.js';
+import { ICR_DM_FIXED, ICR_DM_MASK, ICR_SH_SELF, ICR_HI_XAPIC_DEST_SHIFT, LAPIC_ICR_HI, LAPIC_ICR_LO, LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC, ICR_HI_WRITER_USED, APIC_MODE_X2APIC, LAPIC_SIM_PENDING, LAPIC_PEND_INIT, LAPIC_PEND_SIPI, LAPIC_IRR, LAPIC_SVR, LAPIC_TPR, SVR_ENABLE } from '../../shared/lapic.js';
 import { PC_PENDING, PEND_IRQ } from '../../shared/pcpu.js';
 import { APIC_BUS_HARDWARE, apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
-import { lapicAcceptIpi, lapicBusView, lapicMode, lapicPendingDeliverable, lapicRead, lapicWrite, lapicWriteX2apicIcr, type LapicWriteEffect } from '../hw/lapic.js';
+import { lapicAcceptIpi, lapicBusView, lapicMode, lapicPendingDeliverable, lapicTestVector, lapicRead, lapicWrite, lapicWriteX2apicIcr, type LapicWriteEffect } from '../hw/lapic.js';
 import type { Machine } from '../machine.js';
 import { EV_HOST_RESET, EV_HV_IPI_MISDIRECTED } from '../trace/events.js';
 import type { PcpuCtx } from './pcpu-ctx.js';
@@ -42,6 +42,25 @@ export function physSend(p: PcpuCtx, icrLo: number, icrHi: number, tag: number):
     Atomics.or(m.pc32, m.pcpuBase(t) + PC_PENDING, PEND_IRQ);
     Atomics.notify(m.pc32, m.pcpuBase(t) + PC_PENDING);
   }
+}
+
+/** physHeldOff: the vector will be taken (nothing keeps it off). */
+export const HELD_OFF_NONE = -2;
+/** physHeldOff: the LAPIC is software-disabled, so the vector was dropped. */
+export const HELD_OFF_DISABLED = -1;
+
+/**
+ * Does pCPU `q`'s LAPIC keep the hypervisor's `vector` off for good? Returns the TPR when the vector waits
+ * in IRR because the TPR's class is at or above the vector's (only the LAPIC's owner lowers it again),
+ * HELD_OFF_DISABLED when the LAPIC is software-disabled (the vector was dropped on arrival), else
+ * HELD_OFF_NONE. An in-service vector that blocks it is not counted: the handler's EOI ends that.
+ */
+export function physHeldOff(m: Machine, q: number, vector: number): number {
+  const base = m.plapicBase(q);
+  if ((Atomics.load(m.lapic32, base + (LAPIC_SVR >>> 2)) & SVR_ENABLE) === 0) return HELD_OFF_DISABLED;
+  if (!lapicTestVector(m.lapic32, base, LAPIC_IRR, vector)) return HELD_OFF_NONE;
+  const tpr = Atomics.load(m.lapic32, base + (LAPIC_TPR >>> 2)) & 0xff;
+  return (tpr & 0xf0) >= (vector & 0xf0) ? tpr : HELD_OFF_NONE;
 }
 
 /**

@@ -40,7 +40,7 @@ import {
   VC_ORC_CODE, VC_ORC_FLAGS, VC_ORC_FROM, VC_P2MIDX,
 } from '../../shared/vcpu.js';
 import { PC_INVEPT_HINT, PC_VMFUNCS } from '../../shared/pcpu.js';
-import { GuestAltOp, OPW_NONE, hvmOpContinue } from './hvm-op-guest.js';
+import { GuestAltOp, OPW_NONE, hvmOpContinue, hvmOpHeldOffOn } from './hvm-op-guest.js';
 import { altp2mActive, tableRoot, vcpuResyncP2midx, vcpuSetView, viewFillFromHost, viewValid, HOST_TABLE } from './altp2m.js';
 import { dirtyMaskClear, dirtyMaskSet, eptEntryFlush } from './ept-sync.js';
 import { monitorAttached, vmEventPost } from './vm-event.js';
@@ -207,8 +207,10 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     let v = this.cur;
     if (v >= 0) {
       if (Mo.ld(m.dm32, this.iDomState, ex) !== DS_RUNNING) Atomics.store(m.vc32, this.iRunstate, RS_DONE);
+      // A pause takes effect when the vCPU is in the hypervisor: after an exit, or the kick that pauses it
+      // (a kick the LAPIC holds off leaves it running). The slice ends on a timer tick (schedTick).
       if (Mo.ld(m.vc32, this.iRunstate, ex) !== RS_RUNNING || this.sliceOver ||
-        Mo.ld(m.vc32, this.iPause, ex) !== 0) v = this.schedule();
+        (this.entering && Mo.ld(m.vc32, this.iPause, ex) !== 0)) v = this.schedule();
     } else v = this.schedule();
     // PC_STATE and PC_BURSTS are written only by this pCPU: a plain read of its own word is exact, and
     // only a change needs the (ordered) Atomics store other threads pair with.
@@ -317,6 +319,11 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     if (this.timer.poll(this.m.lapic32, base, this.core.clock) && physWouldInterrupt(this)) {
       Atomics.or(this.m.pc32, this.iPending, PEND_IRQ);
     }
+  }
+
+  /** The pCPU whose LAPIC holds off what this pCPU's hypervisor wait needs, or -1 (hvm-op-guest.ts hvmOpHeldOffOn). */
+  waitHeldOffOn(): number {
+    return this.altOp.phase === OPW_NONE ? -1 : hvmOpHeldOffOn(this);
   }
 
   schedTick(): void {

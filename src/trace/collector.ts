@@ -5,7 +5,7 @@
 import {
   CRASH_EPT_VIOLATION, CRASH_NAMES, CRASH_TRIPLE_FAULT, EVENT_NAMES, EV_ALTP2M_OP, EV_ASSERT, EV_CONSOLE, EV_DOMAIN_END, EV_EXIT, EV_INVEPT,
   EV_MEM_EVENT, EV_REALM_ESCAPE, EV_REPORT, EV_ROGUE_VMFUNC, EV_STALE, EV_VE, EV_VMFUNC, EV_SCHED_IN, EV_SCHED_OUT, EV_EXCEPTION, EV_MARKER,
-  EV_INTENT, EV_IPI_SEND, EV_IPI_DELIVER, EV_IPI_COALESCED, EV_PHYS_IRQ, EV_HOST_RESET, EV_ICR_WINDOW, EV_HV_IPI_MISDIRECTED, EV_SINGLESTEP,
+  EV_INTENT, EV_IPI_SEND, EV_IPI_DELIVER, EV_IPI_COALESCED, EV_PHYS_IRQ, EV_HOST_RESET, EV_ICR_WINDOW, EV_HV_IPI_MISDIRECTED, EV_SINGLESTEP, EV_HOST_APIC_TAMPER, EV_HV_HELD_OFF,
   CRASH_BAD_VMFUNC, ICRW_REUSED, ipiTagSender, ipiTagSeq, EV_REALM_ENTRY, EV_KERNEL_IN_REALM_VIEW, eventIsVerdict,
 } from './events.js';
 import { ALTP2M_OP_NAMES } from '../hv/hvm-op.js';
@@ -16,6 +16,7 @@ import { EXIT_NAMES } from '../isa/interp.js';
 import { Findings, MAX_INSTANCES_DEFAULT, PC_XEN } from '../oracles/findings.js';
 import { IpiOracle, type IpiMetrics } from '../oracles/ipi.js';
 import { ViewOracle, viewName } from '../oracles/views.js';
+import { apicRegName, apicTamperFinding } from '../oracles/apic-tamper.js';
 import { VCPU_STRIDE_WORDS, VC_DOMAIN, VC_ID } from '../../shared/vcpu.js';
 import { PC_CLOCK_F64 } from '../../shared/pcpu.js';
 import { cyclesToNs } from '../hw/clock.js';
@@ -129,6 +130,9 @@ export class Collector {
             `${CRASH_NAMES[b] ?? `reason ${b}`}: ${crashDetail(this.m, dom)}`, () => this.recent(pcpu));
         }
         break;
+      case EV_HOST_APIC_TAMPER: case EV_HV_HELD_OFF:
+        apicTamperFinding(this.findings, this.domainNames, pcpu, time, kind, dom, vcpu, a, b, c, pc, () => this.recent(pcpu));
+        break;
       case EV_STALE: case EV_ROGUE_VMFUNC: case EV_REALM_ESCAPE: case EV_REALM_ENTRY: case EV_KERNEL_IN_REALM_VIEW:
         this.views.onEvent(this.findings, this.domainNames, pcpu, time, kind, dom, vcpu, a, b, c, pc, () => this.recent(pcpu));
         break;
@@ -227,6 +231,8 @@ export function formatEvent(names: string[], pcpu: number, time: number, kind: n
       what = `${tagText(a)} sent with an ICR_HI ${b === ICRW_REUSED ? 'a nested send had already used' : 'someone else wrote'} ` +
         `(last writer ${c === 0 ? 'xen' : `v${c - 1}${pc >= 0 ? `, ICR_HI written at pc=0x${hex(pc)}` : ''}`})`;
       break;
+    case EV_HOST_APIC_TAMPER: what = `wrote 0x${hex(b)} to the host LAPIC's ${apicRegName(a)}${c === 1 ? ' (WRMSR)' : ''}`; break;
+    case EV_HV_HELD_OFF: what = `xen waits for pCPU ${a} to take vector 0x${(b & 0xff).toString(16)}: ${c < 0 ? 'its LAPIC is software-disabled' : `its TPR 0x${hex(c)} holds it off`}`; break;
     case EV_HV_IPI_MISDIRECTED: what = `xen's vector 0x${(b & 0xff).toString(16)} for pCPU ${a} left for pCPU ${c}`; break;
     case EV_VMFUNC: what = `${viewName(a)} -> ${viewName(c)} ${at(b)}`; break;
     case EV_ROGUE_VMFUNC: what = `to ${viewName(a)} from ${viewName(c)} ${at(b)}`; break;
