@@ -26,6 +26,11 @@ export const PC_STARTED = 5;
  * pCPU reads it too (sched.ts schedClaim / schedOnCpu).
  */
 export const PC_CLAIMING = 6;
+/**
+ * External-interrupt exits that the LAPIC timer's tick caused (also counted in PC_EXITS): exits per IPI
+ * leaves them out, since no IPI caused them. Owner only.
+ */
+export const PC_TIMER_EXITS = 7;
 /** Number of VM exits per reason (EXIT_*), EXIT_COUNT words. Owner only; read when the run ends. */
 export const PC_EXITS = 8;
 export const PC_EXITS_WORDS = 24;

@@ -129,6 +129,7 @@ export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {})
     seed: c.seed,
     scheduler: sc.scheduler,
     hvIpiUnmasked: sc.hvIpiIrqs === 'unmasked',
+    lapicTimerCycles: nsToCycles(sc.lapicTimerUs * 1000),
     ratelimitCycles: nsToCycles(sc.ratelimitUs * 1000),
     apicBus: sc.apicBus,
     lapic: sc.lapic,

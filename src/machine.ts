@@ -5,7 +5,8 @@ import { ipiPathHwApic, APIC_GFN_NUMBER as APIC_GFN, IPI_PATH_XAPIC_PASSTHROUGH,
 import { ACCESS_RW, ACCESS_RWX, P2MT_APIC_ACCESS, P2MT_MMIO_DIRECT, P2M_HDR_CAPACITY, P2M_HDR_NEXT, P2M_HDR_WORDS, P2M_LEAF_ENTRIES, P2M_LEAF_WORDS, P2M_ROOT_ENTRIES, P2MT_RAM_RW, p2mAttr } from '../shared/p2m.js';
 import { PCPU_STRIDE_WORDS, PC_CURRENT, PC_STATE, PS_RUNNING } from '../shared/pcpu.js';
 import { RING_STRIDE_WORDS } from '../shared/ring.js';
-import { LAPIC_PAGE_WORDS, LAPIC_SVR } from '../shared/lapic.js';
+import { LAPIC_DFR, LAPIC_LDR, LAPIC_PAGE_WORDS, LAPIC_SVR } from '../shared/lapic.js';
+import { genapicDfr, genapicLdr, genapicSelect } from './hv/genapic.js';
 import { lapicReset, lapicWrite, lapicWriteX2apic } from './hw/lapic.js';
 import {
   FL_FIXED, RS_RUNNABLE, VCPU_STRIDE_WORDS, VC_APIC_ID, VC_DOMAIN, VC_ID, VC_IDTR, VC_PC, VC_PCPU, VC_REGS,
@@ -206,11 +207,18 @@ export function buildMachine(spec: MachineSpec): Machine {
   p2m[P2M_HDR_NEXT] = P2M_HDR_WORDS;
   p2m[P2M_HDR_CAPACITY] = p2mWords;
   const m = new Machine(buffers);
+  const genapic = genapicSelect(spec.pcpus, spec.apicMode === 'x2apic');
   for (let p = 0; p < spec.pcpus; p++) {
     // Physical APIC ID = pCPU index; the hypervisor software-enables every LAPIC at boot.
     lapicReset(m.lapic32, m.plapicBase(p), p, spec.apicMode === 'x2apic', p === 0);
     lapicWrite(m.lapic32, m.plapicBase(p), LAPIC_SVR, 0x1ff);
     if (spec.apicMode === 'x2apic') lapicWriteX2apic(m.lapic32, m.plapicBase(p), 0x80f, 0x1ff, 0);
+    // Xen's init_apic_ldr: flat logical IDs for its default xAPIC driver (x2APIC derives LDR in hardware,
+    // bigsmp programs nothing), before any pCPU sends, so a logical IPI never misses a CPU still booting.
+    if (genapic === 'flat') {
+      lapicWrite(m.lapic32, m.plapicBase(p), LAPIC_DFR, genapicDfr());
+      lapicWrite(m.lapic32, m.plapicBase(p), LAPIC_LDR, genapicLdr(genapic, p));
+    }
     m.pc32[m.pcpuBase(p) + PC_STATE] = PS_RUNNING;
     m.pc32[m.pcpuBase(p) + PC_CURRENT] = -1;
   }

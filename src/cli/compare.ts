@@ -46,7 +46,7 @@ function misdirectedCauses(reports: RunReport[]): string[] {
 export function formatCompare(reports: RunReport[]): string {
   const kinds = FINDING_KINDS.filter((k) => reports.some((r) => r.findings.some((f) => f.kind === k)));
   const short: Record<string, string> = {
-    IPI_MISDIRECTED: 'misdir', IPI_LOST: 'lost', IPI_FOREIGN: 'foreign', IPI_UNKNOWN_VECTOR: 'unk.vec', HOST_RESET: 'reset',
+    IPI_MISDIRECTED: 'misdir', IPI_LOST: 'lost', IPI_FOREIGN: 'foreign', IPI_UNKNOWN_VECTOR: 'unk.vec', HOST_RESET: 'reset', HOST_APIC_TAMPER: 'tamper',
     ROGUE_VMFUNC: 'rogue', REALM_ESCAPE: 'escape', STALE_TRANSLATION: 'stale', DOMAIN_CRASH: 'crash', GUEST_ASSERT: 'assert', STALL: 'stall',
   };
   const causes = misdirectedCauses(reports);

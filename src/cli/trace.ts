@@ -9,7 +9,7 @@ import { Findings, type FindingKind } from '../oracles/findings.js';
 import { IpiOracle, type Ev } from '../oracles/ipi.js';
 import { loadScenario } from '../scenario/loader.js';
 import {
-  EVENT_NAMES, EV_ASSERT, EV_DOMAIN_END, EV_HOST_RESET, EV_HV_IPI_MISDIRECTED, EV_ICR_WINDOW, EV_INTENT, EV_IPI_COALESCED,
+  EVENT_NAMES, EV_ASSERT, EV_DOMAIN_END, EV_HOST_APIC_TAMPER, EV_HOST_RESET, EV_HV_HELD_OFF, EV_HV_IPI_MISDIRECTED, EV_ICR_WINDOW, EV_INTENT, EV_IPI_COALESCED,
   EV_IPI_DELIVER, EV_IPI_SEND, EV_PHYS_IRQ, EV_REALM_ESCAPE, EV_ROGUE_VMFUNC, EV_STALE,
 } from '../trace/events.js';
 import { formatEvent } from '../trace/collector.js';
@@ -33,6 +33,7 @@ const FINDING_EVENTS: Readonly<Partial<Record<FindingKind, readonly number[]>>> 
   IPI_FOREIGN: [EV_IPI_DELIVER, EV_IPI_COALESCED],
   IPI_UNKNOWN_VECTOR: [EV_PHYS_IRQ],
   HOST_RESET: [EV_HOST_RESET],
+  HOST_APIC_TAMPER: [EV_HOST_APIC_TAMPER, EV_HV_HELD_OFF],
   ROGUE_VMFUNC: [EV_ROGUE_VMFUNC],
   REALM_ESCAPE: [EV_REALM_ESCAPE],
   STALE_TRANSLATION: [EV_STALE],

@@ -26,8 +26,21 @@ class DrainNow implements RingFullHandler {
 }
 
 /** Could stepping this pCPU do anything? */
-function hasWork(p: Pcpu): boolean {
-  if (p.cur >= 0) return true; // (a reset pCPU has dropped its vCPU: cur is -1 there)
+function hasWork(p: Pcpu, all: readonly Pcpu[]): boolean {
+  if (p.cur >= 0) {
+    // A hypervisor wait held off by another pCPU's LAPIC (a guest raised its TPR) goes on only while that
+    // pCPU still runs something that could give the LAPIC back; else stepping it would spin for ever.
+    const q = p.waitHeldOffOn();
+    if (q < 0 || q === p.id) return true;
+    const t = all[q];
+    return t.cur >= 0 ? t.waitHeldOffOn() < 0 : idleHasWork(t);
+  }
+  return idleHasWork(p);
+}
+
+/** A pCPU with no vCPU loaded: something pending, or a vCPU to pick up. */
+function idleHasWork(p: Pcpu): boolean {
+  // (a reset pCPU has dropped its vCPU: cur is -1 there)
   // A pCPU an INIT reset runs nothing again: stepping it would only hold the others back (its clock stops).
   if (p.m.pc32[p.base + PC_STATE] === PS_WAIT_SIPI) return false;
   if (p.m.pc32[p.base + PC_PENDING] !== 0) return true;
@@ -71,7 +84,7 @@ export async function runSerial({ m, params, collector, opts, agents }: EngineIn
   const stepOnce = (allowAgents: boolean): number => {
     let min = Infinity;
     for (let i = 0; i < n; i++) {
-      const w = hasWork(pcpus[i]);
+      const w = hasWork(pcpus[i], pcpus);
       work[i] = w ? 1 : 0;
       clocks[i] = pcpus[i].core.clock;
       if (w && clocks[i] < min) min = clocks[i];

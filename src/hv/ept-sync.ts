@@ -16,7 +16,7 @@ import { lapicAcceptIpi, type LapicOptions } from '../hw/lapic.js';
 import type { Machine } from '../machine.js';
 import { EV_INVEPT } from '../trace/events.js';
 import { HOST_TABLE, altp2mNr, viewValid } from './altp2m.js';
-import { hvSendIpi } from './ipi-send.js';
+import { hvSendIpiMask } from './ipi-send.js';
 import { CALL_FUNCTION_VECTOR, irqRegister } from './irq-vectors.js';
 import type { PcpuCtx } from './pcpu-ctx.js';
 
@@ -57,22 +57,25 @@ export function eptSyncSend(m: Machine, d: number, p: PcpuCtx | null, lapic: Lap
   snap.fill(-1);
   if (eptSyncMode(m, d) !== EPT_SYNC_XEN) return 0;
   const self = p === null ? -1 : p.id;
-  let n = 0;
+  const targets: number[] = [];
   for (let q = 0; q < m.npcpus; q++) {
     if (q === self) continue;
     if ((Atomics.load(m.ap32, altp2mBase(d) + AD_DIRTY + (q >> 5)) & (1 << (q & 31))) === 0) continue;
     snap[q] = Atomics.load(m.pc32, m.pcpuBase(q) + PC_FLUSH_ACKS);
-    n++;
-    if (p !== null) {
-      hvSendIpi(p, q, CALL_FUNCTION_VECTOR);
-      m.pc32[p.base + PC_FLUSH_IPIS]++;
-    } else {
+    targets.push(q);
+    if (p === null) {
       lapicAcceptIpi(m.lapic32, m.plapicBase(q), ICR_DM_FIXED | CALL_FUNCTION_VECTOR, lapic);
       Atomics.or(m.pc32, m.pcpuBase(q) + PC_PENDING, PEND_IRQ);
       Atomics.notify(m.pc32, m.pcpuBase(q) + PC_PENDING);
     }
   }
-  return n;
+  if (p !== null && targets.length > 0) {
+    // on_selected_cpus: one send_IPI_mask for the whole mask (a shorthand or one logical ICR write where the
+    // machine's genapic allows); each target counts as one flush IPI taken.
+    hvSendIpiMask(p, targets, CALL_FUNCTION_VECTOR);
+    m.pc32[p.base + PC_FLUSH_IPIS] += targets.length;
+  }
+  return targets.length;
 }
 
 /**

@@ -4,7 +4,7 @@
 // count where the interpreter cannot tell (an EPT violation that was an APIC access, one the CPU turned
 // into a #VE without exiting). Cycles are charged by whoever handles the exit (the cost differs per
 // reason); counting and charging are paired at each call site.
-import { PC_EXITS } from '../../shared/pcpu.js';
+import { PC_EXITS, PC_TIMER_EXITS } from '../../shared/pcpu.js';
 import { assert } from '../errors.js';
 import type { Machine } from '../machine.js';
 
@@ -14,6 +14,11 @@ export interface ExitCounterCtx { readonly m: Machine; readonly base: number }
 /** The CPU left guest mode for `reason`. */
 export function exitCount(p: ExitCounterCtx, reason: number): void {
   p.m.pc32[p.base + PC_EXITS + reason]++;
+}
+
+/** The external-interrupt exit just counted was the LAPIC timer's tick (PC_TIMER_EXITS). */
+export function exitCountTimer(p: ExitCounterCtx): void {
+  p.m.pc32[p.base + PC_TIMER_EXITS]++;
 }
 
 /**

@@ -7,9 +7,12 @@
 // its own interrupts first so that two waiting pCPUs acknowledge each other.
 import { AD_PAUSE_LOCK, altp2mBase } from '../../shared/altp2m.js';
 import { DM_STATE, DS_RUNNING } from '../../shared/domain.js';
-import { PC_PENDING } from '../../shared/pcpu.js';
+import { PC_FLUSH_ACKS, PC_PENDING } from '../../shared/pcpu.js';
 import { INSN_BYTES, REG_EAX, REG_ECX } from '../isa/opcodes.js';
-import { EV_ALTP2M_OP } from '../trace/events.js';
+import { EV_ALTP2M_OP, EV_HV_HELD_OFF } from '../trace/events.js';
+import { VCPU_STRIDE_WORDS, VC_PCPU } from '../../shared/vcpu.js';
+import { HELD_OFF_NONE, physHeldOff } from './ipi-send.js';
+import { CALL_FUNCTION_VECTOR, EVENT_CHECK_VECTOR } from './irq-vectors.js';
 import { domainVcpus, hostGpaToHost, p2mEndWrite, p2mUnlock } from './altp2m.js';
 import { eptMarkTables, eptSyncAcked, eptSyncSend } from './ept-sync.js';
 import { EFAULT, OP_NEEDS_PAUSE, OP_RESTART, altp2mOp, altp2mOpCopiesBack, type AltCtx } from './hvm-op.js';
@@ -42,11 +45,14 @@ export class GuestAltOp implements AltCtx {
   ret = 0;
   readonly words = new Int32Array(STRUCT_WORDS);
   readonly snap: Int32Array;
+  /** Per pCPU: this wait already reported that pCPU's LAPIC keeping the awaited vector off (EV_HV_HELD_OFF). */
+  readonly heldOff: Uint8Array;
 
   constructor(private readonly p: GuestPcpu) {
     this.m = p.m;
     this.holder = p.id + 1;
     this.snap = new Int32Array(p.m.npcpus);
+    this.heldOff = new Uint8Array(p.m.npcpus);
   }
 
   preemptPending(): boolean { return Atomics.load(this.m.pc32, this.p.base + PC_PENDING) !== 0; }
@@ -119,6 +125,7 @@ function startSync(p: GuestPcpu, r: number): boolean {
   if (eptSyncSend(p.m, p.curDomain, p, p.params.lapic, op.snap) > 0) {
     op.ret = r;
     op.phase = OPW_ACKS;
+    op.heldOff.fill(0); // a new wait, on another vector
     return false;
   }
   return finish(p, r, true);
@@ -148,6 +155,7 @@ function release(p: GuestPcpu): void {
     op.gen = 0;
   }
   op.touched.length = 0;
+  op.heldOff.fill(0);
   if (op.paused) {
     const [first, n] = domainVcpus(m, d);
     for (let i = 0; i < n; i++) if (first + i !== p.cur) vcpuUnpause(p, first + i);
@@ -170,16 +178,51 @@ export function hvmOpContinue(p: GuestPcpu): void {
   if (op.phase === OPW_PAUSING) {
     const [first, n] = domainVcpus(m, p.curDomain);
     for (let i = 0; i < n; i++) {
-      if (first + i !== p.cur && schedOnCpu(m, first + i)) return;
+      if (first + i !== p.cur && schedOnCpu(m, first + i)) {
+        // Still on its pCPU: the pause's kick (EVENT_CHECK) has not been taken there.
+        noteHeldOff(p, Atomics.load(m.vc32, (first + i) * VCPU_STRIDE_WORDS + VC_PCPU), EVENT_CHECK_VECTOR);
+        return;
+      }
     }
     op.phase = OPW_NONE;
     if (hvmOpAltp2mGuest(p)) p.core.pc += INSN_BYTES; // Safe: the vmcall completes now
     return;
   }
-  if (op.phase === OPW_ACKS && eptSyncAcked(m, op.snap)) {
+  if (op.phase !== OPW_ACKS) return;
+  if (eptSyncAcked(m, op.snap)) {
     const r = op.ret;
     op.phase = OPW_NONE;
     if (finish(p, r, true)) p.core.pc += INSN_BYTES; // Safe: the vmcall completes now
+    return;
   }
+  for (let q = 0; q < m.npcpus; q++) if (op.snap[q] >= 0) noteHeldOff(p, q, CALL_FUNCTION_VECTOR);
+}
+
+/**
+ * The pCPU on whose LAPIC this pCPU's wait is held off (HOST_APIC_TAMPER held_off), or -1: an EPT sync still
+ * waiting for a pCPU whose LAPIC keeps the flush IPI off. A pause waits for a vCPU still running, which may
+ * yet give the LAPIC back, so it is never counted here. No side effects.
+ */
+export function hvmOpHeldOffOn(p: GuestPcpu): number {
+  const op = p.altOp, m = p.m;
+  if (op.phase !== OPW_ACKS) return -1;
+  for (let q = 0; q < m.npcpus; q++) {
+    if (op.snap[q] >= 0 && Atomics.load(m.pc32, m.pcpuBase(q) + PC_FLUSH_ACKS) === op.snap[q] &&
+      physHeldOff(m, q, CALL_FUNCTION_VECTOR) !== HELD_OFF_NONE) return q;
+  }
+  return -1;
+}
+
+/**
+ * The wait depends on pCPU `q` taking `vector`: if its LAPIC keeps the vector off (a guest holding the host
+ * LAPIC raised its TPR or disabled it), say so once for this wait. Observes only.
+ */
+function noteHeldOff(p: GuestPcpu, q: number, vector: number): void {
+  const op = p.altOp;
+  if (q < 0 || q >= p.m.npcpus || op.heldOff[q] !== 0) return;
+  const why = physHeldOff(p.m, q, vector);
+  if (why === HELD_OFF_NONE) return;
+  op.heldOff[q] = 1;
+  p.emitPc(EV_HV_HELD_OFF, q, vector, why, -1);
 }
 

@@ -2,16 +2,20 @@
 // looked up in the vector table that handlers register into: irq-vectors.ts), and the pCPU's LAPIC as a
 // passed-through guest sees it. A layer above everything it dispatches to; sending is ipi-send.ts, below.
 import { DM_IPI_PATH, ipiPathIsPassthrough } from '../../shared/domain.js';
+import {
+  LAPIC_EOI, LAPIC_LVT_CMCI, LAPIC_LVT_ERROR, LAPIC_LVT_LINT0, LAPIC_LVT_LINT1, LAPIC_LVT_PMC, LAPIC_LVT_THERMAL, LAPIC_LVT_TIMER,
+  LAPIC_SVR, LAPIC_TPR, APIC_MODE_XAPIC,
+} from '../../shared/lapic.js';
 import { LAPIC_ICR_HI, LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC, ICR_HI_WRITER_NMI, ICR_HI_WRITER_USED, LAPIC_PEND_INIT, LAPIC_PEND_NMI } from '../../shared/lapic.js';
-import { PC_STATE, PS_WAIT_SIPI } from '../../shared/pcpu.js';
+import { PC_PENDING, PC_STATE, PEND_IRQ, PS_WAIT_SIPI } from '../../shared/pcpu.js';
 import { VCPU_STRIDE_WORDS, VC_IPI_SEQ } from '../../shared/vcpu.js';
-import { lapicAck, lapicPendingDeliverable, lapicEoi, lapicRead, lapicTakeNmi, lapicReadX2apic, lapicTakePending, lapicWrite, lapicWriteX2apic } from '../hw/lapic.js';
+import { lapicAck, lapicMode, lapicPendingDeliverable, lapicEoi, lapicRead, lapicReadX2apic, lapicTakeNmi, lapicTakePending, lapicWrite, lapicWriteX2apic, x2apicMsrToOffset } from '../hw/lapic.js';
 import { REG_EAX, REG_EDX } from '../isa/opcodes.js';
 import { PORT_GP, PORT_OK, type LapicPort } from '../isa/interp.js';
-import { EV_ICR_WINDOW, EV_IPI_SEND, ICRW_NMI, ICRW_OTHER, ICRW_REUSED, EV_PHYS_IRQ, PIRQ_HANDLED, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTag } from '../trace/events.js';
+import { EV_HOST_APIC_TAMPER, EV_ICR_WINDOW, EV_IPI_SEND, ICRW_NMI, ICRW_OTHER, ICRW_REUSED, EV_PHYS_IRQ, PIRQ_HANDLED, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTag } from '../trace/events.js';
 import type { PcpuCtx } from './pcpu-ctx.js';
-import { physSend, irqTagAcked, irqTagTake } from './ipi-send.js';
-import { EVENT_CHECK_VECTOR, INVALIDATE_TLB_VECTOR, irqHandler, irqReflect, irqRegister, irqRegisterService } from './irq-vectors.js';
+import { lapicRaisesLine, physSend, irqTagAcked, irqTagTake } from './ipi-send.js';
+import { EVENT_CHECK_VECTOR, INVALIDATE_TLB_VECTOR, irqHandler, irqReflect, irqRegister, irqRegisterService, irqRunHandler } from './irq-vectors.js';
 import { hvNmi } from './nmi.js';
 import { hvInitSignal } from './init.js';
 
@@ -38,7 +42,7 @@ export function physService(p: PcpuCtx, guestMode = false): boolean {
     const h = irqHandler(v);
     if (h !== undefined) {
       p.emit(EV_PHYS_IRQ, v, PIRQ_HANDLED, tag);
-      h(p);
+      irqRunHandler(h, p);
     } else {
       const cur = p.cur;
       const reflect = cur >= 0 && ipiPathIsPassthrough(m.dm32[m.domainBase(p.curDomain) + DM_IPI_PATH]);
@@ -50,6 +54,23 @@ export function physService(p: PcpuCtx, guestMode = false): boolean {
     lapicEoi(m.lapic32, base);
   }
   return true;
+}
+
+/** Does pCPU `p`'s LAPIC raise its interrupt line now? (ipi-send.ts lapicRaisesLine) */
+export function physWouldInterrupt(p: PcpuCtx): boolean {
+  return lapicRaisesLine(p.m, p.id);
+}
+
+/**
+ * The registers through which a guest holding the host LAPIC takes the hypervisor's interrupts from it
+ * (HOST_APIC_TAMPER): TPR, EOI, SVR and the LVT entries, by xAPIC offset.
+ */
+function hostApicTamperRegister(offset: number): boolean {
+  switch (offset) {
+    case LAPIC_TPR: case LAPIC_EOI: case LAPIC_SVR: case LAPIC_LVT_CMCI: case LAPIC_LVT_TIMER: case LAPIC_LVT_THERMAL:
+    case LAPIC_LVT_PMC: case LAPIC_LVT_LINT0: case LAPIC_LVT_LINT1: case LAPIC_LVT_ERROR: return true;
+    default: return false;
+  }
 }
 
 /** The pCPU's physical LAPIC as a passed-through guest sees it (CpuCore.lapic). */
@@ -64,6 +85,8 @@ export class PhysLapicPort implements LapicPort {
     const p = this.p, m = p.m, w = m.plapicBase(p.id) + (LAPIC_SIM_ICR_HI_WRITER >> 2);
     const wpc = m.plapicBase(p.id) + (LAPIC_SIM_ICR_HI_PC >> 2);
     const eff = lapicWrite(m.lapic32, m.plapicBase(p.id), offset, value, p.params.lapic);
+    // Outside xAPIC mode the page drops writes: nothing was written.
+    if (hostApicTamperRegister(offset) && lapicMode(m.lapic32, m.plapicBase(p.id)) === APIC_MODE_XAPIC) this.tampered(offset, value, 0);
     if (offset === LAPIC_ICR_HI) {
       // Inside its NMI handler `cli` protects nothing: mark the write, so a window it opens names the NMI.
       m.lapic32[w] = (p.cur + 1) | (p.core.nmiBlocked ? ICR_HI_WRITER_NMI : 0);
@@ -95,8 +118,21 @@ export class PhysLapicPort implements LapicPort {
     const p = this.p;
     const eff = lapicWriteX2apic(p.m.lapic32, p.m.plapicBase(p.id), msr, lo, hi, p.params.lapic);
     if (eff.type === 'gp') return PORT_GP;
+    const offset = x2apicMsrToOffset(msr);
+    if (hostApicTamperRegister(offset)) this.tampered(offset, lo, 1);
     if (eff.type === 'ipi') this.guestSend(eff.icrLo, eff.icrHi);
     return PORT_OK;
+  }
+
+  /**
+   * A guest wrote a register the hypervisor's own interrupts depend on (HOST_APIC_TAMPER). A lower TPR, an
+   * EOI or a re-enabled LAPIC may let a vector held in IRR through: raise the line then, as the LAPIC
+   * re-evaluates PPR (the TPR is stored before IRR is read; a sender sets IRR before it reads TPR).
+   */
+  private tampered(offset: number, value: number, how: number): void {
+    const p = this.p;
+    p.emit(EV_HOST_APIC_TAMPER, offset, value, how);
+    if (lapicRaisesLine(p.m, p.id)) Atomics.or(p.m.pc32, p.base + PC_PENDING, PEND_IRQ);
   }
 
   /** A guest wrote the physical ICR: the IPI leaves with whatever ICR_HI holds now. Returns its tag. */

@@ -26,9 +26,14 @@ export interface PcpuParams {
   scheduler: 'credit2' | 'fifo';
   /** credit2: minimum run before a running vCPU can be preempted (Xen's sched_ratelimit_us). */
   ratelimitCycles: number;
+  /** Period of each pCPU's LAPIC timer in cycles: the scheduler's tick (apic-timer.ts). */
+  lapicTimerCycles: number;
   /** The hypervisor takes pending interrupts between ICR_HI and ICR_LO of its own sends (Xen masks them). */
   hvIpiUnmasked: boolean;
-  /** APIC bus and LAPIC behaviour where implementations differ (Xen's by default). */
+  /**
+   * The virtual APIC bus (vLAPIC routing) where implementations differ (Xen's by default). The physical bus
+   * always follows the SDM (apic-bus.ts APIC_BUS_HARDWARE).
+   */
   apicBus: ApicBusOptions;
   lapic: LapicOptions;
   /**
@@ -85,4 +90,6 @@ export interface PcpuCtx {
   watchdogOverflow: boolean;
   /** Intel: an INIT was blocked in VMX root operation; the next VM entry exits on it (init.ts). */
   initHeld: boolean;
+  /** The scheduler's timer interrupt was taken: the loaded vCPU's slice ends here if it is over. */
+  schedTick(): void;
 }

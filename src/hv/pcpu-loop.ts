@@ -2,13 +2,16 @@
 // guest execution, exit handling. The same object code runs under both engines; only the RingFullHandler
 // and the shared-access budget per step differ.
 import type { PcpuCtx, PcpuParams } from './pcpu-ctx.js';
-import { exitCount } from './exits.js';
+import { exitCount, exitCountTimer } from './exits.js';
 import * as C from '../../shared/machine.js';
 import { DM_IPI_PATH, DM_P2M_ROOT, DM_STATE, DM_VCPU_MAP_GPA, DS_RUNNING, IPI_PATH_X2APIC_PASSTHROUGH, VCPU_MAP_ENTRY_WORDS, ipiPathHwApic } from '../../shared/domain.js';
 import { VirtLapicPort, piNotificationOnly } from './posted.js';
-import { PhysLapicPort, physService } from './ipi.js';
+import { PhysLapicPort, physService, physWouldInterrupt } from './ipi.js';
+import { apicTimerSetup } from './apic-timer.js';
+import { LapicTimer } from '../hw/lapic-timer.js';
+import { lapicPendingDeliverable } from '../hw/lapic.js';
 import { hvKick } from './ipi-send.js';
-import { irqVectorsComplete } from './irq-vectors.js';
+import { LOCAL_TIMER_VECTOR, irqVectorsComplete } from './irq-vectors.js';
 import { assert } from '../errors.js';
 import { vlapicInject, vlapicWatchdogNmi } from './vlapic.js';
 import { nmiWatchdogFire } from './nmi.js';
@@ -40,7 +43,7 @@ import {
   VC_ORC_CODE, VC_ORC_FLAGS, VC_ORC_FROM, VC_P2MIDX, VC_GUEST_NMI_NEXT_F64, VC_NMI_FLAGS, VNMI_BLOCKED,
 } from '../../shared/vcpu.js';
 import { PC_INVEPT_HINT, PC_VMFUNCS } from '../../shared/pcpu.js';
-import { GuestAltOp, OPW_NONE, hvmOpContinue } from './hvm-op-guest.js';
+import { GuestAltOp, OPW_NONE, hvmOpContinue, hvmOpHeldOffOn } from './hvm-op-guest.js';
 import { altp2mActive, tableRoot, vcpuResyncP2midx, vcpuSetView, viewFillFromHost, viewValid, HOST_TABLE } from './altp2m.js';
 import { dirtyMaskClear, dirtyMaskSet, eptEntryFlush } from './ept-sync.js';
 import { monitorAttached, vmEventPost } from './vm-event.js';
@@ -71,6 +74,10 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
   /** The loaded vCPU may have a deliverable virtual interrupt (vlapic.ts vlapicInject). */
   virqCheck = true;
   sliceEnd = 0;
+  /** A timer tick found the loaded vCPU's slice over (schedTick): schedule at the next step. */
+  private sliceOver = false;
+  /** This pCPU's LAPIC timer (hw/lapic-timer.ts): its ticks drive the scheduler (apic-timer.ts). */
+  private readonly timer = new LapicTimer();
   /** A guest HVMOP_altp2m in progress on this pCPU (hvm-op-guest.ts). */
   readonly altOp: GuestAltOp;
   /** The domain whose vCPU this pCPU loaded last (dirty_cpumask is cleared only when that changes). */
@@ -146,6 +153,9 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     this.wdogNext = this.wdogPeriod;
     this.guestNmiInsns = params.guestNmiInsns ?? [];
     this.altOp = new GuestAltOp(this);
+    // The hypervisor programs its LAPIC timer as the pCPU comes up; the count starts at this pCPU's clock.
+    apicTimerSetup(m, id, params.lapicTimerCycles);
+    this.timer.arm(m.lapic32, m.plapicBase(id), this.core.clock);
     // Every hypervisor vector has its handler (each handler module registered itself when it loaded).
     assert(irqVectorsComplete(), 'a hypervisor vector has no handler: a handler module was not loaded');
   }
@@ -202,6 +212,7 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     const m = this.m, pc32 = m.pc32, ex = this.ex;
     if (Mo.ld(m.ctl, this.iStop, ex) !== 0) return this.stop();
     if (this.wdogPeriod > 0 && this.core.clock >= this.wdogNext) this.watchdogTick();
+    if (this.core.clock >= this.timer.deadline) this.timerExpired();
     const pend = pc32[this.iPending];
     if (pend !== 0) this.servicePending(pend);
     if (pc32[this.iState] === PS_WAIT_SIPI) return STEP_IDLE; // reset behind the hypervisor's back
@@ -214,8 +225,10 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     let v = this.cur;
     if (v >= 0) {
       if (Mo.ld(m.dm32, this.iDomState, ex) !== DS_RUNNING) Atomics.store(m.vc32, this.iRunstate, RS_DONE);
-      if (Mo.ld(m.vc32, this.iRunstate, ex) !== RS_RUNNING || this.core.clock >= this.sliceEnd ||
-        Mo.ld(m.vc32, this.iPause, ex) !== 0) v = this.schedule();
+      // A pause takes effect when the vCPU is in the hypervisor: after an exit, or the kick that pauses it
+      // (a kick the LAPIC holds off leaves it running). The slice ends on a timer tick (schedTick).
+      if (Mo.ld(m.vc32, this.iRunstate, ex) !== RS_RUNNING || this.sliceOver ||
+        (this.entering && Mo.ld(m.vc32, this.iPause, ex) !== 0)) v = this.schedule();
     } else v = this.schedule();
     // PC_STATE and PC_BURSTS are written only by this pCPU: a plain read of its own word is exact, and
     // only a change needs the (ordered) Atomics store other threads pair with.
@@ -330,9 +343,11 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     // The loaded vCPU is still in guest mode if its last burst ended without an exit (init.ts asks).
     const guestMode = this.cur >= 0 && this.lastExit === EXIT_NONE && !inGuest;
     // Between two serial steps the loaded vCPU is still in guest mode: an interrupt arriving then
-    // makes it exit, exactly as one arriving mid-burst does (the interpreter counted that case).
-    if (this.cur >= 0 && this.lastExit !== EXIT_EXTINT && !inGuest) {
+    // makes it exit, exactly as one arriving mid-burst does (the interpreter counted that case). One the
+    // LAPIC holds off (a raised TPR) makes no exit.
+    if (this.cur >= 0 && this.lastExit !== EXIT_EXTINT && !inGuest && physWouldInterrupt(this)) {
       exitCount(this, EXIT_EXTINT);
+      if (lapicPendingDeliverable(this.m.lapic32, this.m.plapicBase(this.id)) === LOCAL_TIMER_VECTOR) exitCountTimer(this);
       this.lastExit = EXIT_EXTINT;
       this.hvCycles(this.params.costs.vmexit);
     }
@@ -350,6 +365,24 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     this.entering = true;
     this.hvCycles(this.params.costs.vmexit);
     this.sliceEnd = this.core.clock;
+    this.sliceOver = true;
+  }
+
+  /** The LAPIC timer reached zero: latch its vector and raise the interrupt line if the LAPIC offers it. */
+  private timerExpired(): void {
+    const base = this.m.plapicBase(this.id);
+    if (this.timer.poll(this.m.lapic32, base, this.core.clock) && physWouldInterrupt(this)) {
+      Atomics.or(this.m.pc32, this.iPending, PEND_IRQ);
+    }
+  }
+
+  /** The pCPU whose LAPIC holds off what this pCPU's hypervisor wait needs, or -1 (hvm-op-guest.ts hvmOpHeldOffOn). */
+  waitHeldOffOn(): number {
+    return this.altOp.phase === OPW_NONE ? -1 : hvmOpHeldOffOn(this);
+  }
+
+  schedTick(): void {
+    if (this.cur >= 0 && this.core.clock >= this.sliceEnd) this.sliceOver = true;
   }
 
   /**
@@ -359,7 +392,7 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
    */
   preemptSwitches(): boolean {
     const v = this.cur, m = this.m;
-    if (v < 0 || this.altOp.phase !== OPW_NONE || this.core.clock >= this.sliceEnd) return false;
+    if (v < 0 || this.altOp.phase !== OPW_NONE || this.sliceOver) return false;
     if (Atomics.load(m.vc32, this.iRunstate) !== RS_RUNNING || Atomics.load(m.vc32, this.iPause) !== 0) return false;
     return !this.keepRunning(v);
   }
@@ -389,6 +422,7 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
       if (rs === RS_RUNNING && Atomics.load(m.vc32, cur * VCPU_STRIDE_WORDS + VC_PAUSE_COUNT) === 0 && this.keepRunning(cur)) {
         // Nothing else should have this pCPU now: a new slice without a context switch.
         this.sliceEnd = this.core.clock + this.sliceFor(cur);
+        this.sliceOver = false;
         return cur;
       }
       this.unload();
@@ -651,6 +685,7 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     m.pcF64[(this.base + PC_CTXSW_F64) >> 1]++;
     this.hvCycles(this.params.costs.context_switch);
     this.sliceEnd = c.clock + this.sliceFor(v);
+    this.sliceOver = false;
     this.publishVcpuMap(v, d);
     this.emit(EV_SCHED_IN, 0, c.pc, 0);
   }

@@ -52,6 +52,14 @@ export interface ApicBusOptions {
 /** Xen's choices (apic.md §3: Xen `vlapic_lowest_prio`, `vlapic_match_logical_addr`). */
 export const APIC_BUS_DEFAULTS: ApicBusOptions = Object.freeze({ lowestPriority: 'xen', logicalBroadcast: 'xen' });
 
+/**
+ * The physical APIC bus: what the SDM says, not what a hypervisor's virtual APIC chose. Logical MDA 0xFF and
+ * 0xFFFFFFFF reach every APIC (SDM p386, p407); lowest priority goes to the lowest-priority APIC, here the
+ * lowest PPR, then the lowest index (the SDM leaves the tie to the chipset; apic.md §3 [D]). Scenario keys
+ * set only the virtual bus (PcpuParams.apicBus); the machine's own LAPICs always route with this.
+ */
+export const APIC_BUS_HARDWARE: ApicBusOptions = Object.freeze({ lowestPriority: 'lowest-ppr', logicalBroadcast: 'sdm' });
+
 /** What the bus needs to know about one LAPIC: a snapshot (lapicBusView builds one from a register page). */
 export interface ApicBusTarget {
   /** xAPIC mode: the 8-bit ID (ID register bits 31:24). x2APIC mode: the 32-bit ID, unsigned. */

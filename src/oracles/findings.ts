@@ -40,6 +40,10 @@
 //                                       host LAPIC; the cause is what it did there (hv/init.ts) [send]
 //   HOST_NMI            watchdog | dropped_ap | dropped_watchdog | ignored | dom0 | fatal | absorbed_watchdog
 //                                       a guest sent an NMI through a host LAPIC; what Xen's do_nmi did (hv/nmi.ts) [send]
+//   HOST_APIC_TAMPER    tpr | svr | lvt | eoi  a guest wrote that register of a passed-through host LAPIC
+//                                       [the writing instruction]; apic-tamper.ts
+//                       held_off        the hypervisor waits for a pCPU whose LAPIC keeps its vector off
+//                                       (a raised TPR, a software-disabled LAPIC) [xen]
 //   ROGUE_VMFUNC        outside_trampoline  VMFUNC outside the trampoline region [the VMFUNC]
 //   REALM_ESCAPE        secret_access   the secret touched from outside the realm [the accessing instruction]
 //   REALM_ENTRY         fallthrough | jump | call | return | iret | interrupt | other  control entered the realm
@@ -58,7 +62,7 @@
 import { cyclesToNs } from '../hw/clock.js';
 
 export const FINDING_KINDS = [
-  'IPI_MISDIRECTED', 'IPI_LOST', 'IPI_FOREIGN', 'IPI_UNKNOWN_VECTOR', 'HOST_RESET', 'HOST_INIT', 'HOST_NMI', 'ROGUE_VMFUNC',
+  'IPI_MISDIRECTED', 'IPI_LOST', 'IPI_FOREIGN', 'IPI_UNKNOWN_VECTOR', 'HOST_RESET', 'HOST_INIT', 'HOST_NMI', 'HOST_APIC_TAMPER', 'ROGUE_VMFUNC',
   'REALM_ESCAPE', 'REALM_ENTRY', 'KERNEL_IN_REALM_VIEW', 'STALE_TRANSLATION', 'DOMAIN_CRASH', 'GUEST_ASSERT', 'STALL',
 ] as const;
 export type FindingKind = (typeof FINDING_KINDS)[number];

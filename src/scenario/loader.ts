@@ -11,6 +11,7 @@ import { MAX_PCPUS } from '../../shared/machine.js';
 import { IPI_PATH_NAMES } from '../../shared/domain.js';
 import { IPI_LOST_BOUND_US_DEFAULT } from '../oracles/ipi.js';
 import { RATELIMIT_US_DEFAULT } from '../hv/sched/credit2.js';
+import { LAPIC_TIMER_US_DEFAULT } from '../hv/apic-timer.js';
 import type { ApicBusOptions } from '../hw/apic-bus.js';
 import { LAPIC_DEFAULTS, type LapicOptions } from '../hw/lapic.js';
 import { DEFAULT_COSTS, type CostTable } from '../hw/clock.js';
@@ -88,6 +89,8 @@ export interface Scenario {
   ratelimitUs: number;
   /** Whether the hypervisor's own ICR_HI/ICR_LO pair is interruptible ("masked" = Xen). */
   hvIpiIrqs: 'masked' | 'unmasked';
+  /** Period of each pCPU's LAPIC timer, the scheduler's tick (µs). */
+  lapicTimerUs: number;
   /** "balance": vCPUs move between pCPUs of their affinity; "none": they stay where placed. */
   migration: 'balance' | 'none';
   /** Chance (percent) that a descheduled vCPU moves to a random other pCPU of its affinity. */
@@ -274,7 +277,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const mach = ck.table(doc, 'machine');
   ck.onlyKeys(mach, 'machine', ['pcpus', 'apic_mode', 'timeslice_us', 'migration', 'migrate_percent',
     'lapic_lowest_priority', 'lapic_logical_broadcast', 'lapic_illegal_vector', 'scheduler', 'ratelimit_us', 'hv_ipi_irqs',
-    'vendor', 'nmi_watchdog_hz', 'xen_nmi', 'init_exit']);
+    'vendor', 'nmi_watchdog_hz', 'xen_nmi', 'init_exit', 'lapic_timer_us']);
   let pcpus = ck.int(mach, 'machine', 'pcpus', 1, MAX_PCPUS, 4);
   if (ov.pcpus !== undefined) pcpus = ov.pcpus;
   const apicMode = ck.oneOf(mach, 'machine', 'apic_mode', ['xapic', 'x2apic'] as const, 'xapic');
@@ -293,6 +296,8 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const migration = ck.oneOf(mach, 'machine', 'migration', ['balance', 'none'] as const, 'balance');
   const migratePercent = ck.int(mach, 'machine', 'migrate_percent', 0, 100, 0);
   const hvIpiIrqs = ck.oneOf(mach, 'machine', 'hv_ipi_irqs', ['masked', 'unmasked'] as const, 'masked');
+  // The scheduler's tick: each pCPU's LAPIC timer period (the initial count is 32 bits of 3 GHz cycles).
+  const lapicTimerUs = ck.int(mach, 'machine', 'lapic_timer_us', 1, 1_000_000, LAPIC_TIMER_US_DEFAULT);
   const scheduler = ck.oneOf(mach, 'machine', 'scheduler', ['fifo', 'credit2'] as const, 'credit2');
   const ratelimitUs = ck.int(mach, 'machine', 'ratelimit_us', 0, 500_000, RATELIMIT_US_DEFAULT);
   if (mach.timeslice_us !== undefined && scheduler !== 'fifo') {
@@ -382,7 +387,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
-  return { name: nameOrFile, file, shown, keyLines: ck.lines.record(), description, pcpus, apicMode, vendor, nmiWatchdogHz, xenNmi, initExit, hvIpiIrqs, timesliceUs, scheduler, ratelimitUs, migration, migratePercent, apicBus, lapic, ipiLostBoundUs, costs, domains };
+  return { name: nameOrFile, file, shown, keyLines: ck.lines.record(), description, pcpus, apicMode, vendor, nmiWatchdogHz, xenNmi, initExit, hvIpiIrqs, lapicTimerUs, timesliceUs, scheduler, ratelimitUs, migration, migratePercent, apicBus, lapic, ipiLostBoundUs, costs, domains };
 }
 
 /** The vendor a domain's features need (the first that needs one), or null when both have them. */

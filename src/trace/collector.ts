@@ -5,7 +5,7 @@
 import {
   CRASH_EPT_VIOLATION, CRASH_NAMES, CRASH_TRIPLE_FAULT, EVENT_NAMES, EV_ALTP2M_OP, EV_ASSERT, EV_CONSOLE, EV_DOMAIN_END, EV_EXIT, EV_INVEPT,
   EV_MEM_EVENT, EV_REALM_ESCAPE, EV_REPORT, EV_ROGUE_VMFUNC, EV_STALE, EV_VE, EV_VMFUNC, EV_SCHED_IN, EV_SCHED_OUT, EV_EXCEPTION, EV_MARKER,
-  EV_INTENT, EV_IPI_SEND, EV_IPI_DELIVER, EV_IPI_COALESCED, EV_PHYS_IRQ, EV_HOST_RESET, EV_ICR_WINDOW, EV_HV_IPI_MISDIRECTED, EV_SINGLESTEP,
+  EV_INTENT, EV_IPI_SEND, EV_IPI_DELIVER, EV_IPI_COALESCED, EV_PHYS_IRQ, EV_HOST_RESET, EV_ICR_WINDOW, EV_HV_IPI_MISDIRECTED, EV_SINGLESTEP, EV_HOST_APIC_TAMPER, EV_HV_HELD_OFF,
   CRASH_BAD_VMFUNC, CRASH_HOST_PANIC, CRASH_INIT_EXIT, EV_HOST_INIT, EV_NMI, EV_VNMI, EV_HOST_PANIC, HINIT_NAMES, HINIT_HELD, HINIT_IGNORED,
   HINIT_DOMAIN_CRASH, HINIT_RESET, NMI_NAMES, NMI_DOM0, NMI_DROPPED_AP, NMI_DROPPED_WATCHDOG, NMI_FATAL, NMI_IGNORED, ICRW_NMI, ICRW_REUSED, ipiTagSender, ipiTagSeq, EV_REALM_ENTRY, EV_KERNEL_IN_REALM_VIEW, eventIsVerdict,
 } from './events.js';
@@ -17,6 +17,7 @@ import { EXIT_NAMES } from '../isa/interp.js';
 import { Findings, MAX_INSTANCES_DEFAULT, PC_XEN } from '../oracles/findings.js';
 import { IpiOracle, type IpiMetrics } from '../oracles/ipi.js';
 import { ViewOracle, viewName } from '../oracles/views.js';
+import { apicRegName, apicTamperFinding } from '../oracles/apic-tamper.js';
 import { VCPU_STRIDE_WORDS, VC_DOMAIN, VC_ID } from '../../shared/vcpu.js';
 import { PC_CLOCK_F64 } from '../../shared/pcpu.js';
 import { cyclesToNs } from '../hw/clock.js';
@@ -132,6 +133,9 @@ export class Collector {
         break;
       case EV_HOST_INIT: this.hostInit(time, pcpu, a, b, c, pc); break;
       case EV_NMI: this.hostNmi(time, pcpu, a, b, c, pc); break;
+      case EV_HOST_APIC_TAMPER: case EV_HV_HELD_OFF:
+        apicTamperFinding(this.findings, this.domainNames, pcpu, time, kind, dom, vcpu, a, b, c, pc, () => this.recent(pcpu));
+        break;
       case EV_STALE: case EV_ROGUE_VMFUNC: case EV_REALM_ESCAPE: case EV_REALM_ENTRY: case EV_KERNEL_IN_REALM_VIEW:
         this.views.onEvent(this.findings, this.domainNames, pcpu, time, kind, dom, vcpu, a, b, c, pc, () => this.recent(pcpu));
         break;
@@ -269,6 +273,8 @@ export function formatEvent(names: string[], pcpu: number, time: number, kind: n
     case EV_NMI: what = `NMI from ${c === 0 ? 'xen or the watchdog' : tagText(c)}: ${NMI_NAMES[a] ?? a}${b !== 0 ? ' (merged with the watchdog\'s)' : ''}`; break;
     case EV_VNMI: what = `${a === 1 ? 'guest watchdog' : 'NMI IPI'} NMI into the guest at ${at(b)}`; break;
     case EV_HOST_PANIC: what = `the hypervisor panicked on pCPU ${b} (NMI of unknown reason, nmi=fatal)`; break;
+    case EV_HOST_APIC_TAMPER: what = `wrote 0x${hex(b)} to the host LAPIC's ${apicRegName(a)}${c === 1 ? ' (WRMSR)' : ''}`; break;
+    case EV_HV_HELD_OFF: what = `xen waits for pCPU ${a} to take vector 0x${(b & 0xff).toString(16)}: ${c < 0 ? 'its LAPIC is software-disabled' : `its TPR 0x${hex(c)} holds it off`}`; break;
     case EV_HV_IPI_MISDIRECTED: what = `xen's vector 0x${(b & 0xff).toString(16)} for pCPU ${a} left for pCPU ${c}`; break;
     case EV_VMFUNC: what = `${viewName(a)} -> ${viewName(c)} ${at(b)}`; break;
     case EV_ROGUE_VMFUNC: what = `to ${viewName(a)} from ${viewName(c)} ${at(b)}`; break;

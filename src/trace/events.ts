@@ -35,9 +35,21 @@ export const EV_HOST_INIT = 28;
 /** A pCPU took a physical NMI (hv/nmi.ts): a = NMI_* (what Xen's handler did), b = 1 if the watchdog's NMI absorbed a sent one, c = source tag; pc = the sender's. */
 export const EV_NMI = 29;
 /** A virtual NMI entered the guest through IDT vector 2: a = VNMI_* source, b = the interrupted pc, c = 0. */
-export const EV_VNMI = 30;
+export const EV_VNMI = 34;
 /** The hypervisor panicked (fatal_trap): a = PANIC_* reason, b = pCPU; every domain is crashed. */
-export const EV_HOST_PANIC = 31;
+export const EV_HOST_PANIC = 35;
+/**
+ * A guest wrote a register of the host LAPIC it reaches through a passthrough path (HOST_APIC_TAMPER):
+ * a = the register's xAPIC offset (TPR 0x80, EOI 0xB0, SVR 0xF0, LVT 0x2F0 and 0x320-0x370), b = the value
+ * written, c = 0 through the xAPIC page, 1 by WRMSR; pc = the writing instruction's.
+ */
+export const EV_HOST_APIC_TAMPER = 30;
+/**
+ * The hypervisor waits for pCPU a to take its vector b (an EPT flush's call-function, the kick of a pause)
+ * and that pCPU's LAPIC keeps it off: c = its TPR, which holds the vector's class off, or -1 when the LAPIC
+ * is software-disabled (the vector was dropped). Once per wait and target; pc -1 (the hypervisor's).
+ */
+export const EV_HV_HELD_OFF = 31;
 export const EV_DOMAIN_END = 32;   // a = DS_* state, b = exit code or CRASH_*, c = detail
 export const EV_HALT_DEAD = 33;    // a vCPU halted with IF=0 (can never wake)
 // 48-63 memory views (altp2m, VMFUNC, #VE, vm_event, EPT sync)
@@ -69,6 +81,7 @@ export const EVENT_NAMES: Readonly<Record<number, string>> = {
   [EV_HALT_DEAD]: 'halt_dead', [EV_IPI_SEND]: 'ipi_send', [EV_IPI_DELIVER]: 'ipi_deliver',
   [EV_IPI_COALESCED]: 'ipi_coalesced', [EV_PHYS_IRQ]: 'phys_irq', [EV_HOST_RESET]: 'host_reset',
   [EV_ICR_WINDOW]: 'icr_window', [EV_HV_IPI_MISDIRECTED]: 'hv_ipi_misdirected',
+  [EV_HOST_APIC_TAMPER]: 'host_apic_tamper', [EV_HV_HELD_OFF]: 'hv_held_off',
   [EV_VMFUNC]: 'vmfunc', [EV_ROGUE_VMFUNC]: 'rogue_vmfunc', [EV_VE]: 've', [EV_MEM_EVENT]: 'mem_event',
   [EV_INVEPT]: 'invept', [EV_STALE]: 'stale_translation', [EV_REALM_ESCAPE]: 'realm_escape',
   [EV_ALTP2M_OP]: 'altp2m_op', [EV_SINGLESTEP]: 'singlestep', [EV_REALM_ENTRY]: 'realm_entry',

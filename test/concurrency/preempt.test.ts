@@ -33,7 +33,7 @@ describe('--strategy preempt', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vcpulab-preempt-'));
     try {
       const trace = join(dir, 'sr.trace');
-      const { report } = await simulate(cfg('secure-realm', 8), { trace });
+      const { report } = await simulate(cfg('secure-realm', 1), { trace });
       expect(report.outcome).toBe('completed');
       expect(report.findings.map((f) => f.kind)).toContain('IPI_MISDIRECTED');
       // [time, pcpu, kind, dom, vcpu, a, b, c]: c = the last ICR_HI writer, 0 = the hypervisor.

@@ -23,7 +23,7 @@ function setup(unmasked: boolean) {
   });
   const params: PcpuParams = {
     costs: DEFAULT_COSTS, timesliceCycles: 3_000_000, maxInstructions: 0, traceExits: false, migrate: true, migratePercent: 0,
-    seed: 1, scheduler: 'fifo', ratelimitCycles: 3_000_000, hvIpiUnmasked: unmasked, apicBus: APIC_BUS_DEFAULTS, lapic: LAPIC_DEFAULTS,
+    seed: 1, scheduler: 'fifo', ratelimitCycles: 3_000_000, hvIpiUnmasked: unmasked, lapicTimerCycles: 30_000, apicBus: APIC_BUS_DEFAULTS, lapic: LAPIC_DEFAULTS,
   };
   const col = new Collector(m, ['g']);
   const p0 = new Pcpu(m, 0, params, { ringFull: (p: number) => col.drainOne(p) });
