@@ -7,7 +7,7 @@ import { listBuiltins } from '../scenario/loader.js';
 
 /** The designs `--compare` runs by default, in table order: the researcher's, its failure modes, the alternatives. */
 export const COMPARE_DESIGNS = [
-  'secure-realm', 'secure-realm-rogue', 'secure-realm-init', 'secure-realm-nmi', 'x2apic-realm', 'hypercall-ipi', 'posted', 'ipiv', 'avic', 'hvmi-external',
+  'secure-realm', 'secure-realm-rogue', 'secure-realm-init', 'secure-realm-nmi', 'secure-realm-logical', 'x2apic-realm', 'hypercall-ipi', 'posted', 'ipiv', 'avic', 'hvmi-external',
 ] as const;
 
 /** Parse the --compare value: "all" (or nothing) for every design, else a comma list of built-in names or .toml files. */

@@ -4,7 +4,7 @@
 import { DM_IPI_PATH, ipiPathIsPassthrough } from '../../shared/domain.js';
 import {
   LAPIC_EOI, LAPIC_LVT_CMCI, LAPIC_LVT_ERROR, LAPIC_LVT_LINT0, LAPIC_LVT_LINT1, LAPIC_LVT_PMC, LAPIC_LVT_THERMAL, LAPIC_LVT_TIMER,
-  LAPIC_SVR, LAPIC_TPR, APIC_MODE_XAPIC,
+  LAPIC_SVR, LAPIC_TPR, APIC_MODE_XAPIC, ICR_SHORTHAND_MASK, ICR_SH_NONE,
 } from '../../shared/lapic.js';
 import { LAPIC_ICR_HI, LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC, ICR_HI_WRITER_NMI, ICR_HI_WRITER_USED, LAPIC_PEND_INIT, LAPIC_PEND_NMI } from '../../shared/lapic.js';
 import { PC_PENDING, PC_STATE, PEND_IRQ, PS_WAIT_SIPI } from '../../shared/pcpu.js';
@@ -93,6 +93,8 @@ export class PhysLapicPort implements LapicPort {
       m.lapic32[wpc] = p.core.pc; // the interpreter stored the writing instruction's pc before calling us
     }
     if (eff.type !== 'ipi') return true;
+    // A shorthand ignores ICR_HI: no destination field, no window (and ICR_HI stays unused for the next send).
+    if ((eff.icrLo & ICR_SHORTHAND_MASK) !== ICR_SH_NONE) { this.guestSend(eff.icrLo, eff.icrHi); return true; }
     const writer = m.lapic32[w];
     const by = writer & ~(ICR_HI_WRITER_USED | ICR_HI_WRITER_NMI);
     const hiPc = by === 0 ? -1 : m.lapic32[wpc];

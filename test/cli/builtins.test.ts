@@ -42,6 +42,8 @@ const EXPECT: Record<string, { must: string[]; never: string[]; serialMust?: str
   // The kernel's NMI handler sends through the realm too: the NMI's own misdirections need the right seed
   // (test/concurrency/nmi-init.test.ts); what holds on every run is the realm workload's.
   'secure-realm-nmi': realmWorkload({ must: ['IPI_UNKNOWN_VECTOR'], serialMust: ['IPI_MISDIRECTED'], never: [...VIEW_KINDS, 'DOMAIN_CRASH', 'HOST_RESET', 'HOST_INIT', 'GUEST_ASSERT'] }),
+  // Flat logical destinations with the guest's own logical IDs: matched against the pCPUs' LDRs.
+  'secure-realm-logical': realmWorkload({ must: ['IPI_UNKNOWN_VECTOR', 'IPI_MISDIRECTED'], never: [...VIEW_KINDS, 'DOMAIN_CRASH', 'HOST_RESET', 'HOST_INIT', 'GUEST_ASSERT'] }),
   'x2apic-realm': realmWorkload({ must: ['IPI_UNKNOWN_VECTOR'], serialMust: ['IPI_MISDIRECTED'], never: [...VIEW_KINDS, 'DOMAIN_CRASH', 'HOST_RESET', 'GUEST_ASSERT'] }),
   // The IPI paths fix the IPIs, not the realm: no IPI finding, but the handler still runs in the realm's view.
   'hypercall-ipi': realmWorkload({ never: [...IPI_KINDS, ...VIEW_KINDS, 'DOMAIN_CRASH', 'GUEST_ASSERT', 'STALL'] }),

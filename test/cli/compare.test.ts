@@ -24,7 +24,7 @@ describe('--compare', () => {
     expect(out.code, out.stderr).toBe(0);
     const reports = (JSON.parse(out.stdout) as { compare: Report[] }).compare;
     const by = new Map(reports.map((r) => [r.scenario, r]));
-    expect([...by.keys()]).toEqual(['secure-realm', 'secure-realm-rogue', 'secure-realm-init', 'secure-realm-nmi', 'x2apic-realm', 'hypercall-ipi', 'posted', 'ipiv', 'avic', 'hvmi-external']);
+    expect([...by.keys()]).toEqual(['secure-realm', 'secure-realm-rogue', 'secure-realm-init', 'secure-realm-nmi', 'secure-realm-logical', 'x2apic-realm', 'hypercall-ipi', 'posted', 'ipiv', 'avic', 'hvmi-external']);
     for (const r of reports) {
       expect(r.outcome, r.scenario).toBe('completed');
       expect(r.engine).toBe('serial');
