@@ -4,7 +4,7 @@
 import type { PcpuCtx, PcpuParams } from './pcpu-ctx.js';
 import { exitCount, exitCountTimer } from './exits.js';
 import * as C from '../../shared/machine.js';
-import { DM_IPI_PATH, DM_P2M_ROOT, DM_STATE, DM_VCPU_MAP_GPA, DS_RUNNING, IPI_PATH_X2APIC_PASSTHROUGH, VCPU_MAP_ENTRY_WORDS, ipiPathHwApic } from '../../shared/domain.js';
+import { DM_IPI_PATH, DM_P2M_ROOT, DM_STATE, DM_VCPU_MAP_GPA, DS_RUNNING, IPI_PATH_X2APIC_PASSTHROUGH, VCPU_MAP_ENTRY_WORDS, ipiPathHwApic, ipiPathPosts } from '../../shared/domain.js';
 import { VirtLapicPort, piNotificationOnly } from './posted.js';
 import { PhysLapicPort, physService, physWouldInterrupt } from './ipi.js';
 import { apicTimerSetup } from './apic-timer.js';
@@ -26,7 +26,7 @@ import {
   RS_DONE, RS_LIMIT, RS_RUNNABLE, RS_RUNNING, VCPU_STRIDE_WORDS, VC_DOMAIN, VC_FLAGS, VC_ID, VC_IDTR,
   VC_INIT_PENDING, VC_INSNS_F64, VC_MIGRATIONS, VC_PAUSE_COUNT, VC_PC, VC_PCPU, VC_REGS, VINIT_NONE, VC_RUNSTATE, VC_RUN_CYCLES_F64,
 } from '../../shared/vcpu.js';
-import { type CpuHooks, type DeliveryHook, CpuCore, EXIT_EXTINT, EXIT_MTF, EXIT_NMI, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
+import { type CpuHooks, type DeliveryHook, CpuCore, EXIT_EXTINT, EXIT_IRQ_WINDOW, EXIT_MTF, EXIT_NMI, EXIT_NONE, EXIT_TRIPLE_FAULT, SHARED_UNLIMITED, guestRun } from '../isa/interp.js';
 import { opcodeCosts } from '../hw/clock.js';
 import * as Mo from '../hw/mem-order.js';
 import type { Machine } from '../machine.js';
@@ -86,6 +86,8 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
   private entering = true;
   /** PcpuParams.oracles. */
   private readonly oracles: boolean;
+  /** The loaded domain's IPI path uses APIC virtualization (virtual-interrupt delivery without exits). */
+  private apicv = false;
   /** Xen's watchdog counter overflowed and raised the NMI now latched (nmi.ts). */
   watchdogOverflow = false;
   /** Intel: an INIT blocked in VMX root operation waits for the next VM entry (init.ts). */
@@ -276,6 +278,9 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     // A posted-interrupt notification alone is taken in guest mode: the CPU syncs PIR without an exit (the
     // interpreter stopped only so the model can do it, at the next step). Anything else pending exits.
     if (exit === EXIT_EXTINT && piNotificationOnly(this)) exit = EXIT_NONE;
+    // With APIC virtualization (posted, ipiv, avic) the CPU itself delivers a virtual interrupt once IF is set:
+    // no interrupt-window exit; the burst just ends so the model can deliver it.
+    if (exit === EXIT_IRQ_WINDOW && this.apicv) exit = EXIT_NONE;
     this.lastExit = exit;
     if (core.stale !== 0) this.noteStale();
     // Xen reads EPTP_INDEX at every exit: only then does p2midx catch up with a guest VMFUNC.
@@ -653,6 +658,8 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     // the CPU virtualizes the APIC page and MSRs itself, against the vCPU's own vLAPIC.
     const path = m.dm32[m.domainBase(d) + DM_IPI_PATH];
     c.lapic = ipiPathHwApic(path) ? this.virtPort : this.physPort;
+    this.apicv = ipiPathPosts(path);
+    c.irqWindow = false;
     c.x2apicPassthrough = path === IPI_PATH_X2APIC_PASSTHROUGH || ipiPathHwApic(path);
     this.virqCheck = true;
     c.tlbFlushAll();

@@ -98,7 +98,12 @@ export function vlapicInject(p: PcpuCtx): boolean {
     c.nmiWindow = false;
     if (lapicTakeNmi(m.lapic32, base)) return deliverNmi(p);
   }
-  if ((c.flags & FL_IF) === 0) return true;
+  if ((c.flags & FL_IF) === 0) {
+    // Blocked by IF: ask for an interrupt window, so the guest exits as soon as it sets IF (vmx_intr_assist).
+    c.irqWindow = lapicPendingDeliverable(m.lapic32, base) >= 0;
+    return true;
+  }
+  c.irqWindow = false;
   const next = lapicPendingDeliverable(m.lapic32, base);
   if (next < 0) { p.virqCheck = false; return true; }
   const pre = irqTagTake(m, m.npcpus + v, next);

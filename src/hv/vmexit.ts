@@ -4,7 +4,7 @@ import * as C from '../../shared/machine.js';
 import { DM_DEAD_HALTED, DM_NVCPUS, DS_CRASHED, DS_HALTED, DS_SHUTDOWN } from '../../shared/domain.js';
 import { FL_IF, RS_BLOCKED, RS_RUNNING, VC_INTENT_SEQ, VC_IPI_SEQ, VC_APIC_ID, VC_REPORT_SEQ, VC_RUNSTATE, VCPU_STRIDE_WORDS } from '../../shared/vcpu.js';
 import {
-  EXIT_CPUID, EXIT_EPT_VIOLATION, EXIT_EXTINT, EXIT_HLT, EXIT_IO, EXIT_MAGIC, EXIT_NMI_WINDOW, EXIT_PREEMPT, EXIT_RDMSR,
+  EXIT_CPUID, EXIT_EPT_VIOLATION, EXIT_EXTINT, EXIT_HLT, EXIT_IO, EXIT_MAGIC, EXIT_IRQ_WINDOW, EXIT_NMI_WINDOW, EXIT_PREEMPT, EXIT_RDMSR,
   EXIT_TRIPLE_FAULT, EXIT_VMCALL, EXIT_VMFUNC, EXIT_WRMSR, VEC_GP, VEC_UD, guestDeliver, ioQualIsOut, ioQualPort,
   ioQualReg,
 } from '../isa/interp.js';
@@ -47,6 +47,8 @@ export function vmexitHandle(p: GuestPcpu, reason: number): void {
     case EXIT_PREEMPT: return;
     // The guest's IRET ended NMI blocking with a virtual NMI waiting: inject it at this entry.
     case EXIT_NMI_WINDOW: p.hvCycles(costs.vmexit); p.virqCheck = true; return;
+    // The guest set IF with a virtual interrupt waiting: inject it at this entry.
+    case EXIT_IRQ_WINDOW: p.hvCycles(costs.vmexit); p.virqCheck = true; return;
     default: bug(`unhandled exit reason ${reason}`);
   }
 }

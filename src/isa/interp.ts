@@ -58,9 +58,11 @@ export const EXIT_INIT = 15;
 export const EXIT_NMI = 16;
 /** NMI-window exiting: the guest's IRET ended virtual-NMI blocking with another NMI pending. */
 export const EXIT_NMI_WINDOW = 17;
-export const EXIT_COUNT = 18;
+/** Interrupt-window exiting: the guest set IF with a virtual interrupt waiting (after STI's one-instruction shadow). */
+export const EXIT_IRQ_WINDOW = 18;
+export const EXIT_COUNT = 19;
 export const EXIT_NAMES = ['none', 'hlt', 'vmcall', 'magic', 'cpuid', 'rdmsr', 'wrmsr', 'io', 'ept_violation',
-  'triple_fault', 'external_interrupt', 'vmfunc', 'preempt', 'apic_access', 'monitor_trap', 'init', 'nmi', 'nmi_window'] as const;
+  'triple_fault', 'external_interrupt', 'vmfunc', 'preempt', 'apic_access', 'monitor_trap', 'init', 'nmi', 'nmi_window', 'irq_window'] as const;
 
 // x86 exception vectors used here
 export const VEC_NMI = 2;
@@ -269,6 +271,11 @@ export class CpuCore {
   nmiBlocked = false;
   /** A virtual NMI waits for blocking to end: IRET then exits (NMI-window exiting) so it can be injected. */
   nmiWindow = false;
+  /**
+   * A virtual interrupt waits for IF (Xen's vmx_intr_assist turns on interrupt-window exiting): the
+   * instruction that sets IF ends the burst with EXIT_IRQ_WINDOW (STI one instruction later: its shadow).
+   */
+  irqWindow = false;
 
   constructor(
     readonly mem32: Int32Array,
@@ -846,6 +853,7 @@ export function guestRun(c: CpuCore, budget: number): number {
           else {
             cf = (v & FL_CF) !== 0; zf = (v & FL_ZF) !== 0; sf = (v & FL_SF) !== 0; of = (v & FL_OF) !== 0;
             ifl = (v & FL_IF) !== 0; pc += 8;
+            if (ifl && c.irqWindow) { exit = EXIT_IRQ_WINDOW; break loop; }
           }
           if (--sh === 0) break loop;
           if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; }
@@ -867,6 +875,7 @@ export function guestRun(c: CpuCore, budget: number): number {
             c.nmiBlocked = false; // IRET ends NMI blocking, whichever handler it returns from
             if (c.nmiWindow) { exit = EXIT_NMI_WINDOW; break loop; } // IRET completed: the exit comes after it
           }
+          if (ifl && c.irqWindow) { exit = EXIT_IRQ_WINDOW; break loop; }
           if (--sh === 0) break loop;
           if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; }
           continue;
@@ -922,7 +931,10 @@ export function guestRun(c: CpuCore, budget: number): number {
         case Op.PAUSE: cyc += cost[op] - ic; pc += 8; if (--sh === 0) break loop; continue;
         // ---- interrupts ----
         case Op.CLI: ifl = false; pc += 8; continue;
-        case Op.STI: ifl = true; pc += 8; continue;
+        case Op.STI:
+          // The STI shadow: a waiting interrupt is taken after the next instruction (the burst ends there).
+          if (!ifl && c.irqWindow && n < budget) budget = n + 1;
+          ifl = true; pc += 8; continue;
         case Op.LIDT: c.idtr = src; pc += 8; continue;
         case Op.INT: fault = w1 & 255; pc += 8; break; // a trap: the pushed pc is the next instruction
         case Op.UD2: fault = VEC_UD; break;
@@ -994,6 +1006,8 @@ export function guestRun(c: CpuCore, budget: number): number {
     if (--sh === 0) break;
     if (pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break; }
   }
+  // The burst an STI shortened ends in the interrupt-window exit (not when an exit of its own ended it).
+  if (exit === EXIT_NONE && ifl && c.irqWindow && fault < 0) exit = EXIT_IRQ_WINDOW;
   c.probing = false;
   c.xferFrom = from;
   c.pc = pc;
