@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { apicRouteIpi } from '../../src/hw/apic-bus.js';
 import {
   LAPIC_DEFAULTS, type LapicOptions, type LapicWriteEffect, lapicAcceptInterrupt, lapicAcceptIpi,
-  lapicAcceptNmi, lapicAck, lapicApicBase, lapicBusView, lapicEoi, lapicHighestIrr, lapicHighestIsr, lapicInit,
+  lapicAcceptNmi, lapicAcceptPhysIpi, lapicAck, lapicApicBase, lapicBusView, lapicEoi, lapicHighestIrr, lapicHighestIsr, lapicInit,
   lapicInitState, lapicMmioRead, lapicMmioWrite, lapicPendingDeliverable, lapicPpr, lapicRead, lapicReadCr8,
   lapicReadX2apic, lapicReset, lapicTakeNmi, lapicTakePending, lapicTakeSipi, lapicTestVector, lapicWrite,
   lapicWriteApicBase, lapicWriteCr8, lapicWriteX2apic, lapicWriteX2apicIcr, x2apicMsrToOffset,
@@ -619,6 +619,17 @@ describe('INIT and SIPI (SDM p372-373, p275-278; vector 50)', () => {
     lapicAcceptIpi(r, B1, 0x00004610);
     expect(lapicInit(r, B1)).toBe(LAPIC_SIPI_RECEIVED);
     expect(lapicTakeSipi(r, B1)).toBe(0x10);
+  });
+
+  it('a physical LAPIC latches INIT and leaves the reset to the core: until the core resets, a SIPI is discarded', () => {
+    const r = pages(2);
+    expect(lapicAcceptPhysIpi(r, B1, 0x00004500)).toBe('init');
+    expect(lapicInitState(r, B1)).toBe(LAPIC_RUN);
+    expect(lapicTakePending(r, B1) & LAPIC_PEND_INIT).toBe(LAPIC_PEND_INIT);
+    expect(lapicAcceptPhysIpi(r, B1, 0x00004610)).toBe('sipi-ignored');  // no wait-for-SIPI: the core did not reset
+    expect(lapicAcceptPhysIpi(r, B1, 0x00008500)).toBe('ignored');       // level-deassert, as on a vLAPIC
+    expect(lapicInit(r, B1)).toBe(LAPIC_WAIT_FOR_SIPI);                    // the core reset (AMD, host mode)
+    expect(lapicAcceptPhysIpi(r, B1, 0x00004610)).toBe('sipi');
   });
 
   it('INIT in x2APIC mode keeps the mode, the ID and the LDR', () => {
