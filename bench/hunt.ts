@@ -26,7 +26,7 @@ const LOST_UPDATE = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../
 const RACES: { name: string; scenario: string; until: UntilSpec }[] = [
   { name: 'secure-realm ICR window', scenario: 'secure-realm', until: { kind: 'IPI_MISDIRECTED', cause: 'icr_window' } },
   { name: 'secure-realm stale vCPU map', scenario: 'secure-realm', until: { kind: 'IPI_MISDIRECTED', cause: 'stale_map' } },
-  { name: 'secure-realm-init guest INIT', scenario: 'secure-realm-init', until: { kind: 'HOST_RESET' } },
+  { name: 'secure-realm-init guest INIT', scenario: 'secure-realm-init', until: { kind: 'HOST_INIT' } },
   { name: 'lost update (test fixture)', scenario: LOST_UPDATE, until: { kind: 'GUEST_ASSERT' } },
 ];
 const STRATEGIES = ['random', 'preempt', 'pct', 'pos'];
