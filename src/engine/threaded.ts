@@ -29,11 +29,14 @@ const POLL_MAX_MS = 16;
 /** How long stopped workers get to return before their threads are terminated. */
 const STOP_GRACE_MS = 3000;
 
-function workerSpec(name = 'pcpu'): { filename: string; execArgv: string[] } {
-  const ts = import.meta.url.endsWith('.ts');
-  const filename = new URL(`../../workers/${name}.worker.${ts ? 'ts' : 'js'}`, import.meta.url).href;
-  // Workers inherit execArgv unless it is given; under vitest tsx is not inherited, so say it.
-  return { filename, execArgv: ts ? ['--import', 'tsx'] : [] };
+/**
+ * The worker entry point, always the build's: from the sources (vitest importing src/) too, since Node 20
+ * cannot load TypeScript in a worker (the tests build first). No execArgv is given, so workers inherit the
+ * process's: `--cpu-prof` then profiles each pCPU thread as well.
+ */
+export function workerFile(name: 'pcpu' | 'agent' | 'hunt'): string {
+  const fromSource = import.meta.url.endsWith('.ts');
+  return new URL(`${fromSource ? '../../dist/' : '../../'}workers/${name}.worker.js`, import.meta.url).href;
 }
 
 /** How long the pCPUs get to park at a burst boundary, and each to answer for its frame, on a freeze. */
@@ -41,9 +44,9 @@ const FREEZE_GRACE_MS = 3000;
 
 export async function runThreaded({ m, params, collector, opts, agents }: EngineInput): Promise<EngineResult> {
   const n = m.npcpus;
-  const { filename, execArgv } = workerSpec();
+  const filename = workerFile('pcpu');
   Atomics.store(m.ctl, C.CTL_START_PENDING, (agents?.length ?? 0) + n);
-  const pool = new Piscina({ filename, execArgv, minThreads: n, maxThreads: n, idleTimeout: Infinity, maxQueue: n, concurrentTasksPerWorker: 1 });
+  const pool = new Piscina({ filename, minThreads: n, maxThreads: n, idleTimeout: Infinity, maxQueue: n, concurrentTasksPerWorker: 1 });
   const t0 = performance.now();
   const controls: Comlink.Remote<PcpuControl>[] = [];
   const ports: MessageChannel['port1'][] = [];
@@ -61,7 +64,7 @@ export async function runThreaded({ m, params, collector, opts, agents }: Engine
   }
   // Each agent in its own thread (a pool of its own, so agents never wait behind pCPU tasks).
   const agentSpecs = agents ?? [];
-  const agentPool = agentSpecs.length === 0 ? null : new Piscina({ ...workerSpec('agent'), minThreads: agentSpecs.length,
+  const agentPool = agentSpecs.length === 0 ? null : new Piscina({ filename: workerFile('agent'), minThreads: agentSpecs.length,
     maxThreads: agentSpecs.length, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
   const agentTasks: Promise<AgentResult>[] = agentSpecs.map((spec) => (agentPool as Piscina).run({ buffers: m.buffers, spec, lapic: params.lapic } satisfies AgentTask)
     .catch((e: unknown) => ({ dom: spec.dom, events: 0, calls: 0, error: e instanceof Error ? e.message : String(e) })));
