@@ -8,7 +8,7 @@ import { STRATEGIES } from '../engine/strategies/index.js';
 import type { EngineResult } from '../engine/common.js';
 import type { RunReport } from '../report.js';
 import { formatHuman } from './human.js';
-import { compareList, formatCompare } from './compare.js';
+import { compareList, formatCompare, workloadOf, workloadWarnings, type Workload } from './compare.js';
 import { labPrepare, labRun, replayCommand, RUN_DEFAULTS, simulate, type RunConfig } from '../lab.js';
 import { sigintFlag } from './interrupt.js';
 import { parseFreezeOn } from '../engine/freeze.js';
@@ -209,13 +209,17 @@ export async function simCommand(args: string[]): Promise<number> {
 async function compareCommand(f: SimFlags, designs: string[]): Promise<number> {
   const interrupt = sigintFlag();
   const reports: RunReport[] = [];
+  const workloads: Workload[] = [];
   for (const scenario of designs) {
     if (interrupt.requested) break;
     if (!f.json) process.stderr.write(`running ${scenario} ...\n`);
-    const { report } = await simulate({ ...f, scenario }, { interrupt });
+    const prep = await labPrepare(scenario, { pcpus: f.pcpus, vcpus: f.vcpus });
+    workloads.push(workloadOf(prep.scenario));
+    const { report } = await labRun(prep, { ...f, scenario }, { interrupt });
     reports.push(report);
   }
-  process.stdout.write(f.json ? JSON.stringify({ compare: reports }, null, 2) + '\n' : formatCompare(reports));
+  const notes = workloadWarnings(workloads);
+  process.stdout.write(f.json ? JSON.stringify({ compare: reports, workload_warnings: notes }, null, 2) + '\n' : formatCompare(reports, notes));
   if (interrupt.requested) return EXIT_INTERRUPTED;
   return reports.some((r) => r.outcome === 'aborted') ? EXIT_FAILURE : EXIT_OK;
 }
