@@ -37,7 +37,7 @@ function median2(xs: number[]): number {
   return n % 2 === 1 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
-function huntOpts(o: Partial<HuntOptions> & { scenario: string }): HuntOptions {
+export function huntOpts(o: Partial<HuntOptions> & { scenario: string }): HuntOptions {
   return {
     strategies: ['random'], runs: 10, timeMs: 0, workers: 1, seed: 1, out: null, shrink: false, shrinkBudget: 0,
     maxInstructions: RUN_DEFAULTS.maxInstructions, slack: RUN_DEFAULTS.slack, pctDepth: RUN_DEFAULTS.pctDepth, interrupt: { requested: false }, ...o,

@@ -23,7 +23,10 @@
 // 2 pCPUs), and view change -> all flush acknowledgements against the pCPU count (ept_sync = "xen",
 // P = 1, 2, 4, 8 and 16 with >= 16 cores): simulated ns per view change and wall µs per view change.
 //
-//   node dist/bench/run.js [--quick]     (--quick: 1 repetition, small sizes: a smoke run)
+// `--quick` is a smoke run instead (quickBench below): every engine and area once at a small fixed size,
+// one table, nothing written; it checks that everything runs and gives rough figures, not the measurements.
+//
+//   node dist/bench/run.js [--quick]
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -33,21 +36,22 @@ import { simulate, type RunConfig } from '../src/lab.js';
 import { bareInterp, median, pingPong, type InterpRun, type PingPongRun } from './floors.js';
 import { ipiBench } from './ipi.js';
 import { ALTP2M_METHOD, altp2mBench } from './altp2m.js';
-import { HUNT_METHOD, huntBench } from './hunt.js';
+import { HUNT_METHOD, huntBench, huntOpts } from './hunt.js';
+import { runHunt } from '../src/hunt/campaign.js';
 import { startupBench } from './startup.js';
 
 const quick = process.argv.includes('--quick');
-const REPS = quick ? 1 : 3;
+const REPS = 3;
 /** Seconds of guest computation wanted in the 2N run of a row. */
-const TARGET_S = quick ? 0.5 : 2.5;
+const TARGET_S = 2.5;
 /**
  * Least guest instructions per vCPU in the N run, so start-up jitter and JIT tier-up do not swamp the
  * difference. It matters for the 64-pCPU row: every thread is its own isolate and tiers its interpreter up
  * alone, and with 64 threads sharing 2 cores a short run is mostly that warm-up.
  */
-const MIN_INSNS_PER_VCPU = quick ? 100_000 : 16_000_000;
-const FLOOR_ITERS = quick ? 4_000_000 : 25_000_000;
-const PINGPONG_TRIPS = quick ? 20_000 : 100_000;
+const MIN_INSNS_PER_VCPU = 16_000_000;
+const FLOOR_ITERS = 25_000_000;
+const PINGPONG_TRIPS = 100_000;
 const CORES = availableParallelism();
 /** Guest instructions per loop iteration, and outside the loop per vCPU (checked against the report). */
 const INSNS_PER_ITER = 8;
@@ -247,7 +251,7 @@ async function main(): Promise<void> {
   const started = new Date();
   const loadStart = loadavg()[0];
   const t0 = performance.now();
-  process.stderr.write(`vcpulab bench${quick ? ' (--quick)' : ''}: ${REPS} repetition(s), ${CORES} cores\n`);
+  process.stderr.write(`vcpulab bench: ${REPS} repetition(s), ${CORES} cores\n`);
 
   // ---- calibration of the engine rows ----
   const dir = mkdtempSync(join(tmpdir(), 'vcpulab-bench-'));
@@ -323,19 +327,19 @@ async function main(): Promise<void> {
   const mid = (i: number): number => (simRows[i].detail.mid_run_mips_2n as number | undefined) ?? NaN;
 
   // ---- IPI ring (bench/ipi.ts) ----
-  const ipi = await ipiBench({ quick, reps: REPS, pingPongUs: ppMedian, progress });
+  const ipi = await ipiBench({ quick: false, reps: REPS, pingPongUs: ppMedian, progress });
   rows.push(...ipi.rows);
 
   // ---- altp2m views (bench/altp2m.ts) ----
-  const alt = await altp2mBench({ quick, reps: REPS, pingPongUs: ppMedian, progress });
+  const alt = await altp2mBench({ quick: false, reps: REPS, pingPongUs: ppMedian, progress });
   rows.push(...alt.rows);
 
   // ---- hunts (bench/hunt.ts) ----
-  const hunt = await huntBench({ quick, reps: REPS, progress });
+  const hunt = await huntBench({ quick: false, reps: REPS, progress });
   rows.push(...hunt.rows.map((r) => ({ ...r, detail: r.detail as Row['detail'] })));
 
   // ---- start-up of a big machine (bench/startup.ts) ----
-  const startup = await startupBench({ quick, reps: REPS, progress });
+  const startup = await startupBench({ quick: false, reps: REPS, progress });
   rows.push(...startup.rows.map((r) => ({ ...r, detail: r.detail as Row['detail'] })));
   const ratios: Ratio[] = [
     ratio('serial / bare floor', perRep((r) => at(S4, 'inc', r) / one[r].mips), perRep((r) => at(S4, 'mid', r) / one[r].mips), 1 / 3, '>= 0.33 (within 3x)', 'serial 4 pCPUs / bare loop 1 worker'),
@@ -374,14 +378,14 @@ async function main(): Promise<void> {
   const widths = lines[0].map((_, c) => Math.max(...lines.map((l) => l[c].length)));
   const out: string[] = [];
   out.push('');
-  out.push(`vcpulab bench ${date}${quick ? ' (--quick)' : ''}: ${machine.cpus}, ${machine.cores} cores, Node ${machine.node}, median of ${REPS}; load average ${machine.loadavg_1m_at_start} at start, ${machine.loadavg_1m_at_end} at end`);
+  out.push(`vcpulab bench ${date}: ${machine.cpus}, ${machine.cores} cores, Node ${machine.node}, median of ${REPS}; load average ${machine.loadavg_1m_at_start} at start, ${machine.loadavg_1m_at_end} at end`);
   out.push('value: incremental (N -> 2N iterations per vCPU, start-up removed); mid-run: rate over 20-80% of the 2N run from progress reports; raw: instructions / wall of the 2N run');
   out.push(`IPI rows: ring of ipi.s, NESTED = 0, MASK_ICR = 1, slack 30000, burst 4096, timeslice 100 us; latency = target pCPU clock at delivery - sender's clock at send (simulated ns); wall per delivered IPI = wall_ms * 1000 / ipi_delivered (throughput-derived, start-up included)`);
   out.push('altp2m rows: VMFUNC switches = metrics.vmfuncs / wall s (1 pCPU, altp2m mixed); xen-access round trips = agent events / 2 / wall s (altp2m_write, 2 pCPUs); view change -> all acks: P vCPUs on P pCPUs, ept_sync xen, vCPU 0 times each set_mem_access(view 0) vmcall with rdtsc (simulated ns) while the others keep writing, wall per view change = wall_ms * 1000 / vmcalls (throughput-derived, start-up included); threaded unless named');
   for (const l of lines) out.push(l.map((x, c) => (c >= 1 && c <= 3 ? x.padStart(widths[c]) : x.padEnd(widths[c]))).join('  ').trimEnd());
 
   const results = {
-    date, quick, machine, reps: REPS,
+    date, machine, reps: REPS,
     method: 'value = incremental M guest instr/s: (instructions(2N) - instructions(N)) / (wall(2N) - wall(N)), N iterations per vCPU (at least MIN_INSNS_PER_VCPU / 8); mid_run = rate between 20% and 80% of the 2N run from the engine progress reports; raw = instructions / wall of the 2N run; all medians of the repetitions. A repetition measures the floors and then every engine row; each target ratio is computed within a repetition and the median over the repetitions is reported',
     ipi_method: 'kind "ipi" rows (bench/ipi.ts): the built-in IPI ring (src/scenario/builtin/ipi.s) with NESTED = 0, MASK_ICR = 1, ROUNDS calibrated for about 1 s of wall time beyond start-up per run (--quick: fixed small sizes), slack 30000, burst 4096, timeslice 100 us, seed 1. Per path: 2 pCPUs / 2 vCPUs, migration none, threaded and serial engines; value = ipi_latency_ns_p50 (detail.p99 = ipi_latency_ns_p99; simulated ns, target pCPU clock at delivery minus sender clock at send), exits_per_ipi, or wall us per delivered IPI = wall_ms * 1000 / ipi_delivered (throughput-derived, worker start-up included; detail.wall_us_per_ipi_incremental removes it using the calibration run; detail.x_pingpong_rt = that / the Atomics spin ping-pong RT of this run). Oversubscription: vlapic, 2 pCPUs with 8 and 32 vCPUs, migration balance, threaded (and serial in the full run); value = context_switches / wall s, context_switches / simulated s (sim_time_ns), or the IPI latency p50 (detail.p99) as the wake-latency proxy; IPIs sent while the same vector is still pending at the target coalesce (detail.ipi_coalesced) and are not in the latency. Medians of the repetitions.',
     altp2m_method: ALTP2M_METHOD,
@@ -395,7 +399,7 @@ async function main(): Promise<void> {
 
   // Markdown for the README.
   out.push('');
-  out.push(`Benchmark (\`npm run bench\`${quick ? ' --quick' : ''}), ${date.slice(0, 10)}, ${machine.cpus}, ${machine.cores} cores, Node ${machine.node}; median of ${REPS}. Guest instr/s: incremental (N to 2N iterations, start-up removed); mid-run: rate over 20-80% of a run; raw: whole run incl. start-up. IPI rows: the ipi.s ring (NESTED = 0, MASK_ICR = 1); latencies in simulated ns (p50 / p99); wall per delivered IPI = wall_ms * 1000 / ipi_delivered (throughput-derived, start-up included), compared with the Atomics spin ping-pong RT in the target table. altp2m rows: VMFUNC view switches and xen-access EPT-violation round trips (a MEM_ACCESS plus a SINGLESTEP event) per wall s; view change -> all acks (ept_sync = "xen", the other vCPUs running): simulated ns per change by the guest's rdtsc around each set_mem_access vmcall, and wall per change = wall_ms * 1000 / vmcalls (start-up included).`);
+  out.push(`Benchmark (\`npm run bench\`), ${date.slice(0, 10)}, ${machine.cpus}, ${machine.cores} cores, Node ${machine.node}; median of ${REPS}. Guest instr/s: incremental (N to 2N iterations, start-up removed); mid-run: rate over 20-80% of a run; raw: whole run incl. start-up. IPI rows: the ipi.s ring (NESTED = 0, MASK_ICR = 1); latencies in simulated ns (p50 / p99); wall per delivered IPI = wall_ms * 1000 / ipi_delivered (throughput-derived, start-up included), compared with the Atomics spin ping-pong RT in the target table. altp2m rows: VMFUNC view switches and xen-access EPT-violation round trips (a MEM_ACCESS plus a SINGLESTEP event) per wall s; view change -> all acks (ept_sync = "xen", the other vCPUs running): simulated ns per change by the guest's rdtsc around each set_mem_access vmcall, and wall per change = wall_ms * 1000 / vmcalls (start-up included).`);
   out.push('');
   out.push('| measurement | value | mid-run | raw | unit |');
   out.push('|---|---:|---:|---:|---|');
@@ -407,4 +411,77 @@ async function main(): Promise<void> {
   process.stdout.write(out.join('\n') + '\n');
 }
 
-await main();
+/**
+ * `--quick`: a smoke run, about 10 s on 2 cores. Each area once at a fixed small size, no calibration and no
+ * repetition: the floors, the counter loop on the serial engine and on 1 and 2 threaded pCPUs (checked
+ * like the full rows: exact instruction count and counters), the built-in IPI ring on the trapped vLAPIC,
+ * the xen-access agent, and a short hunt. Rates are whole runs, worker start-up included: far below the
+ * full bench's incremental figures, and only for spotting a path that broke or became many times slower.
+ */
+async function quickBench(): Promise<void> {
+  const t0 = performance.now();
+  process.stderr.write(`vcpulab bench --quick: a smoke run, ${CORES} cores\n`);
+  const rows: [string, string, string, string][] = [];
+  const add = (name: string, value: string, unit: string, note: string): void => {
+    rows.push([name, value, unit, note]);
+    progress(`${name}: ${value} ${unit}`);
+  };
+  const guard = async (name: string, f: () => Promise<void>): Promise<void> => {
+    try { await f(); } catch (e) { add(name, 'failed', '', e instanceof Error ? e.message : String(e)); }
+  };
+  await guard('bare interpreter loop, 1 worker', async () => {
+    const b = await bareInterp(1, 8_000_000);
+    add('bare interpreter loop, 1 worker', fmt(b.mips), 'M instr/s', `${b.instructions} instructions`);
+  });
+  await guard('Atomics spin ping-pong RT', async () => {
+    const pp = await pingPong(10_000, 2_000);
+    add('Atomics spin ping-pong RT (median)', pp.medianUs.toFixed(3), 'us', `10000 round trips, p99 ${pp.p99Us.toFixed(3)} us`);
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'vcpulab-bench-quick-'));
+  try {
+    const engineRows: [Workload, number][] = [
+      [{ label: 'serial engine, 4 pCPUs / 4 vCPUs (1 thread)', engine: 'serial', pcpus: 4, vcpus: 4, shared: false }, 1_000_000],
+      [{ label: 'threaded, 1 pCPU', engine: 'threaded', pcpus: 1, vcpus: 1, shared: false }, 4_000_000],
+      [{ label: 'threaded, 2 pCPUs', engine: 'threaded', pcpus: 2, vcpus: 2, shared: false }, 2_000_000],
+    ];
+    for (const [w, iters] of engineRows) {
+      await guard(w.label, async () => {
+        const r = await simRun(dir, w, iters);
+        add(w.label, fmt(r.instructions / r.wallS / 1e6), 'M guest instr/s', `${r.instructions} instructions in ${r2(r.wallS)} s, start-up included`);
+      });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const base: RunConfig = { scenario: '', engine: 'threaded', seed: 1, strategy: 'random', maxInstructions: 0, maxMs: 30_000, slack: 30_000, burst: 4096, watchdogMs: 5000 };
+  await guard('IPI ring, trapped vLAPIC', async () => {
+    const { report: r } = await simulate({ ...base, scenario: 'ipi-vlapic', maxInstructions: 100_000_000 });
+    const m = r.metrics;
+    if (r.outcome !== 'completed' || (m.ipi_delivered as number) === 0) throw new Error(`ipi-vlapic: outcome ${r.outcome}, ${String(m.ipi_delivered)} IPIs delivered`);
+    add('IPI ring ipi-vlapic, threaded: send->handler latency p50 / p99 (simulated)', `${fmt(m.ipi_latency_ns_p50 as number)} / ${fmt(m.ipi_latency_ns_p99 as number)}`, 'ns',
+      `${String(m.ipi_delivered)} delivered of ${String(m.ipi_sent)} sent, ${fmt(m.exits_per_ipi as number)} exits/IPI, ${String(m.wall_ms)} ms wall`);
+  });
+  await guard('xen-access agent', async () => {
+    const { report: r } = await simulate({ ...base, scenario: 'xen-access', maxInstructions: 100_000_000 });
+    const ev = r.agents[0]?.events ?? 0;
+    if (r.outcome !== 'completed' || ev === 0) throw new Error(`xen-access: outcome ${r.outcome}, ${ev} agent events`);
+    add('xen-access agent (altp2m_write), threaded: vm_event requests per wall s', fmt(ev / ((r.metrics.wall_ms as number) / 1000)), '/s', `${ev} requests in ${String(r.metrics.wall_ms)} ms, start-up included`);
+  });
+  await guard('hunt', async () => {
+    const h = await runHunt(huntOpts({ scenario: 'secure-realm', runs: 8, workers: 1 }));
+    add('hunt secure-realm random, 8 runs, 1 worker', fmt(h.hunt.runs_per_s), 'runs/s', `${h.signatures.length} signatures, pool start-up included`);
+  });
+  const lines = [['measurement', 'value', 'unit', 'note'], ...rows];
+  const widths = lines[0].map((_, c) => Math.max(...lines.map((l) => l[c].length)));
+  const out = [
+    '',
+    `vcpulab bench --quick ${new Date().toISOString()}: ${cpus()[0]?.model ?? 'unknown'}, ${CORES} cores, Node ${process.version}; a smoke run (one run per row, small fixed sizes, start-up included): not the measured figures of npm run bench`,
+    ...lines.map((l) => l.map((x, c) => (c === 1 ? x.padStart(widths[c]) : x.padEnd(widths[c]))).join('  ').trimEnd()),
+    '',
+    `${((performance.now() - t0) / 1000).toFixed(1)} s${rows.some((r) => r[1] === 'failed') ? '; FAILED rows above' : ''}`,
+  ];
+  process.stdout.write(out.join('\n') + '\n');
+  if (rows.some((r) => r[1] === 'failed')) process.exitCode = 1;
+}
+
+await (quick ? quickBench() : main());

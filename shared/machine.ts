@@ -4,7 +4,7 @@ import { assertLayout } from './layout.js';
 
 /** 1 when the run must end (limit, Ctrl-C, abort, all domains done). pCPUs poll it between bursts. */
 export const CTL_STOP = 0;
-/** 1 while the main thread asks every pCPU to park (comlink `pause` sets it on one pCPU only). */
+/** 1 while the main thread asks every pCPU to park at its next burst boundary (threaded: --freeze-on). */
 export const CTL_PAUSE = 1;
 // Words 2 and 3 are unused.
 /** Domains whose state is still `running`. 0 ends the run. */

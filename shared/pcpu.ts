@@ -14,7 +14,7 @@ export const PC_CURRENT = 1;
  * checks it with a plain load at every guest instruction boundary (DESIGN.md §4) and clears with Atomics.and.
  */
 export const PC_PENDING = 2;
-/** Set by the pCPU when it has parked in response to CTL_PAUSE or a comlink pause. */
+/** 1 while the pCPU is parked between two bursts in response to CTL_PAUSE (threaded; the owner writes, Atomics). */
 export const PC_PARKED = 3;
 /** Bursts completed; the watchdog compares successive samples. Atomics. */
 export const PC_BURSTS = 4;

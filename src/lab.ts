@@ -20,6 +20,7 @@ import type { PcpuParams } from './hv/pcpu-ctx.js';
 import { buildReport, type RunReport } from './report.js';
 import { loadAgent, type AgentSpec } from './agent/runner.js';
 import { MAX_INSTANCES_DEFAULT } from './oracles/findings.js';
+import { parseFreezeOn } from './engine/freeze.js';
 
 /** Everything that determines a run; what a schedule file stores so a replay needs nothing else. */
 export interface RunConfig {
@@ -44,6 +45,8 @@ export interface RunConfig {
   oracles?: boolean;
   /** Occurrences kept per finding kind in the report's `instances` (the rest are counted); default 1000. */
   maxInstances?: number;
+  /** `KIND[:CAUSE]`: stop at the first such finding and put the machine's frame in the report (engine/freeze.ts). */
+  freezeOn?: string;
 }
 
 export const RUN_DEFAULTS = { seed: 1, maxInstructions: 100_000_000, slack: 30_000, burst: 4096, watchdogMs: 2000, pctDepth: 3, maxInstances: MAX_INSTANCES_DEFAULT } as const;
@@ -115,6 +118,10 @@ export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {})
   const m = buildMachine(spec);
   const names = spec.domains.map((d) => d.name);
   const collector = new Collector(m, names, sc.ipiLostBoundUs, c.maxInstances ?? RUN_DEFAULTS.maxInstances);
+  if (c.freezeOn !== undefined) {
+    const f = parseFreezeOn(c.freezeOn);
+    collector.findings.watch(f.kind, f.cause);
+  }
   const tracer = extra.trace !== undefined
     ? new TraceWriter(extra.trace, { format: 'vcpulab-trace', version: 1, scenario: c.scenario, engine: c.engine, seed: c.seed, pcpus: spec.pcpus, domains: names })
     : undefined;
@@ -145,7 +152,7 @@ export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {})
     seed: c.seed, strategy: c.strategy, slackCycles: c.slack, maxMs: c.maxMs, watchdogMs: c.watchdogMs,
     replayRuns: extra.replayRuns, replayMode: extra.replayMode ?? 'exact', recordSchedule: extra.recordSchedule === true, burst: c.burst,
     onProgress: extra.onProgress, injectWorkerFault: c.injectWorkerFault ?? -1, interrupt: extra.interrupt ?? { requested: false },
-    pctDepth: c.pctDepth ?? RUN_DEFAULTS.pctDepth, stepEstimate: extra.stepEstimate,
+    pctDepth: c.pctDepth ?? RUN_DEFAULTS.pctDepth, stepEstimate: extra.stepEstimate, freezeOn: c.freezeOn,
   };
   let result: EngineResult;
   try {
@@ -157,6 +164,7 @@ export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {})
   }
   const report = buildReport(m, collector, result, { scenario: c.scenario, engine: c.engine, seed: c.seed, replay: replayCommand(c) });
   report.config = { ...c };
+  if (result.freeze !== undefined) report.freeze = result.freeze;
   const traceError = tracer?.failed ?? undefined;
   if (traceError !== undefined) report.warnings.push(traceError);
   return { report, result, traceError };
@@ -180,5 +188,6 @@ export function replayCommand(c: RunConfig, scheduleFile?: string): string {
   if (c.engine === 'threaded' && c.burst !== RUN_DEFAULTS.burst) parts.push(`--burst ${c.burst}`);
   if (c.oracles === false) parts.push('--no-oracles');
   if (c.maxInstances !== undefined && c.maxInstances !== RUN_DEFAULTS.maxInstances) parts.push(`--max-instances ${c.maxInstances}`);
+  if (c.freezeOn !== undefined) parts.push(`--freeze-on ${c.freezeOn}`);
   return parts.join(' ');
 }

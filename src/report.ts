@@ -13,6 +13,7 @@ import type { EngineResult } from './engine/common.js';
 import type { Finding } from './oracles/findings.js';
 import type { Machine } from './machine.js';
 import type { RunConfig } from './lab.js';
+import type { FreezeReport } from './engine/freeze.js';
 
 export interface DomainReport {
   name: string;
@@ -45,6 +46,8 @@ export interface RunReport {
   agents: { domain: string; events: number; calls: number; error: string | null }[];
   /** Extra: the run's flags (lab.ts RunConfig), so vcpulab reproduce can search the same configuration. */
   config?: RunConfig;
+  /** Extra (--freeze-on): the machine when the first matching finding was judged; the run ended there. */
+  freeze?: FreezeReport;
 }
 
 export interface ReportMeta {

@@ -17,6 +17,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Packr, unpack } from 'msgpackr';
+import { parseFreezeOn } from './engine/freeze.js';
 import { MAX_PCPUS } from '../shared/machine.js';
 import { MAX_VCPUS_PER_DOMAIN } from './scenario/loader.js';
 import { UserError } from './errors.js';
@@ -165,7 +166,19 @@ function checkConfig(c: unknown, bad: (f: string, why: string) => never): RunCon
     // Flags that change what the report shows, not the run: carried so a replay reports like the original.
     ...(o.oracles === false ? { oracles: false } : {}),
     ...(Number.isInteger(o.maxInstances) && (o.maxInstances as number) >= 0 ? { maxInstances: o.maxInstances as number } : {}),
+    // The run stopped at a finding (--freeze-on): a replay must stop there too, or it runs past the tape.
+    ...(o.freezeOn !== undefined ? { freezeOn: checkFreezeOn(o.freezeOn, bad) } : {}),
   };
+}
+
+function checkFreezeOn(v: unknown, bad: (f: string, why: string) => never): string {
+  if (typeof v !== 'string') return bad('config.freezeOn', 'must be a string KIND[:CAUSE]');
+  try {
+    parseFreezeOn(v);
+  } catch {
+    bad('config.freezeOn', `'${v}' is not KIND[:CAUSE] with a known finding kind`);
+  }
+  return v;
 }
 
 /** The header of a schedule this tool writes now. */

@@ -1,5 +1,6 @@
 // The human-readable run report (the JSON report is the contract; this is for people at a terminal).
 import type { RunReport } from '../report.js';
+import type { FreezeReport, LapicFrame } from '../engine/freeze.js';
 
 export function formatHuman(r: RunReport): string {
   const L: string[] = [];
@@ -39,6 +40,7 @@ export function formatHuman(r: RunReport): string {
       }
     }
   }
+  if (r.freeze !== undefined) freezeLines(L, r.freeze);
   if (r.warnings.length > 0) {
     L.push('');
     L.push('warnings:');
@@ -51,4 +53,24 @@ export function formatHuman(r: RunReport): string {
   L.push('');
   L.push(`replay: ${r.replay}`);
   return L.join('\n') + '\n';
+}
+
+function lapicLine(l: LapicFrame): string {
+  const set = (v: string[]): string => (v.length === 0 ? '-' : v.join(','));
+  return `IRR ${set(l.irr)}  ISR ${set(l.isr)}  ICR ${l.icr_hi}:${l.icr_lo} (dest ${l.icr.destination} ${l.icr.dest_mode}` +
+    `${l.icr.shorthand !== 'none' ? ` ${l.icr.shorthand}` : ''}, ${l.icr.mode}, vector ${l.icr.vector})`;
+}
+
+function freezeLines(L: string[], z: FreezeReport): void {
+  const f = z.finding;
+  L.push('');
+  L.push(`frozen (--freeze-on ${z.on}) at ${f.signature}, judged at ${f.time_ns} ns on pCPU ${f.pcpu}${f.domain ? ` (${f.domain}/v${f.vcpu})` : ''}:`);
+  for (const p of z.pcpus) {
+    const v = p.vcpu;
+    const who = v === null ? 'no vCPU' : `${v.domain}/v${v.vcpu} pc=${v.pc} [${v.insn ?? '?'}] ${v.view === null ? 'host p2m' : `view ${v.view}`}`;
+    L.push(`  p${p.pcpu} ${p.state}${p.parked ? '' : ' (did not park)'} at ${p.clock_ns} ns: ${who}`);
+    if (v !== null) L.push(`     ${Object.entries(v.regs).map(([k, x]) => `${k}=${x}`).join(' ')} flags=${v.flags}`);
+    L.push(`     lapic  ${lapicLine(p.lapic)}`);
+    if (p.vlapic !== null) L.push(`     vlapic ${lapicLine(p.vlapic)}`);
+  }
 }

@@ -8,9 +8,10 @@ import { STRATEGIES } from '../engine/strategies/index.js';
 import type { EngineResult } from '../engine/common.js';
 import type { RunReport } from '../report.js';
 import { formatHuman } from './human.js';
-import { compareList, formatCompare } from './compare.js';
+import { compareList, formatCompare, workloadOf, workloadWarnings, type Workload } from './compare.js';
 import { labPrepare, labRun, replayCommand, RUN_DEFAULTS, simulate, type RunConfig } from '../lab.js';
 import { sigintFlag } from './interrupt.js';
+import { parseFreezeOn } from '../engine/freeze.js';
 import { readScheduleFile, scheduleHeader, writeScheduleFile, type ReplayMode } from '../schedule.js';
 
 export { simulate, replayCommand, type RunConfig };
@@ -33,6 +34,7 @@ export const SIM_USAGE = `usage: vcpulab sim [flags]
   --replay FILE            serial: replay a schedule written by --schedule-out (scenario and flags come from it)
   --trace FILE             stream every event to FILE (msgpack)
   --max-instances N        occurrences kept per finding kind in the report's instances (default: 1000)
+  --freeze-on KIND[:CAUSE] stop at the first such finding; the report's freeze key holds every pCPU's state
   --inject-worker-fault P  threaded: make pCPU P's thread throw (tests the abort path)
   --json                   print only the JSON report on stdout
   --no-progress            no progress bar on a TTY
@@ -79,6 +81,7 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
         'no-progress': { type: 'boolean' }, 'inject-worker-fault': { type: 'string' }, help: { type: 'boolean', short: 'h' },
         'no-oracles': { type: 'boolean' },
         compare: { type: 'string' }, 'pct-depth': { type: 'string' }, 'max-instances': { type: 'string' },
+        'freeze-on': { type: 'string' },
       },
     });
   } catch (e) {
@@ -119,9 +122,14 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
     replay: v.replay,
     // Hidden (README, Memory views): the inline oracles off; the run and its digest are the same.
     oracles: v['no-oracles'] === true ? false : undefined,
+    freezeOn: v['freeze-on'],
   };
+  if (f.freezeOn !== undefined) {
+    parseFreezeOn(f.freezeOn); // checked here, before anything is loaded
+    if (v['no-oracles'] === true) throw new UserError('vcpulab sim: --freeze-on waits for a finding: it does not go with --no-oracles');
+  }
   if (v.compare !== undefined) {
-    for (const k of ['scenario', 'replay', 'schedule-out', 'trace', 'inject-worker-fault'] as const) {
+    for (const k of ['scenario', 'replay', 'schedule-out', 'trace', 'inject-worker-fault', 'freeze-on'] as const) {
       if (v[k] !== undefined) throw new UserError(`vcpulab sim: --compare runs the built-in designs (or those it names); drop --${k}`);
     }
     f.compare = compareList(v.compare);
@@ -149,9 +157,12 @@ export async function simCommand(args: string[]): Promise<number> {
   let replayRuns: Int32Array | undefined;
   let replayMode: ReplayMode = 'exact';
   let expect: { digest: string; signature: string | null; hash: string } | undefined;
+  let recordedFreezeOn: string | undefined;
   if (f.replay !== undefined) {
     const s = readScheduleFile(f.replay);
     config = { ...s.header.config, maxMs: f.maxMs, watchdogMs: f.watchdogMs, maxInstances: f.maxInstances };
+    recordedFreezeOn = s.header.config.freezeOn;
+    if (f.freezeOn !== undefined) config.freezeOn = f.freezeOn; // a replay may stop at its finding
     replayRuns = s.tape;
     replayMode = s.header.mode;
     expect = { digest: s.header.digest, signature: s.header.signature, hash: s.header.scenario_hash };
@@ -184,7 +195,9 @@ export async function simCommand(args: string[]): Promise<number> {
   }
   if (f.replay !== undefined) report.replay = replayCommand(config, f.replay);
   process.stdout.write(f.json ? JSON.stringify(report, null, 2) + '\n' : formatHuman(report));
-  if (expect !== undefined && report.outcome !== 'aborted' && expect.digest !== '' && report.digest !== expect.digest) {
+  // A frozen replay stops short of the recorded run: its digest is of a prefix.
+  const frozenShort = report.freeze !== undefined && f.freezeOn !== undefined && recordedFreezeOn !== f.freezeOn;
+  if (expect !== undefined && report.outcome !== 'aborted' && expect.digest !== '' && report.digest !== expect.digest && !frozenShort) {
     process.stderr.write(`${f.replay}: replay diverged: the run's digest is ${report.digest}, the schedule recorded ${expect.digest}\n`);
     return EXIT_FAILURE;
   }
@@ -196,13 +209,17 @@ export async function simCommand(args: string[]): Promise<number> {
 async function compareCommand(f: SimFlags, designs: string[]): Promise<number> {
   const interrupt = sigintFlag();
   const reports: RunReport[] = [];
+  const workloads: Workload[] = [];
   for (const scenario of designs) {
     if (interrupt.requested) break;
     if (!f.json) process.stderr.write(`running ${scenario} ...\n`);
-    const { report } = await simulate({ ...f, scenario }, { interrupt });
+    const prep = await labPrepare(scenario, { pcpus: f.pcpus, vcpus: f.vcpus });
+    workloads.push(workloadOf(prep.scenario));
+    const { report } = await labRun(prep, { ...f, scenario }, { interrupt });
     reports.push(report);
   }
-  process.stdout.write(f.json ? JSON.stringify({ compare: reports }, null, 2) + '\n' : formatCompare(reports));
+  const notes = workloadWarnings(workloads);
+  process.stdout.write(f.json ? JSON.stringify({ compare: reports, workload_warnings: notes }, null, 2) + '\n' : formatCompare(reports, notes));
   if (interrupt.requested) return EXIT_INTERRUPTED;
   return reports.some((r) => r.outcome === 'aborted') ? EXIT_FAILURE : EXIT_OK;
 }

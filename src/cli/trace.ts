@@ -13,7 +13,7 @@ import {
   EV_IPI_DELIVER, EV_IPI_SEND, EV_PHYS_IRQ, EV_REALM_ESCAPE, EV_ROGUE_VMFUNC, EV_STALE,
 } from '../trace/events.js';
 import { formatEvent } from '../trace/collector.js';
-import { PerfettoExporter } from '../trace/perfetto.js';
+import { PerfettoExporter, type PerfettoCounts } from '../trace/perfetto.js';
 import { TraceReader } from '../trace/reader.js';
 import type { TraceHeader, TraceRecord } from '../trace/writer.js';
 
@@ -215,14 +215,24 @@ export async function traceCommand(args: string[]): Promise<number> {
   const c = exporter?.finish();
   if (grep?.closed === true) return EXIT_OK;
   if (stats !== undefined) process.stdout.write(summaryText(reader, stats));
-  if (c !== undefined) {
-    const skew = c.skewedFlows > 0 ? ` (${c.skewedFlows} with the receiver's clock behind: head moved to just after the send)` : '';
-    process.stdout.write(`${f.perfetto}: ${c.events} events as ${c.slices} vCPU slices, ${c.instants} instants, ${c.flows} IPI flows${skew}\n`);
-  }
+  if (c !== undefined) process.stdout.write(perfettoSummary(f.perfetto as string, c));
   if (stats === undefined && reader.truncatedBytes > 0) {
     process.stderr.write(`${f.file}: the last ${reader.truncatedBytes} bytes are an incomplete batch (interrupted run?), ignored\n`);
   }
   return EXIT_OK;
+}
+
+/** What --perfetto wrote: every JSON event by type, the instants by name, and the IPIs it could not draw. */
+export function perfettoSummary(file: string, c: PerfettoCounts): string {
+  const skew = c.skewedFlows > 0 ? `, ${c.skewedFlows} of them with the receiver's clock behind (head moved to just after the send)` : '';
+  const lines = [
+    `${file}: ${c.written} JSON events from ${c.events} trace records: ${c.metadata} metadata (process and pCPU track names), ` +
+      `${c.slices} vCPU slices, ${c.instants} instants, ${c.flows} IPI flows (${2 * c.flows} flow events${skew})`,
+  ];
+  const named = [...c.instantsByName].sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : 1));
+  if (named.length > 0) lines.push(`  instants: ${named.map(([n, k]) => `${n} ${k}`).join(', ')}`);
+  if (c.unmatched > 0) lines.push(`  ${c.unmatched} vCPU IPI deliveries without an arrow: their send was not in the trace within reach`);
+  return lines.join('\n') + '\n';
 }
 
 /** One pass over the records feeding every consumer; it stops early when only a finished --grep is left. */

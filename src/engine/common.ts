@@ -6,6 +6,7 @@ import type { Machine } from '../machine.js';
 import type { PcpuParams } from '../hv/pcpu-ctx.js';
 import type { Collector } from '../trace/collector.js';
 import type { AgentSpec } from '../agent/runner.js';
+import type { FreezeReport } from './freeze.js';
 
 export type Outcome = 'completed' | 'limit' | 'aborted';
 
@@ -53,6 +54,11 @@ export interface EngineOptions {
   injectWorkerFault: number;
   /** Set by the SIGINT handler; the engine stops and returns a partial result. */
   interrupt: { requested: boolean };
+  /**
+   * `--freeze-on` as given: once the collector's Findings.watched is set, the engine stops every pCPU at a
+   * step (serial) or burst (threaded) boundary, returns their frames and ends the run (outcome limit).
+   */
+  freezeOn?: string;
 }
 
 export interface EngineResult {
@@ -66,6 +72,8 @@ export interface EngineResult {
   agents?: AgentResult[];
   /** Serial: what the run's steps were (a hunt grows its StepEstimate from these; shrinking reports preemptions). */
   stats?: SerialStats;
+  /** --freeze-on: the machine when the first matching finding was judged. */
+  freeze?: FreezeReport;
 }
 
 export interface SerialStats {

@@ -1,8 +1,10 @@
 // The body of one pCPU thread in the threaded engine (workers/pcpu.worker.ts only forwards here).
-// Hot path: Pcpu.step plus lax sync over shared words; comlink carries control only, and the loop
-// yields to the event loop every few ms so those control messages are delivered.
+// Hot path: Pcpu.step plus lax sync over shared words. The loop never yields to its event loop while it
+// runs: stop and pause are shared words it reads at every burst boundary (one load each). Only while
+// parked (CTL_PAUSE) does it turn its event loop, and that is when comlink requests (the freeze frame)
+// are served.
 import { availableParallelism } from 'node:os';
-import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import * as C from '../../shared/machine.js';
@@ -10,6 +12,7 @@ import { PC_CLOCK_F64, PC_PARKED, PC_PENDING, PC_STARTED, PC_STATE, PC_SYNC_NEED
 import { Machine, type MachineBuffers } from '../machine.js';
 import { Pcpu, STEP_IDLE, STEP_STOPPED, type PcpuParams } from '../hv/pcpu-loop.js';
 import { RingWaitForConsumer } from '../trace/ring.js';
+import { pcpuCoreFrame, type CoreFrame } from './freeze.js';
 
 export interface PcpuTask {
   buffers: MachineBuffers;
@@ -22,27 +25,17 @@ export interface PcpuTask {
   injectFault: boolean;
 }
 
-export interface PcpuStats {
-  id: number;
-  clock: number;
-  paused: boolean;
-  syncWaits: number;
-}
-
-/** Control API exposed over comlink (never used on the hot path). */
+/**
+ * Control API exposed over comlink, answered only while the pCPU is parked (CTL_PAUSE set, PC_PARKED
+ * published): the state only this thread holds, taken between two bursts.
+ */
 export interface PcpuControl {
-  pause(): void;
-  resume(): void;
-  stats(): PcpuStats;
-  stop(): void;
+  frame(): CoreFrame;
 }
 
 const SPIN = 2000;
-/**
- * How often the loop yields to its event loop, where comlink control messages and the pause word are seen.
- * Each yield costs tens of µs, and under lax sync the other pCPUs wait out that time as well.
- */
-const YIELD_MS = 20;
+/** While parked: how often the thread looks at the pause and stop words again (its event loop runs between). */
+const PARKED_POLL_MS = 1;
 /**
  * Longest lax-sync wait before the waiter looks again by itself. Wake-ups are targeted (syncWake), so
  * this is only a safety net; it is long enough that 64 waiting threads on 2 cores do not spend the
@@ -50,23 +43,15 @@ const YIELD_MS = 20;
  */
 const SYNC_WAIT_MS = 5;
 
-export async function pcpuThread(task: PcpuTask): Promise<PcpuStats> {
+export async function pcpuThread(task: PcpuTask): Promise<void> {
   const m = new Machine(task.buffers);
   const ctl = m.ctl;
   const stopped = (): boolean => Atomics.load(ctl, C.CTL_STOP) !== 0;
   const p = new Pcpu(m, task.id, task.params, new RingWaitForConsumer(m.ring32, m.ringBase(task.id), stopped));
   // Spinning only pays while threads <= cores (../shared/reference/toolchain.md §5e).
   const spin = m.npcpus <= availableParallelism() ? SPIN : 0;
-  let paused = false, syncWaits = 0;
-  const stats = (): PcpuStats => ({ id: task.id, clock: p.core.clock, paused, syncWaits });
-  const control: PcpuControl = {
-    pause: () => { paused = true; kick(m, task.id); },
-    resume: () => { paused = false; },
-    stats,
-    stop: () => { Atomics.store(ctl, C.CTL_STOP, 1); kick(m, task.id); },
-  };
+  const control: PcpuControl = { frame: () => pcpuCoreFrame(p) };
   Comlink.expose(control, task.port as unknown as Comlink.Endpoint);
-  let lastYield = performance.now();
   // The start barrier (CTL_START_PENDING): every pCPU thread ready and every agent's setup returned.
   if (Atomics.sub(ctl, C.CTL_START_PENDING, 1) === 1) Atomics.notify(ctl, C.CTL_START_PENDING);
   for (let v; (v = Atomics.load(ctl, C.CTL_START_PENDING)) !== 0 && !stopped();) Atomics.wait(ctl, C.CTL_START_PENDING, v, 5);
@@ -105,33 +90,23 @@ export async function pcpuThread(task: PcpuTask): Promise<PcpuStats> {
           if (waiters !== 0 && before <= min) syncWake(m, min);
           horizon = min + slack;
           if (clock > horizon) {
-            syncWaits++;
             horizon = laxSyncWait(m, p, clock - slack, spin) + slack;
           }
         }
       }
-      const now = performance.now();
-      if (now - lastYield > YIELD_MS) {
-        await yieldToLoop();
-        while ((paused || Atomics.load(ctl, C.CTL_PAUSE) !== 0) && !stopped()) {
-          Atomics.store(pc32, p.base + PC_PARKED, 1);
-          await sleep(1);
-        }
+      if (Atomics.load(ctl, C.CTL_PAUSE) !== 0) {
+        // Park between two bursts: the event loop turns (comlink is served) until the pause or the run ends.
+        Atomics.store(pc32, p.base + PC_PARKED, 1);
+        Atomics.notify(pc32, p.base + PC_PARKED);
+        while (Atomics.load(ctl, C.CTL_PAUSE) !== 0 && !stopped()) await sleep(PARKED_POLL_MS);
         Atomics.store(pc32, p.base + PC_PARKED, 0);
-        lastYield = performance.now();
-        horizon = -Infinity; // others ran on while this thread was away from the loop
+        horizon = -Infinity; // the others may have moved while this thread was parked
       }
     }
   } finally {
     p.stop();
     task.port.close();
   }
-  return stats();
-}
-
-function kick(m: Machine, id: number): void {
-  Atomics.or(m.pc32, m.pcpuBase(id) + PC_PENDING, 1);
-  Atomics.notify(m.pc32, m.pcpuBase(id) + PC_PENDING);
 }
 
 /**
@@ -171,7 +146,8 @@ function laxSyncWait(m: Machine, p: Pcpu, need: number, spin: number): number {
   Atomics.add(ctl, C.CTL_SYNC_WAITERS, 1);
   for (;;) {
     min = minRunningClock(m, self);
-    if (min >= need || Atomics.load(ctl, C.CTL_STOP) !== 0) break;
+    // A pause ends the wait too: the pCPU it waits for may be parked already.
+    if (min >= need || Atomics.load(ctl, C.CTL_STOP) !== 0 || Atomics.load(ctl, C.CTL_PAUSE) !== 0) break;
     const v = Atomics.load(pc32, pend);
     if (v === PEND_SYNC) {
       // A waker met our need, and still the slowest clock is short of it: a pCPU left idle with an older

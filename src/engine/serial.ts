@@ -12,6 +12,7 @@ import type { Collector } from '../trace/collector.js';
 import { stallIdleDetail, totalInstructions, type AgentResult, type EngineInput, type EngineResult } from './common.js';
 import { GuidedReplayStrategy, makeStrategy, ReplayStrategy, ScheduleDiverged, ScheduleRecorder, type Strategy } from './strategies/index.js';
 import { bug } from '../errors.js';
+import { freezeReport, pcpuCoreFrame, type FreezeReport } from './freeze.js';
 import { AgentRunner, loadAgent } from '../agent/runner.js';
 import { AgentStopped, type AgentHost } from '../agent/xc.js';
 
@@ -79,6 +80,9 @@ export async function runSerial({ m, params, collector, opts, agents }: EngineIn
   let reason: string | null = null;
   let divergence = '';
   let inAgent = false;
+  let freeze: FreezeReport | undefined;
+  // --freeze-on: judge after every step, so the run stops at the step where the finding was judged.
+  const freezeOn = opts.freezeOn;
 
   /** One choice and one step (a pCPU's, or an agent's unless `allowAgents` is false). */
   const stepOnce = (allowAgents: boolean): number => {
@@ -164,6 +168,15 @@ export async function runSerial({ m, params, collector, opts, agents }: EngineIn
         if (e instanceof ScheduleDiverged) { divergence = e.message; r = DIVERGED; } else throw e;
       }
       if (r === DIVERGED) { outcome = 'aborted'; reason = `replay diverged: ${divergence}`; break run; }
+      if (freezeOn !== undefined) {
+        collector.drainAll();
+        const hit = collector.findings.watched;
+        if (hit !== null) {
+          freeze = freezeReport(m, collector.domainNames, collector.code, freezeOn, hit, pcpus.map(pcpuCoreFrame));
+          outcome = 'limit'; reason = `--freeze-on ${freezeOn}: frozen at the first ${hit.signature}`;
+          break run;
+        }
+      }
       if (r === NOTHING) {
         if (Atomics.load(m.ctl, C.CTL_LIMITED_VCPUS) > 0) { outcome = 'limit'; reason = 'every vCPU that can still run reached --max-instructions'; }
         else { outcome = 'completed'; reason = stallFinding(pcpus, collector); }
@@ -176,7 +189,7 @@ export async function runSerial({ m, params, collector, opts, agents }: EngineIn
     await yieldToLoop(); // lets SIGINT and timers in; changes nothing in the machine
     if (opts.interrupt.requested) { outcome = 'aborted'; reason = 'interrupted (SIGINT)'; break; }
   }
-  if (strategy instanceof ReplayStrategy && outcome !== 'aborted' && !strategy.exhausted && opts.maxMs === 0) {
+  if (strategy instanceof ReplayStrategy && outcome !== 'aborted' && !strategy.exhausted && opts.maxMs === 0 && freeze === undefined) {
     outcome = 'aborted';
     reason = 'replay diverged: the run ended before the schedule did';
   }
@@ -186,7 +199,7 @@ export async function runSerial({ m, params, collector, opts, agents }: EngineIn
   runners.forEach((r, k) => { agentResults[k].events = r.events; agentResults[k].calls = r.xc.calls; });
   return {
     outcome: outcome ?? 'aborted', reason, wallMs: performance.now() - t0, schedule: recorder?.runs(), steps, agents: agentResults,
-    stats: { choiceSteps, deviceSteps, lapicSteps, preemptions },
+    stats: { choiceSteps, deviceSteps, lapicSteps, preemptions }, freeze,
   };
 }
 

@@ -1,14 +1,15 @@
 // The threaded engine: one worker thread per pCPU, each a long-running piscina task; real
 // parallelism and real races. The main thread only drains event rings, watches for the end, the
-// wall limit, SIGINT and stalls, and controls the pCPUs (stop through the shared control word,
-// pause/resume/stats over comlink).
+// wall limit, SIGINT and stalls, and controls the pCPUs: stop and pause through shared control words
+// (read at every burst boundary), the frames of a freeze (--freeze-on) over comlink while they are parked.
 import { MessageChannel } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Piscina } from 'piscina';
 import * as Comlink from 'comlink';
 import * as C from '../../shared/machine.js';
-import { PC_BURSTS, PC_CLOCK_F64, PC_PENDING, PC_STARTED, PC_STATE, PEND_KICK, PS_IDLE, PS_STOPPED, PS_WAIT_SIPI } from '../../shared/pcpu.js';
-import type { PcpuControl, PcpuStats, PcpuTask } from './pcpu-thread.js';
+import { PC_BURSTS, PC_CLOCK_F64, PC_PARKED, PC_PENDING, PC_STARTED, PC_STATE, PEND_KICK, PS_IDLE, PS_STOPPED, PS_WAIT_SIPI } from '../../shared/pcpu.js';
+import type { PcpuControl, PcpuTask } from './pcpu-thread.js';
+import { freezeReport, type CoreFrame, type FreezeReport } from './freeze.js';
 import { endReason, stallIdleDetail, totalInstructions, type EngineInput, type EngineResult, type Outcome } from './common.js';
 import type { Machine } from '../machine.js';
 import type { AgentTask } from '../agent/agent-thread.js';
@@ -28,48 +29,49 @@ const POLL_MAX_MS = 16;
 /** How long stopped workers get to return before their threads are terminated. */
 const STOP_GRACE_MS = 3000;
 
-function workerSpec(name = 'pcpu'): { filename: string; execArgv: string[] } {
-  const ts = import.meta.url.endsWith('.ts');
-  const filename = new URL(`../../workers/${name}.worker.${ts ? 'ts' : 'js'}`, import.meta.url).href;
-  // Workers inherit execArgv unless it is given; under vitest tsx is not inherited, so say it.
-  return { filename, execArgv: ts ? ['--import', 'tsx'] : [] };
+/**
+ * The worker entry point, always the build's: from the sources (vitest importing src/) too, since Node 20
+ * cannot load TypeScript in a worker (the tests build first). No execArgv is given, so workers inherit the
+ * process's: `--cpu-prof` then profiles each pCPU thread as well.
+ */
+export function workerFile(name: 'pcpu' | 'agent' | 'hunt'): string {
+  const fromSource = import.meta.url.endsWith('.ts');
+  return new URL(`${fromSource ? '../../dist/' : '../../'}workers/${name}.worker.js`, import.meta.url).href;
 }
 
-export interface ThreadedHandle {
-  controls: Comlink.Remote<PcpuControl>[];
-}
+/** How long the pCPUs get to park at a burst boundary, and each to answer for its frame, on a freeze. */
+const FREEZE_GRACE_MS = 3000;
 
-export async function runThreaded({ m, params, collector, opts, agents }: EngineInput, onStart?: (h: ThreadedHandle) => Promise<void>): Promise<EngineResult> {
+export async function runThreaded({ m, params, collector, opts, agents }: EngineInput): Promise<EngineResult> {
   const n = m.npcpus;
-  const { filename, execArgv } = workerSpec();
+  const filename = workerFile('pcpu');
   Atomics.store(m.ctl, C.CTL_START_PENDING, (agents?.length ?? 0) + n);
-  const pool = new Piscina({ filename, execArgv, minThreads: n, maxThreads: n, idleTimeout: Infinity, maxQueue: n, concurrentTasksPerWorker: 1 });
+  const pool = new Piscina({ filename, minThreads: n, maxThreads: n, idleTimeout: Infinity, maxQueue: n, concurrentTasksPerWorker: 1 });
   const t0 = performance.now();
   const controls: Comlink.Remote<PcpuControl>[] = [];
   const ports: MessageChannel['port1'][] = [];
   let failure: string | null = null;
-  const tasks: Promise<PcpuStats | undefined>[] = [];
+  const tasks: Promise<void>[] = [];
   for (let id = 0; id < n; id++) {
     const { port1, port2 } = new MessageChannel();
     const task: PcpuTask = { buffers: m.buffers, id, params, slackCycles: opts.slackCycles, burst: opts.burst, port: port2, injectFault: opts.injectWorkerFault === id };
     tasks.push(pool.run(task, { transferList: [port2] as never }).catch((e: unknown) => {
       failure ??= `pCPU ${id} worker failed: ${e instanceof Error ? e.message : String(e)}`;
       Atomics.store(m.ctl, C.CTL_ABORT, 1);
-      return undefined;
     }));
     controls.push(Comlink.wrap<PcpuControl>(port1 as unknown as Comlink.Endpoint));
     ports.push(port1);
   }
   // Each agent in its own thread (a pool of its own, so agents never wait behind pCPU tasks).
   const agentSpecs = agents ?? [];
-  const agentPool = agentSpecs.length === 0 ? null : new Piscina({ ...workerSpec('agent'), minThreads: agentSpecs.length,
+  const agentPool = agentSpecs.length === 0 ? null : new Piscina({ filename: workerFile('agent'), minThreads: agentSpecs.length,
     maxThreads: agentSpecs.length, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
   const agentTasks: Promise<AgentResult>[] = agentSpecs.map((spec) => (agentPool as Piscina).run({ buffers: m.buffers, spec, lapic: params.lapic } satisfies AgentTask)
     .catch((e: unknown) => ({ dom: spec.dom, events: 0, calls: 0, error: e instanceof Error ? e.message : String(e) })));
-  if (onStart !== undefined) await onStart({ controls });
 
   let outcome: Outcome | null = null;
   let reason: string | null = null;
+  let freeze: FreezeReport | undefined;
   let lastProgress = -1, lastProgressAt = performance.now(), lastReport = 0, pollMs = POLL_MIN_MS;
   while (outcome === null) {
     const live = Atomics.load(m.ctl, C.CTL_LIVE_DOMAINS);
@@ -80,6 +82,13 @@ export async function runThreaded({ m, params, collector, opts, agents }: Engine
     pollMs = collector.drainAll() > 0 ? POLL_MIN_MS : Math.min(2 * pollMs, POLL_MAX_MS);
     const now = performance.now();
     if (failure !== null) { outcome = 'aborted'; reason = failure; break; }
+    const hit = opts.freezeOn !== undefined ? collector.findings.watched : null;
+    if (hit !== null) {
+      freeze = freezeReport(m, collector.domainNames, collector.code, opts.freezeOn as string, hit, await freezeFrames(m, collector, controls));
+      outcome = 'limit';
+      reason = `--freeze-on ${opts.freezeOn}: frozen at the first ${hit.signature}`;
+      break;
+    }
     const end = endReason(m);
     if (end !== null) { outcome = end; break; }
     if (opts.interrupt.requested) { outcome = 'aborted'; reason = 'interrupted (SIGINT)'; break; }
@@ -122,7 +131,33 @@ export async function runThreaded({ m, params, collector, opts, agents }: Engine
   await pool.destroy(); // terminates any thread still running: no orphans
   if (agentPool !== null) await agentPool.destroy();
   collector.drainAll();
-  return { outcome, reason, wallMs: performance.now() - t0, steps: progressCount(m), agents: agentResults };
+  return { outcome, reason, wallMs: performance.now() - t0, steps: progressCount(m), agents: agentResults, freeze };
+}
+
+/**
+ * Park every pCPU at its next burst boundary (CTL_PAUSE; a pCPU in a lax-sync wait gives up the wait) and
+ * ask each parked one for its frame over comlink. The rings are drained meanwhile, since a pCPU whose ring
+ * is full waits for the drain before it can reach the boundary. A thread that does not park in time (or
+ * ended) gets a null frame: its LAPIC pages are still shown. The run ends after this; nothing resumes.
+ */
+async function freezeFrames(m: Machine, collector: EngineInput['collector'], controls: Comlink.Remote<PcpuControl>[]): Promise<(CoreFrame | null)[]> {
+  Atomics.store(m.ctl, C.CTL_PAUSE, 1);
+  const deadline = performance.now() + FREEZE_GRACE_MS;
+  const parked = (id: number): boolean => Atomics.load(m.pc32, m.pcpuBase(id) + PC_PARKED) !== 0;
+  const settled = (id: number): boolean => parked(id) || Atomics.load(m.pc32, m.pcpuBase(id) + PC_STATE) === PS_STOPPED;
+  for (let id = 0; id < m.npcpus && performance.now() < deadline; id++) {
+    while (!settled(id) && performance.now() < deadline && Atomics.load(m.ctl, C.CTL_ABORT) === 0) {
+      collector.drainAll();
+      await sleep(1);
+    }
+  }
+  const ac = new AbortController();
+  const timeout = sleep(Math.max(0, deadline - performance.now()) + FREEZE_GRACE_MS, null, { signal: ac.signal }).catch(() => null);
+  try {
+    return await Promise.all(controls.map((c, id) => parked(id) ? Promise.race([c.frame(), timeout]) : null));
+  } finally {
+    ac.abort();
+  }
 }
 
 function progressCount(m: Machine): number {

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import { labPrepare, RUN_DEFAULTS, type RunConfig } from '../lab.js';
 import { childSeed } from '../prng.js';
+import { workerFile } from '../engine/threaded.js';
 import { scheduleHeader, writeScheduleFile } from '../schedule.js';
 import { bug, UserError } from '../errors.js';
 import { PROBES, shrinkTape } from './shrink.js';
@@ -88,9 +89,7 @@ export interface HuntResult {
 }
 
 function huntPool(workers: number): Piscina {
-  const ts = import.meta.url.endsWith('.ts');
-  const filename = new URL(`../../workers/hunt.worker.${ts ? 'ts' : 'js'}`, import.meta.url).href;
-  return new Piscina({ filename, execArgv: ts ? ['--import', 'tsx'] : [], minThreads: workers, maxThreads: workers, idleTimeout: 30_000, concurrentTasksPerWorker: 1 });
+  return new Piscina({ filename: workerFile('hunt'), minThreads: workers, maxThreads: workers, idleTimeout: 30_000, concurrentTasksPerWorker: 1 });
 }
 
 export function untilMatches(u: UntilSpec, signature: string, kind: string, cause: string): boolean {

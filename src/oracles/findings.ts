@@ -191,8 +191,24 @@ interface KindState {
   causes: number;
 }
 
+/** The first occurrence that matched Findings.watch (what `--freeze-on` stops the run at). */
+export interface WatchedFinding {
+  kind: FindingKind;
+  cause: string;
+  signature: string;
+  time_ns: number;
+  pcpu: number;
+  domain: string;
+  vcpu: number;
+  detail: string;
+}
+
 export class Findings {
   private readonly byKind = new Map<FindingKind, KindState>();
+  private watchKind: FindingKind | null = null;
+  private watchCause: string | null = null;
+  /** The first occurrence matching `watch`, or null (none yet, or nothing watched). */
+  watched: WatchedFinding | null = null;
 
   /** `maxInstances`: occurrences kept per kind in `instances` (`--max-instances`); past it they are only counted. */
   constructor(readonly maxInstances: number = MAX_INSTANCES_DEFAULT) {
@@ -219,6 +235,9 @@ export class Findings {
       };
       this.byKind.set(kind, st);
     }
+    if (kind === this.watchKind && this.watched === null && (this.watchCause === null || cause === this.watchCause)) {
+      this.watched = { kind, cause, signature, time_ns: round2(cyclesToNs(timeCycles)), pcpu, domain, vcpu, detail };
+    }
     const f = st.finding;
     f.count++;
     if (f.instances.length < this.maxInstances) {
@@ -234,6 +253,12 @@ export class Findings {
       st.details.set(signature, detail);
       f.signatures[signature] = 1;
     } else f.signatures_dropped++;
+  }
+
+  /** Remember the first occurrence of `kind` (with `cause`, when not null) in `watched`. Observes only. */
+  watch(kind: FindingKind, cause: string | null): void {
+    this.watchKind = kind;
+    this.watchCause = cause;
   }
 
   count(kind: FindingKind): number { return this.byKind.get(kind)?.finding.count ?? 0; }

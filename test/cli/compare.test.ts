@@ -1,6 +1,8 @@
 // `--compare`: the maintainer's points, as assertions on the serial engine with pinned seeds.
 import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -71,6 +73,30 @@ describe('--compare', () => {
     expect(out.stdout).toMatch(/exits\/IPI/);
     expect(out.stdout).not.toMatch(/^avic /m);
   }, 60_000);
+
+  it('warns when the designs run different workloads, and only then', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vcpulab-compare-'));
+    try {
+      // secure-realm with more rounds and another vCPU count: the same design, another workload.
+      const toml = readFileSync(join(ROOT, 'src', 'scenario', 'builtin', 'secure-realm.toml'), 'utf8')
+        .replace('program = "realm.s"', `program = "${join(ROOT, 'src', 'scenario', 'builtin', 'realm.s')}"`)
+        .replace('ROUNDS = 40', 'ROUNDS = 20').replace('vcpus = 6', 'vcpus = 4');
+      writeFileSync(join(dir, 'fewer.toml'), toml);
+      const [same, rogue, fewer, table] = await Promise.all([
+        compare(['--compare', 'secure-realm,posted,ipiv,avic', '--engine', 'serial', '--json']),
+        compare(['--compare', 'secure-realm,secure-realm-rogue', '--engine', 'serial', '--json']),
+        compare(['--compare', `secure-realm,${join(dir, 'fewer.toml')}`, '--engine', 'serial', '--json']),
+        compare(['--compare', 'secure-realm,secure-realm-rogue', '--engine', 'serial']),
+      ]);
+      const notes = (r: { stdout: string }): string[] => (JSON.parse(r.stdout) as { workload_warnings: string[] }).workload_warnings;
+      expect(notes(same)).toEqual([]); // the same realm workload over four IPI paths (control)
+      expect(notes(rogue)).toEqual(['secure-realm-rogue runs another workload than secure-realm: ROGUE = 1 (not 0)']);
+      expect(notes(fewer)).toEqual([`${join(dir, 'fewer.toml')} runs another workload than secure-realm: vcpus 4 (not 6), ROUNDS = 20 (not 40)`]);
+      expect(table.stdout).toContain('warning: workload: secure-realm-rogue runs another workload than secure-realm: ROGUE = 1 (not 0)\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it('bad designs and clashing flags are one-line errors, exit 2', async () => {
     const bad = await compare(['--compare', 'secure-realm,nosuch']);

@@ -67,13 +67,14 @@ beforeAll(async () => {
 
 describe('vcpulab trace FILE --perfetto', () => {
   let events: JsonEvent[];
+  let summary: string;
   let pcpuOfTid: Map<number, number>;
 
   beforeAll(async () => {
     const out = join(dir, 'out.json');
     const r = await vcpulab('trace', trace, '--perfetto', out);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/out\.json: \d+ events as \d+ vCPU slices, \d+ instants, \d+ IPI flows/);
+    summary = r.stdout;
     const doc = JSON.parse(readFileSync(out, 'utf8')) as { traceEvents: JsonEvent[]; displayTimeUnit: string };
     expect(doc.displayTimeUnit).toBe('ns');
     events = doc.traceEvents;
@@ -133,6 +134,40 @@ describe('vcpulab trace FILE --perfetto', () => {
       }
     }
     expect(crossing).toBeGreaterThan(0);
+  });
+
+  it('its summary counts what it wrote: every JSON event by type, the instants by name', () => {
+    const m = /out\.json: (\d+) JSON events from (\d+) trace records: (\d+) metadata \(process and pCPU track names\), (\d+) vCPU slices, (\d+) instants, (\d+) IPI flows \((\d+) flow events/.exec(summary);
+    expect(m, summary).not.toBeNull();
+    const [written, records, meta, slices, instants, flows, flowEvents] = (m as RegExpExecArray).slice(1).map(Number);
+    const ph = (p: string): number => events.filter((e) => e.ph === p).length;
+    expect(written).toBe(events.length);
+    expect([meta, slices, instants, flowEvents]).toEqual([ph('M'), ph('X'), ph('i'), ph('s') + ph('f')]);
+    expect(flows).toBe(ph('s'));
+    expect(records).toBe(readTrace(trace).records.length);
+    const byName = new Map<string, number>();
+    for (const e of events) if (e.ph === 'i') byName.set(e.name, (byName.get(e.name) ?? 0) + 1);
+    const line = /^ {2}instants: (.*)$/m.exec(summary)?.[1] ?? '';
+    expect(new Map(line.split(', ').map((x) => { const i = x.lastIndexOf(' '); return [x.slice(0, i), Number(x.slice(i + 1))] as const; }))).toEqual(byName);
+  });
+
+  it('decodes each IPI send: destination, mode and vector as the --grep line reads the ICR', async () => {
+    const sends = events.filter((e) => e.ph === 'i' && e.name === 'ipi_send');
+    const lines = (await vcpulab('trace', trace, '--grep', 'ipi_send')).stdout.trimEnd().split('\n');
+    expect(sends.length).toBe(lines.length);
+    expect(sends.length).toBeGreaterThan(0);
+    sends.forEach((e, i) => {
+      const g = /ICR_LO=0x([0-9a-f]{8}) \(vector (0x[0-9a-f]+) (\w+)[^)]*\) (?:ICR_HI=0x([0-9a-f]{8}) \(destination (\d+)\)|destination (\d+))/.exec(lines[i]);
+      expect(g, lines[i]).not.toBeNull();
+      const x = g as RegExpExecArray;
+      expect(e.args?.icr_lo).toBe(`0x${x[1]}`);
+      expect(e.args?.vector).toBe(x[2]);
+      expect(e.args?.mode).toBe(x[3]);
+      expect(e.args?.destination).toBe(Number(x[5] ?? x[6]));
+      if (x[4] !== undefined) expect(e.args?.icr_hi).toBe(`0x${x[4]}`);
+      expect(e.args?.ipi).toMatch(/^(v\d+#\d+|xen)$/);
+    });
+    for (const e of events.filter((x) => x.ph === 'i' && x.name === 'ipi_deliver')) expect(e.args?.vector).toMatch(/^0x[0-9a-f]{1,2}$/);
   });
 
   it('shows VM exits as instants named after the reason, with pc and qualification', async () => {
@@ -210,5 +245,23 @@ describe('interrupted runs', () => {
       expect(got).toEqual(want); // values split across chunks wait for the next one
       expect(r.truncatedBytes).toBe(0);
     }
+  });
+});
+
+describe('vcpulab trace FILE --perfetto: views by index', () => {
+  it('a VMFUNC instant names its views by index, as --grep does', async () => {
+    const t = join(dir, 'realm.trace'), out = join(dir, 'realm.json');
+    const r = await vcpulab('sim', '--engine', 'serial', '--scenario', 'secure-realm', '--max-instructions', '20000', '--trace', t, '--no-progress');
+    expect(r.code, r.stderr).toBe(0);
+    expect((await vcpulab('trace', t, '--perfetto', out)).code).toBe(0);
+    const vmfuncs = (JSON.parse(readFileSync(out, 'utf8')) as { traceEvents: JsonEvent[] }).traceEvents.filter((e) => e.name === 'vmfunc');
+    const lines = (await vcpulab('trace', t, '--grep', 'vmfunc')).stdout.trimEnd().split('\n');
+    expect(vmfuncs.length).toBe(lines.length);
+    expect(vmfuncs.length).toBeGreaterThan(0);
+    const name = (v: unknown): string => (v === 'host' ? 'host p2m' : `view ${String(v)}`);
+    vmfuncs.forEach((e, i) => {
+      expect(typeof e.args?.from_view === 'number' || e.args?.from_view === 'host').toBe(true);
+      expect(lines[i]).toContain(`vmfunc ${name(e.args?.from_view)} -> ${name(e.args?.to_view)} pc=${String(e.args?.pc)}`);
+    });
   });
 });

@@ -66,7 +66,7 @@ arrived: .word 0
 }
 
 // Generous on purpose: the engine arms its watchdog before the pCPU workers have started, so a slow
-// worker start (tsx in each worker, a loaded machine) reads as "a pCPU thread is hung" (see the skipped
+// worker start (module loading in each worker, a loaded machine) reads as "a pCPU thread is hung" (see the skipped
 // test at the end). The stall cases below end through the all-idle path, well before this.
 const WATCHDOG_MS = 15_000;
 
