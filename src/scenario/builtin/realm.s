@@ -142,15 +142,17 @@ finished:
     lock add [done], 1
     cmp ebp, 0
     jnz linger
-    mov eax, INIT               ; after a host reset, some vCPUs are gone for good: do not wait for them
-    cmp eax, 0
-    jnz report
+    mov ecx, 400000             ; with INIT = 1 a reset pCPU may have taken a vCPU for good: wait, but not for ever
 wait_all:
     mov eax, [done]
     cmp eax, VCPUS
     jz report
     pause
-    jmp wait_all
+    mov eax, INIT
+    cmp eax, 0
+    jz wait_all
+    dec ecx
+    jnz wait_all
 report:
     mov ebx, 1
     mov ecx, [total_rx]
@@ -177,7 +179,7 @@ linger_spin:
     pause
     jmp linger_spin
 linger_bounded:                 ; after a host reset vCPU 0 itself may be lost: end the domain after a while
-    mov ecx, 20000
+    mov ecx, 1000000            ; (longer than vCPU 0 waits for the others)
 linger_wait:
     pause
     dec ecx
