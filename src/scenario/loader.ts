@@ -460,7 +460,7 @@ export function scenarioMachine(sc: Scenario): ScenarioSpec {
         ['TRAMP_GFN', d.trampoline?.[0] ?? 0], ['REALM_GFN', d.realm?.[0] ?? 0], ['SECRET_GFN', d.secret?.[0] ?? 0],
         ...d.defines,
       ]);
-      const prog = assemble(src, d.program, predefined, d.memoryKb * 1024);
+      const prog = assemble(src, d.program, predefined, d.memoryKb * 1024, { path: progPath });
       if (prog.entry === undefined) throw new UserError(`${d.program}: no '_start' label (every vCPU starts there)`);
       if (prog.end > d.memoryKb * 1024) {
         throw new UserError(`${d.program}: program ends at 0x${prog.end.toString(16)}, beyond the domain's ${d.memoryKb} KiB of RAM (memory_kb in ${basename(sc.file)})`);
