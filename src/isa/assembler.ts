@@ -25,7 +25,7 @@
 //     directly or not, is an error, and so is nesting deeper than MAX_INCLUDE_DEPTH.
 
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { assert, bug, UserError } from '../errors.js';
 import {
   OPS, MNEMONIC_ALIASES, REG_ZERO, INSN_BYTES, WIDE_INSN_BYTES, WIDE_TAIL_W0, encodeWord0, fitsI16, type Form,
@@ -257,7 +257,7 @@ function defineNames(line: Line0, names: Map<string, SymDef>): void {
   if (line.stmt?.kind === 'equ') defs.push([line.stmt.name, line.stmt.nameCol, false]);
   for (const [name, col, isLabel] of defs) {
     const prev = names.get(name);
-    if (prev !== undefined && prev.line === 0) fail(line.ctx, col, `'${name}' is predefined (the scenario loader sets it); pick another name`);
+    if (prev !== undefined && prev.line === 0) fail(line.ctx, col, `'${name}' is predefined (the guest ABI, the scenario or --define); pick another name`);
     if (prev !== undefined) {
       const what = prev.isLabel && isLabel ? 'label' : 'symbol';
       const at = prev.file === line.ctx.file ? `line ${prev.line}` : `${prev.file}:${prev.line}`;
@@ -312,7 +312,7 @@ function readLines(st: Pass0, text: string, f: SourceFile): void {
 /** Assemble the lines of the file an `.include` names, in its place. */
 function includeFile(st: Pass0, inc: Extract<Stmt, { kind: 'include' }>, f: SourceFile, ctx: LineCtx): void {
   const path = resolve(dirname(f.path), inc.path);
-  const shown = join(dirname(f.shown), inc.path);
+  const shown = isAbsolute(inc.path) ? inc.path : join(dirname(f.shown), inc.path);
   const cycle = f.chain.indexOf(path);
   if (cycle >= 0) {
     fail(ctx, inc.pathCol, `.include cycle: ${[...f.shownChain.slice(cycle), shown].join(' includes ')}`);

@@ -2,6 +2,7 @@
 // mistake is one line naming the file, the line and the key. Built-in scenarios live beside this file
 // in builtin/ (a .toml and a .s each).
 import { EPT_SYNC_NAMES } from '../../shared/altp2m.js';
+import { ALTP2M_OP_GUEST_SYMBOLS } from '../../shared/altp2m-op.js';
 import type { AgentSpec } from '../agent/runner.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
@@ -436,9 +437,30 @@ function trampolineTargets(d: DomainScenario, image: Uint8Array): number[] {
   return [...out].sort((x, y) => x - y);
 }
 
+/**
+ * The symbols domain i's program sees predefined: the guest ABI (shared/altp2m-op.ts: the HVMOP_altp2m
+ * struct and numbers), the domain's shape (VCPUS, PCPUS, ...) and its `defines`.
+ */
+export function domainSymbols(sc: Scenario, i: number): Map<string, number> {
+  const d = sc.domains[i];
+  return new Map<string, number>([
+    ...ALTP2M_OP_GUEST_SYMBOLS,
+    ['VCPUS', d.vcpus], ['PCPUS', sc.pcpus], ['MEMORY_KB', d.memoryKb], ['DOMAIN_INDEX', i],
+    ['VCPU_MAP', Math.max(0, d.vcpuMap)], ['IPI_PATH', IPI_PATH_NAMES.indexOf(d.ipiPath)],
+    ['DOMID', i + 1], ['ALTP2M_COUNT', d.altp2mCount],
+    ['TRAMP_GFN', d.trampoline?.[0] ?? 0], ['REALM_GFN', d.realm?.[0] ?? 0], ['SECRET_GFN', d.secret?.[0] ?? 0],
+    ...d.defines,
+  ]);
+}
+
+/** Where domain i's program file is. */
+export function domainProgramPath(sc: Scenario, i: number): string {
+  const p = sc.domains[i].program;
+  return isAbsolute(p) ? p : join(dirname(sc.file), p);
+}
+
 /** Assemble each domain's program and resolve affinities: the machine the engines run. */
 export function scenarioMachine(sc: Scenario): ScenarioSpec {
-  const shownDir = dirname(sc.file);
   const realmEntries: number[][] = [], realmEntryPoints: number[][] = [];
   return {
     pcpus: sc.pcpus,
@@ -446,20 +468,14 @@ export function scenarioMachine(sc: Scenario): ScenarioSpec {
     realmEntries,
     realmEntryPoints,
     domains: sc.domains.map((d, i) => {
-      const progPath = isAbsolute(d.program) ? d.program : join(shownDir, d.program);
+      const progPath = domainProgramPath(sc, i);
       let src: string;
       try { src = readFileSync(progPath, 'utf8'); } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         const why = code === 'EISDIR' ? 'is a directory, not a program file' : code === 'ENOENT' ? 'not found' : `cannot be read (${code ?? 'error'})`;
         throw new UserError(`${at(sc, i, 'program')} domain "${d.name}": program file '${d.program}' ${why}`);
       }
-      const predefined = new Map<string, number>([
-        ['VCPUS', d.vcpus], ['PCPUS', sc.pcpus], ['MEMORY_KB', d.memoryKb], ['DOMAIN_INDEX', i],
-        ['VCPU_MAP', Math.max(0, d.vcpuMap)], ['IPI_PATH', IPI_PATH_NAMES.indexOf(d.ipiPath)],
-        ['DOMID', i + 1], ['ALTP2M_COUNT', d.altp2mCount],
-        ['TRAMP_GFN', d.trampoline?.[0] ?? 0], ['REALM_GFN', d.realm?.[0] ?? 0], ['SECRET_GFN', d.secret?.[0] ?? 0],
-        ...d.defines,
-      ]);
+      const predefined = domainSymbols(sc, i);
       const prog = assemble(src, d.program, predefined, d.memoryKb * 1024, { path: progPath });
       if (prog.entry === undefined) throw new UserError(`${d.program}: no '_start' label (every vCPU starts there)`);
       if (prog.end > d.memoryKb * 1024) {

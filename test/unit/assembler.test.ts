@@ -12,6 +12,7 @@ import {
   OP_INC, OP_DEC, OP_NEG, OP_NOT, OP_JMP, OP_JZ, OP_JNZ, OP_JL, OP_JLE, OP_JG, OP_JGE, OP_JB, OP_JBE, OP_JA,
   OP_JAE, OP_CALL, OP_PUSH, OP_POP, OP_XCHG, OP_XADD, OP_CMPXCHG, OP_LADD, OP_LOR, OP_LAND,
   OP_LADD_SD, OP_LADD_SI, OP_LOR_SD, OP_LOR_SI, OP_LAND_SD, OP_LAND_SI,
+  OP_ST_W, OP_LADD_W, OP_LOR_W, OP_LAND_W, OP_WIDE_TAIL, encodeWord0,
 } from '../../src/isa/opcodes.js';
 
 interface Fields { op: number; a: number; b: number; i16: number; imm: number }
@@ -89,9 +90,38 @@ describe('instruction forms', () => {
     // 32-bit wrap: 0xfffffff0 is -16 as a displacement, 0xffffffff is -1 as a value.
     expect(one('mov [0xfffffff0], 0xffffffff')).toEqual(f(OP_ST_SD, 0, Z, -16, -1));
     expect(one('mov [0x12345678], 0xffffffff')).toEqual(f(OP_ST_SI, 0, Z, -1, 0x12345678));
-    expect(err('mov [0x12345678], 0x12345678')).toBe(
-      "prog.s:1:19: cannot encode '[m], imm' with a 32-bit displacement and a 32-bit immediate; " +
-      'load the value into a register first');
+  });
+
+  it('mov/lock add/or/and [m], imm with a 32-bit displacement and a 32-bit value take the 16-byte wide form', () => {
+    const wide = (src: string): number[] => {
+      const p = assemble(src, 't.s');
+      expect(p.end, src).toBe(16);
+      return [0, 4, 8, 12].map((o) => u32(p.image, o));
+    };
+    const head = (op: number, b: number): number => encodeWord0(op, 0, b, 0) >>> 0;
+    expect(wide('mov [0xfee00310], 0xff000000')).toEqual([head(OP_ST_W, Z), 0xfee00310, OP_WIDE_TAIL, 0xff000000]);
+    expect(wide('.equ APIC, 0xFEE00000\nmov [APIC+0x310], 0xff000000')).toEqual([head(OP_ST_W, Z), 0xfee00310, OP_WIDE_TAIL, 0xff000000]);
+    expect(wide('lock add [0x12345678], 0x12345678')).toEqual([head(OP_LADD_W, Z), 0x12345678, OP_WIDE_TAIL, 0x12345678]);
+    expect(wide('lock or [esi+0x10000], 0x80000000')).toEqual([head(OP_LOR_W, 6), 0x10000, OP_WIDE_TAIL, 0x80000000]);
+    expect(wide('lock and [edi-0x8001], -0x8001')).toEqual([head(OP_LAND_W, 7), 0xffff7fff, OP_WIDE_TAIL, 0xffff7fff]);
+    // Either value fitting 16 bits keeps the 8-byte forms (existing programs keep their layout).
+    expect(one('mov [0xfee00310], 0x7fff')).toEqual(f(OP_ST_SI, 0, Z, 0x7fff, 0xfee00310));
+    expect(one('lock add [0x7ffc], 0x12345678')).toEqual(f(OP_LADD_SD, 0, Z, 0x7ffc, 0x12345678));
+  });
+
+  it('a wide store whose values are labels further down is laid out wide, and what follows moves by 8', () => {
+    const p = assemble('_start: mov [far], far\nnext: jmp next\n.org 0x10000\nfar: .word 0', 't.s');
+    expect(p.labels.get('next')).toBe(16);
+    expect(decodeOp(u32(p.image, 0))).toBe(OP_ST_W);
+    expect(u32(p.image, 20)).toBe(16); // jmp next: the target moved with the layout
+    // A label that ends up small keeps the short form.
+    const q = assemble('_start: mov [near], 0x12345678\nnear: .word 0', 't.s');
+    expect(q.labels.get('near')).toBe(8);
+    expect(decodeOp(u32(q.image, 0))).toBe(OP_ST_SD);
+    // A wide store that pushes a later label past 0x7fff makes a store to that label wide too.
+    const r = assemble('.org 0x7fe8\n_start: mov [0x10000], 0x12345678\n mov [lbl], 0x12345678\nlbl: .word 0', 't.s');
+    expect(r.labels.get('lbl')).toBe(0x8008);             // short, lbl would have been 0x7ff8
+    expect(decodeOp(u32(r.image, 0x7ff8))).toBe(OP_ST_W);
   });
 
   it('ALU with register and immediate sources', () => {
@@ -302,11 +332,11 @@ describe('lines', () => {
     const src = '; header\n.equ X, 1\n_start:\n  mov eax, X\n.byte 1\n.align 4\n.org 0x20\n\nend: .word 5';
     const p = assemble(src, 't.s');
     expect(p.lines).toEqual([
-      { addr: 0, size: 0, line: 3, source: '_start:', kind: 'label' },
-      { addr: 0, size: 8, line: 4, source: '  mov eax, X', kind: 'insn' },
-      { addr: 8, size: 1, line: 5, source: '.byte 1', kind: 'bytes' },
-      { addr: 9, size: 3, line: 6, source: '.align 4', kind: 'bytes' },
-      { addr: 0x20, size: 4, line: 9, source: 'end: .word 5', kind: 'words' },
+      { addr: 0, size: 0, line: 3, file: 't.s', seq: 2, source: '_start:', kind: 'label' },
+      { addr: 0, size: 8, line: 4, file: 't.s', seq: 3, source: '  mov eax, X', kind: 'insn' },
+      { addr: 8, size: 1, line: 5, file: 't.s', seq: 4, source: '.byte 1', kind: 'bytes' },
+      { addr: 9, size: 3, line: 6, file: 't.s', seq: 5, source: '.align 4', kind: 'bytes' },
+      { addr: 0x20, size: 4, line: 9, file: 't.s', seq: 8, source: 'end: .word 5', kind: 'words' },
     ]);
     expect(p.end).toBe(0x24);
   });
