@@ -26,6 +26,7 @@
 
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { ALTP2M_OP_GUEST_SYMBOLS } from '../../shared/altp2m-op.js';
 import { assert, bug, UserError } from '../errors.js';
 import {
   OPS, MNEMONIC_ALIASES, REG_ZERO, INSN_BYTES, WIDE_INSN_BYTES, WIDE_TAIL_W0, encodeWord0, fitsI16, type Form,
@@ -61,7 +62,7 @@ export interface AsmProgram {
   end: number;
   /** Label -> address. `.equ` names are in `constants`, not here. */
   labels: Map<string, number>;
-  /** `.equ` name -> value as an unsigned 32-bit number. */
+  /** `.equ` name -> value as an unsigned 32-bit number, with the caller's predefined names (not the guest ABI's). */
   constants: Map<string, number>;
   /** Address of `_start` if defined. */
   entry: number | undefined;
@@ -674,9 +675,9 @@ function toU32Map(m: ReadonlyMap<string, bigint>): Map<string, number> {
 }
 
 /**
- * Assemble `source`; `file` names it in error messages. `predefined` are `.equ`-like constants the
- * caller supplies (the scenario loader passes VCPUS, PCPUS, MEMORY_KB, DOMAIN_INDEX, the HVMOP_altp2m
- * names, ...). `maxBytes` bounds the image (the loader passes the domain's RAM), checked as the layout
+ * Assemble `source`; `file` names it in error messages. Every program sees the guest ABI's names
+ * predefined (shared/altp2m-op.ts: the HVMOP_altp2m struct's field offsets and numbers); `predefined` are
+ * more `.equ`-like constants the caller supplies (the scenario loader passes VCPUS, PCPUS, MEMORY_KB, ...). `maxBytes` bounds the image (the loader passes the domain's RAM), checked as the layout
  * grows, so a mistaken `.space` or `.org` is one error line before anything is allocated. Throws the first
  * UserError found.
  */
@@ -684,8 +685,9 @@ export function assemble(
   source: string, file: string, predefined: ReadonlyMap<string, number> = new Map(), maxBytes = MAX_IMAGE_BYTES,
   opts: AssembleOptions = {},
 ): AsmProgram {
-  const { lines, names, source: expanded } = pass0(source, file, predefined, opts);
-  const lay = layoutRelaxed(lines, names, predefined, Math.min(maxBytes, MAX_IMAGE_BYTES));
+  const all = new Map([...ALTP2M_OP_GUEST_SYMBOLS, ...predefined]);
+  const { lines, names, source: expanded } = pass0(source, file, all, opts);
+  const lay = layoutRelaxed(lines, names, all, Math.min(maxBytes, MAX_IMAGE_BYTES));
   const image = new Uint8Array(lay.end);
   const env = finalEnv(lay);
   for (const e of lay.emits) writeEmit(e, image, env);
@@ -694,7 +696,7 @@ export function assemble(
     image,
     end: lay.end,
     labels: lay.labels,
-    constants: toU32Map(lay.constants),
+    constants: toU32Map(new Map([...lay.constants].filter(([k]) => predefined.has(k) || !ALTP2M_OP_GUEST_SYMBOLS.has(k)))),
     entry: lay.labels.get(ENTRY_LABEL),
     lines: lay.lines,
     source: expanded,

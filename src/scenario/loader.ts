@@ -2,7 +2,6 @@
 // mistake is one line naming the file, the line and the key. Built-in scenarios live beside this file
 // in builtin/ (a .toml and a .s each).
 import { EPT_SYNC_NAMES } from '../../shared/altp2m.js';
-import { ALTP2M_OP_GUEST_SYMBOLS } from '../../shared/altp2m-op.js';
 import type { AgentSpec } from '../agent/runner.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
@@ -438,13 +437,12 @@ function trampolineTargets(d: DomainScenario, image: Uint8Array): number[] {
 }
 
 /**
- * The symbols domain i's program sees predefined: the guest ABI (shared/altp2m-op.ts: the HVMOP_altp2m
- * struct and numbers), the domain's shape (VCPUS, PCPUS, ...) and its `defines`.
+ * The symbols domain i's program sees predefined, beyond the guest ABI's names the assembler always
+ * knows: the domain's shape (VCPUS, PCPUS, ...) and its `defines`.
  */
 export function domainSymbols(sc: Scenario, i: number): Map<string, number> {
   const d = sc.domains[i];
   return new Map<string, number>([
-    ...ALTP2M_OP_GUEST_SYMBOLS,
     ['VCPUS', d.vcpus], ['PCPUS', sc.pcpus], ['MEMORY_KB', d.memoryKb], ['DOMAIN_INDEX', i],
     ['VCPU_MAP', Math.max(0, d.vcpuMap)], ['IPI_PATH', IPI_PATH_NAMES.indexOf(d.ipiPath)],
     ['DOMID', i + 1], ['ALTP2M_COUNT', d.altp2mCount],

@@ -49,6 +49,12 @@ export interface Scenario {
   dispose(): void;
 }
 
+/**
+ * `.include` of test/fixtures/altp2m/hvmop.s (op_header and hvmop: the HVMOP_altp2m call on the struct at
+ * OP), by absolute path since test programs are written to a temporary directory.
+ */
+export const HVMOP_INCLUDE = `.include ${JSON.stringify(join(import.meta.dirname, '..', 'fixtures', 'altp2m', 'hvmop.s'))}`;
+
 /** Write `prog.s` and `scenario.toml` into a fresh temp dir. */
 export function writeScenario(source: string, opts: GuestOpts = {}): Scenario {
   const dir = mkdtempSync(join(tmpdir(), 'vcpulab-test-'));
