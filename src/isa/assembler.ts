@@ -297,7 +297,10 @@ function pass0(source: string, file: string, predefined: ReadonlyMap<string, num
 }
 
 function readLines(st: Pass0, text: string, f: SourceFile): void {
-  splitSourceLines(text).forEach((raw, i) => {
+  const lines = splitSourceLines(text);
+  // The newline that ends the last line does not start another one (an included file's would show as a blank).
+  if (lines.length > 1 && lines[lines.length - 1] === '') lines.pop();
+  lines.forEach((raw, i) => {
     const ctx: LineCtx = f.from === undefined ? { file: f.shown, line: i + 1 } : { file: f.shown, line: i + 1, from: f.from };
     const parsed = parseLine(raw, ctx, isMnemonic);
     const inc = parsed.stmt?.kind === 'include' ? parsed.stmt : undefined;

@@ -1,8 +1,9 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { assemble, type AsmProgram } from '../../src/isa/assembler.js';
+import { dirname, join } from 'node:path';
+import { assemble, MAX_INCLUDE_DEPTH, type AsmProgram } from '../../src/isa/assembler.js';
 import { asmCommand } from '../../src/cli/asm.js';
 import { UserError } from '../../src/errors.js';
 import {
@@ -489,12 +490,164 @@ describe('vcpulab asm', () => {
   });
 
   it('bad input is one line on stderr and exit code 2', async () => {
-    expect(await run([])).toEqual({ rc: 2, out: '', err: 'vcpulab asm: missing FILE argument (usage: vcpulab asm FILE [--disasm])\n' });
-    expect((await run(['--bogus', 'x.s'])).err).toBe("vcpulab asm: unknown flag '--bogus' (usage: vcpulab asm FILE [--disasm])\n");
+    const usage = 'usage: vcpulab asm FILE [--disasm] [--scenario S] [--define NAME=VALUE ...]';
+    expect(await run([])).toEqual({ rc: 2, out: '', err: `vcpulab asm: missing FILE argument (${usage})\n` });
+    expect((await run(['--bogus', 'x.s'])).err).toBe(`vcpulab asm: unknown flag '--bogus' (${usage})\n`);
     const missing = join(tmpdir(), 'vcpulab-no-such-file.s');
     expect(await run([missing])).toEqual({ rc: 2, out: '', err: `vcpulab asm: cannot read '${missing}': no such file\n` });
     const bad = tmpFile('nop\n  mov eaz, 1\n');
     expect(await run([bad])).toEqual({ rc: 2, out: '', err: `${bad}:2:7: unknown register 'eaz'\n` });
+  });
+});
+
+describe('vcpulab asm --scenario and --define', () => {
+  interface Captured { rc: number; out: string; err: string }
+  async function run(args: string[]): Promise<Captured> {
+    let out = '';
+    let errText = '';
+    const rc = await asmCommand(args, { out: (t) => { out += t; }, err: (t) => { errText += t; } });
+    return { rc, out, err: errText };
+  }
+  const constant = (out: string, name: string): string | undefined => new RegExp(`^  ([0-9a-f]{8})  ${name}$`, 'm').exec(out)?.[1];
+  function tmpFile(text: string): string {
+    const p = join(mkdtempSync(join(tmpdir(), 'vcpulab-asm-')), 'prog.s');
+    writeFileSync(p, text);
+    return p;
+  }
+
+  it('a program using VCPUS fails alone and assembles with --define or --scenario', async () => {
+    const file = tmpFile('_start:\n    mov eax, VCPUS\n    mov ebx, ROUNDS\n');
+    expect(await run([file])).toEqual({ rc: 2, out: '', err: `${file}:2:14: undefined label 'VCPUS'\n` });
+    const d = await run([file, '--define', 'VCPUS=3', '--define=ROUNDS=0x10']);
+    expect(d.err).toBe('');
+    expect(d.rc).toBe(0);
+    expect(constant(d.out, 'VCPUS')).toBe('00000003');
+    expect(constant(d.out, 'ROUNDS')).toBe('00000010');
+    // The scenario's symbols: ipi-xapic has 6 vCPUs on 4 pCPUs, ipi_path xapic-passthrough (1), ROUNDS from its defines.
+    const sc = await run(['--scenario', 'ipi-xapic', file]);
+    expect(sc.rc).toBe(0);
+    expect(constant(sc.out, 'VCPUS')).toBe('00000006');
+    expect(constant(sc.out, 'PCPUS')).toBe('00000004');
+    expect(constant(sc.out, 'IPI_PATH')).toBe('00000001');
+    expect(constant(sc.out, 'ROUNDS')).toBe('00000032');
+    // --define wins over the scenario; a negative value is its 32-bit pattern.
+    const both = await run(['--scenario=ipi-xapic', '--define', 'VCPUS=-1', file]);
+    expect(constant(both.out, 'VCPUS')).toBe('ffffffff');
+  });
+
+  it('the built-in programs assemble with their scenario', async () => {
+    const dir = join(import.meta.dirname, '..', '..', 'src', 'scenario', 'builtin');
+    expect((await run([join(dir, 'realm.s')])).err).toMatch(/^\S+realm\.s:\d+:\d+: undefined label '[A-Z_]+'\n$/);
+    const r = await run([join(dir, 'realm.s'), '--scenario', 'secure-realm']);
+    expect(r.err).toBe('');
+    expect(r.rc).toBe(0);
+  });
+
+  it('bad --define and --scenario values are one line and exit code 2', async () => {
+    const file = tmpFile('nop\n');
+    const bad: [string[], string][] = [
+      [['--define', 'X'], "vcpulab asm: --define 'X': expected NAME=VALUE\n"],
+      [['--define', 'X=zz'], "vcpulab asm: --define 'X=zz': VALUE must be an integer (decimal or 0x hex) from -0x80000000 to 0xffffffff\n"],
+      [['--define', 'X=0x100000000'], "vcpulab asm: --define 'X=0x100000000': VALUE must be an integer (decimal or 0x hex) from -0x80000000 to 0xffffffff\n"],
+      [['--define', '9X=1'], "vcpulab asm: --define '9X=1': '9X' is not a symbol name (letters, digits, '_' and '.', not starting with a digit)\n"],
+      [['--define', 'eax=1'], "vcpulab asm: --define 'eax=1': 'eax' is a register name\n"],
+      [['--define'], 'vcpulab asm: --define needs NAME=VALUE (usage: vcpulab asm FILE [--disasm] [--scenario S] [--define NAME=VALUE ...])\n'],
+      [['--scenario'], 'vcpulab asm: --scenario needs a built-in name or a .toml file (usage: vcpulab asm FILE [--disasm] [--scenario S] [--define NAME=VALUE ...])\n'],
+    ];
+    for (const [args, err] of bad) expect(await run([file, ...args]), args.join(' ')).toEqual({ rc: 2, out: '', err });
+    const nosuch = await run([file, '--scenario', 'no-such-scenario']);
+    expect(nosuch.rc).toBe(2);
+    expect(nosuch.err).toMatch(/^--scenario: no built-in scenario 'no-such-scenario' \(built-ins: .*\)\n$/);
+    // A define that collides with a label of the program is the assembler's one-line error.
+    const lbl = tmpFile('X: nop\n');
+    expect(await run([lbl, '--define', 'X=1'])).toEqual({ rc: 2, out: '', err: `${lbl}:1:1: 'X' is predefined (the guest ABI, the scenario or --define); pick another name\n` });
+  });
+
+  it('through the command line: vcpulab asm FILE --define ... (exit codes 0 and 2)', () => {
+    const file = tmpFile('_start:\n    mov eax, VCPUS\n');
+    const bin = join(import.meta.dirname, '..', '..', 'bin', 'vcpulab.js');
+    const ok = spawnSync(process.execPath, [bin, 'asm', file, '--define', 'VCPUS=7'], { encoding: 'utf8' });
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toMatch(/^  00000007  VCPUS$/m);
+    const bad = spawnSync(process.execPath, [bin, 'asm', file, '--define', 'VCPUS=seven'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toMatch(/^vcpulab asm: --define 'VCPUS=seven': VALUE must be an integer/);
+  });
+});
+
+describe('.include', () => {
+  function dirWith(files: Record<string, string>): string {
+    const d = mkdtempSync(join(tmpdir(), 'vcpulab-inc-'));
+    for (const [name, text] of Object.entries(files)) {
+      mkdirSync(dirname(join(d, name)), { recursive: true });
+      writeFileSync(join(d, name), text);
+    }
+    return d;
+  }
+  const asmFile = (d: string, name: string): AsmProgram => assemble(readFileSync(join(d, name), 'utf8'), name, new Map(), undefined, { path: join(d, name) });
+  const errOf = (f: () => unknown): string => {
+    try { f(); } catch (e) { if (e instanceof UserError) return e.message; throw e; }
+    return '';
+  };
+
+  it('assembles the included lines in place, relative to the including file, labels shared both ways', () => {
+    const d = dirWith({
+      'main.s': '_start:\n    call helper\n.include "lib/helpers.s"\nafter: hlt\n',
+      'lib/helpers.s': '; helpers\n.include "consts.s"\nhelper:\n    mov eax, K\n    jmp after\n',
+      'lib/consts.s': '.equ K, 42\n',
+    });
+    const p = asmFile(d, 'main.s');
+    expect(p.labels.get('helper')).toBe(8);
+    expect(p.labels.get('after')).toBe(24);
+    expect(p.constants.get('K')).toBe(42);
+    // The same bytes as the program written out in one file.
+    const flat = assemble('_start:\n    call helper\nhelper:\n    mov eax, 42\n    jmp after\nafter: hlt\n', 'flat.s');
+    expect([...p.image]).toEqual([...flat.image]);
+    expect(p.source.map((l) => `${l.file}:${l.line}:${l.depth}`)).toEqual([
+      'main.s:1:0', 'main.s:2:0', 'main.s:3:0', 'lib/helpers.s:1:1', 'lib/helpers.s:2:1', 'lib/consts.s:1:2',
+      'lib/helpers.s:3:1', 'lib/helpers.s:4:1', 'lib/helpers.s:5:1', 'main.s:4:0',
+    ]);
+  });
+
+  it('an error inside an included file names that file and line, and the .include that brought it in', () => {
+    const d = dirWith({ 'main.s': 'nop\n.include "inc/bad.s"\n', 'inc/bad.s': 'nop\n    mov eaz, 1\n' });
+    expect(errOf(() => asmFile(d, 'main.s'))).toBe("inc/bad.s:2:9: unknown register 'eaz' (included from main.s:2)");
+    const dup = dirWith({ 'main.s': 'x: nop\n.include "b.s"\n', 'b.s': 'x: nop\n' });
+    expect(errOf(() => asmFile(dup, 'main.s'))).toBe("b.s:1:1: duplicate label 'x' (first defined at main.s:1) (included from main.s:2)");
+  });
+
+  it('a missing file, a cycle and nesting too deep are one-line errors at the .include', () => {
+    const d = dirWith({
+      'main.s': 'nop\n.include "nope.s"\n',
+      'a.s': '.include "b.s"\n', 'b.s': 'nop\n.include "a.s"\n',
+      'self.s': '.include "self.s"\n',
+      'bad.s': '.include nope.s\n',
+    });
+    expect(errOf(() => asmFile(d, 'main.s'))).toBe("main.s:2:10: cannot include 'nope.s': no such file");
+    expect(errOf(() => asmFile(d, 'a.s'))).toBe('b.s:2:10: .include cycle: a.s includes b.s includes a.s (included from a.s:1)');
+    expect(errOf(() => asmFile(d, 'self.s'))).toBe('self.s:1:10: .include cycle: self.s includes self.s');
+    expect(errOf(() => asmFile(d, 'bad.s'))).toBe('bad.s:1:10: .include needs a "file name"');
+    const deep: Record<string, string> = {};
+    for (let i = 0; i <= MAX_INCLUDE_DEPTH + 1; i++) deep[`d${i}.s`] = `.include "d${i + 1}.s"\n`;
+    deep[`d${MAX_INCLUDE_DEPTH + 2}.s`] = 'nop\n';
+    const dd = dirWith(deep);
+    expect(errOf(() => asmFile(dd, 'd0.s'))).toBe(`d${MAX_INCLUDE_DEPTH}.s:1:10: .include nested more than ${MAX_INCLUDE_DEPTH} deep (included from d${MAX_INCLUDE_DEPTH - 1}.s:1)`);
+    // One level less assembles.
+    expect(errOf(() => asmFile(dd, 'd2.s'))).toBe('');
+  });
+
+  it('vcpulab asm lists an included file\'s lines after its .include', async () => {
+    const d = dirWith({ 'main.s': '_start:\n.include "inc.s"\n    hlt\n', 'inc.s': '    nop ; included\n' });
+    let out = '';
+    const rc = await asmCommand([join(d, 'main.s')], { out: (t) => { out += t; }, err: () => undefined });
+    expect(rc).toBe(0);
+    expect(out.split('\n').slice(0, 4)).toEqual([
+      '00000000                     _start:',
+      '                             .include "inc.s"',
+      '00000000  00000000 00000000      nop ; included',
+      '00000008  00000001 00000000      hlt',
+    ]);
   });
 });
 
