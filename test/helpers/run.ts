@@ -21,8 +21,8 @@ export interface GuestOpts {
   engine?: 'serial' | 'threaded';
   seed?: number;
   maxInstructions?: number;
-  /** Hard affinity of the domain (xl.cfg syntax); default "all". */
-  cpus?: string;
+  /** Hard affinity of the domain (xl.cfg syntax; a list: one per vCPU); default "all". */
+  cpus?: string | string[];
   strategy?: string;
   /** Threaded engine: wall ms without progress before STALL. */
   watchdogMs?: number;
@@ -72,7 +72,7 @@ export function writeScenario(source: string, opts: GuestOpts = {}): Scenario {
     `vcpus = ${opts.vcpus ?? 1}`,
     `memory_kb = ${opts.memoryKb ?? 1024}`,
     'program = "prog.s"',
-    `cpus = "${opts.cpus ?? 'all'}"`,
+    `cpus = ${JSON.stringify(opts.cpus ?? 'all')}`,
     ...(opts.domainExtra ?? []),
     '',
   ].join('\n');
