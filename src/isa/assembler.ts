@@ -70,6 +70,8 @@ export interface AsmProgram {
   lines: AsmLine[];
   /** Every line assembled, in order, with included files' lines in place of their `.include`. */
   source: SourceLine[];
+  /** Where each included file is on disk (resolved), in the order they were first read. */
+  includes: string[];
 }
 
 export interface SourceLine {
@@ -282,6 +284,7 @@ interface SourceFile {
 
 interface Pass0 {
   readonly lines: Line0[];
+  readonly includes: string[];
   readonly names: Map<string, SymDef>;
   readonly source: SourceLine[];
   readonly read: (path: string) => string;
@@ -290,7 +293,7 @@ interface Pass0 {
 function pass0(source: string, file: string, predefined: ReadonlyMap<string, number>, opts: AssembleOptions): Pass0 {
   const names = new Map<string, SymDef>();
   for (const k of predefined.keys()) names.set(k, { line: 0, file, isLabel: false });
-  const st: Pass0 = { lines: [], names, source: [], read: opts.readFile ?? ((f) => readFileSync(f, 'utf8')) };
+  const st: Pass0 = { lines: [], includes: [], names, source: [], read: opts.readFile ?? ((f) => readFileSync(f, 'utf8')) };
   const path = resolve(opts.path ?? file);
   readLines(st, source, { shown: file, path, depth: 0, from: undefined, chain: [path], shownChain: [file] });
   return st;
@@ -330,6 +333,7 @@ function includeFile(st: Pass0, inc: Extract<Stmt, { kind: 'include' }>, f: Sour
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code ?? 'cannot be read';
     return fail(ctx, inc.pathCol, `cannot include '${inc.path}': ${why}`);
   }
+  if (!st.includes.includes(path)) st.includes.push(path);
   readLines(st, text, {
     shown, path, depth: f.depth + 1, from: `${ctx.file}:${ctx.line}`,
     chain: [...f.chain, path], shownChain: [...f.shownChain, shown],
@@ -689,7 +693,7 @@ export function assemble(
   opts: AssembleOptions = {},
 ): AsmProgram {
   const all = new Map([...ALTP2M_OP_GUEST_SYMBOLS, ...predefined]);
-  const { lines, names, source: expanded } = pass0(source, file, all, opts);
+  const { lines, names, source: expanded, includes } = pass0(source, file, all, opts);
   const lay = layoutRelaxed(lines, names, all, Math.min(maxBytes, MAX_IMAGE_BYTES));
   const image = new Uint8Array(lay.end);
   const env = finalEnv(lay);
@@ -703,5 +707,6 @@ export function assemble(
     entry: lay.labels.get(ENTRY_LABEL),
     lines: lay.lines,
     source: expanded,
+    includes,
   };
 }

@@ -425,6 +425,8 @@ export interface ScenarioSpec extends MachineSpec {
    * domain's agent as `agent_args.realm_entries` unless agent_args sets it.
    */
   realmEntryPoints: number[][];
+  /** Per domain: the files its program `.include`s (resolved paths), part of the scenario's content. */
+  programIncludes: string[][];
 }
 
 /** Resolve realm_entries (addresses or labels) against the assembled program. */
@@ -502,12 +504,13 @@ function affinities(sc: Scenario, i: number, key: 'cpus' | 'cpus_soft', spec: st
 
 /** Assemble each domain's program and resolve affinities: the machine the engines run. */
 export function scenarioMachine(sc: Scenario): ScenarioSpec {
-  const realmEntries: number[][] = [], realmEntryPoints: number[][] = [];
+  const realmEntries: number[][] = [], realmEntryPoints: number[][] = [], programIncludes: string[][] = [];
   return {
     pcpus: sc.pcpus,
     apicMode: sc.apicMode,
     realmEntries,
     realmEntryPoints,
+    programIncludes,
     domains: sc.domains.map((d, i) => {
       const progPath = domainProgramPath(sc, i);
       let src: string;
@@ -526,6 +529,7 @@ export function scenarioMachine(sc: Scenario): ScenarioSpec {
       const softs = d.cpusSoft === '' ? null : affinities(sc, i, 'cpus_soft', d.cpusSoft);
       const aff = hard.domain, soft = softs?.domain ?? [];
       realmEntries.push(resolveEntries(sc, i, d, prog.labels));
+      programIncludes.push(prog.includes);
       realmEntryPoints.push(d.realmEntries !== null ? realmEntries[i] : trampolineTargets(d, prog.image));
       return { name: d.name, vcpus: d.vcpus, memoryKb: d.memoryKb, image: prog.image, entry: prog.entry, affinity: aff, softAffinity: soft,
         ...(hard.perVcpu !== null ? { vcpuAffinity: hard.perVcpu } : {}), ...(softs !== null && softs.perVcpu !== null ? { vcpuSoftAffinity: softs.perVcpu } : {}),

@@ -637,6 +637,19 @@ describe('.include', () => {
     expect(errOf(() => asmFile(dd, 'd2.s'))).toBe('');
   });
 
+  it('an included file is part of the scenario content: editing it changes the hash schedules are checked against', async () => {
+    const d = dirWith({
+      'sc.toml': '[machine]\npcpus = 1\n[[domain]]\nname = "g"\nmemory_kb = 64\nprogram = "prog.s"\n',
+      'prog.s': '_start:\n.include "lib/end.s"\n', 'lib/end.s': '    mov ebx, 0\n    magic 0\n',
+    });
+    const { labPrepare } = await import('../../src/lab.js');
+    const a = await labPrepare(join(d, 'sc.toml'));
+    expect(a.spec.programIncludes).toEqual([[join(d, 'lib', 'end.s')]]);
+    expect((await labPrepare(join(d, 'sc.toml'))).hash).toBe(a.hash);
+    writeFileSync(join(d, 'lib', 'end.s'), '    mov ebx, 1\n    magic 0\n');
+    expect((await labPrepare(join(d, 'sc.toml'))).hash).not.toBe(a.hash);
+  });
+
   it('vcpulab asm lists an included file\'s lines after its .include', async () => {
     const d = dirWith({ 'main.s': '_start:\n.include "inc.s"\n    hlt\n', 'inc.s': '    nop ; included\n' });
     let out = '';
