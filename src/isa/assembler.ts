@@ -24,7 +24,7 @@
 //     included file and its line, and say which `.include` brought it in. A file that includes itself,
 //     directly or not, is an error, and so is nesting deeper than MAX_INCLUDE_DEPTH.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { ALTP2M_OP_GUEST_SYMBOLS } from '../../shared/altp2m-op.js';
 import { assert, bug, UserError } from '../errors.js';
@@ -86,12 +86,23 @@ export interface SourceLine {
 export interface AssembleOptions {
   /** Where the program is on disk, to resolve `.include` (default: the `file` name given to assemble). */
   path?: string;
-  /** Reads an included file as UTF-8 (default: readFileSync); throws a Node errno error when it cannot. */
+  /** Reads an included file as UTF-8 (default: a regular file of at most MAX_INCLUDE_BYTES); throws an error with a Node errno `code` when it cannot. */
   readFile?: (path: string) => string;
 }
 
 /** `.include` nesting allowed (the program itself is depth 0). */
 export const MAX_INCLUDE_DEPTH = 16;
+/** An included file larger than this is surely not guest assembly (a device, a disk image). */
+export const MAX_INCLUDE_BYTES = 16 << 20;
+
+/** The default include reader: a regular file of at most MAX_INCLUDE_BYTES (never a device or a FIFO). */
+function readIncluded(path: string): string {
+  const st = statSync(path);
+  if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+  if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
+  if (st.size > MAX_INCLUDE_BYTES) throw Object.assign(new Error('too large'), { code: 'EFBIG' });
+  return readFileSync(path, 'utf8');
+}
 
 /** An image larger than this is surely a mistaken `.org`/`.space`, not a guest program. */
 export const MAX_IMAGE_BYTES = 256 * 1024 * 1024;
@@ -293,7 +304,7 @@ interface Pass0 {
 function pass0(source: string, file: string, predefined: ReadonlyMap<string, number>, opts: AssembleOptions): Pass0 {
   const names = new Map<string, SymDef>();
   for (const k of predefined.keys()) names.set(k, { line: 0, file, isLabel: false });
-  const st: Pass0 = { lines: [], includes: [], names, source: [], read: opts.readFile ?? ((f) => readFileSync(f, 'utf8')) };
+  const st: Pass0 = { lines: [], includes: [], names, source: [], read: opts.readFile ?? readIncluded };
   const path = resolve(opts.path ?? file);
   readLines(st, source, { shown: file, path, depth: 0, from: undefined, chain: [path], shownChain: [file] });
   return st;
@@ -330,7 +341,8 @@ function includeFile(st: Pass0, inc: Extract<Stmt, { kind: 'include' }>, f: Sour
     text = st.read(path);
   } catch (e) {
     const code = e instanceof Error && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code ?? 'cannot be read';
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'ENOTREG' ? 'not a regular file'
+      : code === 'EFBIG' ? `larger than ${MAX_INCLUDE_BYTES >> 20} MiB` : code ?? 'cannot be read';
     return fail(ctx, inc.pathCol, `cannot include '${inc.path}': ${why}`);
   }
   if (!st.includes.includes(path)) st.includes.push(path);

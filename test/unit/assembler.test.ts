@@ -480,12 +480,16 @@ describe('vcpulab asm', () => {
   });
 
   it('--disasm shows the disassembly instead of the source', async () => {
-    const file = tmpFile('top: add esp, -8\n jne top\n');
+    const file = tmpFile('top: add esp, -8\n jne top\n.equ APIC, 0xfee00000\n mov [APIC + 0x310], -16777216\n');
     const r = await run(['--disasm', file]);
     expect(r.rc).toBe(0);
-    expect(r.out.split('\n').slice(0, 2)).toEqual([
+    expect(r.out.split('\n').slice(0, 6)).toEqual([
       '00000000  0000821e fffffff8  add esp, -8',
       '00000008  0000802f 00000000  jnz top',
+      '                             .equ APIC, 0xfee00000',
+      '00000010  00008047 fee00310  mov [0xfee00310], 0xff000000',
+      '00000018  0000004b ff000000',
+      '',
     ]);
   });
 
@@ -628,6 +632,11 @@ describe('.include', () => {
     expect(errOf(() => asmFile(d, 'a.s'))).toBe('b.s:2:10: .include cycle: a.s includes b.s includes a.s (included from a.s:1)');
     expect(errOf(() => asmFile(d, 'self.s'))).toBe('self.s:1:10: .include cycle: self.s includes self.s');
     expect(errOf(() => asmFile(d, 'bad.s'))).toBe('bad.s:1:10: .include needs a "file name"');
+    // Only regular files: a directory or a device is one line, never a read that does not end.
+    const odd = dirWith({ 'dir/x.s': 'nop\n', 'main.s': '.include "dir"\n.include "/dev/zero"\n' });
+    expect(errOf(() => asmFile(odd, 'main.s'))).toBe("main.s:1:10: cannot include 'dir': is a directory");
+    const dev = dirWith({ 'main.s': '.include "/dev/zero"\n' });
+    expect(errOf(() => asmFile(dev, 'main.s'))).toBe("main.s:1:10: cannot include '/dev/zero': not a regular file");
     const deep: Record<string, string> = {};
     for (let i = 0; i <= MAX_INCLUDE_DEPTH + 1; i++) deep[`d${i}.s`] = `.include "d${i + 1}.s"\n`;
     deep[`d${MAX_INCLUDE_DEPTH + 2}.s`] = 'nop\n';
