@@ -92,6 +92,11 @@ export interface AssembleOptions {
 
 /** `.include` nesting allowed (the program itself is depth 0). */
 export const MAX_INCLUDE_DEPTH = 16;
+/**
+ * Lines assembled in all, includes counted each time they are included: a file included twice at each of
+ * 16 levels would otherwise expand to billions of lines from a few small files.
+ */
+export const MAX_ASSEMBLED_LINES = 1 << 18;
 /** An included file larger than this is surely not guest assembly (a device, a disk image). */
 export const MAX_INCLUDE_BYTES = 16 << 20;
 
@@ -296,6 +301,8 @@ interface SourceFile {
 interface Pass0 {
   readonly lines: Line0[];
   readonly includes: string[];
+  /** Each included file's text, read once however often it is included. */
+  readonly texts: Map<string, string>;
   readonly names: Map<string, SymDef>;
   readonly source: SourceLine[];
   readonly read: (path: string) => string;
@@ -304,7 +311,7 @@ interface Pass0 {
 function pass0(source: string, file: string, predefined: ReadonlyMap<string, number>, opts: AssembleOptions): Pass0 {
   const names = new Map<string, SymDef>();
   for (const k of predefined.keys()) names.set(k, { line: 0, file, isLabel: false });
-  const st: Pass0 = { lines: [], includes: [], names, source: [], read: opts.readFile ?? readIncluded };
+  const st: Pass0 = { lines: [], includes: [], texts: new Map(), names, source: [], read: opts.readFile ?? readIncluded };
   const path = resolve(opts.path ?? file);
   readLines(st, source, { shown: file, path, depth: 0, from: undefined, chain: [path], shownChain: [file] });
   return st;
@@ -316,6 +323,7 @@ function readLines(st: Pass0, text: string, f: SourceFile): void {
   if (lines.length > 1 && lines[lines.length - 1] === '') lines.pop();
   lines.forEach((raw, i) => {
     const ctx: LineCtx = f.from === undefined ? { file: f.shown, line: i + 1 } : { file: f.shown, line: i + 1, from: f.from };
+    if (st.source.length >= MAX_ASSEMBLED_LINES) fail(ctx, 1, `more than ${MAX_ASSEMBLED_LINES} lines to assemble in all, counting each .include`);
     const parsed = parseLine(raw, ctx, isMnemonic);
     const inc = parsed.stmt?.kind === 'include' ? parsed.stmt : undefined;
     const stmt = parsed.stmt === undefined || parsed.stmt.kind === 'include' ? undefined : checkStmt(parsed.stmt, ctx);
@@ -336,9 +344,10 @@ function includeFile(st: Pass0, inc: Extract<Stmt, { kind: 'include' }>, f: Sour
     fail(ctx, inc.pathCol, `.include cycle: ${[...f.shownChain.slice(cycle), shown].join(' includes ')}`);
   }
   if (f.depth + 1 > MAX_INCLUDE_DEPTH) fail(ctx, inc.pathCol, `.include nested more than ${MAX_INCLUDE_DEPTH} deep`);
-  let text: string;
-  try {
+  let text = st.texts.get(path);
+  if (text === undefined) try {
     text = st.read(path);
+    st.texts.set(path, text);
   } catch (e) {
     const code = e instanceof Error && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'ENOTREG' ? 'not a regular file'

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { assemble, MAX_INCLUDE_DEPTH, type AsmProgram } from '../../src/isa/assembler.js';
+import { assemble, MAX_ASSEMBLED_LINES, MAX_INCLUDE_DEPTH, type AsmProgram } from '../../src/isa/assembler.js';
 import { asmCommand } from '../../src/cli/asm.js';
 import { UserError } from '../../src/errors.js';
 import {
@@ -644,6 +644,11 @@ describe('.include', () => {
     expect(errOf(() => asmFile(dd, 'd0.s'))).toBe(`d${MAX_INCLUDE_DEPTH}.s:1:10: .include nested more than ${MAX_INCLUDE_DEPTH} deep (included from d${MAX_INCLUDE_DEPTH - 1}.s:1)`);
     // One level less assembles.
     expect(errOf(() => asmFile(dd, 'd2.s'))).toBe('');
+    // Including twice at every level (no cycle) is bounded by the lines assembled in all.
+    const fan: Record<string, string> = {};
+    for (let i = 0; i < MAX_INCLUDE_DEPTH; i++) fan[`f${i}.s`] = `.include "f${i + 1}.s"\n`.repeat(4);
+    fan[`f${MAX_INCLUDE_DEPTH}.s`] = 'nop\n';
+    expect(errOf(() => asmFile(dirWith(fan), 'f0.s'))).toMatch(new RegExp(`^f\\d+\\.s:\\d+:1: more than ${MAX_ASSEMBLED_LINES} lines to assemble in all, counting each \\.include \\(included from f\\d+\\.s:\\d+\\)$`));
   });
 
   it('an included file is part of the scenario content: editing it changes the hash schedules are checked against', async () => {
