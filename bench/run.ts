@@ -26,6 +26,9 @@
 // `--quick` is a smoke run instead (quickBench below): every engine and area once at a small fixed size,
 // one table, nothing written; it checks that everything runs and gives rough figures, not the measurements.
 //
+// The wide rows (bench/wide.ts): guest instructions per CPU second of a loop of `[m], imm` stores in their
+// short 8-byte forms and in the 16-byte wide forms, and of a loop of jumps (serial engine, 1 pCPU).
+//
 //   node dist/bench/run.js [--quick]
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -39,6 +42,7 @@ import { ALTP2M_METHOD, altp2mBench } from './altp2m.js';
 import { HUNT_METHOD, huntBench, huntOpts } from './hunt.js';
 import { runHunt } from '../src/hunt/campaign.js';
 import { startupBench } from './startup.js';
+import { WIDE_METHOD, wideBench } from './wide.js';
 
 const quick = process.argv.includes('--quick');
 const REPS = 3;
@@ -189,7 +193,7 @@ async function calibrate(dir: string, w: Workload): Promise<number> {
 
 interface Row {
   name: string;
-  kind: 'sim' | 'floor' | 'derived' | 'ipi' | 'altp2m' | 'hunt' | 'startup';
+  kind: 'sim' | 'floor' | 'derived' | 'ipi' | 'altp2m' | 'hunt' | 'startup' | 'wide';
   value: number;
   unit: string;
   /** Extra numbers behind the value (raw MIPS, sizes, all repetitions). */
@@ -334,6 +338,10 @@ async function main(): Promise<void> {
   const alt = await altp2mBench({ quick: false, reps: REPS, pingPongUs: ppMedian, progress });
   rows.push(...alt.rows);
 
+  // ---- wide [m], imm forms against short ones (bench/wide.ts) ----
+  const wide = await wideBench({ quick: false, reps: REPS, progress });
+  rows.push(...wide.rows.map((r) => ({ ...r, detail: r.detail as Row['detail'] })));
+
   // ---- hunts (bench/hunt.ts) ----
   const hunt = await huntBench({ quick: false, reps: REPS, progress });
   rows.push(...hunt.rows.map((r) => ({ ...r, detail: r.detail as Row['detail'] })));
@@ -350,6 +358,7 @@ async function main(): Promise<void> {
     ratio('bare loop: 64 workers / 2 workers', perRep((r) => many[r].mips / two[r].mips), NaN, 0.5, 'info: what the OS allows', 'bare 64 workers / bare 2 workers'),
     ...ipi.ratios.map((q) => ratio(q.name, q.value, NaN, NaN, 'info: x ping-pong RT', q.how)),
     ...alt.ratios.map((q) => ratio(q.name, q.value, NaN, NaN, q.targetText, q.how)),
+    ...wide.ratios.map((q) => ratio(q.name, q.value, NaN, NaN, q.targetText, q.how)),
     ...hunt.ratios.map((q) => ratio(q.name, q.value, NaN, q.target, q.targetText, q.how, q.lowerIsBetter === true)),
     ...startup.ratios.map((q) => ratio(q.name, q.value, NaN, q.target, q.targetText, q.how, q.lowerIsBetter)),
   ];
@@ -389,6 +398,7 @@ async function main(): Promise<void> {
     method: 'value = incremental M guest instr/s: (instructions(2N) - instructions(N)) / (wall(2N) - wall(N)), N iterations per vCPU (at least MIN_INSNS_PER_VCPU / 8); mid_run = rate between 20% and 80% of the 2N run from the engine progress reports; raw = instructions / wall of the 2N run; all medians of the repetitions. A repetition measures the floors and then every engine row; each target ratio is computed within a repetition and the median over the repetitions is reported',
     ipi_method: 'kind "ipi" rows (bench/ipi.ts): the built-in IPI ring (src/scenario/builtin/ipi.s) with NESTED = 0, MASK_ICR = 1, ROUNDS calibrated for about 1 s of wall time beyond start-up per run (--quick: fixed small sizes), slack 30000, burst 4096, timeslice 100 us, seed 1. Per path: 2 pCPUs / 2 vCPUs, migration none, threaded and serial engines; value = ipi_latency_ns_p50 (detail.p99 = ipi_latency_ns_p99; simulated ns, target pCPU clock at delivery minus sender clock at send), exits_per_ipi, or wall us per delivered IPI = wall_ms * 1000 / ipi_delivered (throughput-derived, worker start-up included; detail.wall_us_per_ipi_incremental removes it using the calibration run; detail.x_pingpong_rt = that / the Atomics spin ping-pong RT of this run). Oversubscription: vlapic, 2 pCPUs with 8 and 32 vCPUs, migration balance, threaded (and serial in the full run); value = context_switches / wall s, context_switches / simulated s (sim_time_ns), or the IPI latency p50 (detail.p99) as the wake-latency proxy; IPIs sent while the same vector is still pending at the target coalesce (detail.ipi_coalesced) and are not in the latency. Medians of the repetitions.',
     altp2m_method: ALTP2M_METHOD,
+    wide_method: WIDE_METHOD,
     hunt_method: HUNT_METHOD,
     rows, ratios,
   };

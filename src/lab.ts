@@ -63,7 +63,7 @@ export interface Prepared {
   /** The machine, and the realm entry points the oracles and agents get from the assembled programs. */
   spec: ScenarioSpec;
   agents: AgentSpec[];
-  /** sha256 of every file the scenario is made of (TOML, programs, agent modules), in a fixed order. */
+  /** sha256 of every file the scenario is made of (TOML, programs and what they include, agent modules), in a fixed order. */
   hash: string;
 }
 
@@ -73,15 +73,16 @@ export async function labPrepare(scenario: string, ov: { pcpus?: number; vcpus?:
   const spec = scenarioMachine(sc);
   const agents = scenarioAgents(sc, spec);
   for (const a of agents) await loadAgent(a.module); // bad agent modules are bad input, before anything runs
-  return { scenario: sc, spec, agents, hash: scenarioHash(sc, agents) };
+  return { scenario: sc, spec, agents, hash: scenarioHash(sc, agents, spec.programIncludes) };
 }
 
 /**
- * The scenario's content hash: the TOML text, each domain's program text and each agent module's text,
- * each prefixed by its role and index so that moving text between files changes the hash. A built-in
- * agent is part of the tool (TOOL_VERSION covers it) but hashing its file costs nothing.
+ * The scenario's content hash: the TOML text, each domain's program text and the files it `.include`s
+ * (`includes`, per domain), and each agent module's text, each prefixed by its role and index so that moving
+ * text between files changes the hash. A built-in agent is part of the tool (TOOL_VERSION covers it) but
+ * hashing its file costs nothing.
  */
-export function scenarioHash(sc: Scenario, agents: AgentSpec[]): string {
+export function scenarioHash(sc: Scenario, agents: AgentSpec[], includes: readonly (readonly string[])[] = []): string {
   const h = createHash('sha256');
   const add = (role: string, file: string): void => {
     let text: Buffer;
@@ -90,7 +91,10 @@ export function scenarioHash(sc: Scenario, agents: AgentSpec[]): string {
     h.update(text);
   };
   add('scenario', sc.file);
-  sc.domains.forEach((d, i) => add(`program${i}`, isAbsolute(d.program) ? d.program : join(dirname(sc.file), d.program)));
+  sc.domains.forEach((d, i) => {
+    add(`program${i}`, isAbsolute(d.program) ? d.program : join(dirname(sc.file), d.program));
+    (includes[i] ?? []).forEach((f, k) => add(`program${i}.include${k}`, f));
+  });
   agents.forEach((a, i) => add(`agent${i}`, a.module.startsWith('file:') ? fileURLToPath(a.module) : a.module));
   return h.digest('hex');
 }

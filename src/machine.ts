@@ -42,6 +42,10 @@ export interface DomainSpec {
   affinity: number[];
   /** Soft affinity (`cpus_soft=`), pCPU indices; empty = no preference. */
   softAffinity: number[];
+  /** Per vCPU (`cpus = ["0", "1", ...]`): vCPU i's hard affinity; absent = `affinity` for every vCPU. */
+  vcpuAffinity?: number[][];
+  /** Per vCPU soft affinity (`cpus_soft = [...]`); absent = `softAffinity` for every vCPU. */
+  vcpuSoftAffinity?: number[][];
   /** IPI_PATH_* (shared/domain.ts). */
   ipiPath: number;
   /** gpa of the published vCPU -> pCPU map, or -1. */
@@ -152,7 +156,7 @@ export class Machine {
 }
 
 /**
- * Choose the pCPU for each vCPU: the least-loaded pCPU of its domain's affinity (ties to the lowest
+ * Choose the pCPU for each vCPU: the least-loaded pCPU of its affinity (ties to the lowest
  * index). Deterministic, so both engines place vCPUs identically. Returns pCPU per global vCPU.
  */
 export function placeVcpus(spec: MachineSpec): number[] {
@@ -162,8 +166,8 @@ export function placeVcpus(spec: MachineSpec): number[] {
     for (let i = 0; i < d.vcpus; i++) {
       let best = -1;
       // Soft affinity first (only where it narrows the hard one), as csched2_res_pick.
-      const soft = d.softAffinity.filter((p) => d.affinity.includes(p));
-      const pool = soft.length > 0 && soft.length < d.affinity.length ? soft : d.affinity;
+      const hard = vcpuHardAffinity(d, i), soft = vcpuSoftEffective(d, i);
+      const pool = soft.length > 0 ? soft : hard;
       for (const p of pool) if (best < 0 || load[p] < load[best]) best = p;
       assert(best >= 0, `domain ${d.name} has an empty affinity`);
       load[best]++;
@@ -171,6 +175,21 @@ export function placeVcpus(spec: MachineSpec): number[] {
     }
   }
   return out;
+}
+
+/** vCPU i's hard affinity: its own entry of a per-vCPU list, else the domain's. */
+export function vcpuHardAffinity(d: DomainSpec, i: number): number[] {
+  return d.vcpuAffinity?.[i] ?? d.affinity;
+}
+
+/**
+ * vCPU i's soft affinity as the scheduler uses it: soft ∩ hard, and only where it narrows the hard one
+ * (Xen's soft_aff_effective); else empty.
+ */
+export function vcpuSoftEffective(d: DomainSpec, i: number): number[] {
+  const hard = vcpuHardAffinity(d, i);
+  const soft = (d.vcpuSoftAffinity?.[i] ?? d.softAffinity).filter((p) => hard.includes(p));
+  return soft.length > 0 && soft.length < hard.length ? soft : [];
 }
 
 export function buildMachine(spec: MachineSpec): Machine {
@@ -271,11 +290,8 @@ export function buildMachine(spec: MachineSpec): Machine {
       // guest enables it) so small test programs need no APIC set-up.
       lapicReset(m.lapic32, m.vlapicBase(v), 2 * i, false, i === 0);
       lapicWrite(m.lapic32, m.vlapicBase(v), LAPIC_SVR, 0x1ff);
-      for (const p of d.affinity) m.vc32[vb + VC_AFFINITY + (p >> 5)] |= 1 << (p & 31);
-      const soft = d.softAffinity.filter((p) => d.affinity.includes(p));
-      if (soft.length > 0 && soft.length < d.affinity.length) {
-        for (const p of soft) m.vc32[vb + VC_SOFT_AFFINITY + (p >> 5)] |= 1 << (p & 31);
-      }
+      for (const p of vcpuHardAffinity(d, i)) m.vc32[vb + VC_AFFINITY + (p >> 5)] |= 1 << (p & 31);
+      for (const p of vcpuSoftEffective(d, i)) m.vc32[vb + VC_SOFT_AFFINITY + (p >> 5)] |= 1 << (p & 31);
     }
     firstVcpu += d.vcpus;
   });

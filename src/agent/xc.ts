@@ -5,6 +5,7 @@
 // the way Xen's toolstack does (domain pause, EPT sync) through its host: in the serial engine the wait
 // steps the machine; in the threaded engine the agent's thread waits while the pCPU threads run.
 import { AD_ACCESS_REQUIRED, AD_MONITOR, AD_PAUSE_LOCK, AD_SINGLESTEP_MONITOR, LOCK_AGENT, altp2mBase } from '../../shared/altp2m.js';
+import { ALTP2M_OP_WORDS, W_CMD, W_DOMAIN, W_Q40_LO, W_U0, W_U1, W_VERSION } from '../../shared/altp2m-op.js';
 import type { LapicOptions } from '../hw/lapic.js';
 import type { Machine } from '../machine.js';
 import {
@@ -55,7 +56,7 @@ export class XenControl implements AltCtx {
   paused = false;
   gen = 0;
   readonly touched: number[] = [];
-  private readonly words = new Int32Array(20);
+  private readonly words = new Int32Array(ALTP2M_OP_WORDS);
   private readonly snap: Int32Array;
   private lists: { pfns: number[]; access: number[] } = { pfns: [], access: [] };
   /** Operations issued, for the report. */
@@ -81,7 +82,7 @@ export class XenControl implements AltCtx {
   /** xc_altp2m_get_domain_state */
   getDomainState(domid: number): boolean {
     this.call(ALTP2M_get_domain_state, domid, [0]);
-    return (this.words[4] & 0xff) !== 0;
+    return (this.words[W_U0] & 0xff) !== 0;
   }
   /** xc_altp2m_set_domain_state */
   setDomainState(domid: number, state: boolean): void { this.call(ALTP2M_set_domain_state, domid, [state ? 1 : 0]); }
@@ -92,7 +93,7 @@ export class XenControl implements AltCtx {
   /** xc_altp2m_create_view: returns the new view's index. */
   createView(domid: number, defaultAccess: number): number {
     this.call(ALTP2M_create_p2m, domid, [((defaultAccess & 0xffff) << 16) >>> 0]);
-    return this.words[4] & 0xffff;
+    return this.words[W_U0] & 0xffff;
   }
   /** xc_altp2m_destroy_view */
   destroyView(domid: number, view: number): void { this.call(ALTP2M_destroy_p2m, domid, [view]); }
@@ -113,7 +114,7 @@ export class XenControl implements AltCtx {
   /** xc_altp2m_get_mem_access: the view's own entry (an unfilled gfn is ESRCH). */
   getMemAccess(domid: number, view: number, gfn: number): number {
     this.call(ALTP2M_get_mem_access, domid, [view & 0xffff, 0, ...u64(gfn)]);
-    return (this.words[4] >>> 16) & 0xffff;
+    return (this.words[W_U0] >>> 16) & 0xffff;
   }
   /** xc_altp2m_change_gfn (newGfn -1 = revert). */
   changeGfn(domid: number, view: number, oldGfn: number, newGfn: number): void {
@@ -126,17 +127,17 @@ export class XenControl implements AltCtx {
   /** xc_altp2m_set_supress_ve_multi (sic): returns the first error and its gfn (0 and -1 when none). */
   setSuppressVeMulti(domid: number, view: number, firstGfn: number, lastGfn: number, sve: boolean): { firstError: number; firstErrorGfn: number } {
     this.call(ALTP2M_set_suppress_ve_multi, domid, [(view & 0xffff) | ((sve ? 1 : 0) << 16), 0, ...u64(firstGfn), ...u64(lastGfn), 0, 0]);
-    return { firstError: this.words[5], firstErrorGfn: this.words[5] === 0 ? -1 : this.words[10] };
+    return { firstError: this.words[W_U1], firstErrorGfn: this.words[W_U1] === 0 ? -1 : this.words[W_Q40_LO] };
   }
   /** xc_altp2m_get_suppress_ve */
   getSuppressVe(domid: number, view: number, gfn: number): boolean {
     this.call(ALTP2M_get_suppress_ve, domid, [view & 0xffff, 0, ...u64(gfn)]);
-    return ((this.words[4] >>> 16) & 0xff) !== 0;
+    return ((this.words[W_U0] >>> 16) & 0xff) !== 0;
   }
   /** xc_altp2m_get_vcpu_p2m_idx: what Xen knows, which lags a guest VMFUNC until that vCPU's next exit. */
   getVcpuP2mIdx(domid: number, vcpuId: number): number {
     this.call(ALTP2M_get_p2m_idx, domid, [vcpuId, 0]);
-    return this.words[5] & 0xffff;
+    return this.words[W_U1] & 0xffff;
   }
   /** xc_altp2m_set_visibility */
   setVisibility(domid: number, view: number, visible: boolean): void {
@@ -192,10 +193,10 @@ export class XenControl implements AltCtx {
   private call(cmd: number, domid: number, u: number[]): void {
     const w = this.words;
     w.fill(0);
-    w[0] = HVMOP_ALTP2M_INTERFACE_VERSION;
-    w[1] = cmd;
-    w[2] = domid & 0xffff;
-    for (let i = 0; i < u.length; i++) w[4 + i] = u[i];
+    w[W_VERSION] = HVMOP_ALTP2M_INTERFACE_VERSION;
+    w[W_CMD] = cmd;
+    w[W_DOMAIN] = domid & 0xffff;
+    for (let i = 0; i < u.length; i++) w[W_U0 + i] = u[i];
     const name = ALTP2M_OP_NAMES[cmd];
     this.calls++;
     let pausedDom = -1;
@@ -208,7 +209,7 @@ export class XenControl implements AltCtx {
           continue;
         }
         if (r === OP_RESTART) {
-          if (this.gen !== 0) this.sync(domid - 1); // set_mem_access_multi's progress is in w[6]
+          if (this.gen !== 0) this.sync(domid - 1); // set_mem_access_multi's progress is in its opaque field
           this.host.waitUntil(() => true, `${name}: p2m lock`);
           continue;
         }

@@ -1,11 +1,17 @@
-// `vcpulab asm FILE [--disasm]`: assemble a guest program and print a listing and a symbol table.
-// Bad input (a missing or unreadable FILE, an unknown flag, an assembly error) is one line on stderr and exit
-// code 2, never a stack trace (../../shared/STYLE.md §13).
+// `vcpulab asm FILE [--disasm] [--scenario S] [--define NAME=VALUE ...]`: assemble a guest program and print
+// a listing and a symbol table. `--scenario` predefines what the scenario loader would (VCPUS, IPI_PATH, the
+// domain's `defines`, ...) for the domain whose program FILE is (the first domain when none is), and each
+// `--define` one more symbol (last wins, over the scenario's too). Bad input (a missing or unreadable FILE,
+// an unknown flag, a bad --define, a bad scenario, an assembly error) is one line on stderr and exit code 2,
+// never a stack trace (../../shared/STYLE.md §13).
 
 import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { EXIT_BAD_INPUT, EXIT_OK, UserError } from '../errors.js';
-import { assemble, splitSourceLines, type AsmLine, type AsmProgram } from '../isa/assembler.js';
+import { assemble, type AsmLine, type AsmProgram } from '../isa/assembler.js';
+import { regIndex } from '../isa/asm-syntax.js';
 import { disassemble } from '../isa/disasm.js';
+import { domainProgramPath, domainSymbols, loadScenario } from '../scenario/loader.js';
 
 export interface AsmIo {
   out(text: string): void;
@@ -17,28 +23,76 @@ const STDIO: AsmIo = {
   err: (t) => { process.stderr.write(t); },
 };
 
-const USAGE = 'usage: vcpulab asm FILE [--disasm]';
+const USAGE = 'usage: vcpulab asm FILE [--disasm] [--scenario S] [--define NAME=VALUE ...]';
 
 interface AsmArgs {
   readonly file: string;
   readonly disasm: boolean;
+  /** Built-in scenario name or .toml path, or undefined. */
+  readonly scenario: string | undefined;
+  /** --define NAME=VALUE, in order. */
+  readonly defines: ReadonlyMap<string, number>;
+}
+
+const NAME_RE = /^[A-Za-z_.][A-Za-z0-9_.]*$/;
+const VALUE_RE = /^-?(?:0[xX][0-9A-Fa-f]+|[0-9]+)$/;
+
+/** One `--define` argument: [name, value as an unsigned 32-bit number], or the error line. */
+export function parseDefine(arg: string): [string, number] | string {
+  const eq = arg.indexOf('=');
+  if (eq < 0) return `--define '${arg}': expected NAME=VALUE`;
+  const name = arg.slice(0, eq), text = arg.slice(eq + 1);
+  if (!NAME_RE.test(name)) return `--define '${arg}': '${name}' is not a symbol name (letters, digits, '_' and '.', not starting with a digit)`;
+  if (regIndex(name) !== undefined) return `--define '${arg}': '${name}' is a register name`;
+  const neg = text.startsWith('-');
+  const v = VALUE_RE.test(text) ? (neg ? -BigInt(text.slice(1)) : BigInt(text)) : undefined;
+  if (v === undefined || v < -(2n ** 31n) || v > 2n ** 32n - 1n) {
+    return `--define '${arg}': VALUE must be an integer (decimal or 0x hex) from -0x80000000 to 0xffffffff`;
+  }
+  return [name, Number(BigInt.asUintN(32, v))];
 }
 
 /** Parse the arguments after `asm`; a string is the error line. */
 export function parseAsmArgs(args: readonly string[]): AsmArgs | 'help' | string {
   let disasm = false;
+  let scenario: string | undefined;
+  const defines = new Map<string, number>();
   const files: string[] = [];
   let flagsDone = false;
-  for (const a of args) {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const eq = a.indexOf('=');
+    const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
+    const value = (): string | undefined => (flag !== a ? a.slice(eq + 1) : args[++i]);
     if (flagsDone || !a.startsWith('-') || a === '-') files.push(a);
     else if (a === '--') flagsDone = true;
     else if (a === '--disasm') disasm = true;
     else if (a === '--help' || a === '-h') return 'help';
-    else return `unknown flag '${a}' (${USAGE})`;
+    else if (flag === '--scenario') {
+      const v = value();
+      if (v === undefined || v === '') return `--scenario needs a built-in name or a .toml file (${USAGE})`;
+      if (scenario !== undefined) return '--scenario given twice';
+      scenario = v;
+    } else if (flag === '--define') {
+      const v = value();
+      if (v === undefined) return `--define needs NAME=VALUE (${USAGE})`;
+      const d = parseDefine(v);
+      if (typeof d === 'string') return d;
+      defines.delete(d[0]);
+      defines.set(d[0], d[1]);
+    } else return `unknown flag '${a}' (${USAGE})`;
   }
   if (files.length === 0) return `missing FILE argument (${USAGE})`;
   if (files.length > 1) return `expected one FILE, got ${files.length} (${USAGE})`;
-  return { file: files[0], disasm };
+  return { file: files[0], disasm, scenario, defines };
+}
+
+/** The scenario's predefined symbols for the domain whose program is `file` (else the first domain's). */
+function scenarioSymbols(scenario: string, file: string): Map<string, number> {
+  const sc = loadScenario(scenario);
+  const want = resolve(file);
+  const i = Math.max(0, sc.domains.findIndex((_, k) => resolve(domainProgramPath(sc, k)) === want));
+  return domainSymbols(sc, i);
 }
 
 const ADDR_W = 8;
@@ -87,7 +141,8 @@ function row(addr: number | undefined, code: string, text: string): string {
 
 function lineText(prog: AsmProgram, l: AsmLine, disasm: boolean, names: ReadonlyMap<number, string>): string {
   if (!disasm || l.kind !== 'insn') return l.source;
-  return disassemble(u32At(prog.image, l.addr), u32At(prog.image, l.addr + 4), names);
+  const tail: [number, number] | undefined = l.size > 8 ? [u32At(prog.image, l.addr + 8), u32At(prog.image, l.addr + 12)] : undefined;
+  return disassemble(u32At(prog.image, l.addr), u32At(prog.image, l.addr + 4), names, tail);
 }
 
 function listLine(prog: AsmProgram, l: AsmLine, disasm: boolean, names: ReadonlyMap<number, string>): string[] {
@@ -115,13 +170,13 @@ function namesByAddr(labels: ReadonlyMap<string, number>): Map<number, string> {
   return m;
 }
 
-/** The whole listing: every source line, then the symbol tables. */
-export function formatListing(prog: AsmProgram, source: string, disasm: boolean): string[] {
-  const byLine = new Map(prog.lines.map((l) => [l.line, l]));
+/** The whole listing: every source line (an included file's lines after its `.include`), then the symbol tables. */
+export function formatListing(prog: AsmProgram, disasm: boolean): string[] {
+  const bySeq = new Map(prog.lines.map((l) => [l.seq, l]));
   const names = namesByAddr(prog.labels);
-  const out = splitSourceLines(source).flatMap((text, i) => {
-    const l = byLine.get(i + 1);
-    return l === undefined ? [row(undefined, '', text)] : listLine(prog, l, disasm, names);
+  const out = prog.source.flatMap((s, i) => {
+    const l = bySeq.get(i);
+    return l === undefined ? [row(undefined, '', s.text)] : listLine(prog, l, disasm, names);
   });
   // A trailing newline in the file is not a line of its own in the listing.
   while (out.length > 0 && out[out.length - 1] === '') out.pop();
@@ -147,8 +202,10 @@ export async function asmCommand(args: string[], io: AsmIo = STDIO): Promise<num
     return EXIT_BAD_INPUT;
   }
   try {
-    const prog = assemble(source, parsed.file);
-    io.out(`${formatListing(prog, source, parsed.disasm).join('\n')}\n`);
+    const predefined = parsed.scenario === undefined ? new Map<string, number>() : scenarioSymbols(parsed.scenario, parsed.file);
+    for (const [k, v] of parsed.defines) predefined.set(k, v);
+    const prog = assemble(source, parsed.file, predefined);
+    io.out(`${formatListing(prog, parsed.disasm).join('\n')}\n`);
     return EXIT_OK;
   } catch (e) {
     if (!(e instanceof UserError)) throw e;

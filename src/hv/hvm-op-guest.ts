@@ -6,6 +6,7 @@
 // on its vmcall, and each later step of this pCPU polls (GuestPcpu.opPhase) until the wait is over, servicing
 // its own interrupts first so that two waiting pCPUs acknowledge each other.
 import { AD_PAUSE_LOCK, altp2mBase } from '../../shared/altp2m.js';
+import { ALTP2M_OP_WORDS, W_CMD } from '../../shared/altp2m-op.js';
 import { DM_STATE, DS_RUNNING } from '../../shared/domain.js';
 import { PC_FLUSH_ACKS, PC_PENDING } from '../../shared/pcpu.js';
 import { INSN_BYTES, REG_EAX, REG_ECX } from '../isa/opcodes.js';
@@ -30,7 +31,6 @@ export const OPW_PAUSING = 1;
 /** Waiting for the flush IPIs of an EPT sync to be taken. */
 export const OPW_ACKS = 2;
 
-const STRUCT_WORDS = 20;
 
 /** The pCPU's state for a guest HVMOP_altp2m in progress (one per pCPU: a pCPU runs one vCPU). */
 export class GuestAltOp implements AltCtx {
@@ -43,7 +43,7 @@ export class GuestAltOp implements AltCtx {
   readonly touched: number[] = [];
   phase = OPW_NONE;
   ret = 0;
-  readonly words = new Int32Array(STRUCT_WORDS);
+  readonly words = new Int32Array(ALTP2M_OP_WORDS);
   readonly snap: Int32Array;
   /** Per pCPU: this wait already reported that pCPU's LAPIC keeping the awaited vector off (EV_HV_HELD_OFF). */
   readonly heldOff: Uint8Array;
@@ -74,11 +74,11 @@ export class GuestAltOp implements AltCtx {
   }
 }
 
-/** Copy the 80-byte struct at gpa in or out (copy_from/to_guest). False on a fault (-EFAULT). */
+/** Copy the struct (shared/altp2m-op.ts) at gpa in or out (copy_from/to_guest). False on a fault (-EFAULT). */
 function copyStruct(p: GuestPcpu, gpa: number, w: Int32Array, out: boolean): boolean {
   if ((gpa & 3) !== 0) return false;
   const mem = p.m.mem32;
-  for (let i = 0; i < STRUCT_WORDS; i++) {
+  for (let i = 0; i < ALTP2M_OP_WORDS; i++) {
     const h = hostGpaToHost(p.m, p.curDomain, (gpa + 4 * i) | 0);
     if (h < 0) return false;
     if (out) Atomics.store(mem, h >> 2, w[i]);
@@ -113,7 +113,7 @@ export function hvmOpAltp2mGuest(p: GuestPcpu): boolean {
     if (op.paused) { op.phase = OPW_PAUSING; return false; } // the p2m lock is busy: keep the domain paused, retry
     return false;
   }
-  if (r >= 0 && altp2mOpCopiesBack(op.words[1]) && !copyStruct(p, p.core.R[REG_ECX], op.words, true)) return finish(p, -EFAULT, true);
+  if (r >= 0 && altp2mOpCopiesBack(op.words[W_CMD]) && !copyStruct(p, p.core.R[REG_ECX], op.words, true)) return finish(p, -EFAULT, true);
   if (op.gen !== 0) return startSync(p, r);
   return finish(p, r, true);
 }
@@ -142,7 +142,7 @@ function finish(p: GuestPcpu, r: number, copied: boolean): boolean {
   release(p);
   p.reloadView();
   if (r === OP_RESTART) return false;
-  p.emit(EV_ALTP2M_OP, op.words[1], r, copied ? gen : 0);
+  p.emit(EV_ALTP2M_OP, op.words[W_CMD], r, copied ? gen : 0);
   p.core.R[REG_EAX] = r;
   return true;
 }

@@ -3,12 +3,20 @@
 // callers: a guest's vmcall (hypercall.ts drives it on its pCPU, as a continuation when it must wait)
 // and the agent's libxc-style calls (agent/xc.ts).
 //
-// The struct is handled as 20 little-endian words (80 bytes):
-//   word 0 version, 1 cmd, 2 domain (u16) | pad1 (u16) << 16, 3 pad2, 4..19 the union `u`.
+// The struct is handled as 20 little-endian words (80 bytes), laid out in shared/altp2m-op.ts (W_* word
+// indices; the guest's byte offsets and names are declared there too).
 import {
   AD_ACTIVE, AD_EPTP, AD_HOST_DEFAULT_ACCESS, AD_MODE, AD_NR, AD_VISIBLE, ALTP2M_MODE_DISABLED, ALTP2M_MODE_EXTERNAL,
   ALTP2M_MODE_LIMITED, EPTP_INVALID, VW_ACTIVE_VCPUS, VW_DEFAULT_ACCESS, VW_MAX_REMAP, VW_MIN_REMAP, altp2mBase, viewBase,
 } from '../../shared/altp2m.js';
+import {
+  DOMID_SELF, HVMOP_ALTP2M, HVMOP_ALTP2M_CHANGE_GFN, HVMOP_ALTP2M_CREATE_P2M, HVMOP_ALTP2M_DESTROY_P2M,
+  HVMOP_ALTP2M_GET_DOMAIN_STATE, HVMOP_ALTP2M_GET_MEM_ACCESS, HVMOP_ALTP2M_GET_P2M_IDX, HVMOP_ALTP2M_GET_SUPPRESS_VE,
+  HVMOP_ALTP2M_INTERFACE_VERSION, HVMOP_ALTP2M_SET_DOMAIN_STATE, HVMOP_ALTP2M_SET_MEM_ACCESS, HVMOP_ALTP2M_SET_MEM_ACCESS_MULTI,
+  HVMOP_ALTP2M_SET_SUPPRESS_VE, HVMOP_ALTP2M_SET_SUPPRESS_VE_MULTI, HVMOP_ALTP2M_SET_VISIBILITY, HVMOP_ALTP2M_SWITCH_P2M,
+  HVMOP_ALTP2M_VCPU_DISABLE_NOTIFY, HVMOP_ALTP2M_VCPU_ENABLE_NOTIFY, W_CMD, W_DOMAIN, W_PAD2, W_Q24_HI, W_Q24_LO, W_Q32_HI,
+  W_Q32_LO, W_Q40_HI, W_Q40_LO, W_U0, W_U1, W_VERSION,
+} from '../../shared/altp2m-op.js';
 import { ACCESS_DEFAULT, ATTR_ACCESS_MASK, ATTR_SUPPRESS_VE, P2MT_INVALID, P2MT_RAM_RW, p2mAttr, p2mAttrAccess, p2mAttrType } from '../../shared/p2m.js';
 import { INVALID_ALTP2M, RS_RUNNING, VCA_VE, VCA_VMFUNC, VCPU_STRIDE_WORDS, VC_ALTP2M_FLAGS, VC_P2MIDX, VC_RUNSTATE, VC_VE_GFN } from '../../shared/vcpu.js';
 import type { Machine } from '../machine.js';
@@ -18,31 +26,30 @@ import {
   writeEntry, clearEntry,
 } from './altp2m.js';
 
-export const HVMOP_altp2m = 25;
-export const HVMOP_ALTP2M_INTERFACE_VERSION = 1;
-export const DOMID_SELF = 0x7ff0;
+export const HVMOP_altp2m = HVMOP_ALTP2M;
+export { HVMOP_ALTP2M_INTERFACE_VERSION, DOMID_SELF };
 /** The control domain: the agent's calls come from it. */
 export const DOMID_CONTROL = 0;
 
 export const EPERM = 1, ESRCH = 3, EFAULT = 14, EBUSY = 16, EEXIST = 17, EINVAL = 22, EOPNOTSUPP = 95;
 
-// Sub-op numbers (xen/include/public/hvm/hvm_op.h)
-export const ALTP2M_get_domain_state = 1;
-export const ALTP2M_set_domain_state = 2;
-export const ALTP2M_vcpu_enable_notify = 3;
-export const ALTP2M_create_p2m = 4;
-export const ALTP2M_destroy_p2m = 5;
-export const ALTP2M_switch_p2m = 6;
-export const ALTP2M_set_mem_access = 7;
-export const ALTP2M_change_gfn = 8;
-export const ALTP2M_set_mem_access_multi = 9;
-export const ALTP2M_set_suppress_ve = 10;
-export const ALTP2M_get_suppress_ve = 11;
-export const ALTP2M_get_mem_access = 12;
-export const ALTP2M_vcpu_disable_notify = 13;
-export const ALTP2M_get_p2m_idx = 14;
-export const ALTP2M_set_suppress_ve_multi = 15;
-export const ALTP2M_set_visibility = 16;
+// Sub-op numbers under Xen's spelling (shared/altp2m-op.ts declares them)
+export const ALTP2M_get_domain_state = HVMOP_ALTP2M_GET_DOMAIN_STATE;
+export const ALTP2M_set_domain_state = HVMOP_ALTP2M_SET_DOMAIN_STATE;
+export const ALTP2M_vcpu_enable_notify = HVMOP_ALTP2M_VCPU_ENABLE_NOTIFY;
+export const ALTP2M_create_p2m = HVMOP_ALTP2M_CREATE_P2M;
+export const ALTP2M_destroy_p2m = HVMOP_ALTP2M_DESTROY_P2M;
+export const ALTP2M_switch_p2m = HVMOP_ALTP2M_SWITCH_P2M;
+export const ALTP2M_set_mem_access = HVMOP_ALTP2M_SET_MEM_ACCESS;
+export const ALTP2M_change_gfn = HVMOP_ALTP2M_CHANGE_GFN;
+export const ALTP2M_set_mem_access_multi = HVMOP_ALTP2M_SET_MEM_ACCESS_MULTI;
+export const ALTP2M_set_suppress_ve = HVMOP_ALTP2M_SET_SUPPRESS_VE;
+export const ALTP2M_get_suppress_ve = HVMOP_ALTP2M_GET_SUPPRESS_VE;
+export const ALTP2M_get_mem_access = HVMOP_ALTP2M_GET_MEM_ACCESS;
+export const ALTP2M_vcpu_disable_notify = HVMOP_ALTP2M_VCPU_DISABLE_NOTIFY;
+export const ALTP2M_get_p2m_idx = HVMOP_ALTP2M_GET_P2M_IDX;
+export const ALTP2M_set_suppress_ve_multi = HVMOP_ALTP2M_SET_SUPPRESS_VE_MULTI;
+export const ALTP2M_set_visibility = HVMOP_ALTP2M_SET_VISIBILITY;
 export const ALTP2M_OP_NAMES: Readonly<Record<number, string>> = {
   1: 'get_domain_state', 2: 'set_domain_state', 3: 'vcpu_enable_notify', 4: 'create_p2m', 5: 'destroy_p2m',
   6: 'switch_p2m', 7: 'set_mem_access', 8: 'change_gfn', 9: 'set_mem_access_multi', 10: 'set_suppress_ve',
@@ -119,10 +126,10 @@ export function altp2mXsmAllows(mode: number, cmd: number, callerDom: number, d:
  */
 export function altp2mOp(ctx: AltCtx, w: Int32Array): number {
   const m = ctx.m;
-  const cmd = w[1];
-  if ((w[2] >>> 16) !== 0 || w[3] !== 0 || w[0] !== HVMOP_ALTP2M_INTERFACE_VERSION) return -EINVAL;
+  const cmd = w[W_CMD];
+  if ((w[W_DOMAIN] >>> 16) !== 0 || w[W_PAD2] !== 0 || w[W_VERSION] !== HVMOP_ALTP2M_INTERFACE_VERSION) return -EINVAL;
   if (ALTP2M_OP_NAMES[cmd] === undefined) return -EOPNOTSUPP;
-  const d = targetDomain(ctx, u16lo(w[2]));
+  const d = targetDomain(ctx, u16lo(w[W_DOMAIN]));
   if (d < 0) return d;
   if (cmd !== ALTP2M_get_domain_state && cmd !== ALTP2M_set_domain_state && !altp2mActive(m, d)) return -EOPNOTSUPP;
   const ab = altp2mBase(d);
@@ -131,39 +138,39 @@ export function altp2mOp(ctx: AltCtx, w: Int32Array): number {
   if (m.ap32[ab + AD_NR] === 0) return -EOPNOTSUPP;
   if (!altp2mXsmAllows(mode, cmd, ctx.callerDom, d)) return -EPERM;
   switch (cmd) {
-    case ALTP2M_get_domain_state: w[4] = (w[4] & ~0xff) | (altp2mActive(m, d) ? 1 : 0); return 0;
-    case ALTP2M_set_domain_state: return setDomainState(ctx, d, (w[4] & 0xff) !== 0);
-    case ALTP2M_vcpu_enable_notify: return vcpuEnableNotify(m, d, w[4] >>> 0, w[5], w[6], w[7]);
-    case ALTP2M_vcpu_disable_notify: return vcpuDisableNotify(m, d, w[4] >>> 0);
+    case ALTP2M_get_domain_state: w[W_U0] = (w[W_U0] & ~0xff) | (altp2mActive(m, d) ? 1 : 0); return 0;
+    case ALTP2M_set_domain_state: return setDomainState(ctx, d, (w[W_U0] & 0xff) !== 0);
+    case ALTP2M_vcpu_enable_notify: return vcpuEnableNotify(m, d, w[W_U0] >>> 0, w[W_U1], w[W_Q24_LO], w[W_Q24_HI]);
+    case ALTP2M_vcpu_disable_notify: return vcpuDisableNotify(m, d, w[W_U0] >>> 0);
     case ALTP2M_create_p2m: return createP2m(m, d, w);
-    case ALTP2M_destroy_p2m: return destroyP2m(ctx, d, u16lo(w[4]));
-    case ALTP2M_switch_p2m: return switchP2m(ctx, d, u16lo(w[4]));
+    case ALTP2M_destroy_p2m: return destroyP2m(ctx, d, u16lo(w[W_U0]));
+    case ALTP2M_switch_p2m: return switchP2m(ctx, d, u16lo(w[W_U0]));
     case ALTP2M_set_mem_access: {
-      if (w[5] !== 0) return -EINVAL;
-      return setMemAccessOne(ctx, d, u16lo(w[4]), u16hi(w[4]), w[6], w[7], true);
+      if (w[W_U1] !== 0) return -EINVAL;
+      return setMemAccessOne(ctx, d, u16lo(w[W_U0]), u16hi(w[W_U0]), w[W_Q24_LO], w[W_Q24_HI], true);
     }
     case ALTP2M_set_mem_access_multi: return setMemAccessMulti(ctx, d, w);
     case ALTP2M_get_mem_access: return getMemAccess(m, d, w);
     case ALTP2M_change_gfn: return changeGfn(ctx, d, w);
     case ALTP2M_set_suppress_ve: {
-      if (((w[4] >>> 24) & 0xff) !== 0 || w[5] !== 0) return -EINVAL;
-      const view = u16lo(w[4]);
+      if (((w[W_U0] >>> 24) & 0xff) !== 0 || w[W_U1] !== 0) return -EINVAL;
+      const view = u16lo(w[W_U0]);
       if (view > 0 && !viewValid(m, d, view)) return -EINVAL;
       if (!lock(ctx, d)) return OP_RESTART;
-      return setSuppressVeOne(ctx, d, view, ((w[4] >>> 16) & 0xff) !== 0, w[6], w[7]);
+      return setSuppressVeOne(ctx, d, view, ((w[W_U0] >>> 16) & 0xff) !== 0, w[W_Q24_LO], w[W_Q24_HI]);
     }
     case ALTP2M_set_suppress_ve_multi: return setSuppressVeMulti(ctx, d, w);
     case ALTP2M_get_suppress_ve: return getSuppressVe(m, d, w);
     case ALTP2M_get_p2m_idx: {
       const [first, n] = domainVcpus(m, d);
-      const id = w[4] >>> 0;
+      const id = w[W_U0] >>> 0;
       if (id >= n) return -EINVAL;
-      w[5] = (w[5] & ~0xffff) | (Atomics.load(m.vc32, (first + id) * VCPU_STRIDE_WORDS + VC_P2MIDX) & 0xffff);
+      w[W_U1] = (w[W_U1] & ~0xffff) | (Atomics.load(m.vc32, (first + id) * VCPU_STRIDE_WORDS + VC_P2MIDX) & 0xffff);
       return 0;
     }
     case ALTP2M_set_visibility: {
-      const idx = u16lo(w[4]), visible = (w[4] >>> 16) & 0xff;
-      if (((w[4] >>> 24) & 0xff) !== 0) return -EINVAL;
+      const idx = u16lo(w[W_U0]), visible = (w[W_U0] >>> 16) & 0xff;
+      if (((w[W_U0] >>> 24) & 0xff) !== 0) return -EINVAL;
       if (!viewValid(m, d, idx)) return -EINVAL;
       Atomics.store(m.ap32, ab + AD_VISIBLE + idx, visible !== 0 ? Atomics.load(m.ap32, ab + AD_EPTP + idx) : EPTP_INVALID);
       return 0;
@@ -257,13 +264,13 @@ function vcpuDisableNotify(m: Machine, d: number, id: number): number {
 function validAccess(a: number): boolean { return a >= 0 && a <= ACCESS_DEFAULT; }
 
 function createP2m(m: Machine, d: number, w: Int32Array): number {
-  let access = u16hi(w[4]);
+  let access = u16hi(w[W_U0]);
   if (!validAccess(access)) return -EINVAL;
   if (access === ACCESS_DEFAULT) access = hostDefaultAccess(m, d);
   const slot = viewFindFree(m, d);
   if (slot < 0) return -EINVAL;
   viewActivate(m, d, slot, access);
-  w[4] = (w[4] & ~0xffff) | slot;
+  w[W_U0] = (w[W_U0] & ~0xffff) | slot;
   return 0;
 }
 
@@ -331,57 +338,57 @@ function setMemAccessOne(ctx: AltCtx, d: number, view: number, access: number, g
 
 function setMemAccessMulti(ctx: AltCtx, d: number, w: Int32Array): number {
   const m = ctx.m;
-  const view = u16lo(w[4]), nr = w[5] >>> 0, opaque = w[6] >>> 0;
-  if (u16hi(w[4]) !== 0 || w[7] !== 0 || opaque > nr) return -EINVAL;
+  const view = u16lo(w[W_U0]), nr = w[W_U1] >>> 0, opaque = w[W_Q24_LO] >>> 0;
+  if (u16hi(w[W_U0]) !== 0 || w[W_Q24_HI] !== 0 || opaque > nr) return -EINVAL;
   if (view !== 0 && !viewValid(m, d, view)) return -EINVAL;
-  const pfns = w[8], accesses = w[10];
+  const pfns = w[W_Q32_LO], accesses = w[W_Q40_LO];
   for (let i = opaque; i < nr; i++) {
     const gfn = ctx.readU64(pfns, i);
     const access = ctx.readU8(accesses, i);
     if (gfn === null || access === null) return -EFAULT;
     const r = setMemAccessOne(ctx, d, view, access, gfn === -2 ? 0 : gfn, gfn === -1 ? -1 : gfn === -2 ? 1 : 0, false);
-    if (r === OP_RESTART) { w[6] = i; return OP_RESTART; }
+    if (r === OP_RESTART) { w[W_Q24_LO] = i; return OP_RESTART; }
     if (r !== 0) return r;
     // Preemption point every 64 elements: record progress in `opaque` and restart the hypercall.
-    if (((i + 1) & MULTI_BATCH_MASK) === 0 && i + 1 < nr && ctx.preemptPending()) { w[6] = i + 1; w[7] = 0; return OP_RESTART; }
+    if (((i + 1) & MULTI_BATCH_MASK) === 0 && i + 1 < nr && ctx.preemptPending()) { w[W_Q24_LO] = i + 1; w[W_Q24_HI] = 0; return OP_RESTART; }
   }
-  w[6] = nr;
+  w[W_Q24_LO] = nr;
   return 0;
 }
 
 function getMemAccess(m: Machine, d: number, w: Int32Array): number {
-  const view = u16lo(w[4]);
-  if (w[5] !== 0) return -EINVAL;
+  const view = u16lo(w[W_U0]);
+  if (w[W_U1] !== 0) return -EINVAL;
   if (view !== 0 && !viewValid(m, d, view)) return -EINVAL;
   let access: number;
-  if (isInvalidGfn(w[6], w[7])) {
+  if (isInvalidGfn(w[W_Q24_LO], w[W_Q24_HI])) {
     access = view === 0 ? hostDefaultAccess(m, d) : m.ap32[viewBase(d, view) + VW_DEFAULT_ACCESS];
   } else {
-    const gfn = gfnOf(w[6], w[7]);
+    const gfn = gfnOf(w[W_Q24_LO], w[W_Q24_HI]);
     if (gfn < 0) return -ESRCH;
     // The table's own entry only: an unfilled gfn of a view is -ESRCH [code].
     readEntry(m, tableRoot(m, d, view === 0 ? HOST_TABLE : view), gfn);
     if (p2mAttrType(entryOut.attr) === P2MT_INVALID) return -ESRCH;
     access = p2mAttrAccess(entryOut.attr);
   }
-  w[4] = (w[4] & 0xffff) | (access << 16);
+  w[W_U0] = (w[W_U0] & 0xffff) | (access << 16);
   return 0;
 }
 
 function changeGfn(ctx: AltCtx, d: number, w: Int32Array): number {
   const m = ctx.m;
-  const view = u16lo(w[4]);
-  if (u16hi(w[4]) !== 0 || w[5] !== 0 || !viewValid(m, d, view)) return -EINVAL;
-  const oldGfn = gfnOf(w[6], w[7]);
+  const view = u16lo(w[W_U0]);
+  if (u16hi(w[W_U0]) !== 0 || w[W_U1] !== 0 || !viewValid(m, d, view)) return -EINVAL;
+  const oldGfn = gfnOf(w[W_Q24_LO], w[W_Q24_HI]);
   if (!lock(ctx, d)) return OP_RESTART;
   const vroot = tableRoot(m, d, view);
-  if (isInvalidGfn(w[8], w[9])) {
+  if (isInvalidGfn(w[W_Q32_LO], w[W_Q32_HI])) {
     // Revert: drop the view's entry; the next access refills it from the host.
     if (oldGfn >= 0) clearEntry(m, vroot, oldGfn, ctx.gen);
     touch(ctx, view);
     return 0;
   }
-  const newGfn = gfnOf(w[8], w[9]);
+  const newGfn = gfnOf(w[W_Q32_LO], w[W_Q32_HI]);
   if (oldGfn < 0 || newGfn < 0) return -ESRCH;
   if (viewPrepopulate(m, d, view, oldGfn, ctx.gen) !== 0) return -ESRCH;
   // new_gfn's effective entry: the view's own, else the host's.
@@ -423,31 +430,31 @@ function setSuppressVeOne(ctx: AltCtx, d: number, view: number, sve: boolean, gf
 
 function setSuppressVeMulti(ctx: AltCtx, d: number, w: Int32Array): number {
   const m = ctx.m;
-  const view = u16lo(w[4]), sve = ((w[4] >>> 16) & 0xff) !== 0;
-  if (((w[4] >>> 24) & 0xff) !== 0) return -EINVAL;
-  const first = gfnOf(w[6], w[7]);
-  let last = gfnOf(w[8], w[9]);
+  const view = u16lo(w[W_U0]), sve = ((w[W_U0] >>> 16) & 0xff) !== 0;
+  if (((w[W_U0] >>> 24) & 0xff) !== 0) return -EINVAL;
+  const first = gfnOf(w[W_Q24_LO], w[W_Q24_HI]);
+  let last = gfnOf(w[W_Q32_LO], w[W_Q32_HI]);
   if (last < 0 || last > MAX_GFN) last = MAX_GFN; // clamped to 2^maxphysaddr - 1
   if (first < 0 || first > last) return -EINVAL;
   if (view > 0 && !viewValid(m, d, view)) return -EINVAL;
   if (!lock(ctx, d)) return OP_RESTART;
   for (let g = first; g <= last; g++) {
     const r = setSuppressVeOne(ctx, d, view, sve, g, 0);
-    if (r !== 0 && w[5] === 0) { w[5] = r; w[10] = g; w[11] = 0; }
+    if (r !== 0 && w[W_U1] === 0) { w[W_U1] = r; w[W_Q40_LO] = g; w[W_Q40_HI] = 0; }
   }
-  w[6] = last + 1; w[7] = 0;
+  w[W_Q24_LO] = last + 1; w[W_Q24_HI] = 0;
   return 0;
 }
 
 function getSuppressVe(m: Machine, d: number, w: Int32Array): number {
-  const view = u16lo(w[4]);
-  if (((w[4] >>> 24) & 0xff) !== 0 || w[5] !== 0) return -EINVAL;
+  const view = u16lo(w[W_U0]);
+  if (((w[W_U0] >>> 24) & 0xff) !== 0 || w[W_U1] !== 0) return -EINVAL;
   if (view > 0 && !viewValid(m, d, view)) return -EINVAL;
-  const gfn = gfnOf(w[6], w[7]);
+  const gfn = gfnOf(w[W_Q24_LO], w[W_Q24_HI]);
   if (gfn < 0) return -ESRCH;
   readEntry(m, tableRoot(m, d, view === 0 ? HOST_TABLE : view), gfn);
   if (p2mAttrType(entryOut.attr) === P2MT_INVALID) return -ESRCH;
   const sve = (entryOut.attr & ATTR_SUPPRESS_VE) !== 0 ? 1 : 0;
-  w[4] = (w[4] & ~0x00ff0000) | (sve << 16);
+  w[W_U0] = (w[W_U0] & ~0x00ff0000) | (sve << 16);
   return 0;
 }

@@ -17,7 +17,7 @@ import {
 } from '../hw/lapic.js';
 import { p2mGetAttr, PERM_X } from '../hw/ept.js';
 import { EXIT_APIC_ACCESS, EXIT_EPT_VIOLATION, VEC_GP, VEC_NMI, guestDeliver, xlate } from '../isa/interp.js';
-import { INSN_BYTES, OP_LD, OP_ST, OP_ST_SD, OP_ST_SI, REG_EAX, REG_ECX, REG_EDX } from '../isa/opcodes.js';
+import { INSN_BYTES, OP_LD, OP_ST, OP_ST_SD, OP_ST_SI, OP_ST_W, REG_EAX, REG_ECX, REG_EDX, WIDE_INSN_BYTES } from '../isa/opcodes.js';
 import { EV_IPI_COALESCED, EV_IPI_DELIVER, EV_IPI_SEND, EV_VNMI, VNMI_IPI, VNMI_WATCHDOG, ipiTag } from '../trace/events.js';
 import { schedTickleTarget, schedWake } from './sched/sched.js';
 import { hvKick, irqTagAcked, irqTagClaim, irqTagSettle, irqTagTake } from './ipi-send.js';
@@ -161,7 +161,7 @@ function applyEffect(p: PcpuCtx, eff: LapicWriteEffect): boolean {
 /**
  * An EPT violation on the APIC-access page: emulate the one instruction (Xen's hvmemul on the
  * vlapic MMIO handler). Returns false when the access was not to an APIC-access page.
- * Accepts 32-bit loads and stores (register or immediate); anything else gets #GP.
+ * Accepts 32-bit loads and stores (register or immediate, short or wide); anything else gets #GP.
  */
 export function vlapicMmioExit(p: PcpuCtx): boolean {
   const m = p.m, c = p.core;
@@ -180,9 +180,14 @@ export function vlapicMmioExit(p: PcpuCtx): boolean {
   else if (op === OP_ST) ok = applyEffect(p, lapicWrite(m.lapic32, base, off, c.R[a], p.params.lapic));
   else if (op === OP_ST_SD) ok = applyEffect(p, lapicWrite(m.lapic32, base, off, w1, p.params.lapic));
   else if (op === OP_ST_SI) ok = applyEffect(p, lapicWrite(m.lapic32, base, off, w0 >> 16, p.params.lapic));
-  else ok = false;
+  else if (op === OP_ST_W) {
+    // The wide store's value is in its tail slot (the interpreter read it before it took this exit).
+    const ht = xlate(c, c.pc + 8, PERM_X);
+    if (ht < 0) return false;
+    ok = applyEffect(p, lapicWrite(m.lapic32, base, off, m.mem32[(ht >> 2) + 1], p.params.lapic));
+  } else ok = false;
   if (!ok) { p.injectFault(VEC_GP); return true; }
-  c.pc += INSN_BYTES; // Safe: the emulated mov
+  c.pc += op === OP_ST_W ? WIDE_INSN_BYTES : INSN_BYTES; // Safe: the emulated mov
   return true;
 }
 

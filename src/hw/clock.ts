@@ -2,7 +2,7 @@
 // clock; latencies are reported in simulated ns, never wall time. Defaults are the synthesis in
 // ../shared/reference/anchors.md §A.4 (hardware numbers from §A.1); scenarios may override any key.
 import {
-  OP_COUNT, OP_CMPXCHG, OP_LADD, OP_LADD_SD, OP_LADD_SI, OP_LAND, OP_LAND_SD, OP_LAND_SI, OP_LFENCE, OP_LOR,
+  OP_COUNT, OP_CMPXCHG, OP_LADD, OP_LADD_SD, OP_LADD_SI, OP_LADD_W, OP_LAND, OP_LAND_SD, OP_LAND_SI, OP_LAND_W, OP_LFENCE, OP_LOR, OP_LOR_W,
   OP_LOR_SD, OP_LOR_SI, OP_MFENCE, OP_PAUSE, OP_XADD, OP_XCHG, OP_IMUL, OP_RDTSC, OP_VMFUNC,
 } from '../isa/opcodes.js';
 
@@ -66,7 +66,7 @@ export const DEFAULT_COSTS: Readonly<CostTable> = {
 export function opcodeCosts(c: CostTable): Int32Array {
   const t = new Int32Array(OP_COUNT).fill(c.insn);
   for (const op of [OP_XCHG, OP_XADD, OP_CMPXCHG, OP_LADD, OP_LOR, OP_LAND, OP_LADD_SD, OP_LADD_SI,
-    OP_LOR_SD, OP_LOR_SI, OP_LAND_SD, OP_LAND_SI]) t[op] = c.locked;
+    OP_LOR_SD, OP_LOR_SI, OP_LAND_SD, OP_LAND_SI, OP_LADD_W, OP_LOR_W, OP_LAND_W]) t[op] = c.locked;
   t[OP_MFENCE] = c.mfence;
   t[OP_LFENCE] = c.insn;
   t[OP_PAUSE] = c.pause;

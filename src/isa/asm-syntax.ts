@@ -12,10 +12,12 @@ export interface LineCtx {
   readonly file: string;
   /** 1-based. */
   readonly line: number;
+  /** For a line of an included file: `file:line` of the `.include` that brought it in. */
+  readonly from?: string;
 }
 
 export function fail(ctx: LineCtx, col: number, msg: string): never {
-  throw userError(ctx.file, ctx.line, col, msg);
+  throw userError(ctx.file, ctx.line, col, ctx.from === undefined ? msg : `${msg} (included from ${ctx.from})`);
 }
 
 // ---- tokens ----
@@ -381,14 +383,16 @@ export type Stmt =
   }
   | { readonly kind: 'dir'; readonly name: string; readonly col: number; readonly args: readonly Operand[] }
   | { readonly kind: 'equ'; readonly col: number; readonly name: string; readonly nameCol: number; readonly value: Expr }
-  | { readonly kind: 'ascii'; readonly col: number; readonly bytes: readonly number[] };
+  | { readonly kind: 'ascii'; readonly col: number; readonly bytes: readonly number[] }
+  /** `.include "file.s"`: `path` as written, relative to the including file. */
+  | { readonly kind: 'include'; readonly col: number; readonly path: string; readonly pathCol: number };
 
 export interface ParsedLine {
   readonly labels: readonly LabelDef[];
   readonly stmt: Stmt | undefined;
 }
 
-export const DIRECTIVES: ReadonlySet<string> = new Set(['.org', '.align', '.word', '.byte', '.space', '.equ', '.ascii']);
+export const DIRECTIVES: ReadonlySet<string> = new Set(['.org', '.align', '.word', '.byte', '.space', '.equ', '.ascii', '.include']);
 const LOCK_TARGETS = 'add, or, and, xadd or cmpxchg';
 
 /** Parse one line. `isMnemonic` says whether a lower-case word names an instruction, so that an unknown word
@@ -436,6 +440,7 @@ function parseDirective(cur: Cursor, name: string, col: number): Stmt {
   if (!DIRECTIVES.has(name)) fail(cur.ctx, col, `unknown directive '${name}'`);
   if (name === '.equ') return parseEqu(cur, col);
   if (name === '.ascii') return parseAscii(cur, col);
+  if (name === '.include') return parseInclude(cur, col);
   return { kind: 'dir', name, col, args: parseOperandList(cur) };
 }
 
@@ -448,6 +453,16 @@ function parseEqu(cur: Cursor, col: number): Stmt {
   const value = parseExpr(cur);
   if (!cur.atEnd()) fail(cur.ctx, cur.col(), `unexpected ${describeTok(cur.peek())} after the .equ value`);
   return { kind: 'equ', col, name: t.text, nameCol: t.col, value };
+}
+
+function parseInclude(cur: Cursor, col: number): Stmt {
+  const t = cur.peek();
+  if (t === undefined || t.kind !== 'str') return fail(cur.ctx, cur.col(), '.include needs a "file name"');
+  cur.take();
+  if (!cur.atEnd()) fail(cur.ctx, cur.col(), `unexpected ${describeTok(cur.peek())} after the file name`);
+  const path = Buffer.from(t.bytes).toString('utf8');
+  if (path === '') fail(cur.ctx, t.col, '.include needs a file name, not ""');
+  return { kind: 'include', col, path, pathCol: t.col };
 }
 
 function parseAscii(cur: Cursor, col: number): Stmt {

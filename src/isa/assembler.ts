@@ -15,10 +15,21 @@
 //     `+ - *` may follow the register; wrap anything else in parentheses.
 //   - instructions are never padded to alignment silently: an unaligned one is an error naming `.align 8`.
 //   - bytes emitted twice (after a backward `.org`) are an error rather than a silent overwrite.
+//   - `[m], imm` takes 8 bytes when the displacement or the value fits in 16 signed bits, else the 16-byte
+//     wide form (opcodes.ts). Which one depends on values that may be labels further down, so pass 1 starts
+//     with every such store short and lays out again with the ones found too wide made wide; an instruction
+//     only ever grows, so this ends (at most once per store).
+//   - `.include "file.s"` reads the file relative to the including file's directory and assembles its lines
+//     in place, as if pasted there; labels and constants are one namespace across files. Errors name the
+//     included file and its line, and say which `.include` brought it in. A file that includes itself,
+//     directly or not, is an error, and so is nesting deeper than MAX_INCLUDE_DEPTH.
 
-import { assert } from '../errors.js';
+import { readFileSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { ALTP2M_OP_GUEST_SYMBOLS } from '../../shared/altp2m-op.js';
+import { assert, bug, UserError } from '../errors.js';
 import {
-  OPS, MNEMONIC_ALIASES, REG_ZERO, INSN_BYTES, encodeWord0, fitsI16, type Form,
+  OPS, MNEMONIC_ALIASES, REG_ZERO, INSN_BYTES, WIDE_INSN_BYTES, WIDE_TAIL_W0, encodeWord0, fitsI16, type Form,
 } from './opcodes.js';
 import {
   fail, parseLine, evalExpr, fitU32, fmtBig, ordinal,
@@ -32,8 +43,12 @@ export interface AsmLine {
   addr: number;
   /** Bytes emitted (for `.align`, the padding). */
   size: number;
-  /** 1-based source line. */
+  /** 1-based source line, in `file`. */
   line: number;
+  /** The file the line is in (the program's own name, or an included file's). */
+  file: string;
+  /** Index of the line in AsmProgram.source. */
+  seq: number;
   /** Raw source text of that line. */
   source: string;
   kind: AsmLineKind;
@@ -47,12 +62,51 @@ export interface AsmProgram {
   end: number;
   /** Label -> address. `.equ` names are in `constants`, not here. */
   labels: Map<string, number>;
-  /** `.equ` name -> value as an unsigned 32-bit number. */
+  /** `.equ` name -> value as an unsigned 32-bit number, with the caller's predefined names (not the guest ABI's). */
   constants: Map<string, number>;
   /** Address of `_start` if defined. */
   entry: number | undefined;
   /** One per source line that emitted bytes or defined a label, in source order. */
   lines: AsmLine[];
+  /** Every line assembled, in order, with included files' lines in place of their `.include`. */
+  source: SourceLine[];
+  /** Where each included file is on disk (resolved), in the order they were first read. */
+  includes: string[];
+}
+
+export interface SourceLine {
+  file: string;
+  /** 1-based, in `file`. */
+  line: number;
+  text: string;
+  /** 0 for the program's own lines, 1 for a file it includes, ... */
+  depth: number;
+}
+
+export interface AssembleOptions {
+  /** Where the program is on disk, to resolve `.include` (default: the `file` name given to assemble). */
+  path?: string;
+  /** Reads an included file as UTF-8 (default: a regular file of at most MAX_INCLUDE_BYTES); throws an error with a Node errno `code` when it cannot. */
+  readFile?: (path: string) => string;
+}
+
+/** `.include` nesting allowed (the program itself is depth 0). */
+export const MAX_INCLUDE_DEPTH = 16;
+/**
+ * Lines assembled in all, includes counted each time they are included: a file included twice at each of
+ * 16 levels would otherwise expand to billions of lines from a few small files.
+ */
+export const MAX_ASSEMBLED_LINES = 1 << 18;
+/** An included file larger than this is surely not guest assembly (a device, a disk image). */
+export const MAX_INCLUDE_BYTES = 16 << 20;
+
+/** The default include reader: a regular file of at most MAX_INCLUDE_BYTES (never a device or a FIFO). */
+function readIncluded(path: string): string {
+  const st = statSync(path);
+  if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+  if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
+  if (st.size > MAX_INCLUDE_BYTES) throw Object.assign(new Error('too large'), { code: 'EFBIG' });
+  return readFileSync(path, 'utf8');
 }
 
 /** An image larger than this is surely a mistaken `.org`/`.space`, not a guest program. */
@@ -68,12 +122,14 @@ export function splitSourceLines(source: string): string[] {
 
 /** Mnemonic as OPS spells it ('mov', 'lock add') -> form -> opcode. */
 const FORMS: ReadonlyMap<string, ReadonlyMap<Form, number>> = buildForms();
-/** The *_SI opcode for each *_SD opcode. */
-const SI_OF_SD: ReadonlyMap<number, number> = buildSiOfSd();
+/** The *_SI and the wide opcode for each *_SD opcode. */
+const SI_OF_SD: ReadonlyMap<number, number> = buildTwins('mem_si');
+const WIDE_OF_SD: ReadonlyMap<number, number> = buildTwins('mem_wide');
 
 function buildForms(): Map<string, Map<Form, number>> {
   const m = new Map<string, Map<Form, number>>();
   for (const info of OPS) {
+    if (info.form === 'tail') continue; // no text of its own
     const forms = m.get(info.mnemonic) ?? new Map<Form, number>();
     forms.set(info.form, info.op);
     m.set(info.mnemonic, forms);
@@ -81,19 +137,19 @@ function buildForms(): Map<string, Map<Form, number>> {
   return m;
 }
 
-function buildSiOfSd(): Map<number, number> {
+function buildTwins(form: Form): Map<number, number> {
   const m = new Map<number, number>();
   for (const forms of FORMS.values()) {
     const sd = forms.get('mem_sd');
-    const si = forms.get('mem_si');
-    assert((sd === undefined) === (si === undefined), 'every *_SD opcode has a *_SI twin');
-    if (sd !== undefined && si !== undefined) m.set(sd, si);
+    const twin = forms.get(form);
+    assert((sd === undefined) === (twin === undefined), `every *_SD opcode has a ${form} twin`);
+    if (sd !== undefined && twin !== undefined) m.set(sd, twin);
   }
   return m;
 }
 
-/** Operand kinds each form accepts, position by position. mem_si is never matched from text: mem_sd stands
- *  for both and pass 2 picks by value. */
+/** Operand kinds each form accepts, position by position. mem_si and mem_wide are never matched from text:
+ *  mem_sd stands for all three, and the layout and pass 2 pick by value. */
 const FORM_SIG: Readonly<Record<Form, readonly (readonly OperandKind[])[]>> = {
   none: [],
   imm: [['imm']],
@@ -104,6 +160,8 @@ const FORM_SIG: Readonly<Record<Form, readonly (readonly OperandKind[])[]>> = {
   mem_reg: [['mem'], ['reg']],
   mem_sd: [['mem'], ['imm']],
   mem_si: [],
+  mem_wide: [],
+  tail: [],
   reg_port: [['reg'], ['imm']],
   port_reg: [['imm'], ['reg']],
 };
@@ -139,7 +197,7 @@ const ARITY_NAMES = ['no operands', 'one operand', 'two operands'];
 
 /** The one form of `key` whose operand kinds match `ops`, or a located error saying what is wrong. */
 function selectForm(key: string, ops: readonly Operand[], col: number, ctx: LineCtx): Form {
-  const forms = [...(FORMS.get(key)?.keys() ?? [])].filter((f) => f !== 'mem_si');
+  const forms = [...(FORMS.get(key)?.keys() ?? [])].filter((f) => f !== 'mem_si' && f !== 'mem_wide');
   const arities = [...new Set(forms.map((f) => FORM_SIG[f].length))];
   if (!arities.includes(ops.length)) {
     const want = arities.map((n) => ARITY_NAMES[n]).join(' or ');
@@ -182,16 +240,18 @@ interface InsnItem {
   readonly col: number;
 }
 
-type Checked = InsnItem | Exclude<Stmt, { kind: 'insn' }>;
+type Checked = InsnItem | Exclude<Stmt, { kind: 'insn' | 'include' }>;
 
 interface Line0 {
   readonly ctx: LineCtx;
   readonly source: string;
   readonly labels: readonly LabelDef[];
   readonly stmt: Checked | undefined;
+  /** Index in the expanded source (AsmProgram.source). */
+  readonly seq: number;
 }
 
-function checkStmt(stmt: Stmt, ctx: LineCtx): Checked {
+function checkStmt(stmt: Exclude<Stmt, { kind: 'include' }>, ctx: LineCtx): Checked {
   if (stmt.kind !== 'insn') return stmt;
   const key = resolveKey(stmt, ctx);
   // `xchg r, [m]` swaps the same two things as `xchg [m], r`.
@@ -204,7 +264,9 @@ function checkStmt(stmt: Stmt, ctx: LineCtx): Checked {
 }
 
 interface SymDef {
+  /** 0: predefined. */
   readonly line: number;
+  readonly file: string;
   readonly isLabel: boolean;
 }
 
@@ -214,34 +276,96 @@ function defineNames(line: Line0, names: Map<string, SymDef>): void {
   if (line.stmt?.kind === 'equ') defs.push([line.stmt.name, line.stmt.nameCol, false]);
   for (const [name, col, isLabel] of defs) {
     const prev = names.get(name);
-    if (prev !== undefined && prev.line === 0) fail(line.ctx, col, `'${name}' is predefined (the scenario loader sets it); pick another name`);
+    if (prev !== undefined && prev.line === 0) fail(line.ctx, col, `'${name}' is predefined (the guest ABI, the scenario or --define); pick another name`);
     if (prev !== undefined) {
       const what = prev.isLabel && isLabel ? 'label' : 'symbol';
-      fail(line.ctx, col, `duplicate ${what} '${name}' (first defined at line ${prev.line})`);
+      const at = prev.file === line.ctx.file ? `line ${prev.line}` : `${prev.file}:${prev.line}`;
+      fail(line.ctx, col, `duplicate ${what} '${name}' (first defined at ${at})`);
     }
-    names.set(name, { line: line.ctx.line, isLabel });
+    names.set(name, { line: line.ctx.line, file: line.ctx.file, isLabel });
   }
 }
 
-function pass0(source: string, file: string, predefined: ReadonlyMap<string, number>): { lines: Line0[]; names: Map<string, SymDef> } {
+/** One file being read: its name in messages, where it is on disk, and the `.include` chain above it. */
+interface SourceFile {
+  readonly shown: string;
+  readonly path: string;
+  readonly depth: number;
+  /** `file:line` of the `.include` that brought it in (undefined for the program itself). */
+  readonly from: string | undefined;
+  /** Resolved paths of this file and every file including it, outermost first. */
+  readonly chain: readonly string[];
+  readonly shownChain: readonly string[];
+}
+
+interface Pass0 {
+  readonly lines: Line0[];
+  readonly includes: string[];
+  /** Each included file's text, read once however often it is included. */
+  readonly texts: Map<string, string>;
+  readonly names: Map<string, SymDef>;
+  readonly source: SourceLine[];
+  readonly read: (path: string) => string;
+}
+
+function pass0(source: string, file: string, predefined: ReadonlyMap<string, number>, opts: AssembleOptions): Pass0 {
   const names = new Map<string, SymDef>();
-  for (const k of predefined.keys()) names.set(k, { line: 0, isLabel: false });
-  const lines = splitSourceLines(source).map((text, i): Line0 => {
-    const ctx = { file, line: i + 1 };
-    const parsed = parseLine(text, ctx, isMnemonic);
-    const stmt = parsed.stmt === undefined ? undefined : checkStmt(parsed.stmt, ctx);
-    const line0 = { ctx, source: text, labels: parsed.labels, stmt };
-    defineNames(line0, names);
-    return line0;
+  for (const k of predefined.keys()) names.set(k, { line: 0, file, isLabel: false });
+  const st: Pass0 = { lines: [], includes: [], texts: new Map(), names, source: [], read: opts.readFile ?? readIncluded };
+  const path = resolve(opts.path ?? file);
+  readLines(st, source, { shown: file, path, depth: 0, from: undefined, chain: [path], shownChain: [file] });
+  return st;
+}
+
+function readLines(st: Pass0, text: string, f: SourceFile): void {
+  const lines = splitSourceLines(text);
+  // The newline that ends the last line does not start another one (an included file's would show as a blank).
+  if (lines.length > 1 && lines[lines.length - 1] === '') lines.pop();
+  lines.forEach((raw, i) => {
+    const ctx: LineCtx = f.from === undefined ? { file: f.shown, line: i + 1 } : { file: f.shown, line: i + 1, from: f.from };
+    if (st.source.length >= MAX_ASSEMBLED_LINES) fail(ctx, 1, `more than ${MAX_ASSEMBLED_LINES} lines to assemble in all, counting each .include`);
+    const parsed = parseLine(raw, ctx, isMnemonic);
+    const inc = parsed.stmt?.kind === 'include' ? parsed.stmt : undefined;
+    const stmt = parsed.stmt === undefined || parsed.stmt.kind === 'include' ? undefined : checkStmt(parsed.stmt, ctx);
+    const line0: Line0 = { ctx, source: raw, labels: parsed.labels, stmt, seq: st.source.length };
+    st.source.push({ file: f.shown, line: i + 1, text: raw, depth: f.depth });
+    defineNames(line0, st.names);
+    st.lines.push(line0);
+    if (inc !== undefined) includeFile(st, inc, f, ctx);
   });
-  return { lines, names };
+}
+
+/** Assemble the lines of the file an `.include` names, in its place. */
+function includeFile(st: Pass0, inc: Extract<Stmt, { kind: 'include' }>, f: SourceFile, ctx: LineCtx): void {
+  const path = resolve(dirname(f.path), inc.path);
+  const shown = isAbsolute(inc.path) ? inc.path : join(dirname(f.shown), inc.path);
+  const cycle = f.chain.indexOf(path);
+  if (cycle >= 0) {
+    fail(ctx, inc.pathCol, `.include cycle: ${[...f.shownChain.slice(cycle), shown].join(' includes ')}`);
+  }
+  if (f.depth + 1 > MAX_INCLUDE_DEPTH) fail(ctx, inc.pathCol, `.include nested more than ${MAX_INCLUDE_DEPTH} deep`);
+  let text = st.texts.get(path);
+  if (text === undefined) try {
+    text = st.read(path);
+    st.texts.set(path, text);
+  } catch (e) {
+    const code = e instanceof Error && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'ENOTREG' ? 'not a regular file'
+      : code === 'EFBIG' ? `larger than ${MAX_INCLUDE_BYTES >> 20} MiB` : code ?? 'cannot be read';
+    return fail(ctx, inc.pathCol, `cannot include '${inc.path}': ${why}`);
+  }
+  if (!st.includes.includes(path)) st.includes.push(path);
+  readLines(st, text, {
+    shown, path, depth: f.depth + 1, from: `${ctx.file}:${ctx.line}`,
+    chain: [...f.chain, path], shownChain: [...f.shownChain, shown],
+  });
 }
 
 // ---- pass 1: layout ----
 
 /** Something pass 2 writes at a fixed address. */
 type Emit =
-  | { readonly kind: 'insn'; readonly addr: number; readonly ctx: LineCtx; readonly insn: InsnItem }
+  | { readonly kind: 'insn'; readonly addr: number; readonly ctx: LineCtx; readonly insn: InsnItem; readonly seq: number; readonly wide: boolean }
   | { readonly kind: 'word' | 'byte'; readonly addr: number; readonly ctx: LineCtx; readonly args: readonly Operand[] }
   | { readonly kind: 'raw'; readonly addr: number; readonly bytes: readonly number[] };
 
@@ -250,6 +374,8 @@ interface Span {
   readonly end: number;
   readonly ctx: LineCtx;
   readonly col: number;
+  /** Order in the expanded source (lines of different files compare by it). */
+  readonly seq: number;
 }
 
 interface Layout {
@@ -262,6 +388,10 @@ interface Layout {
   readonly emits: Emit[];
   readonly spans: Span[];
   readonly lines: AsmLine[];
+  /** seq of the `[m], imm` stores laid out wide (16 bytes). */
+  readonly wide: ReadonlySet<number>;
+  /** seq of the line being laid out. */
+  seq: number;
 }
 
 /** Symbols known so far in pass 1; a name defined further down gets a message saying so. */
@@ -297,7 +427,7 @@ function emitAt(lay: Layout, size: number, ctx: LineCtx, col: number, owned: boo
   const start = lay.pc;
   const end = checkAddr(start + size, ctx, col);
   if (end > lay.max) fail(ctx, col, `the image would end at 0x${end.toString(16)}, beyond the ${fmtSize(lay.max)} it may take (the domain's RAM)`);
-  if (owned && size > 0) lay.spans.push({ start, end, ctx, col });
+  if (owned && size > 0) lay.spans.push({ start, end, ctx, col, seq: lay.seq });
   lay.pc = end;
   lay.end = Math.max(lay.end, end);
   return start;
@@ -320,14 +450,16 @@ function isPow2(v: bigint): boolean {
 }
 
 /** Lay out one statement; returns what the listing shows and how many bytes it covers. */
-function layoutStmt(stmt: Checked, lay: Layout, ctx: LineCtx, names: ReadonlyMap<string, SymDef>): AsmLine | undefined {
-  const pc = lay.pc;
-  const entry = (size: number, kind: AsmLineKind): AsmLine => ({ addr: pc, size, line: ctx.line, source: '', kind });
+function layoutStmt(stmt: Checked, lay: Layout, l: Line0, names: ReadonlyMap<string, SymDef>): AsmLine | undefined {
+  const pc = lay.pc, ctx = l.ctx;
+  const entry = (size: number, kind: AsmLineKind): AsmLine => ({ addr: pc, size, line: ctx.line, file: ctx.file, seq: l.seq, source: '', kind });
   switch (stmt.kind) {
     case 'insn': {
       if (pc % INSN_BYTES !== 0) fail(ctx, stmt.col, `instruction at 0x${pc.toString(16)} is not 8-byte aligned (use .align 8)`);
-      lay.emits.push({ kind: 'insn', addr: emitAt(lay, INSN_BYTES, ctx, stmt.col, true), ctx, insn: stmt });
-      return entry(INSN_BYTES, 'insn');
+      const wide = lay.wide.has(l.seq);
+      const size = wide ? WIDE_INSN_BYTES : INSN_BYTES;
+      lay.emits.push({ kind: 'insn', addr: emitAt(lay, size, ctx, stmt.col, true), ctx, insn: stmt, seq: l.seq, wide });
+      return entry(size, 'insn');
     }
     case 'ascii':
       lay.emits.push({ kind: 'raw', addr: emitAt(lay, stmt.bytes.length, ctx, stmt.col, true), bytes: stmt.bytes });
@@ -385,29 +517,52 @@ function layoutDirective(
   }
 }
 
-function pass1(lines: readonly Line0[], names: ReadonlyMap<string, SymDef>, predefined: ReadonlyMap<string, number>, max: number): Layout {
+function pass1(lines: readonly Line0[], names: ReadonlyMap<string, SymDef>, predefined: ReadonlyMap<string, number>, max: number, wide: ReadonlySet<number>): Layout {
   const constants = new Map<string, bigint>([...predefined].map(([k, v]) => [k, BigInt(v)]));
-  const lay: Layout = { pc: 0, end: 0, max, labels: new Map(), constants, emits: [], spans: [], lines: [] };
+  const lay: Layout = { pc: 0, end: 0, max, labels: new Map(), constants, emits: [], spans: [], lines: [], wide, seq: 0 };
   for (const l of lines) {
     const addr = lay.pc;
+    lay.seq = l.seq;
     for (const lab of l.labels) lay.labels.set(lab.name, addr);
-    const shown = l.stmt === undefined ? undefined : layoutStmt(l.stmt, lay, l.ctx, names);
+    const shown = l.stmt === undefined ? undefined : layoutStmt(l.stmt, lay, l, names);
     if (shown !== undefined) lay.lines.push({ ...shown, source: l.source });
-    else if (l.labels.length > 0) lay.lines.push({ addr, size: 0, line: l.ctx.line, source: l.source, kind: 'label' });
+    else if (l.labels.length > 0) lay.lines.push({ addr, size: 0, line: l.ctx.line, file: l.ctx.file, seq: l.seq, source: l.source, kind: 'label' });
   }
   checkOverlaps(lay.spans);
   return lay;
 }
 
+/**
+ * Lay out until every `[m], imm` store has the size its values need: a short store whose displacement and
+ * value both turn out not to fit 16 bits becomes wide, and the layout is made again. Stores only grow.
+ */
+function layoutRelaxed(lines: readonly Line0[], names: ReadonlyMap<string, SymDef>, predefined: ReadonlyMap<string, number>, max: number): Layout {
+  const wide = new Set<number>();
+  for (;;) {
+    const lay = pass1(lines, names, predefined, max, wide);
+    const env = finalEnv(lay);
+    let grew = false;
+    for (const e of lay.emits) {
+      if (e.kind !== 'insn' || e.wide || e.insn.form !== 'mem_sd') continue;
+      if (needsWide(e.insn, env, e.ctx)) {
+        wide.add(e.seq);
+        grew = true;
+      }
+    }
+    if (!grew) return lay;
+  }
+}
+
 /** Bytes written twice (possible after a backward .org) are reported at the later line. */
 function checkOverlaps(spans: readonly Span[]): void {
-  const sorted = [...spans].sort((x, y) => x.start - y.start || x.ctx.line - y.ctx.line);
+  const sorted = [...spans].sort((x, y) => x.start - y.start || x.seq - y.seq);
   let owner: Span | undefined;
   for (const s of sorted) {
     if (owner !== undefined && s.start < owner.end) {
-      const later = s.ctx.line > owner.ctx.line ? s : owner;
+      const later = s.seq > owner.seq ? s : owner;
       const earlier = later === s ? owner : s;
-      fail(later.ctx, later.col, `bytes at 0x${s.start.toString(16)} were already emitted by line ${earlier.ctx.line} (check .org)`);
+      const by = earlier.ctx.file === later.ctx.file ? `line ${earlier.ctx.line}` : `${earlier.ctx.file}:${earlier.ctx.line}`;
+      fail(later.ctx, later.col, `bytes at 0x${s.start.toString(16)} were already emitted by ${by} (check .org)`);
     }
     if (owner === undefined || s.end > owner.end) owner = s;
   }
@@ -456,8 +611,8 @@ function srcFields(op: Operand, env: SymbolEnv, ctx: LineCtx): [number, number] 
 const INT_VECTORS = 255;
 const PORT_MAX = 0xffff;
 
-/** The two words of one instruction. */
-function encodeInsn(insn: InsnItem, env: SymbolEnv, ctx: LineCtx): [number, number] {
+/** The words of one instruction (two; four for a wide store). */
+function encodeInsn(insn: InsnItem, env: SymbolEnv, ctx: LineCtx, wide: boolean): number[] {
   const { op, ops } = insn;
   const w = (a: number, b: number, i16: number, imm32: number): [number, number] => [encodeWord0(op, a, b, i16) >>> 0, imm32 >>> 0];
   switch (insn.form) {
@@ -469,24 +624,46 @@ function encodeInsn(insn: InsnItem, env: SymbolEnv, ctx: LineCtx): [number, numb
     case 'reg_src': { const [b, imm] = srcFields(ops[1], env, ctx); return w(reg(ops[0]), b, 0, imm); }
     case 'reg_mem': return w(reg(ops[0]), base(ops[1]), 0, immU32(ops[1], env, ctx, 'displacement'));
     case 'mem_reg': return w(reg(ops[1]), base(ops[0]), 0, immU32(ops[0], env, ctx, 'displacement'));
-    case 'mem_sd': case 'mem_si': return encodeStoreImm(insn, env, ctx);
+    case 'mem_sd': case 'mem_si': case 'mem_wide': return encodeStoreImm(insn, env, ctx, wide);
+    case 'tail': return bug('no statement has the tail form');
     case 'reg_port': return w(reg(ops[0]), 0, 0, inRange(ops[1], env, ctx, 'port', PORT_MAX));
     case 'port_reg': return w(reg(ops[1]), 0, 0, inRange(ops[0], env, ctx, 'port', PORT_MAX));
   }
 }
 
-/** `[m], imm` needs two immediates; take the 16-bit slot for whichever fits, the displacement first. */
-function encodeStoreImm(insn: InsnItem, env: SymbolEnv, ctx: LineCtx): [number, number] {
+/**
+ * Does this `[m], imm` need the wide form (neither value fits 16 bits)? A value that cannot be evaluated
+ * says no here: pass 2 reports it, in source order with every other error.
+ */
+function needsWide(insn: InsnItem, env: SymbolEnv, ctx: LineCtx): boolean {
+  const [mem, val] = insn.ops;
+  try {
+    return !fitsI16(immU32(mem, env, ctx, 'displacement') | 0) && !fitsI16(immU32(val, env, ctx) | 0);
+  } catch (e) {
+    if (e instanceof UserError) return false;
+    throw e;
+  }
+}
+
+/**
+ * `[m], imm` needs two immediates: the 16-bit slot for whichever fits, the displacement first; in the wide
+ * form (laid out as such by layoutRelaxed) both are 32-bit, the value in the tail slot.
+ */
+function encodeStoreImm(insn: InsnItem, env: SymbolEnv, ctx: LineCtx, wide: boolean): number[] {
   const [mem, val] = insn.ops;
   const b = base(mem);
   const disp = immU32(mem, env, ctx, 'displacement') | 0;
   const value = immU32(val, env, ctx) | 0;
+  if (wide) {
+    const w = WIDE_OF_SD.get(insn.op);
+    assert(w !== undefined, 'store-immediate opcode has a wide twin');
+    return [encodeWord0(w, 0, b, 0) >>> 0, disp >>> 0, WIDE_TAIL_W0, value >>> 0];
+  }
   if (fitsI16(disp)) return [encodeWord0(insn.op, 0, b, disp) >>> 0, value >>> 0];
   const si = SI_OF_SD.get(insn.op);
   assert(si !== undefined, 'store-immediate opcode has a short-immediate twin');
-  if (fitsI16(value)) return [encodeWord0(si, 0, b, value) >>> 0, disp >>> 0];
-  return fail(ctx, val.col,
-    "cannot encode '[m], imm' with a 32-bit displacement and a 32-bit immediate; load the value into a register first");
+  assert(fitsI16(value), 'a short store-immediate has a 16-bit displacement or value (layoutRelaxed)');
+  return [encodeWord0(si, 0, b, value) >>> 0, disp >>> 0];
 }
 
 function writeU32(image: Uint8Array, addr: number, v: number): void {
@@ -499,9 +676,7 @@ function writeU32(image: Uint8Array, addr: number, v: number): void {
 function writeEmit(e: Emit, image: Uint8Array, env: SymbolEnv): void {
   switch (e.kind) {
     case 'insn': {
-      const [w0, w1] = encodeInsn(e.insn, env, e.ctx);
-      writeU32(image, e.addr, w0);
-      writeU32(image, e.addr + 4, w1);
+      encodeInsn(e.insn, env, e.ctx, e.wide).forEach((v, i) => writeU32(image, e.addr + 4 * i, v));
       return;
     }
     case 'word':
@@ -528,17 +703,19 @@ function toU32Map(m: ReadonlyMap<string, bigint>): Map<string, number> {
 }
 
 /**
- * Assemble `source`; `file` names it in error messages. `predefined` are `.equ`-like constants the
- * caller supplies (the scenario loader passes VCPUS, PCPUS, MEMORY_KB, DOMAIN_INDEX). Throws the first
+ * Assemble `source`; `file` names it in error messages. Every program sees the guest ABI's names
+ * predefined (shared/altp2m-op.ts: the HVMOP_altp2m struct's field offsets and numbers); `predefined` are
+ * more `.equ`-like constants the caller supplies (the scenario loader passes VCPUS, PCPUS, MEMORY_KB, ...). `maxBytes` bounds the image (the loader passes the domain's RAM), checked as the layout
+ * grows, so a mistaken `.space` or `.org` is one error line before anything is allocated. Throws the first
  * UserError found.
  */
-/**
- * Assemble a program. `maxBytes` bounds the image (the loader passes the domain's RAM), checked as the layout
- * grows, so a mistaken `.space` or `.org` is one error line before anything is allocated.
- */
-export function assemble(source: string, file: string, predefined: ReadonlyMap<string, number> = new Map(), maxBytes = MAX_IMAGE_BYTES): AsmProgram {
-  const { lines, names } = pass0(source, file, predefined);
-  const lay = pass1(lines, names, predefined, Math.min(maxBytes, MAX_IMAGE_BYTES));
+export function assemble(
+  source: string, file: string, predefined: ReadonlyMap<string, number> = new Map(), maxBytes = MAX_IMAGE_BYTES,
+  opts: AssembleOptions = {},
+): AsmProgram {
+  const all = new Map([...ALTP2M_OP_GUEST_SYMBOLS, ...predefined]);
+  const { lines, names, source: expanded, includes } = pass0(source, file, all, opts);
+  const lay = layoutRelaxed(lines, names, all, Math.min(maxBytes, MAX_IMAGE_BYTES));
   const image = new Uint8Array(lay.end);
   const env = finalEnv(lay);
   for (const e of lay.emits) writeEmit(e, image, env);
@@ -547,8 +724,10 @@ export function assemble(source: string, file: string, predefined: ReadonlyMap<s
     image,
     end: lay.end,
     labels: lay.labels,
-    constants: toU32Map(lay.constants),
+    constants: toU32Map(new Map([...lay.constants].filter(([k]) => predefined.has(k) || !ALTP2M_OP_GUEST_SYMBOLS.has(k)))),
     entry: lay.labels.get(ENTRY_LABEL),
     lines: lay.lines,
+    source: expanded,
+    includes,
   };
 }

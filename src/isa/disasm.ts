@@ -3,10 +3,13 @@
 // nonzero field the form does not use, b naming no register, a `*_SI` store whose displacement fits the
 // 16-bit slot, a register source with a nonzero imm32, ...) is printed as `.word 0x........, 0x........`,
 // which re-assembles exactly and says plainly that this is not an instruction the assembler writes.
+// A wide instruction (16 bytes) is one line when its tail slot is given and is what the assembler writes
+// (the tail's first word exactly OP_WIDE_TAIL, and neither value fitting the short forms); a tail slot on
+// its own is always `.word`.
 
 import {
-  OPS, OP_COUNT, OP_CALL, OP_INT, REG_NAMES, REG_ZERO, JCC_OPS, OP_JMP, INSN_BYTES,
-  decodeOp, decodeA, decodeB, decodeI16, fitsI16,
+  OPS, OP_COUNT, OP_CALL, OP_INT, REG_NAMES, REG_ZERO, JCC_OPS, OP_JMP, INSN_BYTES, WIDE_INSN_BYTES, WIDE_TAIL_W0,
+  decodeOp, decodeA, decodeB, decodeI16, fitsI16, isWideOp,
 } from './opcodes.js';
 
 interface Fields {
@@ -62,7 +65,7 @@ function fmtSrc(f: Fields, labels: ReadonlyMap<number, string> | undefined): str
 }
 
 /** The text of a canonical encoding, or undefined when the assembler would not produce these words. */
-function canonicalText(f: Fields, labels: ReadonlyMap<number, string> | undefined): string | undefined {
+function canonicalText(f: Fields, labels: ReadonlyMap<number, string> | undefined, tail: readonly [number, number] | undefined): string | undefined {
   if (f.op >= OP_COUNT || f.b > REG_ZERO) return undefined;
   const info = OPS[f.op];
   const mn = info.mnemonic;
@@ -84,6 +87,14 @@ function canonicalText(f: Fields, labels: ReadonlyMap<number, string> | undefine
       // The assembler prefers the short displacement, so an SI store whose displacement fits is not its output.
       if (unused(true, false, false, false) || fitsI16(f.imm | 0)) return undefined;
       return `${mn} ${fmtMem(f.b, f.imm)}, ${fmtImm(f.i16 >>> 0)}`;
+    case 'mem_wide': {
+      // The assembler goes wide only when neither the displacement nor the value fits 16 bits.
+      if (tail === undefined || (tail[0] >>> 0) !== WIDE_TAIL_W0 || unused(true, false, true, false)) return undefined;
+      const value = tail[1] >>> 0;
+      if (fitsI16(f.imm | 0) || fitsI16(value | 0)) return undefined;
+      return `${mn} ${fmtMem(f.b, f.imm)}, ${fmtImm(value)}`;
+    }
+    case 'tail': return undefined;
     case 'reg_port':
       return unused(false, true, true, false) || f.imm > PORT_MAX ? undefined : `${mn} ${ra}, ${small(f.imm)}`;
     case 'port_reg':
@@ -95,10 +106,18 @@ function join(prefix: string, operand: string | undefined): string | undefined {
   return operand === undefined ? undefined : `${prefix} ${operand}`;
 }
 
-/** One instruction as assembly text. `labels` (address -> name) names absolute jump and call targets. */
-export function disassemble(w0: number, w1: number, labels?: ReadonlyMap<number, string>): string {
+/**
+ * One instruction as assembly text. `labels` (address -> name) names absolute jump and call targets. `tail`:
+ * the two words after these, which a wide instruction needs (without them its head prints as `.word`).
+ */
+export function disassemble(w0: number, w1: number, labels?: ReadonlyMap<number, string>, tail?: readonly [number, number]): string {
   const f: Fields = { op: decodeOp(w0), a: decodeA(w0), b: decodeB(w0), i16: decodeI16(w0), imm: w1 >>> 0 };
-  return canonicalText(f, labels) ?? rawWords(w0, w1);
+  return canonicalText(f, labels, tail) ?? rawWords(w0, w1);
+}
+
+/** Bytes the text disassemble() gave for these words covers: 16 for a wide instruction it printed, else 8. */
+export function disassembledBytes(w0: number, text: string): number {
+  return isWideOp(decodeOp(w0)) && !text.startsWith('.word') ? WIDE_INSN_BYTES : INSN_BYTES;
 }
 
 function readU32(image: Uint8Array, addr: number): number {
@@ -106,14 +125,24 @@ function readU32(image: Uint8Array, addr: number): number {
   return (byte(0) | (byte(1) << 8) | (byte(2) << 16) | (byte(3) << 24)) >>> 0;
 }
 
-/** Disassemble [from, to) in 8-byte slots: entry i is the instruction at from + 8*i. Bytes past the end of
- *  the image read as zero. */
+/** The instructions that start in [from, to), as [address, text]: 8-byte slots, except that a wide
+ *  instruction is one entry of 16 bytes (its tail read even past `to`). Bytes past the image read as zero. */
+export function disassembleRange(
+  image: Uint8Array, from: number, to: number, labels?: ReadonlyMap<number, string>,
+): [number, string][] {
+  const out: [number, string][] = [];
+  for (let addr = from; addr < to;) {
+    const w0 = readU32(image, addr);
+    const text = disassemble(w0, readU32(image, addr + 4), labels, [readU32(image, addr + 8), readU32(image, addr + 12)]);
+    out.push([addr, text]);
+    addr += disassembledBytes(w0, text);
+  }
+  return out;
+}
+
+/** The texts of disassembleRange. */
 export function disassembleImage(
   image: Uint8Array, from: number, to: number, labels?: ReadonlyMap<number, string>,
 ): string[] {
-  const out: string[] = [];
-  for (let addr = from; addr < to; addr += INSN_BYTES) {
-    out.push(disassemble(readU32(image, addr), readU32(image, addr + 4), labels));
-  }
-  return out;
+  return disassembleRange(image, from, to, labels).map(([, t]) => t);
 }

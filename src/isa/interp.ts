@@ -567,7 +567,8 @@ function fallsThrough(c: CpuCore, gpa: number): boolean {
  * `target` at `from` decides for the transfer. Sets entryHow; returns the source pc.
  */
 function transferSource(c: CpuCore, prevGfn: number, target: number, from: number): number {
-  const before = (target - 8) | 0;
+  // The instruction before `target`: 8 bytes back, or 16 when that slot is a wide instruction's tail.
+  const before = (target - (readInsn(c, (target - 8) | 0) && (insnW0 & 0x7f) === Op.WIDE_TAIL ? 16 : 8)) | 0;
   const beforeOnPrev = prevGfn >= 0 && (before >>> 12) === prevGfn;
   const fromOnPrev = from !== -1 && prevGfn >= 0 && (from >>> 12) === prevGfn;
   let src = from;
@@ -924,6 +925,45 @@ export function guestRun(c: CpuCore, budget: number): number {
           zf = r === 0; sf = r < 0;
           if (isAdd) { cf = (r >>> 0) < (old >>> 0); of = ((old ^ r) & (v ^ r)) < 0; } else { cf = false; of = false; }
           pc += 8;
+          if (--sh === 0) break loop;
+          continue;
+        }
+        // ---- wide forms (opcodes.ts): address = src, the value is the tail slot's imm32 ----
+        case Op.ST_W: case Op.LADD_W: case Op.LOR_W: case Op.LAND_W: {
+          cyc += cost[op] - ic;
+          let t0: number, v: number;
+          if ((pc & 0xfff) !== 0xff8) { t0 = mem32[wi + 2]; v = mem32[wi + 3]; }
+          else {
+            // The tail is on the next page: fetched through its own translation, as x86 fetches an
+            // instruction that crosses a page (the realm oracles judge the head's page only).
+            const ht = xlateFast(c, tTag, tBase, tPerm, (pc + 8) | 0, Perm.X, pc);
+            if (ht < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
+            t0 = mem32[ht >> 2]; v = mem32[(ht >> 2) + 1];
+          }
+          if (t0 !== Op.WIDE_TAIL) { fault = VEC_UD; break; }
+          if ((src & 3) !== 0) { fault = VEC_GP; break; }
+          if (op === Op.ST_W) {
+            const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.W, pc);
+            if (h < 0) {
+              if (c.mmioKind !== MMIO_LAPIC_DIRECT) { exit = EXIT_EPT_VIOLATION; break loop; }
+              c.clock += cyc + n * ic; cyc = -n * ic; c.pc = pc;
+              if (!(c.lapic as LapicPort).apicWrite(src & 0xfff, v)) { c.mmioKind = MMIO_NONE; exit = EXIT_EPT_VIOLATION; break loop; }
+              c.apicAccesses++;
+              pc += 16;
+              if (--sh === 0) break loop;
+              if (n < budget && pend[pendIdx] !== 0) { exit = EXIT_EXTINT; break loop; }
+              continue;
+            }
+            mem32[h >> 2] = v;
+          } else {
+            const h = xlateFast(c, tTag, tBase, tPerm, src, Perm.R | Perm.W, pc);
+            if (h < 0) { exit = EXIT_EPT_VIOLATION; break loop; }
+            const old = op === Op.LADD_W ? Mo.add(mem32, h >> 2, v, ex) : op === Op.LOR_W ? Mo.or(mem32, h >> 2, v, ex) : Mo.and(mem32, h >> 2, v, ex);
+            const r = op === Op.LADD_W ? (old + v) | 0 : op === Op.LOR_W ? old | v : old & v;
+            zf = r === 0; sf = r < 0;
+            if (op === Op.LADD_W) { cf = (r >>> 0) < (old >>> 0); of = ((old ^ r) & (v ^ r)) < 0; } else { cf = false; of = false; }
+          }
+          pc += 16;
           if (--sh === 0) break loop;
           continue;
         }

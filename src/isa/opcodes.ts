@@ -15,8 +15,15 @@
 // immediates; it has two encodings and the assembler takes the one that fits:
 //   *_SD ("short displacement"): address = R[b] + i16,   value = imm32
 //   *_SI ("short immediate"):    address = R[b] + imm32, value = i16 (sign-extended)
-// When neither the displacement nor the value fits in 16 signed bits the assembler refuses it
-// ("use a register"), the one place where the encoding narrows the text syntax.
+// When neither fits in 16 signed bits (`mov [APIC+0x310], 0xff000000`) the assembler takes the wide form:
+//
+// Wide forms (ST_W, LADD_W, LOR_W, LAND_W): 16 bytes, two slots, still 8-aligned.
+//   slot 0  word0 op, a = 0, b = base register, i16 = 0     word1 disp32   (address = R[b] + disp32)
+//   slot 1  word0 OP_WIDE_TAIL, every other field 0         word1 value32
+// Slot 0 decodes with the same rule as every other instruction, so `src` is already the address. The tail
+// carries an opcode of its own so that nothing reads it as an instruction: executed (a jump into the middle
+// of a wide instruction) it is #UD, and the disassembler prints it only as part of its head. Only these
+// forms are wide; every other instruction, and every jump target computation, stays 8 bytes.
 
 export const REG_NAMES = [
   'eax', 'ecx', 'edx', 'ebx', 'esp', 'ebp', 'esi', 'edi',
@@ -132,6 +139,14 @@ export const enum Op {
   LOR_SI = 68,
   LAND_SD = 69,
   LAND_SI = 70,
+  /** [R[b]+imm32] <- the tail's imm32 (wide: 16 bytes, see the header) */
+  ST_W = 71,
+  /** lock op [R[b]+imm32], the tail's imm32 (wide) */
+  LADD_W = 72,
+  LOR_W = 73,
+  LAND_W = 74,
+  /** Second slot of a wide instruction: never executed (#UD), its imm32 is the head's value. */
+  WIDE_TAIL = 75,
 }
 export const OP_NOP = Op.NOP;
 export const OP_HLT = Op.HLT;
@@ -204,7 +219,15 @@ export const OP_LOR_SD = Op.LOR_SD;
 export const OP_LOR_SI = Op.LOR_SI;
 export const OP_LAND_SD = Op.LAND_SD;
 export const OP_LAND_SI = Op.LAND_SI;
-export const OP_COUNT = 71;
+export const OP_ST_W = Op.ST_W;
+export const OP_LADD_W = Op.LADD_W;
+export const OP_LOR_W = Op.LOR_W;
+export const OP_LAND_W = Op.LAND_W;
+export const OP_WIDE_TAIL = Op.WIDE_TAIL;
+export const OP_COUNT = 76;
+
+/** Bytes of a wide instruction (head and tail slots). */
+export const WIDE_INSN_BYTES = 16;
 
 /** Operand shapes, used by the assembler and disassembler (the interpreter never looks at them). */
 export type Form =
@@ -217,6 +240,8 @@ export type Form =
   | 'mem_reg'   // mov [m], eax | xchg [m], eax
   | 'mem_sd'    // mov [m], imm with a 16-bit displacement
   | 'mem_si'    // mov [m], imm with a 16-bit immediate
+  | 'mem_wide'  // mov [m], imm with a 32-bit displacement and a 32-bit immediate (16 bytes)
+  | 'tail'      // the second slot of a wide instruction (no text of its own)
   | 'reg_port'  // in eax, 0xE9
   | 'port_reg'; // out 0xE9, eax
 
@@ -258,6 +283,9 @@ def(OP_LADD, 'lock add', 'mem_reg'); def(OP_LOR, 'lock or', 'mem_reg'); def(OP_L
 def(OP_LADD_SD, 'lock add', 'mem_sd'); def(OP_LADD_SI, 'lock add', 'mem_si');
 def(OP_LOR_SD, 'lock or', 'mem_sd'); def(OP_LOR_SI, 'lock or', 'mem_si');
 def(OP_LAND_SD, 'lock and', 'mem_sd'); def(OP_LAND_SI, 'lock and', 'mem_si');
+def(OP_ST_W, 'mov', 'mem_wide'); def(OP_LADD_W, 'lock add', 'mem_wide');
+def(OP_LOR_W, 'lock or', 'mem_wide'); def(OP_LAND_W, 'lock and', 'mem_wide');
+def(OP_WIDE_TAIL, '.wide_tail', 'tail');
 for (let i = 0; i < OP_COUNT; i++) if (T[i] === undefined) throw new Error(`vcpulab bug: opcode ${i} undefined`);
 
 export const OPS: readonly OpInfo[] = T;
@@ -274,6 +302,12 @@ export function decodeA(w0: number): number { return (w0 >>> 7) & 15; }
 export function decodeB(w0: number): number { return (w0 >>> 11) & 31; }
 export function decodeI16(w0: number): number { return w0 >> 16; }
 export function fitsI16(v: number): boolean { return v >= -0x8000 && v <= 0x7fff; }
+/** Is `op` the head of a wide (16-byte) instruction? */
+export function isWideOp(op: number): boolean { return op >= OP_ST_W && op <= OP_LAND_W; }
+/** Bytes of the instruction whose first word is w0 (8, or 16 for a wide head). */
+export function insnBytes(w0: number): number { return isWideOp(w0 & 0x7f) ? WIDE_INSN_BYTES : INSN_BYTES; }
+/** The first word of a wide instruction's tail slot. */
+export const WIDE_TAIL_W0 = OP_WIDE_TAIL;
 
 /** Conditional jumps by mnemonic, so tests and the interpreter agree on one list. */
 export const JCC_OPS = [OP_JZ, OP_JNZ, OP_JL, OP_JLE, OP_JG, OP_JGE, OP_JB, OP_JBE, OP_JA, OP_JAE] as const;

@@ -31,9 +31,10 @@ export interface DomainScenario {
   vcpus: number;
   memoryKb: number;
   program: string;
-  cpus: string;
-  /** Soft affinity, xl.cfg syntax; '' = none. */
-  cpusSoft: string;
+  /** Hard affinity, xl.cfg syntax: one cpu list for every vCPU, or a list with one per vCPU (`cpus = ["0", "1"]`). */
+  cpus: string | string[];
+  /** Soft affinity, the same forms; '' = none. */
+  cpusSoft: string | string[];
   altp2m: (typeof ALTP2M_MODES)[number];
   altp2mCount: number;
   ipiPath: (typeof IPI_PATH_NAMES)[number];
@@ -208,6 +209,27 @@ class Checker {
     return [lo, hi];
   }
 
+  /**
+   * `cpus` / `cpus_soft` as xl.cfg writes them: a cpu list string ("0-3", "all", "^1"), or a list of such
+   * strings with one entry per vCPU (entry i pins vCPU i). The entries are checked against the machine when
+   * the domain is built (scenarioMachine); here only their shape and count.
+   */
+  cpuSpec(t: Table, path: string, key: string, dflt: string, vcpus: number, vcpusFlag: boolean): string | string[] {
+    const v = t[key];
+    if (v === undefined) return dflt;
+    if (typeof v === 'string') return v;
+    const shape = `'${key}' must be a cpu list ("0-3", "all", "^1", ...) or a list of them with one per vCPU (["0", "1-2", ...])`;
+    if (!Array.isArray(v)) this.fail(`${path}.${key}`, `${shape}, got ${fmt(v)}`);
+    const items = v as unknown[];
+    items.forEach((x, i) => {
+      if (typeof x !== 'string') this.fail(`${path}.${key}`, `${shape}: entry ${i} (vCPU ${i}) is ${fmt(x)}, not a string`);
+    });
+    if (items.length !== vcpus) {
+      this.fail(`${path}.${key}`, `'${key}' lists ${items.length} cpu list${items.length === 1 ? '' : 's'}, one per vCPU, but the domain has ${vcpus} vCPU${vcpus === 1 ? '' : 's'}${vcpusFlag ? ' (--vcpus)' : ''}`);
+    }
+    return items as string[];
+  }
+
   /** A list of addresses (integers) and labels (strings), or null when absent. */
   entryList(t: Table, path: string, key: string): (number | string)[] | null {
     const v = t[key];
@@ -336,8 +358,9 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
     if (memoryKb % 4 !== 0) ck.fail(`${path}.memory_kb`, `'memory_kb' must be a multiple of 4 (whole 4 KiB pages), got ${memoryKb}`);
     if (vcpus * 4 > memoryKb) ck.fail(`${path}.memory_kb`, `'memory_kb' ${memoryKb} is too small for ${vcpus} vCPU stacks of 4 KiB`);
     const program = ck.str(d, path, 'program');
-    const cpus = ck.str(d, path, 'cpus', 'all');
-    const cpusSoft = ck.str(d, path, 'cpus_soft', '');
+    const vcpusFlag = i === 0 && ov.vcpus !== undefined;
+    const cpus = ck.cpuSpec(d, path, 'cpus', 'all', vcpus, vcpusFlag);
+    const cpusSoft = ck.cpuSpec(d, path, 'cpus_soft', '', vcpus, vcpusFlag);
     const altp2m = ck.oneOf(d, path, 'altp2m', ALTP2M_MODES, 'disabled');
     const altp2mCount = ck.int(d, path, 'altp2m_count', 1, 512, 10);
     const ipiPath = ck.oneOf(d, path, 'ipi_path', IPI_PATH_NAMES, 'vlapic');
@@ -440,6 +463,8 @@ export interface ScenarioSpec extends MachineSpec {
    * domain's agent as `agent_args.realm_entries` unless agent_args sets it.
    */
   realmEntryPoints: number[][];
+  /** Per domain: the files its program `.include`s (resolved paths), part of the scenario's content. */
+  programIncludes: string[][];
 }
 
 /** Resolve realm_entries (addresses or labels) against the assembled program. */
@@ -474,42 +499,78 @@ function trampolineTargets(d: DomainScenario, image: Uint8Array): number[] {
   return [...out].sort((x, y) => x - y);
 }
 
+/**
+ * The symbols domain i's program sees predefined, beyond the guest ABI's names the assembler always
+ * knows: the domain's shape (VCPUS, PCPUS, ...) and its `defines`.
+ */
+export function domainSymbols(sc: Scenario, i: number): Map<string, number> {
+  const d = sc.domains[i];
+  return new Map<string, number>([
+    ['VCPUS', d.vcpus], ['PCPUS', sc.pcpus], ['MEMORY_KB', d.memoryKb], ['DOMAIN_INDEX', i],
+    ['VCPU_MAP', Math.max(0, d.vcpuMap)], ['IPI_PATH', IPI_PATH_NAMES.indexOf(d.ipiPath)],
+    ['DOMID', i + 1], ['ALTP2M_COUNT', d.altp2mCount], ['ALTP2M', d.altp2m === 'disabled' ? 0 : 1],
+    ['TRAMP_GFN', d.trampoline?.[0] ?? 0], ['REALM_GFN', d.realm?.[0] ?? 0], ['SECRET_GFN', d.secret?.[0] ?? 0],
+    ...d.defines,
+  ]);
+}
+
+/** Where domain i's program file is. */
+export function domainProgramPath(sc: Scenario, i: number): string {
+  const p = sc.domains[i].program;
+  return isAbsolute(p) ? p : join(dirname(sc.file), p);
+}
+
+/**
+ * Resolve `cpus` or `cpus_soft` of domain i against the machine: the pCPUs of the whole domain (for a
+ * per-vCPU list, their union) and, for a list, each vCPU's own. A bad entry is one line naming it.
+ */
+function affinities(sc: Scenario, i: number, key: 'cpus' | 'cpus_soft', spec: string | string[]): { domain: number[]; perVcpu: number[][] | null } {
+  const d = sc.domains[i];
+  if (typeof spec === 'string') {
+    const r = parseCpuList(spec, sc.pcpus);
+    if (typeof r === 'string') throw new UserError(`${at(sc, i, key)} domain "${d.name}": ${key}: ${r}`);
+    return { domain: r, perVcpu: null };
+  }
+  const perVcpu = spec.map((entry, v) => {
+    const r = parseCpuList(entry, sc.pcpus);
+    if (typeof r === 'string') throw new UserError(`${at(sc, i, key)} domain "${d.name}": ${key}: entry ${v} (vCPU ${v}): ${r}`);
+    return r;
+  });
+  const union = [...new Set(perVcpu.flat())].sort((a, b) => a - b);
+  return { domain: union, perVcpu };
+}
+
 /** Assemble each domain's program and resolve affinities: the machine the engines run. */
 export function scenarioMachine(sc: Scenario): ScenarioSpec {
-  const shownDir = dirname(sc.file);
-  const realmEntries: number[][] = [], realmEntryPoints: number[][] = [];
+  const realmEntries: number[][] = [], realmEntryPoints: number[][] = [], programIncludes: string[][] = [];
   return {
     pcpus: sc.pcpus,
     apicMode: sc.apicMode,
     realmEntries,
     realmEntryPoints,
+    programIncludes,
     domains: sc.domains.map((d, i) => {
-      const progPath = isAbsolute(d.program) ? d.program : join(shownDir, d.program);
+      const progPath = domainProgramPath(sc, i);
       let src: string;
       try { src = readFileSync(progPath, 'utf8'); } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         const why = code === 'EISDIR' ? 'is a directory, not a program file' : code === 'ENOENT' ? 'not found' : `cannot be read (${code ?? 'error'})`;
         throw new UserError(`${at(sc, i, 'program')} domain "${d.name}": program file '${d.program}' ${why}`);
       }
-      const predefined = new Map<string, number>([
-        ['VCPUS', d.vcpus], ['PCPUS', sc.pcpus], ['MEMORY_KB', d.memoryKb], ['DOMAIN_INDEX', i],
-        ['VCPU_MAP', Math.max(0, d.vcpuMap)], ['IPI_PATH', IPI_PATH_NAMES.indexOf(d.ipiPath)],
-        ['DOMID', i + 1], ['ALTP2M_COUNT', d.altp2mCount], ['ALTP2M', d.altp2m === 'disabled' ? 0 : 1],
-        ['TRAMP_GFN', d.trampoline?.[0] ?? 0], ['REALM_GFN', d.realm?.[0] ?? 0], ['SECRET_GFN', d.secret?.[0] ?? 0],
-        ...d.defines,
-      ]);
-      const prog = assemble(src, d.program, predefined, d.memoryKb * 1024);
+      const predefined = domainSymbols(sc, i);
+      const prog = assemble(src, d.program, predefined, d.memoryKb * 1024, { path: progPath });
       if (prog.entry === undefined) throw new UserError(`${d.program}: no '_start' label (every vCPU starts there)`);
       if (prog.end > d.memoryKb * 1024) {
         throw new UserError(`${d.program}: program ends at 0x${prog.end.toString(16)}, beyond the domain's ${d.memoryKb} KiB of RAM (memory_kb in ${basename(sc.file)})`);
       }
-      const aff = parseCpuList(d.cpus, sc.pcpus);
-      if (typeof aff === 'string') throw new UserError(`${at(sc, i, 'cpus')} domain "${d.name}": cpus: ${aff}`);
-      const soft = d.cpusSoft === '' ? [] : parseCpuList(d.cpusSoft, sc.pcpus);
-      if (typeof soft === 'string') throw new UserError(`${at(sc, i, 'cpus_soft')} domain "${d.name}": cpus_soft: ${soft}`);
+      const hard = affinities(sc, i, 'cpus', d.cpus);
+      const softs = d.cpusSoft === '' ? null : affinities(sc, i, 'cpus_soft', d.cpusSoft);
+      const aff = hard.domain, soft = softs?.domain ?? [];
       realmEntries.push(resolveEntries(sc, i, d, prog.labels));
+      programIncludes.push(prog.includes);
       realmEntryPoints.push(d.realmEntries !== null ? realmEntries[i] : trampolineTargets(d, prog.image));
       return { name: d.name, vcpus: d.vcpus, memoryKb: d.memoryKb, image: prog.image, entry: prog.entry, affinity: aff, softAffinity: soft,
+        ...(hard.perVcpu !== null ? { vcpuAffinity: hard.perVcpu } : {}), ...(softs !== null && softs.perVcpu !== null ? { vcpuSoftAffinity: softs.perVcpu } : {}),
         ipiPath: IPI_PATH_NAMES.indexOf(d.ipiPath), vcpuMapGpa: d.vcpuMap,
         altp2mMode: ALTP2M_MODES.indexOf(d.altp2m), altp2mCount: d.altp2mCount, eptSync: EPT_SYNC_NAMES.indexOf(d.eptSync),
         accessRequired: d.accessRequired, trampoline: d.trampoline, realm: d.realm, secret: d.secret, apicView: d.apicView };

@@ -12,6 +12,7 @@ import {
 import { ALTP2M_OP_NAMES } from '../hv/hvm-op.js';
 import { hostGpaToHost } from '../hv/altp2m.js';
 import { disassemble } from '../isa/disasm.js';
+import { isWideOp } from '../isa/opcodes.js';
 import { DM_CRASH_A, DM_CRASH_B, DM_CRASH_C, DM_CRASH_REASON, DS_CRASHED } from '../../shared/domain.js';
 import { EXIT_NAMES } from '../isa/interp.js';
 import { Findings, MAX_INSTANCES_DEFAULT, PC_XEN } from '../oracles/findings.js';
@@ -45,7 +46,12 @@ export class Collector {
     if ((pc & 7) !== 0) return null;
     const h = hostGpaToHost(this.m, dom, pc), h2 = hostGpaToHost(this.m, dom, pc + 4);
     if (h < 0 || h2 < 0) return null;
-    return disassemble(Atomics.load(this.m.mem32, h >> 2), Atomics.load(this.m.mem32, h2 >> 2));
+    const w0 = Atomics.load(this.m.mem32, h >> 2), w1 = Atomics.load(this.m.mem32, h2 >> 2);
+    if (!isWideOp(w0 & 0x7f)) return disassemble(w0, w1);
+    // A wide instruction: its tail slot may lie on the next page.
+    const t0 = hostGpaToHost(this.m, dom, pc + 8), t1 = hostGpaToHost(this.m, dom, pc + 12);
+    const tail: [number, number] | undefined = t0 < 0 || t1 < 0 ? undefined : [Atomics.load(this.m.mem32, t0 >> 2), Atomics.load(this.m.mem32, t1 >> 2)];
+    return disassemble(w0, w1, undefined, tail);
   };
   readonly events: number[];
   private readonly digests: Uint32Array;

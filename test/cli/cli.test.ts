@@ -100,6 +100,27 @@ describe('bad input: one line, exit 2', () => {
     const f = scenarioDir(`[machine]\npcpus = 2\n${domain('cpus = "0-7"\n')}`, GOOD_PROG);
     expectBadInput(await vcpulab('sim', '--scenario', f), /cpu 7 in '0-7' does not exist/);
   });
+  it('cpus and cpus_soft as per-vCPU lists (xl.cfg): a bad entry, a wrong count, a bad element or shape', async () => {
+    const two = (extra: string): string => domain(extra).replace('vcpus = 1', 'vcpus = 2');
+    const sc = (extra: string): string => scenarioDir(`[machine]\npcpus = 2\n${two(extra)}`, GOOD_PROG);
+    expectBadInput(await vcpulab('sim', '--scenario', sc('cpus = ["0", "5"]\n')),
+      /sc\.toml:8: domain "g": cpus: entry 1 \(vCPU 1\): cpu 5 in '5' does not exist \(the machine has 2 pCPUs\)$/);
+    expectBadInput(await vcpulab('sim', '--scenario', sc('cpus_soft = ["0", "^0-1"]\n')),
+      /sc\.toml:8: domain "g": cpus_soft: entry 1 \(vCPU 1\): cpu list '\^0-1' leaves no pCPU$/);
+    expectBadInput(await vcpulab('sim', '--scenario', sc('cpus = ["0"]\n')),
+      /sc\.toml:8: 'cpus' lists 1 cpu list, one per vCPU, but the domain has 2 vCPUs$/);
+    expectBadInput(await vcpulab('sim', '--scenario', sc('cpus_soft = ["0", "1", "1"]\n')),
+      /sc\.toml:8: 'cpus_soft' lists 3 cpu lists, one per vCPU, but the domain has 2 vCPUs$/);
+    expectBadInput(await vcpulab('sim', '--scenario', sc('cpus = ["0", 1]\n')),
+      /sc\.toml:8: 'cpus' must be a cpu list .* or a list of them with one per vCPU .*: entry 1 \(vCPU 1\) is 1, not a string$/);
+    expectBadInput(await vcpulab('sim', '--scenario', sc('cpus = 3\n')),
+      /sc\.toml:8: 'cpus' must be a cpu list \("0-3", "all", "\^1", \.\.\.\) or a list of them with one per vCPU .*, got 3$/);
+    const good = sc('cpus = ["1", "0"]\ncpus_soft = ["0-1", "1"]\n');
+    expectBadInput(await vcpulab('sim', '--scenario', good, '--vcpus', '3'),
+      /sc\.toml:8: 'cpus' lists 2 cpu lists, one per vCPU, but the domain has 3 vCPUs \(--vcpus\)$/);
+    // Control: the same lists load and run.
+    expect((await vcpulab('sim', '--scenario', good, '--engine', 'serial')).code).toBe(0);
+  });
   it('assembler error names file, line and column', async () => {
     const f = scenarioDir(`[machine]\npcpus = 1\n${domain()}`, '_start:\n    mov eaz, 1\n');
     expectBadInput(await vcpulab('sim', '--scenario', f), /prog\.s:2:9: unknown register 'eaz'/);

@@ -4,7 +4,7 @@
 // a flag, and the reader's first write after seeing the flag must not go through its old translation.
 // ept_sync = "xen" makes that hold for every interleaving; "none" and "no-kick" do not.
 import { describe, expect, it } from 'vitest';
-import { runGuest } from '../helpers/run.js';
+import { runGuest, HVMOP_INCLUDE } from '../helpers/run.js';
 
 export const STALE_PROGRAM = `
 .equ DATA, 0x8000            ; the page the writer restricts (gfn 8)
@@ -22,8 +22,8 @@ _start:
 
 writer:
     call op_header
-    mov [edi+4], 2            ; set_domain_state
-    mov [edi+16], 1           ;   state = 1
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_SET_DOMAIN_STATE ; set_domain_state
+    mov [edi+ALTP2M_STATE], 1 ;   state = 1
     call hvmop
     mov [esi+4], 0         ; only a write made in view 0 counts as ready
 wait_ready:
@@ -31,11 +31,11 @@ wait_ready:
     cmp eax, 1
     jne wait_ready
     call op_header
-    mov [edi+4], 7            ; set_mem_access
-    mov [edi+16], 0x10000     ;   view 0 (the host p2m), access r
-    mov [edi+20], 0
-    mov [edi+24], DATA >> 12
-    mov [edi+28], 0
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_SET_MEM_ACCESS ; set_mem_access
+    mov [edi+ALTP2M_VIEW], XENMEM_ACCESS_R << 16 ;   view 0 (the host p2m), access r
+    mov [edi+ALTP2M_PAD], 0
+    mov [edi+ALTP2M_GFN], DATA >> 12
+    mov [edi+ALTP2M_GFN+4], 0
     call hvmop
     mov ecx, eax
     mov ebx, 1
@@ -63,17 +63,7 @@ spin:
     pause
     jmp spin
 
-op_header:
-    mov [edi], 1              ; version
-    mov [edi+8], 0x7ff0       ; DOMID_SELF, pad1 0
-    mov [edi+12], 0
-    ret
-hvmop:
-    mov eax, 34
-    mov ebx, 25
-    mov ecx, OP
-    vmcall
-    ret
+${HVMOP_INCLUDE}
 `;
 
 function scenario(sync: string) {
@@ -133,39 +123,39 @@ _start:
 
 changer:
     call op_header
-    mov [edi+4], 2           ; set_domain_state(1)
-    mov [edi+16], 1
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_SET_DOMAIN_STATE ; set_domain_state(1)
+    mov [edi+ALTP2M_STATE], 1
     call hvmop
     call op_header
-    mov [edi+4], 4           ; create_p2m, default access rwx
-    mov [edi+16], 0x70000
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_CREATE_P2M ; create_p2m, default access rwx
+    mov [edi+ALTP2M_VIEW], XENMEM_ACCESS_RWX << 16
     call hvmop
     mov r8, 0
 round:
     call op_header
-    mov [edi+4], 7           ; set_mem_access(view 0, r, DATA)
-    mov [edi+16], 0x10000
-    mov [edi+20], 0
-    mov [edi+24], DATA >> 12
-    mov [edi+28], 0
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_SET_MEM_ACCESS ; set_mem_access(view 0, r, DATA)
+    mov [edi+ALTP2M_VIEW], XENMEM_ACCESS_R << 16
+    mov [edi+ALTP2M_PAD], 0
+    mov [edi+ALTP2M_GFN], DATA >> 12
+    mov [edi+ALTP2M_GFN+4], 0
     call hvmop
     call op_header
-    mov [edi+4], 8           ; change_gfn(view 1, DATA -> OTHER), then revert
-    mov [edi+16], 1
-    mov [edi+20], 0
-    mov [edi+24], DATA >> 12
-    mov [edi+28], 0
-    mov [edi+32], OTHER >> 12
-    mov [edi+36], 0
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_CHANGE_GFN ; change_gfn(view 1, DATA -> OTHER), then revert
+    mov [edi+ALTP2M_VIEW], 1
+    mov [edi+ALTP2M_PAD], 0
+    mov [edi+ALTP2M_OLD_GFN], DATA >> 12
+    mov [edi+ALTP2M_OLD_GFN+4], 0
+    mov [edi+ALTP2M_NEW_GFN], OTHER >> 12
+    mov [edi+ALTP2M_NEW_GFN+4], 0
     call hvmop
-    mov [edi+32], -1
-    mov [edi+36], -1
+    mov [edi+ALTP2M_NEW_GFN], -1
+    mov [edi+ALTP2M_NEW_GFN+4], -1
     call hvmop
     call op_header
-    mov [edi+4], 6           ; switch_p2m(1) and back: every vCPU, paused off its pCPU meanwhile
-    mov [edi+16], 1
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_SWITCH_P2M ; switch_p2m(1) and back: every vCPU, paused off its pCPU meanwhile
+    mov [edi+ALTP2M_VIEW], 1
     call hvmop
-    mov [edi+16], 0
+    mov [edi+ALTP2M_VIEW], 0
     call hvmop
     lock add [esi], 1        ; a new generation: everything above has returned
     inc r8
@@ -192,17 +182,7 @@ spin:
     pause
     jmp spin
 
-op_header:
-    mov [edi], 1
-    mov [edi+8], 0x7ff0
-    mov [edi+12], 0
-    ret
-hvmop:
-    mov eax, 34
-    mov ebx, 25
-    mov ecx, OP
-    vmcall
-    ret
+${HVMOP_INCLUDE}
 `;
 
 describe('views changing under running vCPUs', () => {

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type * as SimModule from '../../src/cli/sim.js';
 import type * as LoaderModule from '../../src/scenario/loader.js';
 import type { RunReport } from '../../src/report.js';
-import { guestConfig, writeScenario } from '../helpers/run.js';
+import { guestConfig, writeScenario, HVMOP_INCLUDE } from '../helpers/run.js';
 
 const { simulate } = (await import(new URL('../../dist/src/cli/sim.js', import.meta.url).href)) as typeof SimModule;
 const { listBuiltins } = (await import(new URL('../../dist/src/scenario/loader.js', import.meta.url).href)) as typeof LoaderModule;
@@ -60,30 +60,30 @@ describe('the secret enters the TLB like any other frame', () => {
 _start:
     mov edi, OP
     call op_header
-    mov [edi+4], 2           ; set_domain_state(1)
-    mov [edi+16], 1
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_SET_DOMAIN_STATE ; set_domain_state(1)
+    mov [edi+ALTP2M_STATE], 1
     call hvmop
     call op_header
-    mov [edi+4], 4           ; create_p2m(rwx): view 1, the realm's
-    mov [edi+16], 0x70000
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_CREATE_P2M ; create_p2m(rwx): view 1, the realm's
+    mov [edi+ALTP2M_VIEW], XENMEM_ACCESS_RWX << 16
     call hvmop
     call op_header
-    mov [edi+4], 3           ; vcpu_enable_notify(0, gfn 0x20)
-    mov [edi+16], 0
-    mov [edi+20], 0
-    mov [edi+24], 0x20
-    mov [edi+28], 0
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_VCPU_ENABLE_NOTIFY ; vcpu_enable_notify(0, gfn 0x20)
+    mov [edi+ALTP2M_VCPU_ID], 0
+    mov [edi+ALTP2M_PAD], 0
+    mov [edi+ALTP2M_GFN], 0x20
+    mov [edi+ALTP2M_GFN+4], 0
     call hvmop
     call gate                ; the realm reads the secret: view 1's TLB holds it now
     mov ecx, eax
     mov ebx, 1
     magic 1
     call op_header
-    mov [edi+4], 7           ; set_mem_access(view 1, n, the secret): no flush follows
-    mov [edi+16], 1
-    mov [edi+20], 0
-    mov [edi+24], 12
-    mov [edi+28], 0
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_SET_MEM_ACCESS ; set_mem_access(view 1, n, the secret): no flush follows
+    mov [edi+ALTP2M_VIEW], 1
+    mov [edi+ALTP2M_PAD], 0
+    mov [edi+ALTP2M_GFN], 12
+    mov [edi+ALTP2M_GFN+4], 0
     call hvmop
     call gate                ; the realm reads through the translation it still has
     mov ecx, eax
@@ -91,17 +91,7 @@ _start:
     magic 1
     mov ebx, 0
     magic 0
-op_header:
-    mov [edi], 1
-    mov [edi+8], 0x7ff0
-    mov [edi+12], 0
-    ret
-hvmop:
-    mov eax, 34
-    mov ebx, 25
-    mov ecx, OP
-    vmcall
-    ret
+${HVMOP_INCLUDE}
 
 .org 0x8000
 gate:

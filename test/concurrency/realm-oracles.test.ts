@@ -26,29 +26,29 @@ _start:
     lidt idt
     mov edi, OP
     call op_header
-    mov [edi+4], 2           ; set_domain_state(1)
-    mov [edi+16], 1
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_SET_DOMAIN_STATE ; set_domain_state(1)
+    mov [edi+ALTP2M_STATE], 1
     call hvmop
     call op_header
-    mov [edi+4], 4           ; create_p2m(rwx): view 1, the realm's
-    mov [edi+16], 0x70000
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_CREATE_P2M ; create_p2m(rwx): view 1, the realm's
+    mov [edi+ALTP2M_VIEW], XENMEM_ACCESS_RWX << 16
     call hvmop
     call op_header
-    mov [edi+4], 3           ; vcpu_enable_notify(0, gfn 0x20): VMFUNC on
-    mov [edi+16], 0
-    mov [edi+20], 0
-    mov [edi+24], 0x20
-    mov [edi+28], 0
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_VCPU_ENABLE_NOTIFY ; vcpu_enable_notify(0, gfn 0x20): VMFUNC on
+    mov [edi+ALTP2M_VCPU_ID], 0
+    mov [edi+ALTP2M_PAD], 0
+    mov [edi+ALTP2M_GFN], 0x20
+    mov [edi+ALTP2M_GFN+4], 0
     call hvmop
     jmp body
 op_header:
-    mov [edi], 1
-    mov [edi+8], 0x7ff0
-    mov [edi+12], 0
+    mov [edi+ALTP2M_VERSION], HVMOP_ALTP2M_INTERFACE_VERSION
+    mov [edi+ALTP2M_DOMAIN], DOMID_SELF
+    mov [edi+ALTP2M_PAD2], 0
     ret
 hvmop:
-    mov eax, 34
-    mov ebx, 25
+    mov eax, HYPERVISOR_HVM_OP
+    mov ebx, HVMOP_ALTP2M
     mov ecx, OP
     vmcall
     cmp eax, 0

@@ -1,7 +1,7 @@
 // ROGUE_VMFUNC and REALM_ESCAPE (DESIGN.md §5.4) from scenario regions, and host removals reaching the
 // views by Xen's reset rules. Serial engine, 1 pCPU, fixed seed.
 import { describe, expect, it } from 'vitest';
-import { runGuest } from '../helpers/run.js';
+import { runGuest, HVMOP_INCLUDE } from '../helpers/run.js';
 
 /** A guest that builds the secure-realm layout itself (mixed mode) and calls the realm through the trampoline. */
 function realmProgram(rogue: boolean): string {
@@ -10,33 +10,33 @@ function realmProgram(rogue: boolean): string {
 _start:
     mov edi, OP
     call op_header
-    mov [edi+4], 2           ; set_domain_state(1)
-    mov [edi+16], 1
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_SET_DOMAIN_STATE ; set_domain_state(1)
+    mov [edi+ALTP2M_STATE], 1
     call hvmop
     call op_header
-    mov [edi+4], 7           ; set_mem_access(view 0 = host, n, the secret): the kernel cannot touch it
-    mov [edi+16], 0
-    mov [edi+20], 0
-    mov [edi+24], SECRET_GFN
-    mov [edi+28], 0
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_SET_MEM_ACCESS ; set_mem_access(view 0 = host, n, the secret): the kernel cannot touch it
+    mov [edi+ALTP2M_VIEW], 0
+    mov [edi+ALTP2M_PAD], 0
+    mov [edi+ALTP2M_GFN], SECRET_GFN
+    mov [edi+ALTP2M_GFN+4], 0
     call hvmop
     call op_header
-    mov [edi+4], 4           ; create_p2m(rwx): view 1, the realm's view, fills from the host lazily
-    mov [edi+16], 0x70000
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_CREATE_P2M ; create_p2m(rwx): view 1, the realm's view, fills from the host lazily
+    mov [edi+ALTP2M_VIEW], XENMEM_ACCESS_RWX << 16
     call hvmop
     call op_header
-    mov [edi+4], 7           ; ... but its secret entry keeps rwx: set it in view 1 explicitly
-    mov [edi+16], 0x70001
-    mov [edi+20], 0
-    mov [edi+24], SECRET_GFN
-    mov [edi+28], 0
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_SET_MEM_ACCESS ; ... but its secret entry keeps rwx: set it in view 1 explicitly
+    mov [edi+ALTP2M_VIEW], XENMEM_ACCESS_RWX << 16 | 1
+    mov [edi+ALTP2M_PAD], 0
+    mov [edi+ALTP2M_GFN], SECRET_GFN
+    mov [edi+ALTP2M_GFN+4], 0
     call hvmop
     call op_header
-    mov [edi+4], 3           ; vcpu_enable_notify(0, gfn 4): VMFUNC on
-    mov [edi+16], 0
-    mov [edi+20], 0
-    mov [edi+24], 4
-    mov [edi+28], 0
+    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_VCPU_ENABLE_NOTIFY ; vcpu_enable_notify(0, gfn 4): VMFUNC on
+    mov [edi+ALTP2M_VCPU_ID], 0
+    mov [edi+ALTP2M_PAD], 0
+    mov [edi+ALTP2M_GFN], 4
+    mov [edi+ALTP2M_GFN+4], 0
     call hvmop
     call trampoline          ; the legitimate way in
     mov ecx, eax
@@ -56,17 +56,7 @@ ${rogue ? `
     mov ebx, 0
     magic 0
 
-op_header:
-    mov [edi], 1
-    mov [edi+8], 0x7ff0
-    mov [edi+12], 0
-    ret
-hvmop:
-    mov eax, 34
-    mov ebx, 25
-    mov ecx, OP
-    vmcall
-    ret
+${HVMOP_INCLUDE}
 
 .org TRAMP_GFN * 4096
 trampoline:
@@ -130,8 +120,8 @@ describe('secure-realm regions', () => {
   it('once slot 0 holds the gfn, the host restriction propagates: access_required makes the read a domain crash', async () => {
     // Touch the secret in slot 0 first (fill), then restrict the host: the change reaches slot 0.
     const src = realmProgram(false)
-      .replace('    call op_header\n    mov [edi+4], 7           ; set_mem_access(view 0 = host, n, the secret)',
-        '    mov eax, [SECRET_GFN * 4096]\n    call op_header\n    mov [edi+4], 7           ; set_mem_access(view 0 = host, n, the secret)')
+      .replace('    call op_header\n    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_SET_MEM_ACCESS ; set_mem_access(view 0 = host, n, the secret)',
+        '    mov eax, [SECRET_GFN * 4096]\n    call op_header\n    mov [edi+ALTP2M_CMD], HVMOP_ALTP2M_SET_MEM_ACCESS ; set_mem_access(view 0 = host, n, the secret)')
       .replace('    call trampoline          ; the legitimate way in', '    mov eax, [SECRET_GFN * 4096]');
     const r = await runGuest(src, { domainExtra: regions });
     expect(r.domains[0].state).toBe('crashed');

@@ -96,6 +96,35 @@ done: .word 0
     expect(per['1']).toBeGreaterThan(0);
     expect(per['3']).toBeGreaterThan(0);
   });
+  // vCPU 1 spins four times as long as vCPU 0 and each halts when done, so the pCPU that ran more is vCPU 1's.
+  const UNEVEN = `
+_start:
+    mov eax, 1
+    cpuid
+    shr ebx, 25                 ; vCPU index
+    imul ebx, 60000
+    mov ecx, 20000
+    add ecx, ebx
+spin:
+    dec ecx
+    jnz spin
+    cli
+    hlt
+`;
+  it.each([[['1', '3'], '1', '3'], [['3', '1'], '3', '1']] as const)('cpus = %j pins each vCPU to its own entry', async (cpus, short, long) => {
+    const r = await runGuest(UNEVEN, { vcpus: 2, pcpus: 4, cpus: [...cpus], memoryKb: 64, machineExtra: ['scheduler = "fifo"', 'migrate_percent = 50', 'timeslice_us = 20'] });
+    expect(r.outcome).toBe('completed');
+    const per = r.metrics.instructions_per_pcpu as Record<string, number>;
+    expect(per['0'] + per['2']).toBe(0);
+    expect(per[long]).toBeGreaterThan(2 * per[short]);
+  });
+  it('cpus_soft = ["3", "2"] places each vCPU on its own preferred pCPU', async () => {
+    const r = await runGuest(UNEVEN, { vcpus: 2, pcpus: 4, cpus: 'all', memoryKb: 64, domainExtra: ['cpus_soft = ["3", "2"]'], machineExtra: ['scheduler = "fifo"', 'timeslice_us = 20'] });
+    expect(r.outcome).toBe('completed');
+    const per = r.metrics.instructions_per_pcpu as Record<string, number>;
+    expect(per['0'] + per['1']).toBe(0);
+    expect(per['2']).toBeGreaterThan(2 * per['3']);
+  });
   it('placement and rebalancing prefer the soft affinity (cpus_soft=)', async () => {
     const r = await runGuest(RUN, { vcpus: 2, pcpus: 4, cpus: 'all', memoryKb: 64, domainExtra: ['cpus_soft = "2-3"'], machineExtra: ['scheduler = "fifo"', 'timeslice_us = 20'] });
     const per = r.metrics.instructions_per_pcpu as Record<string, number>;

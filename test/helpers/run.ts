@@ -21,8 +21,8 @@ export interface GuestOpts {
   engine?: 'serial' | 'threaded';
   seed?: number;
   maxInstructions?: number;
-  /** Hard affinity of the domain (xl.cfg syntax); default "all". */
-  cpus?: string;
+  /** Hard affinity of the domain (xl.cfg syntax; a list: one per vCPU); default "all". */
+  cpus?: string | string[];
   strategy?: string;
   /** Threaded engine: wall ms without progress before STALL. */
   watchdogMs?: number;
@@ -49,6 +49,12 @@ export interface Scenario {
   dispose(): void;
 }
 
+/**
+ * `.include` of test/fixtures/altp2m/hvmop.s (op_header and hvmop: the HVMOP_altp2m call on the struct at
+ * OP), by absolute path since test programs are written to a temporary directory.
+ */
+export const HVMOP_INCLUDE = `.include ${JSON.stringify(join(import.meta.dirname, '..', 'fixtures', 'altp2m', 'hvmop.s'))}`;
+
 /** Write `prog.s` and `scenario.toml` into a fresh temp dir. */
 export function writeScenario(source: string, opts: GuestOpts = {}): Scenario {
   const dir = mkdtempSync(join(tmpdir(), 'vcpulab-test-'));
@@ -66,7 +72,7 @@ export function writeScenario(source: string, opts: GuestOpts = {}): Scenario {
     `vcpus = ${opts.vcpus ?? 1}`,
     `memory_kb = ${opts.memoryKb ?? 1024}`,
     'program = "prog.s"',
-    `cpus = "${opts.cpus ?? 'all'}"`,
+    `cpus = ${JSON.stringify(opts.cpus ?? 'all')}`,
     ...(opts.domainExtra ?? []),
     '',
   ].join('\n');

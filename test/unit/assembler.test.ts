@@ -1,8 +1,9 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { assemble, type AsmProgram } from '../../src/isa/assembler.js';
+import { dirname, join } from 'node:path';
+import { assemble, MAX_ASSEMBLED_LINES, MAX_INCLUDE_DEPTH, type AsmProgram } from '../../src/isa/assembler.js';
 import { asmCommand } from '../../src/cli/asm.js';
 import { UserError } from '../../src/errors.js';
 import {
@@ -12,6 +13,7 @@ import {
   OP_INC, OP_DEC, OP_NEG, OP_NOT, OP_JMP, OP_JZ, OP_JNZ, OP_JL, OP_JLE, OP_JG, OP_JGE, OP_JB, OP_JBE, OP_JA,
   OP_JAE, OP_CALL, OP_PUSH, OP_POP, OP_XCHG, OP_XADD, OP_CMPXCHG, OP_LADD, OP_LOR, OP_LAND,
   OP_LADD_SD, OP_LADD_SI, OP_LOR_SD, OP_LOR_SI, OP_LAND_SD, OP_LAND_SI,
+  OP_ST_W, OP_LADD_W, OP_LOR_W, OP_LAND_W, OP_WIDE_TAIL, encodeWord0,
 } from '../../src/isa/opcodes.js';
 
 interface Fields { op: number; a: number; b: number; i16: number; imm: number }
@@ -89,9 +91,38 @@ describe('instruction forms', () => {
     // 32-bit wrap: 0xfffffff0 is -16 as a displacement, 0xffffffff is -1 as a value.
     expect(one('mov [0xfffffff0], 0xffffffff')).toEqual(f(OP_ST_SD, 0, Z, -16, -1));
     expect(one('mov [0x12345678], 0xffffffff')).toEqual(f(OP_ST_SI, 0, Z, -1, 0x12345678));
-    expect(err('mov [0x12345678], 0x12345678')).toBe(
-      "prog.s:1:19: cannot encode '[m], imm' with a 32-bit displacement and a 32-bit immediate; " +
-      'load the value into a register first');
+  });
+
+  it('mov/lock add/or/and [m], imm with a 32-bit displacement and a 32-bit value take the 16-byte wide form', () => {
+    const wide = (src: string): number[] => {
+      const p = assemble(src, 't.s');
+      expect(p.end, src).toBe(16);
+      return [0, 4, 8, 12].map((o) => u32(p.image, o));
+    };
+    const head = (op: number, b: number): number => encodeWord0(op, 0, b, 0) >>> 0;
+    expect(wide('mov [0xfee00310], 0xff000000')).toEqual([head(OP_ST_W, Z), 0xfee00310, OP_WIDE_TAIL, 0xff000000]);
+    expect(wide('.equ APIC, 0xFEE00000\nmov [APIC+0x310], 0xff000000')).toEqual([head(OP_ST_W, Z), 0xfee00310, OP_WIDE_TAIL, 0xff000000]);
+    expect(wide('lock add [0x12345678], 0x12345678')).toEqual([head(OP_LADD_W, Z), 0x12345678, OP_WIDE_TAIL, 0x12345678]);
+    expect(wide('lock or [esi+0x10000], 0x80000000')).toEqual([head(OP_LOR_W, 6), 0x10000, OP_WIDE_TAIL, 0x80000000]);
+    expect(wide('lock and [edi-0x8001], -0x8001')).toEqual([head(OP_LAND_W, 7), 0xffff7fff, OP_WIDE_TAIL, 0xffff7fff]);
+    // Either value fitting 16 bits keeps the 8-byte forms (existing programs keep their layout).
+    expect(one('mov [0xfee00310], 0x7fff')).toEqual(f(OP_ST_SI, 0, Z, 0x7fff, 0xfee00310));
+    expect(one('lock add [0x7ffc], 0x12345678')).toEqual(f(OP_LADD_SD, 0, Z, 0x7ffc, 0x12345678));
+  });
+
+  it('a wide store whose values are labels further down is laid out wide, and what follows moves by 8', () => {
+    const p = assemble('_start: mov [far], far\nnext: jmp next\n.org 0x10000\nfar: .word 0', 't.s');
+    expect(p.labels.get('next')).toBe(16);
+    expect(decodeOp(u32(p.image, 0))).toBe(OP_ST_W);
+    expect(u32(p.image, 20)).toBe(16); // jmp next: the target moved with the layout
+    // A label that ends up small keeps the short form.
+    const q = assemble('_start: mov [near], 0x12345678\nnear: .word 0', 't.s');
+    expect(q.labels.get('near')).toBe(8);
+    expect(decodeOp(u32(q.image, 0))).toBe(OP_ST_SD);
+    // A wide store that pushes a later label past 0x7fff makes a store to that label wide too.
+    const r = assemble('.org 0x7fe8\n_start: mov [0x10000], 0x12345678\n mov [lbl], 0x12345678\nlbl: .word 0', 't.s');
+    expect(r.labels.get('lbl')).toBe(0x8008);             // short, lbl would have been 0x7ff8
+    expect(decodeOp(u32(r.image, 0x7ff8))).toBe(OP_ST_W);
   });
 
   it('ALU with register and immediate sources', () => {
@@ -302,11 +333,11 @@ describe('lines', () => {
     const src = '; header\n.equ X, 1\n_start:\n  mov eax, X\n.byte 1\n.align 4\n.org 0x20\n\nend: .word 5';
     const p = assemble(src, 't.s');
     expect(p.lines).toEqual([
-      { addr: 0, size: 0, line: 3, source: '_start:', kind: 'label' },
-      { addr: 0, size: 8, line: 4, source: '  mov eax, X', kind: 'insn' },
-      { addr: 8, size: 1, line: 5, source: '.byte 1', kind: 'bytes' },
-      { addr: 9, size: 3, line: 6, source: '.align 4', kind: 'bytes' },
-      { addr: 0x20, size: 4, line: 9, source: 'end: .word 5', kind: 'words' },
+      { addr: 0, size: 0, line: 3, file: 't.s', seq: 2, source: '_start:', kind: 'label' },
+      { addr: 0, size: 8, line: 4, file: 't.s', seq: 3, source: '  mov eax, X', kind: 'insn' },
+      { addr: 8, size: 1, line: 5, file: 't.s', seq: 4, source: '.byte 1', kind: 'bytes' },
+      { addr: 9, size: 3, line: 6, file: 't.s', seq: 5, source: '.align 4', kind: 'bytes' },
+      { addr: 0x20, size: 4, line: 9, file: 't.s', seq: 8, source: 'end: .word 5', kind: 'words' },
     ]);
     expect(p.end).toBe(0x24);
   });
@@ -449,22 +480,201 @@ describe('vcpulab asm', () => {
   });
 
   it('--disasm shows the disassembly instead of the source', async () => {
-    const file = tmpFile('top: add esp, -8\n jne top\n');
+    const file = tmpFile('top: add esp, -8\n jne top\n.equ APIC, 0xfee00000\n mov [APIC + 0x310], -16777216\n');
     const r = await run(['--disasm', file]);
     expect(r.rc).toBe(0);
-    expect(r.out.split('\n').slice(0, 2)).toEqual([
+    expect(r.out.split('\n').slice(0, 6)).toEqual([
       '00000000  0000821e fffffff8  add esp, -8',
       '00000008  0000802f 00000000  jnz top',
+      '                             .equ APIC, 0xfee00000',
+      '00000010  00008047 fee00310  mov [0xfee00310], 0xff000000',
+      '00000018  0000004b ff000000',
+      '',
     ]);
   });
 
   it('bad input is one line on stderr and exit code 2', async () => {
-    expect(await run([])).toEqual({ rc: 2, out: '', err: 'vcpulab asm: missing FILE argument (usage: vcpulab asm FILE [--disasm])\n' });
-    expect((await run(['--bogus', 'x.s'])).err).toBe("vcpulab asm: unknown flag '--bogus' (usage: vcpulab asm FILE [--disasm])\n");
+    const usage = 'usage: vcpulab asm FILE [--disasm] [--scenario S] [--define NAME=VALUE ...]';
+    expect(await run([])).toEqual({ rc: 2, out: '', err: `vcpulab asm: missing FILE argument (${usage})\n` });
+    expect((await run(['--bogus', 'x.s'])).err).toBe(`vcpulab asm: unknown flag '--bogus' (${usage})\n`);
     const missing = join(tmpdir(), 'vcpulab-no-such-file.s');
     expect(await run([missing])).toEqual({ rc: 2, out: '', err: `vcpulab asm: cannot read '${missing}': no such file\n` });
     const bad = tmpFile('nop\n  mov eaz, 1\n');
     expect(await run([bad])).toEqual({ rc: 2, out: '', err: `${bad}:2:7: unknown register 'eaz'\n` });
+  });
+});
+
+describe('vcpulab asm --scenario and --define', () => {
+  interface Captured { rc: number; out: string; err: string }
+  async function run(args: string[]): Promise<Captured> {
+    let out = '';
+    let errText = '';
+    const rc = await asmCommand(args, { out: (t) => { out += t; }, err: (t) => { errText += t; } });
+    return { rc, out, err: errText };
+  }
+  const constant = (out: string, name: string): string | undefined => new RegExp(`^  ([0-9a-f]{8})  ${name}$`, 'm').exec(out)?.[1];
+  function tmpFile(text: string): string {
+    const p = join(mkdtempSync(join(tmpdir(), 'vcpulab-asm-')), 'prog.s');
+    writeFileSync(p, text);
+    return p;
+  }
+
+  it('a program using VCPUS fails alone and assembles with --define or --scenario', async () => {
+    const file = tmpFile('_start:\n    mov eax, VCPUS\n    mov ebx, ROUNDS\n');
+    expect(await run([file])).toEqual({ rc: 2, out: '', err: `${file}:2:14: undefined label 'VCPUS'\n` });
+    const d = await run([file, '--define', 'VCPUS=3', '--define=ROUNDS=0x10']);
+    expect(d.err).toBe('');
+    expect(d.rc).toBe(0);
+    expect(constant(d.out, 'VCPUS')).toBe('00000003');
+    expect(constant(d.out, 'ROUNDS')).toBe('00000010');
+    // The scenario's symbols: ipi-xapic has 6 vCPUs on 4 pCPUs, ipi_path xapic-passthrough (1), ROUNDS from its defines.
+    const sc = await run(['--scenario', 'ipi-xapic', file]);
+    expect(sc.rc).toBe(0);
+    expect(constant(sc.out, 'VCPUS')).toBe('00000006');
+    expect(constant(sc.out, 'PCPUS')).toBe('00000004');
+    expect(constant(sc.out, 'IPI_PATH')).toBe('00000001');
+    expect(constant(sc.out, 'ROUNDS')).toBe('00000032');
+    // --define wins over the scenario; a negative value is its 32-bit pattern.
+    const both = await run(['--scenario=ipi-xapic', '--define', 'VCPUS=-1', file]);
+    expect(constant(both.out, 'VCPUS')).toBe('ffffffff');
+  });
+
+  it('the built-in programs assemble with their scenario', async () => {
+    const dir = join(import.meta.dirname, '..', '..', 'src', 'scenario', 'builtin');
+    expect((await run([join(dir, 'realm.s')])).err).toMatch(/^\S+realm\.s:\d+:\d+: undefined label '[A-Z_]+'\n$/);
+    const r = await run([join(dir, 'realm.s'), '--scenario', 'secure-realm']);
+    expect(r.err).toBe('');
+    expect(r.rc).toBe(0);
+  });
+
+  it('bad --define and --scenario values are one line and exit code 2', async () => {
+    const file = tmpFile('nop\n');
+    const bad: [string[], string][] = [
+      [['--define', 'X'], "vcpulab asm: --define 'X': expected NAME=VALUE\n"],
+      [['--define', 'X=zz'], "vcpulab asm: --define 'X=zz': VALUE must be an integer (decimal or 0x hex) from -0x80000000 to 0xffffffff\n"],
+      [['--define', 'X=0x100000000'], "vcpulab asm: --define 'X=0x100000000': VALUE must be an integer (decimal or 0x hex) from -0x80000000 to 0xffffffff\n"],
+      [['--define', '9X=1'], "vcpulab asm: --define '9X=1': '9X' is not a symbol name (letters, digits, '_' and '.', not starting with a digit)\n"],
+      [['--define', 'eax=1'], "vcpulab asm: --define 'eax=1': 'eax' is a register name\n"],
+      [['--define'], 'vcpulab asm: --define needs NAME=VALUE (usage: vcpulab asm FILE [--disasm] [--scenario S] [--define NAME=VALUE ...])\n'],
+      [['--scenario'], 'vcpulab asm: --scenario needs a built-in name or a .toml file (usage: vcpulab asm FILE [--disasm] [--scenario S] [--define NAME=VALUE ...])\n'],
+    ];
+    for (const [args, err] of bad) expect(await run([file, ...args]), args.join(' ')).toEqual({ rc: 2, out: '', err });
+    const nosuch = await run([file, '--scenario', 'no-such-scenario']);
+    expect(nosuch.rc).toBe(2);
+    expect(nosuch.err).toMatch(/^--scenario: no built-in scenario 'no-such-scenario' \(built-ins: .*\)\n$/);
+    // A define that collides with a label of the program is the assembler's one-line error.
+    const lbl = tmpFile('X: nop\n');
+    expect(await run([lbl, '--define', 'X=1'])).toEqual({ rc: 2, out: '', err: `${lbl}:1:1: 'X' is predefined (the guest ABI, the scenario or --define); pick another name\n` });
+  });
+
+  it('through the command line: vcpulab asm FILE --define ... (exit codes 0 and 2)', () => {
+    const file = tmpFile('_start:\n    mov eax, VCPUS\n');
+    const bin = join(import.meta.dirname, '..', '..', 'bin', 'vcpulab.js');
+    const ok = spawnSync(process.execPath, [bin, 'asm', file, '--define', 'VCPUS=7'], { encoding: 'utf8' });
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toMatch(/^  00000007  VCPUS$/m);
+    const bad = spawnSync(process.execPath, [bin, 'asm', file, '--define', 'VCPUS=seven'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toMatch(/^vcpulab asm: --define 'VCPUS=seven': VALUE must be an integer/);
+  });
+});
+
+describe('.include', () => {
+  function dirWith(files: Record<string, string>): string {
+    const d = mkdtempSync(join(tmpdir(), 'vcpulab-inc-'));
+    for (const [name, text] of Object.entries(files)) {
+      mkdirSync(dirname(join(d, name)), { recursive: true });
+      writeFileSync(join(d, name), text);
+    }
+    return d;
+  }
+  const asmFile = (d: string, name: string): AsmProgram => assemble(readFileSync(join(d, name), 'utf8'), name, new Map(), undefined, { path: join(d, name) });
+  const errOf = (f: () => unknown): string => {
+    try { f(); } catch (e) { if (e instanceof UserError) return e.message; throw e; }
+    return '';
+  };
+
+  it('assembles the included lines in place, relative to the including file, labels shared both ways', () => {
+    const d = dirWith({
+      'main.s': '_start:\n    call helper\n.include "lib/helpers.s"\nafter: hlt\n',
+      'lib/helpers.s': '; helpers\n.include "consts.s"\nhelper:\n    mov eax, K\n    jmp after\n',
+      'lib/consts.s': '.equ K, 42\n',
+    });
+    const p = asmFile(d, 'main.s');
+    expect(p.labels.get('helper')).toBe(8);
+    expect(p.labels.get('after')).toBe(24);
+    expect(p.constants.get('K')).toBe(42);
+    // The same bytes as the program written out in one file.
+    const flat = assemble('_start:\n    call helper\nhelper:\n    mov eax, 42\n    jmp after\nafter: hlt\n', 'flat.s');
+    expect([...p.image]).toEqual([...flat.image]);
+    expect(p.source.map((l) => `${l.file}:${l.line}:${l.depth}`)).toEqual([
+      'main.s:1:0', 'main.s:2:0', 'main.s:3:0', 'lib/helpers.s:1:1', 'lib/helpers.s:2:1', 'lib/consts.s:1:2',
+      'lib/helpers.s:3:1', 'lib/helpers.s:4:1', 'lib/helpers.s:5:1', 'main.s:4:0',
+    ]);
+  });
+
+  it('an error inside an included file names that file and line, and the .include that brought it in', () => {
+    const d = dirWith({ 'main.s': 'nop\n.include "inc/bad.s"\n', 'inc/bad.s': 'nop\n    mov eaz, 1\n' });
+    expect(errOf(() => asmFile(d, 'main.s'))).toBe("inc/bad.s:2:9: unknown register 'eaz' (included from main.s:2)");
+    const dup = dirWith({ 'main.s': 'x: nop\n.include "b.s"\n', 'b.s': 'x: nop\n' });
+    expect(errOf(() => asmFile(dup, 'main.s'))).toBe("b.s:1:1: duplicate label 'x' (first defined at main.s:1) (included from main.s:2)");
+  });
+
+  it('a missing file, a cycle and nesting too deep are one-line errors at the .include', () => {
+    const d = dirWith({
+      'main.s': 'nop\n.include "nope.s"\n',
+      'a.s': '.include "b.s"\n', 'b.s': 'nop\n.include "a.s"\n',
+      'self.s': '.include "self.s"\n',
+      'bad.s': '.include nope.s\n',
+    });
+    expect(errOf(() => asmFile(d, 'main.s'))).toBe("main.s:2:10: cannot include 'nope.s': no such file");
+    expect(errOf(() => asmFile(d, 'a.s'))).toBe('b.s:2:10: .include cycle: a.s includes b.s includes a.s (included from a.s:1)');
+    expect(errOf(() => asmFile(d, 'self.s'))).toBe('self.s:1:10: .include cycle: self.s includes self.s');
+    expect(errOf(() => asmFile(d, 'bad.s'))).toBe('bad.s:1:10: .include needs a "file name"');
+    // Only regular files: a directory or a device is one line, never a read that does not end.
+    const odd = dirWith({ 'dir/x.s': 'nop\n', 'main.s': '.include "dir"\n.include "/dev/zero"\n' });
+    expect(errOf(() => asmFile(odd, 'main.s'))).toBe("main.s:1:10: cannot include 'dir': is a directory");
+    const dev = dirWith({ 'main.s': '.include "/dev/zero"\n' });
+    expect(errOf(() => asmFile(dev, 'main.s'))).toBe("main.s:1:10: cannot include '/dev/zero': not a regular file");
+    const deep: Record<string, string> = {};
+    for (let i = 0; i <= MAX_INCLUDE_DEPTH + 1; i++) deep[`d${i}.s`] = `.include "d${i + 1}.s"\n`;
+    deep[`d${MAX_INCLUDE_DEPTH + 2}.s`] = 'nop\n';
+    const dd = dirWith(deep);
+    expect(errOf(() => asmFile(dd, 'd0.s'))).toBe(`d${MAX_INCLUDE_DEPTH}.s:1:10: .include nested more than ${MAX_INCLUDE_DEPTH} deep (included from d${MAX_INCLUDE_DEPTH - 1}.s:1)`);
+    // One level less assembles.
+    expect(errOf(() => asmFile(dd, 'd2.s'))).toBe('');
+    // Including twice at every level (no cycle) is bounded by the lines assembled in all.
+    const fan: Record<string, string> = {};
+    for (let i = 0; i < MAX_INCLUDE_DEPTH; i++) fan[`f${i}.s`] = `.include "f${i + 1}.s"\n`.repeat(4);
+    fan[`f${MAX_INCLUDE_DEPTH}.s`] = 'nop\n';
+    expect(errOf(() => asmFile(dirWith(fan), 'f0.s'))).toMatch(new RegExp(`^f\\d+\\.s:\\d+:1: more than ${MAX_ASSEMBLED_LINES} lines to assemble in all, counting each \\.include \\(included from f\\d+\\.s:\\d+\\)$`));
+  });
+
+  it('an included file is part of the scenario content: editing it changes the hash schedules are checked against', async () => {
+    const d = dirWith({
+      'sc.toml': '[machine]\npcpus = 1\n[[domain]]\nname = "g"\nmemory_kb = 64\nprogram = "prog.s"\n',
+      'prog.s': '_start:\n.include "lib/end.s"\n', 'lib/end.s': '    mov ebx, 0\n    magic 0\n',
+    });
+    const { labPrepare } = await import('../../src/lab.js');
+    const a = await labPrepare(join(d, 'sc.toml'));
+    expect(a.spec.programIncludes).toEqual([[join(d, 'lib', 'end.s')]]);
+    expect((await labPrepare(join(d, 'sc.toml'))).hash).toBe(a.hash);
+    writeFileSync(join(d, 'lib', 'end.s'), '    mov ebx, 1\n    magic 0\n');
+    expect((await labPrepare(join(d, 'sc.toml'))).hash).not.toBe(a.hash);
+  });
+
+  it('vcpulab asm lists an included file\'s lines after its .include', async () => {
+    const d = dirWith({ 'main.s': '_start:\n.include "inc.s"\n    hlt\n', 'inc.s': '    nop ; included\n' });
+    let out = '';
+    const rc = await asmCommand([join(d, 'main.s')], { out: (t) => { out += t; }, err: () => undefined });
+    expect(rc).toBe(0);
+    expect(out.split('\n').slice(0, 4)).toEqual([
+      '00000000                     _start:',
+      '                             .include "inc.s"',
+      '00000000  00000000 00000000      nop ; included',
+      '00000008  00000001 00000000      hlt',
+    ]);
   });
 });
 

@@ -1,9 +1,10 @@
 import { describe, it, expect } from 'vitest';
 import { assemble } from '../../src/isa/assembler.js';
-import { disassemble, disassembleImage } from '../../src/isa/disasm.js';
+import { disassemble, disassembleImage, disassembleRange } from '../../src/isa/disasm.js';
 import {
   OPS, OP_COUNT, REG_ZERO, encodeWord0, decodeOp, fitsI16, type Form,
   OP_MOV, OP_ADD, OP_JMP, OP_CALL, OP_JZ, OP_ST_SD, OP_ST_SI, OP_INT, OP_IN, OP_NOP, OP_POP,
+  OP_ST_W, OP_LADD_W, OP_LAND_W, OP_WIDE_TAIL,
 } from '../../src/isa/opcodes.js';
 
 function u32(image: Uint8Array, addr: number): number {
@@ -62,6 +63,21 @@ describe('disassemble', () => {
     const p = assemble('mov eax, 1\nhlt\n.byte 0x01', 't.s');
     expect(disassembleImage(p.image, 0, p.end)).toEqual(['mov eax, 1', 'hlt', 'hlt']);
     expect(disassembleImage(p.image, 8, 16)).toEqual(['hlt']);
+  });
+
+  it('a wide instruction is one line of 16 bytes with its tail, else .word; its tail alone is .word', () => {
+    const head = w0(OP_ST_W, 0, Z);
+    expect(disassemble(head, 0xfee00310, undefined, [OP_WIDE_TAIL, 0xff000000])).toBe('mov [0xfee00310], 0xff000000');
+    expect(disassemble(w0(OP_LADD_W, 0, 6), 0x10000, undefined, [OP_WIDE_TAIL, 0x80000000])).toBe('lock add [esi+0x10000], 0x80000000');
+    expect(disassemble(w0(OP_LAND_W, 0, 7), 0xffff0000, undefined, [OP_WIDE_TAIL, 0xfffe0000])).toBe('lock and [edi-0x10000], 0xfffe0000');
+    expect(disassemble(head, 0xfee00310)).toBe('.word 0x00008047, 0xfee00310');                        // no tail given
+    expect(disassemble(head, 0xfee00310, undefined, [OP_WIDE_TAIL | 0x80, 1 << 20])).toMatch(/^\.word /); // tail fields set
+    expect(disassemble(head, 0xfee00310, undefined, [OP_WIDE_TAIL, 5])).toMatch(/^\.word /);          // short form fits
+    expect(disassemble(head, 0x100, undefined, [OP_WIDE_TAIL, 0x12345678])).toMatch(/^\.word /);      // short form fits
+    expect(disassemble(OP_WIDE_TAIL, 0xff000000)).toBe('.word 0x0000004b, 0xff000000');
+    const p = assemble('mov [0xfee00310], 0xff000000\nhlt', 't.s');
+    expect(disassembleRange(p.image, 0, p.end)).toEqual([[0, 'mov [0xfee00310], 0xff000000'], [16, 'hlt']]);
+    expect(disassembleImage(p.image, 8, 16)).toEqual(['.word 0x0000004b, 0xff000000']);
   });
 });
 
@@ -148,6 +164,11 @@ _start:
   lock add [eax], ebx
   lock or [eax], ebx
   lock and [eax], ebx
+  mov [0xfee00310], 0xff000000
+  mov [esi+0x12345678], -0x8001
+  lock add [0x10000], 0x12345678
+  lock or [ebp-0x10000], 0x80000000
+  lock and [0x7ffff000], 0xfff0f0f0
   lock add [eax+8], 1
   lock add [0x10000], 1
   lock or [eax], 0x80000000
@@ -168,18 +189,18 @@ describe('round trip', () => {
   it('assemble -> disassemble -> assemble gives identical bytes', () => {
     const p = assemble(EVERY_FORM, 'all.s');
     const idt = p.labels.get('idt') ?? -1;
-    const pairs = wordPairs(p.image).slice(0, idt / 8);
-    const text = pairs.map(([a, b]) => disassemble(a, b));
+    const text = disassembleImage(p.image, 0, idt);
     for (const t of text) expect(t).not.toMatch(/^\.word/);
-    expect(reassemble(text)).toEqual(pairs);
+    expect(text.filter((t) => /^(mov|lock (add|or|and)) \[/.test(t) && /0xff000000|0x12345678|0x80000000|0xfff0f0f0|-0x8001/.test(t)).length).toBeGreaterThanOrEqual(5);
+    expect([...assemble(text.join('\n'), 'rt.s').image]).toEqual([...p.image.slice(0, idt)]);
   });
 
   it('with labels: jump targets print as names and re-assemble', () => {
     const p = assemble(EVERY_FORM, 'all.s');
     const names = new Map([...p.labels].map(([n, a]) => [a, n]));
-    const lines = disassembleImage(p.image, 0, p.end, names);
-    expect(lines).toContain('jmp idt');
-    const again = assemble(lines.map((t, i) => `${names.has(i * 8) ? `${names.get(i * 8)}: ` : ''}${t}`).join('\n'), 'rt.s');
+    const lines = disassembleRange(p.image, 0, p.end, names);
+    expect(lines.map(([, t]) => t)).toContain('jmp idt');
+    const again = assemble(lines.map(([a, t]) => `${names.has(a) ? `${names.get(a)}: ` : ''}${t}`).join('\n'), 'rt.s');
     expect([...again.image]).toEqual([...p.image]);
   });
 });
@@ -213,8 +234,9 @@ function gen(seed: number): Gen {
   return { u32, below };
 }
 
-/** A random encoding the assembler can produce for `op`: fields the form does not use are zero. */
-function randomValid(g: Gen, op: number): [number, number] {
+/** A random encoding the assembler can produce for `op`: fields the form does not use are zero. Two words,
+ *  or four for a wide instruction (head and tail). */
+function randomValid(g: Gen, op: number): number[] {
   const form: Form = OPS[op].form;
   const reg = g.below(16);
   const b = g.below(17);          // 16 = REG_ZERO
@@ -234,16 +256,22 @@ function randomValid(g: Gen, op: number): [number, number] {
       return [w0(op, 0, b, i16), disp];
     }
     case 'reg_port': case 'port_reg': return [w0(op, reg), g.below(0x10000)];
+    case 'mem_wide': {
+      const big = (): number => { let v = g.u32(); while (fitsI16(v | 0)) v = g.u32(); return v; };
+      return [w0(op, 0, b), big(), OP_WIDE_TAIL, big()];
+    }
+    case 'tail': return randomValid(g, OP_NOP); // not an instruction of its own
   }
 }
 
 describe('randomized round trip', () => {
   it('2000 valid encodings disassemble to instructions and re-assemble identically', () => {
     const g = gen(0x5eed);
-    const pairs = Array.from({ length: 2000 }, () => randomValid(g, g.below(OP_COUNT)));
-    const text = pairs.map(([a, b]) => disassemble(a, b));
-    text.forEach((t, i) => expect(t, `${pairs[i]}`).not.toMatch(/^\.word/));
-    expect(reassemble(text)).toEqual(pairs);
+    const insns = Array.from({ length: 2000 }, () => randomValid(g, g.below(OP_COUNT)));
+    const text = insns.map((w) => disassemble(w[0], w[1], undefined, w.length > 2 ? [w[2], w[3]] : undefined));
+    text.forEach((t, i) => expect(t, `${insns[i]}`).not.toMatch(/^\.word/));
+    expect(insns.some((w) => w.length === 4)).toBe(true);
+    expect(reassemble(text).flat()).toEqual(insns.flat());
   });
 
   it('2000 arbitrary word pairs re-assemble identically (as instructions or .word)', () => {

@@ -654,6 +654,106 @@ m3: .word 0
   });
 });
 
+describe('wide forms: [m], imm with a 32-bit displacement and a 32-bit value', () => {
+  it('mov and lock add/or/and store, set flags and advance 16 bytes; a tail across a page is fetched from the next page', async () => {
+    const src = `
+_start:
+    mov [0x10000], 0x12345678     ; wide: neither fits 16 bits
+    mov edx, [0x10000]
+${rep(1, 'edx')}
+    lock add [0x10000], 0x70000000
+${fl(2)}
+    mov edx, [0x10000]
+${rep(3, 'edx')}
+    lock or [0x10000], 0x80000001
+${fl(4)}
+    mov edx, [0x10000]
+${rep(5, 'edx')}
+    lock and [0x10000], 0x0f0f0000
+${fl(6)}
+    mov edx, [0x10000]
+${rep(7, 'edx')}
+    mov esi, 0x100
+    mov [esi+0x10000], 0xcafebabe ; a base register and a 32-bit displacement
+    mov edx, [0x10100]
+${rep(8, 'edx')}
+    mov eax, 0
+    lock add [0x10100], 0x35014542 ; 0xcafebabe + 0x35014542 = 2^32: ZF and CF
+${fl(9)}
+    jmp cross
+.org 0x1ff8
+cross:                            ; head on one page, tail on the next
+    mov [0x10200], 0xdeadbeef
+    mov edx, [0x10200]
+${rep(10, 'edx')}
+${END}
+`;
+    const r = await runGuest(src);
+    expectClean(r);
+    expect(value(r, 1)).toBe(0x12345678);
+    expect(value(r, 2)).toBe(FIXED | SF | OF);              // 0x12345678 + 0x70000000 overflows into the sign
+    expect(value(r, 3)).toBe(s32(0x82345678));
+    expect(value(r, 4)).toBe(FIXED | SF);
+    expect(value(r, 5)).toBe(s32(0x82345679));
+    expect(value(r, 6)).toBe(FIXED);
+    expect(value(r, 7)).toBe(0x02040000);
+    expect(value(r, 8)).toBe(s32(0xcafebabe));
+    expect(value(r, 9)).toBe(FIXED | ZF | CF);
+    expect(value(r, 10)).toBe(s32(0xdeadbeef));
+    const L = labels(src);
+    expect((L.get('cross') ?? 0) & 0xfff).toBe(0xff8);
+  });
+
+  it('the vLAPIC emulates a wide store to the APIC page: mov [APIC+0x310], 0xff000000', async () => {
+    const src = `
+.equ APIC, 0xFEE00000
+_start:
+    mov [APIC+0x310], 0xff000000  ; ICR_HI through the trapped APIC page
+    mov edx, [APIC+0x310]
+${rep(1, 'edx')}
+    mov [APIC+0x80], 0x20         ; TPR, short form for comparison
+    mov edx, [APIC+0x80]
+${rep(2, 'edx')}
+${END}
+`;
+    const r = await runGuest(src);
+    expectClean(r);
+    expect(value(r, 1)).toBe(s32(0xff000000));
+    expect(value(r, 2)).toBe(0x20);
+  });
+
+  it('a jump into the tail of a wide instruction is #UD; a misaligned wide store is #GP at the head', async () => {
+    const src = `
+_start:
+    lidt idt
+    mov [idt + 6*4], on_ud
+    mov [idt + 13*4], on_gp
+wide:
+    mov [0x10001], 0x12345678     ; misaligned: #GP
+    jmp wide + 8                  ; the tail slot
+after:
+${END}
+on_ud:
+    mov eax, [esp]
+${rep(6, 'eax')}
+    mov [esp], after
+    iret
+on_gp:
+    mov eax, [esp]
+${rep(13, 'eax')}
+    lock add [esp], 16            ; skip the whole wide instruction
+    iret
+.align 4
+idt: .space 1024
+`;
+    const r = await runGuest(src);
+    expectClean(r);
+    const L = labels(src);
+    expect(values(r, 13)).toEqual([L.get('wide')]);
+    expect(values(r, 6)).toEqual([(L.get('wide') ?? 0) + 8]);
+  });
+});
+
 describe('system instructions', () => {
   it('rdtsc is monotonic, also across a VM exit; rdmsr 0x10 reads the TSC', async () => {
     const src = `

@@ -29,7 +29,7 @@
 .equ APIC, 0xFEE00000
 .equ KVIEW, 1
 .equ RVIEW, 2
-.equ OP, 0x20000              ; xen_hvm_altp2m_op (setup)
+.equ OP, 0x20000              ; the xen_hvm_altp2m_op struct (setup; field names: ALTP2M_*, predefined)
 .equ VE_GFN0, 0x10            ; vCPU n's #VE information page: gfn VE_GFN0 + n
 .equ WAIT_SPINS, 2000
 .equ SECRET, SECRET_GFN * 4096
@@ -64,25 +64,7 @@ wait_ready:
     pause
     jmp wait_ready
 ready_go:
-    mov eax, IPI_PATH           ; passthrough designs: wait until every vCPU has a published pCPU
-    cmp eax, 1
-    jl go
-    cmp eax, 2
-    jg go
-    mov edi, 0
-wait_map:
-    mov eax, edi
-    shl eax, 3
-    add eax, VCPU_MAP
-    mov eax, [eax]
-    cmp eax, -1
-    jnz map_next
-    pause
-    jmp wait_map
-map_next:
-    add edi, 1
-    cmp edi, VCPUS
-    jnz wait_map
+.include "wait-vcpu-map.s"
 go:
     mov eax, ebp                ; from here on this vCPU's NMI handler may send (the views and the map are ready)
     shl eax, 2
@@ -205,42 +187,9 @@ rogue:
     popf
     ret
 
-; IPI handlers (kernel code; they run in whichever view the vCPU is in when the vector arrives)
-on_ipi:
-    push eax
-    push ebx
-    push ecx
-    push edx
-    push edi
-    mov eax, ebp
-    shl eax, 2
-    add eax, recv
-    lock add [eax], 1
-    lock add [total_rx], 1
-    mov eax, NESTED
-    cmp eax, 0
-    jz on_ipi_eoi
-    mov edi, ebp                ; nested: VEC2 to (id + 2) % VCPUS, through the realm
-    add edi, 2
-nested_mod:
-    cmp edi, VCPUS
-    jl nested_go
-    sub edi, VCPUS
-    jmp nested_mod
-nested_go:
-    mov ebx, edi
-    mov ecx, VEC2
-    magic 2
-    mov ecx, VEC2
-    call gate_send
-on_ipi_eoi:
-    call eoi
-    pop edi
-    pop edx
-    pop ecx
-    pop ebx
-    pop eax
-    iret
+; IPI handlers (kernel code; they run in whichever view the vCPU is in when the vector arrives). Their
+; nested IPI goes through the realm, like every other send: nested_send is gate_send (defined below).
+.include "ipi-handlers.s"
 
 ; NMI handler (kernel code). NMI_IPI = 1: it sends VEC2 to (id + 3) % VCPUS through the realm, as a guest
 ; kernel's NMI-time work (a backtrace request, perf's irq_work) would: realm_send's cli protects nothing here.
@@ -281,41 +230,17 @@ on_nmi_done:
     pop eax
     iret                        ; ends NMI blocking
 
-on_ipi2:
-    push eax
-    push ecx
-    push edx
-    lock add [nested_rx], 1
-    call eoi
-    pop edx
-    pop ecx
-    pop eax
-    iret
-
-eoi:
-    mov eax, IPI_PATH
-    cmp eax, 2
-    jz eoi_x2
-    mov [APIC + 0xB0], 0
-    ret
-eoi_x2:
-    mov ecx, 0x80B
-    mov eax, 0
-    mov edx, 0
-    wrmsr
-    ret
-
 ; ---- setup (SETUP = 1): the guest builds its own views, as mixed mode lets it ----
 setup:
     mov edi, OP
-    mov eax, 2                  ; set_domain_state(1)
-    mov ebx, 1
+    mov eax, HVMOP_ALTP2M_SET_DOMAIN_STATE
+    mov ebx, 1                  ; state 1: active
     call altp2m
-    mov eax, 4                  ; create_p2m(rwx) -> KVIEW
-    mov ebx, 0x70000
+    mov eax, HVMOP_ALTP2M_CREATE_P2M
+    mov ebx, XENMEM_ACCESS_RWX << 16 ; default access rwx -> KVIEW
     call altp2m
-    mov eax, 4                  ; create_p2m(rwx) -> RVIEW
-    mov ebx, 0x70000
+    mov eax, HVMOP_ALTP2M_CREATE_P2M
+    mov ebx, XENMEM_ACCESS_RWX << 16 ; -> RVIEW
     call altp2m
     mov esi, SECRET_GFN         ; KVIEW: the secret and the realm's code are out of reach
     mov ebx, KVIEW              ; set_mem_access(KVIEW, n, gfn)
@@ -328,43 +253,44 @@ setup:
 enable_next:
     mov edx, esi
     add edx, VE_GFN0
-    mov [edi+24], edx           ; gfn of this vCPU's #VE page (pad at +20 and gfn high word at +28 stay 0)
-    mov eax, 3
+    mov [edi+ALTP2M_GFN], edx   ; gfn of this vCPU's #VE page (the pad before it and the gfn's high word stay 0)
+    mov eax, HVMOP_ALTP2M_VCPU_ENABLE_NOTIFY
     mov ebx, esi
     call altp2m_keep
     inc esi
     cmp esi, VCPUS
     jnz enable_next
-    mov eax, 6                  ; switch_p2m(KVIEW): every vCPU
+    mov eax, HVMOP_ALTP2M_SWITCH_P2M ; every vCPU to KVIEW
     mov ebx, KVIEW
     call altp2m
     ret
 
 no_access:
-    mov eax, 7
-    mov [edi+16], ebx           ; view, access n (0)
-    mov [edi+20], 0
-    mov [edi+24], esi
-    mov [edi+28], 0
+    mov eax, HVMOP_ALTP2M_SET_MEM_ACCESS
+    mov [edi+ALTP2M_VIEW], ebx  ; view ebx, access XENMEM_ACCESS_N (the high half, 0)
+    mov [edi+ALTP2M_PAD], 0
+    mov [edi+ALTP2M_GFN], esi
+    mov [edi+ALTP2M_GFN+4], 0
     call altp2m_call
     ret
 
-; altp2m: cmd eax, first union word ebx; altp2m_keep leaves words 1.. of the union as set
+; altp2m: sub-op eax, first union word ebx (ALTP2M_VIEW, ALTP2M_VCPU_ID, ...) and the rest of the union's
+; first 16 bytes zero; altp2m_keep leaves those as set
 altp2m:
-    mov [edi+20], 0
-    mov [edi+24], 0
-    mov [edi+28], 0
+    mov [edi+ALTP2M_PAD], 0
+    mov [edi+ALTP2M_GFN], 0
+    mov [edi+ALTP2M_GFN+4], 0
 altp2m_keep:
-    mov [edi+16], ebx
+    mov [edi+ALTP2M_U], ebx
 altp2m_call:
-    mov [edi], 1
-    mov [edi+4], eax
-    mov [edi+8], 0x7ff0         ; DOMID_SELF
-    mov [edi+12], 0
+    mov [edi+ALTP2M_VERSION], HVMOP_ALTP2M_INTERFACE_VERSION
+    mov [edi+ALTP2M_CMD], eax
+    mov [edi+ALTP2M_DOMAIN], DOMID_SELF
+    mov [edi+ALTP2M_PAD2], 0
     push ebx
     push ecx
-    mov eax, 34
-    mov ebx, 25
+    mov eax, HYPERVISOR_HVM_OP
+    mov ebx, HVMOP_ALTP2M
     mov ecx, edi
     vmcall
     pop ecx
@@ -403,6 +329,7 @@ gate_send:                      ; vector ecx to vCPU edi
     call realm_send
     call leave
     ret
+.equ nested_send, gate_send
 gate_read:                      ; eax = the secret
     call enter
     call realm_read
@@ -508,7 +435,8 @@ realm_read:
     mov eax, [SECRET]
     ret
 
-; send_ipi: vector ecx to vCPU edi, by IPI_PATH. Clobbers eax, ebx, edx.
+; realm_send: vector ecx to vCPU edi, by IPI_PATH (ipi-send.s), interrupts masked around it with
+; MASK_ICR = 1. Clobbers eax, ebx, edx.
 realm_send:
     mov ebx, MASK_ICR
     cmp ebx, 0
@@ -518,26 +446,13 @@ realm_send:
     call realm_send_raw
     popf
     ret
-realm_send_raw:
+realm_send_raw:                 ; DEST_MODE chooses the destination form on xapic-passthrough
     mov eax, IPI_PATH
     cmp eax, 1
-    jl send_virtual
-    cmp eax, 2
-    jg send_virtual             ; posted, ipiv, avic: virtual APIC IDs, like vlapic
-    mov eax, edi                ; passthrough: the physical APIC ID the target ran on when last published
-    shl eax, 3
-    add eax, VCPU_MAP + 4
-    mov edx, [eax]
-    mov eax, IPI_PATH
-    cmp eax, 2
-    jz send_x2apic
+    jnz send_raw
     mov eax, DEST_MODE
     cmp eax, 0
-    jnz send_other_dest
-    shl edx, 24
-    mov [APIC + 0x310], edx     ; ICR_HI
-    mov [APIC + 0x300], ecx     ; ICR_LO: sends
-    ret
+    jz send_raw
 ; DEST_MODE 1-3 (xapic-passthrough): the destination forms a guest kernel uses with its own APIC, on the
 ; host's. 1: flat logical, the guest's logical ID of vCPU n being 1 << n (Linux's flat mode for up to 8 CPUs);
 ; the host LAPICs match it against the LDRs Xen programmed for pCPUs. 2: the broadcast ID 0xFF. 3: the
@@ -568,19 +483,7 @@ send_shorthand:
     or eax, 3 << 18             ; all excluding self
     mov [APIC + 0x300], eax
     ret
-send_x2apic:
-    mov eax, ecx
-    push ecx
-    mov ecx, 0x830
-    wrmsr                       ; one write: destination edx, command eax
-    pop ecx
-    ret
-send_virtual:
-    mov edx, edi
-    shl edx, 25                 ; virtual APIC ID 2n in bits 31:24
-    mov [APIC + 0x310], edx
-    mov [APIC + 0x300], ecx
-    ret
+.include "ipi-send.s"
 
 ; INIT, SIPI, SIPI to the pCPU vCPU 1 was published on: only the hypervisor should ever do this
 realm_init:
