@@ -83,7 +83,7 @@ describe('--compare', () => {
         .replace('ROUNDS = 40', 'ROUNDS = 20').replace('vcpus = 6', 'vcpus = 4');
       writeFileSync(join(dir, 'fewer.toml'), toml);
       const [same, rogue, fewer, table] = await Promise.all([
-        compare(['--compare', 'secure-realm,posted,ipiv,avic', '--engine', 'serial', '--json']),
+        compare(['--compare', 'secure-realm,posted,ipiv,hypercall-ipi', '--engine', 'serial', '--json']),
         compare(['--compare', 'secure-realm,secure-realm-rogue', '--engine', 'serial', '--json']),
         compare(['--compare', `secure-realm,${join(dir, 'fewer.toml')}`, '--engine', 'serial', '--json']),
         compare(['--compare', 'secure-realm,secure-realm-rogue', '--engine', 'serial']),

@@ -72,12 +72,25 @@ describe('vcpulab hunt', () => {
     expect(reg.code, reg.stdout).toBe(0);
   });
 
-  it('on default settings, --until finds the ICR window and shrinks it to at most 2 preemptions', async () => {
+  it('on default settings, --until finds the ICR window; every window schedule replays, shrinking never adds preemptions', async () => {
     const out = tmp();
     const r = await vcpulab('hunt', '--scenario', 'secure-realm', '--until', 'IPI_MISDIRECTED:icr_window', '--workers', '2', '--out', out, '--json');
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as HuntJson;
+    expect(j.hunt.stopped).toBe('until');
     const win = j.signatures.filter((s) => s.cause === 'icr_window');
+    expect(win.length).toBeGreaterThan(0);
+    for (const s of win) {
+      expect(s.shrunk?.preemptions_after, s.signature).toBeLessThanOrEqual(s.shrunk?.preemptions_before ?? -1);
+      expect((await vcpulab('replay', s.schedule as string)).code, s.signature).toBe(0);
+    }
+  });
+
+  it('the window a guest\'s own nested send opens shrinks to at most 2 preemptions (pct)', async () => {
+    const out = tmp();
+    const r = await vcpulab('hunt', '--scenario', 'secure-realm', '--strategy', 'pct', '--until', 'IPI_MISDIRECTED:icr_window', '--workers', '2', '--out', out, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const win = (JSON.parse(r.stdout) as HuntJson).signatures.filter((s) => s.cause === 'icr_window' && !s.signature.endsWith(',xen'));
     expect(win.length).toBeGreaterThan(0);
     for (const s of win) {
       expect(s.shrunk?.preemptions_after, s.signature).toBeLessThanOrEqual(2);
