@@ -241,7 +241,7 @@ export async function runHunt(o: HuntOptions): Promise<HuntResult> {
 /** A hit with more preemptions than this makes shrinking look for a simpler witness first. */
 export const WITNESS_PREEMPTIONS = 2;
 /** pct runs the witness search may spend (they count in the shrink budget). */
-export const WITNESS_RUNS = 16;
+export const WITNESS_RUNS = 32;
 
 /**
  * Shrink one signature: re-run the chosen hit with recording, shrink its tape on the pool, write the file.
