@@ -30,11 +30,13 @@ export interface QueueWorkerOptions {
 
 export interface QueueWorkerSummary { name: string; campaigns: number; batches: number; runs: number }
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 /** How often the worker looks for campaigns that started or ended. */
 const DISCOVER_MS = 1000;
 
 type Joined =
-  | { kind: 'working'; worker: Worker; conn: ReturnType<typeof queueConnection>; abort: AbortController; scenario: string; hash: string; runs: number }
+  | { kind: 'working'; id: string; worker: Worker; conn: ReturnType<typeof queueConnection>; abort: AbortController; scenario: string; hash: string; runs: number }
   | { kind: 'refused' };
 
 export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorkerSummary> {
@@ -54,9 +56,23 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
     o.log(`vcpulab worker ${name}: campaign ${id} ${why}: left for a matching worker`);
     if (j?.kind === 'working') void leave(j);
   };
-  const leave = async (j: Extract<Joined, { kind: 'working' }>): Promise<void> => {
+  const leave = async (j: Extract<Joined, { kind: 'working' }>, graceful = false): Promise<void> => {
+    if (graceful) {
+      // Finish the batches in hand, but not forever (a server that is away cannot take their results).
+      await Promise.race([j.worker.close().catch(() => {}), sleep(o.lockMs + 5000)]);
+    }
     j.abort.abort();
     await j.worker.close(true).catch(() => {});
+    // A Worker writes its queue's meta and stalled-check keys while it polls, after the producer's
+    // obliterate too: once the campaign's record is gone, clear what is left of its queue.
+    try {
+      if (control.status === 'ready' && await campaigns.getJob(j.id) === undefined) {
+        const q = new Queue(batchQueueName(j.id), { connection: control, prefix: QUEUE_PREFIX });
+        q.on('error', () => {});
+        await q.obliterate({ force: true });
+        await q.close();
+      }
+    } catch { /* the server is away: nothing to clear there now */ }
     j.conn.disconnect();
   };
 
@@ -101,7 +117,7 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
       lockDuration: o.lockMs, stalledInterval: Math.max(500, Math.floor(o.lockMs / 2)), maxStalledCount: MAX_STALLED,
     });
     worker.on('error', () => {}); // lost connections and cancelled campaigns: the discovery loop sorts them out
-    joined.set(r.id, { kind: 'working', worker, conn, abort, scenario: r.scenario, hash: r.bundle.hash, runs: 0 });
+    joined.set(r.id, { kind: 'working', id: r.id, worker, conn, abort, scenario: r.scenario, hash: r.bundle.hash, runs: 0 });
     summary.campaigns++;
     o.log(`vcpulab worker ${name}: campaign ${r.id} (${r.scenario}, ${r.runs} runs, from ${r.producer}): working`);
   };
@@ -109,7 +125,10 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
   const discover = async (): Promise<void> => {
     let jobs;
     try {
-      jobs = await campaigns.getJobs(['waiting-children', 'wait', 'delayed', 'prioritized']);
+      // Commands wait through a reconnect (maxRetriesPerRequest: null); the loop must not.
+      if (control.status !== 'ready') throw new Error('down');
+      jobs = await Promise.race([campaigns.getJobs(['waiting-children', 'wait', 'delayed', 'prioritized']),
+        sleep(5000).then(() => { throw new Error('timeout'); })]);
     } catch {
       if (!wasDown) o.log(`vcpulab worker ${name}: lost the Redis server at ${o.queue.shown}; reconnecting`);
       wasDown = true;
@@ -134,20 +153,17 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
     }
   };
 
+  await campaigns.waitUntilReady().catch(() => {});
   o.log(`vcpulab worker ${name}: ${o.workers} pool workers, waiting for campaigns on ${o.queue.shown}`);
   try {
     while (!o.interrupt.requested) {
       await discover();
-      for (let t = 0; t < DISCOVER_MS && !o.interrupt.requested; t += 100) await new Promise((r) => setTimeout(r, 100));
+      for (let t = 0; t < DISCOVER_MS && !o.interrupt.requested; t += 100) await sleep(100);
     }
   } finally {
     // Ctrl-C: finish the batches in hand (a second Ctrl-C leaves at once; their locks then lapse and
     // another worker takes them).
-    await Promise.allSettled([...joined.values()].map(async (j) => {
-      if (j.kind !== 'working') return;
-      await j.worker.close().catch(() => {});
-      j.conn.disconnect();
-    }));
+    await Promise.allSettled([...joined.values()].map((j) => (j.kind === 'working' ? leave(j, true) : Promise.resolve())));
     await campaigns.close().catch(() => {});
     control.disconnect();
     await pool.destroy();
