@@ -10,8 +10,12 @@ import { FINDING_KINDS } from '../oracles/findings.js';
 import { RUN_DEFAULTS } from '../lab.js';
 import { sigintFlag } from './interrupt.js';
 import { HuntLost, runHunt, type HuntOptions, type HuntProgress, type HuntResult, type UntilSpec } from '../hunt/campaign.js';
-import { parseQueueUrl, queueProbe, type QueueUrl } from '../hunt/queue.js';
-import { BATCH_DEFAULT, formatStatus, queueExecutor, queueStatus, type CampaignProgress } from '../hunt/producer.js';
+import type { QueueUrl } from '../hunt/queue.js';
+import type { CampaignProgress } from '../hunt/producer.js';
+import { parseQueueUrl } from '../hunt/queue-url.js';
+
+/** Most runs per job of a distributed hunt (--batch). */
+export const BATCH_DEFAULT = 4;
 
 /** Strategies a hunt takes turns with by default: the samplers that find different kinds of races. */
 export const HUNT_DEFAULT_STRATEGIES = ['random', 'preempt', 'pct', 'pos'];
@@ -144,11 +148,13 @@ export function huntProgressBar(enabled: boolean): { update: (p: HuntProgress) =
 export async function huntCommand(args: string[]): Promise<number> {
   const f = parseHuntArgs(args);
   if (f === 'help') { process.stdout.write(HUNT_USAGE + '\n'); return EXIT_OK; }
-  if (f.queue !== undefined) {
-    await queueProbe('hunt', f.queue);
+  // BullMQ and ioredis load only for a distributed hunt: a local one, and `sim`, never touch them.
+  const dist = f.queue === undefined ? null : await import('../hunt/producer.js');
+  if (f.queue !== undefined && dist !== null) {
+    await (await import('../hunt/queue.js')).queueProbe('hunt', f.queue);
     if (f.status) {
-      const list = await queueStatus(f.queue);
-      process.stdout.write(f.json ? JSON.stringify({ queue: f.queue.shown, campaigns: list }, null, 2) + '\n' : formatStatus(f.queue, list));
+      const list = await dist.queueStatus(f.queue);
+      process.stdout.write(f.json ? JSON.stringify({ queue: f.queue.shown, campaigns: list }, null, 2) + '\n' : dist.formatStatus(f.queue, list));
       return EXIT_OK;
     }
   }
@@ -162,8 +168,8 @@ export async function huntCommand(args: string[]): Promise<number> {
   let res: HuntResult;
   try {
     const q = f.queue;
-    res = q === undefined ? await runHunt({ ...f, interrupt, onProgress })
-      : await runHunt({ ...f, interrupt, onProgress }, queueExecutor({
+    res = q === undefined || dist === null ? await runHunt({ ...f, interrupt, onProgress })
+      : await runHunt({ ...f, interrupt, onProgress }, dist.queueExecutor({
         queue: q, batch: f.batch, scenario: f.scenario, strategies: f.strategies, runs: f.runs, seed: f.seed, pcpus: f.pcpus, vcpus: f.vcpus,
         warn: (line) => { process.stderr.write(line + '\n'); },
       }, () => latest));

@@ -8,7 +8,6 @@ import { traceCommand } from './trace.js';
 import { huntCommand } from './hunt.js';
 import { regressCommand, replayCommand } from './replay.js';
 import { reproduceCommand } from './reproduce.js';
-import { workerCommand } from './worker.js';
 import { listBuiltins } from '../scenario/loader.js';
 
 const USAGE = `usage: vcpulab <command> [args]
@@ -33,7 +32,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'hunt': return await huntCommand(rest);
       case 'regress': return await regressCommand(rest);
       case 'reproduce': return await reproduceCommand(rest);
-      case 'worker': return await workerCommand(rest);
+      case 'worker': return await (await import('./worker.js')).workerCommand(rest); // loads BullMQ only here
       case 'asm': return await asmCommand(rest);
       case 'trace': return await traceCommand(rest);
       case 'scenarios':

@@ -24,9 +24,10 @@ import {
 import type { HuntTask, TaskResult } from './task.js';
 import { ESTIMATE_LAG } from './campaign.js';
 
-export const BATCH_DEFAULT = 4;
 /** How often the producer checks the batches still out, and publishes its progress on the campaign record. */
 const CHECK_MS = 2000;
+/** A batch out this long without its completion event is looked up (a missed event, a server that lost it). */
+const STALE_MS = 5000;
 
 export interface QueueHuntOptions {
   queue: QueueUrl;
@@ -70,7 +71,7 @@ export function queueExecutor(o: QueueHuntOptions, progress: () => CampaignProgr
     const out = new Map<string, OutBatch>();
     const perWorker = new Map<string, number>();
     const t0 = performance.now();
-    let seq = 0, batches = 0, resent = 0, lost: string | null = null, downSince: number | null = null;
+    let seq = 0, batches = 0, resent = 0, lost: string | null = null, downSince: number | null = null, wasDown = false;
     const parent = { id, queue: `${QUEUE_PREFIX}:${CAMPAIGNS_QUEUE}` };
     const jobOpts = (jobId: string) => ({
       jobId, attempts: BATCH_ATTEMPTS, backoff: { type: 'exponential', delay: BATCH_BACKOFF_MS },
@@ -149,7 +150,7 @@ export function queueExecutor(o: QueueHuntOptions, progress: () => CampaignProgr
         if (p !== null) await rec.updateProgress(p as unknown as object);
         const now = Date.now();
         for (const b of [...out.values()]) {
-          if (now - b.sent < CHECK_MS) continue;
+          if (now - b.sent < STALE_MS) continue;
           const s = await queue.getJobState(b.id);
           if (s === 'completed') {
             const j = await Job.fromId(queue, b.id);
@@ -170,6 +171,7 @@ export function queueExecutor(o: QueueHuntOptions, progress: () => CampaignProgr
         checking = false;
       }
     };
+    let ticks = 0;
     const timer = setInterval(() => {
       const up = cQueue.status === 'ready' && cCamp.status === 'ready';
       if (up) downSince = null;
@@ -177,7 +179,8 @@ export function queueExecutor(o: QueueHuntOptions, progress: () => CampaignProgr
       if (downSince !== null && Date.now() - downSince > LOST_AFTER_MS && lost === null) {
         loseAll(`lost the Redis server at ${o.queue.shown} for ${LOST_AFTER_MS / 1000} s`);
       }
-      if (up) void check();
+      if (up && (++ticks % 4 === 0 || wasDown)) void check();
+      wasDown = !up;
     }, CHECK_MS / 4);
 
     let pending: HuntTask[] = [];
