@@ -94,6 +94,10 @@ export async function huntQueueBench(o: { quick: boolean; reps: number; progress
     workers.push(await benchWorker(redis.url, 1), await benchWorker(redis.url, 1));
     const q = parseQueueUrl('bench', redis.url);
     const local: number[] = [], dist: number[] = [], rel: number[] = [];
+    // The local hunt warms each pool worker with its calibration run before the timing starts; the worker
+    // processes get one small untimed campaign for the same.
+    const warm = huntOpts({ scenario: 'secure-realm', runs: 8, workers: 2 });
+    await runHunt(warm, queueExecutor({ queue: q, batch: 1, scenario: 'secure-realm', strategies: warm.strategies, runs: 8, seed: warm.seed, warn: o.progress }, () => null));
     for (let r = 0; r < o.reps; r++) {
       const opts = huntOpts({ scenario: 'secure-realm', runs, workers: 2 });
       const l = await runHunt(opts);

@@ -65,15 +65,25 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
     await j.worker.close(true).catch(() => {});
     // A Worker writes its queue's meta and stalled-check keys while it polls, after the producer's
     // obliterate too: once the campaign's record is gone, clear what is left of its queue.
-    try {
-      if (control.status === 'ready' && await campaigns.getJob(j.id) === undefined) {
-        const q = new Queue(batchQueueName(j.id), { connection: control, prefix: QUEUE_PREFIX });
+    ended.set(j.id, 0);
+    await clearEnded();
+    j.conn.disconnect();
+  };
+  // Campaigns left, whose queues are cleared on the next passes too: a closing Worker's last commands (a
+  // failed try of an aborted batch, a poll) can still land after the first clear.
+  const ended = new Map<string, number>();
+  const clearEnded = async (): Promise<void> => {
+    for (const [id, passes] of ended) {
+      try {
+        if (control.status !== 'ready') return;
+        if (await campaigns.getJob(id) !== undefined) { ended.delete(id); continue; } // back (a restarted server)
+        const q = new Queue(batchQueueName(id), { connection: control, prefix: QUEUE_PREFIX });
         q.on('error', () => {});
         await q.obliterate({ force: true });
         await q.close();
-      }
-    } catch { /* the server is away: nothing to clear there now */ }
-    j.conn.disconnect();
+        if (passes >= 2) ended.delete(id); else ended.set(id, passes + 1);
+      } catch { /* the server is away: nothing to clear there now */ }
+    }
   };
 
   const join = async (r: CampaignRecord): Promise<void> => {
@@ -143,6 +153,7 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
       live.add(r.id);
       if (!joined.has(r.id)) await join(r);
     }
+    await clearEnded();
     for (const [id, j] of joined) {
       if (live.has(id)) continue;
       joined.delete(id);

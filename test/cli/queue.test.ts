@@ -258,6 +258,23 @@ describe.runIf(missing === null || REDIS_REQUIRED)('distributed hunts on a priva
     expect(await info()).toBeLessThan(before + 256 * 1024);
   });
 
+  it('Redis restarted mid-campaign: producer and workers reconnect, the campaign is sent again and ends as the local one', async () => {
+    const args = ['hunt', '--scenario', 'secure-realm', '--runs', '24', '--max-instructions', '150000', '--seed', '7', '--no-shrink', '--json'];
+    const local = await vcpulab(...args, '--workers', '2');
+    expect(local.code, local.stderr).toBe(0);
+    const a = await startWorker(redis.url), b = await startWorker(redis.url);
+    const h = startHunt([...args, '--queue', redis.url]);
+    await until('a batch active', async () => ((await r.keys('vcpulab:campaign-*:active')).length > 0 ? true : undefined));
+    await redis.restart(); // no persistence: the server comes back empty
+    const res = await h.done;
+    await Promise.all([a.stop(), b.stop()]);
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stderr).toMatch(/the Redis server lost campaign \S+ \(restarted\?\); sent it and its \d+ unfinished batches again/);
+    const jd = JSON.parse(res.stdout) as HuntJson;
+    expect(essence(jd)).toEqual(essence(JSON.parse(local.stdout) as HuntJson));
+    expect(Object.values(jd.hunt.queue?.per_worker ?? {}).reduce((s, x) => s + x, 0)).toBe(24);
+  });
+
   it('Ctrl-C on the producer cancels the remaining batches and prints partial results', async () => {
     const w = await startWorker(redis.url);
     const h = startHunt(['hunt', '--scenario', 'secure-realm', '--runs', '400', '--max-instructions', '150000', '--no-shrink', '--json', '--queue', redis.url]);
