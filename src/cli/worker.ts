@@ -39,7 +39,8 @@ export async function workerCommand(args: string[]): Promise<number> {
   const lockMs = intFlag('lock-ms', v['lock-ms'], 1000, 600_000) ?? LOCK_MS_DEFAULT;
   await queueProbe('worker', queue);
   const interrupt = sigintFlag();
-  const term = (): void => { interrupt.requested = true; };
+  // SIGTERM as Ctrl-C: the first finishes the batches in hand, a second leaves at once.
+  const term = (): void => { if (interrupt.requested) process.exit(EXIT_INTERRUPTED); interrupt.requested = true; };
   process.on('SIGTERM', term);
   try {
     const s = await runQueueWorker({ queue, workers, lockMs, interrupt, log: (line) => { process.stderr.write(line + '\n'); } });

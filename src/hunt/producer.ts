@@ -228,13 +228,13 @@ export function queueExecutor(o: QueueHuntOptions, progress: () => CampaignProgr
       async destroy(): Promise<void> {
         clearInterval(timer);
         // Cancel what is left (Ctrl-C, a failure) and clean up after a finished one alike: nothing stays.
+        // Each step bounded: with the server away, BullMQ's calls wait for a connection that may never come.
+        const bounded = (p: Promise<unknown>): Promise<unknown> => Promise.race([p.catch(() => {}), new Promise((r) => setTimeout(r, 3000).unref())]);
         if (lost === null) {
-          try {
-            await queue.obliterate({ force: true });
-            await campaigns.remove(id, { removeChildren: false });
-          } catch { /* the server is away; a restart without persistence forgets the campaign anyway */ }
+          await bounded(chain);
+          await bounded(queue.obliterate({ force: true }).then(() => campaigns.remove(id, { removeChildren: false })));
         }
-        await Promise.allSettled([events.close(), queue.close(), campaigns.close(), flow.close()]);
+        await bounded(Promise.allSettled([events.close(), queue.close(), campaigns.close(), flow.close()]));
         for (const c of conns) c.disconnect();
       },
     };

@@ -32,6 +32,9 @@ export interface QueueWorkerSummary { name: string; campaigns: number; batches: 
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Wait for `p`, but at most `ms`. */
+const bounded = (p: Promise<unknown>, ms = 3000): Promise<unknown> => Promise.race([p.catch(() => {}), sleep(ms)]);
+
 /** How often the worker looks for campaigns that started or ended. */
 const DISCOVER_MS = 1000;
 
@@ -59,10 +62,10 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
   const leave = async (j: Extract<Joined, { kind: 'working' }>, graceful = false): Promise<void> => {
     if (graceful) {
       // Finish the batches in hand, but not forever (a server that is away cannot take their results).
-      await Promise.race([j.worker.close().catch(() => {}), sleep(o.lockMs + 5000)]);
+      await bounded(j.worker.close(), o.lockMs + 5000);
     }
     j.abort.abort();
-    await j.worker.close(true).catch(() => {});
+    await bounded(j.worker.close(true));
     // A Worker writes its queue's meta and stalled-check keys while it polls, after the producer's
     // obliterate too: once the campaign's record is gone, clear what is left of its queue.
     ended.set(j.id, 0);
@@ -79,8 +82,8 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
         if (await campaigns.getJob(id) !== undefined) { ended.delete(id); continue; } // back (a restarted server)
         const q = new Queue(batchQueueName(id), { connection: control, prefix: QUEUE_PREFIX });
         q.on('error', () => {});
-        await q.obliterate({ force: true });
-        await q.close();
+        await bounded(q.obliterate({ force: true }));
+        await bounded(q.close());
         if (passes >= 2) ended.delete(id); else ended.set(id, passes + 1);
       } catch { /* the server is away: nothing to clear there now */ }
     }
@@ -174,10 +177,11 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
   } finally {
     // Ctrl-C: finish the batches in hand (a second Ctrl-C leaves at once; their locks then lapse and
     // another worker takes them).
+    // Every step bounded: with the server gone, BullMQ's closes can wait for a connection that never comes.
     await Promise.allSettled([...joined.values()].map((j) => (j.kind === 'working' ? leave(j, true) : Promise.resolve())));
-    await campaigns.close().catch(() => {});
+    await bounded(campaigns.close());
     control.disconnect();
-    await pool.destroy();
+    await bounded(pool.destroy());
   }
   return summary;
 }
