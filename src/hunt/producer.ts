@@ -16,13 +16,12 @@ import { FlowProducer, Job, Queue, QueueEvents } from 'bullmq';
 import { TOOL_VERSION } from '../lab.js';
 import { SCHEDULE_VERSION } from '../schedule.js';
 import { bundleScenario } from './bundle.js';
-import { HuntLost, type ExecutorFactory, type HuntExecutor } from './campaign.js';
+import { ESTIMATE_LAG, HuntLost, type ExecutorFactory, type HuntExecutor } from './campaign.js';
 import {
   BATCH_ATTEMPTS, BATCH_BACKOFF_MS, batchQueueName, CAMPAIGN_FORMAT, CAMPAIGNS_QUEUE, EVENTS_MAX_LEN, KEEP_COMPLETED, KEEP_FAILED, LOST_AFTER_MS,
   QUEUE_PREFIX, queueConnection, resultFromWire, taskToWire, type BatchData, type BatchResult, type CampaignRecord, type QueueUrl,
 } from './queue.js';
 import type { HuntTask, TaskResult } from './task.js';
-import { ESTIMATE_LAG } from './campaign.js';
 
 /** How often the producer checks the batches still out, and publishes its progress on the campaign record. */
 const CHECK_MS = 2000;
