@@ -262,7 +262,12 @@ export async function queueStatus(q: QueueUrl): Promise<CampaignStatus[]> {
       const bq = new Queue(batchQueueName(r.id), { connection: conn, prefix: QUEUE_PREFIX, skipMetasUpdate: true });
       bq.on('error', () => {});
       const counts = await bq.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed');
-      const workers = (await bq.getWorkers()).map((w) => String((w as { name?: string }).name ?? '')).filter((n) => n !== '');
+      // BullMQ names a Worker's connection <queue client name>:w:<worker name>; the worker name is host:pid.
+      const workers = (await bq.getWorkers()).map((w) => {
+        const raw = String((w as { rawname?: string; name?: string }).rawname ?? (w as { name?: string }).name ?? '');
+        const i = raw.indexOf(':w:');
+        return i >= 0 ? raw.slice(i + 3) : '';
+      }).filter((n) => n !== '');
       out.push({
         id: r.id, scenario: r.scenario, tool: r.tool, producer: r.producer, started: new Date(r.started).toISOString(), runs: r.runs, strategies: r.strategies,
         progress: typeof j.progress === 'object' && j.progress !== null ? j.progress as unknown as CampaignProgress : null,

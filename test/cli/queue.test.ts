@@ -280,6 +280,15 @@ describe.runIf(missing === null || REDIS_REQUIRED)('distributed hunts on a priva
     const h = startHunt(['hunt', '--scenario', 'secure-realm', '--runs', '400', '--max-instructions', '150000', '--no-shrink', '--json', '--queue', redis.url]);
     await until('some batches done', async () => (/ended|working/.test(w.log()) && (await r.keys('vcpulab:campaign-*:id')).length > 0 ? true : undefined));
     await sleep(1500);
+    // --status shows the running campaign: its scenario, its size, the worker on its queue, its progress.
+    const st = await vcpulab('hunt', '--queue', redis.url, '--status', '--json');
+    expect(st.code, st.stderr).toBe(0);
+    const list = (JSON.parse(st.stdout) as { campaigns: { scenario: string; runs: number; workers: string[]; progress: { done: number; total: number } | null }[] }).campaigns;
+    expect(list).toHaveLength(1);
+    expect(list[0]).toMatchObject({ scenario: 'secure-realm', runs: 400 });
+    expect(list[0].workers).toContain(w.name);
+    const text = await vcpulab('hunt', '--queue', redis.url, '--status');
+    expect(text.stdout).toMatch(/^campaign \S+: secure-realm, 400 runs of random, preempt, pct, pos, vcpulab \S+, from \S+ since /);
     h.p.kill('SIGINT');
     const res = await h.done;
     expect(res.code, res.stderr).toBe(130);
