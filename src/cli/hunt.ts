@@ -129,14 +129,15 @@ export function parseHuntArgs(args: string[]): HuntFlags | 'help' {
 export function huntProgressBar(enabled: boolean): { update: (p: HuntProgress) => void; stop: () => void } {
   if (!enabled || process.stderr.isTTY !== true) return { update: () => {}, stop: () => {} };
   const bar = new cliProgress.SingleBar({
-    format: ' {phase} {bar} {value}/{total} | {rate} runs/s | {sigs} signatures | {duration}s', hideCursor: true, clearOnComplete: true, stream: process.stderr,
+    format: ' {phase} {bar} {value}/{total} | {rate} runs/s{machines} | {sigs} signatures | {duration}s', hideCursor: true, clearOnComplete: true, stream: process.stderr,
   }, cliProgress.Presets.shades_classic);
   let started = false;
   return {
     update: (p) => {
       const m = Object.entries(p.machines ?? {});
-      const per = m.length === 0 ? '' : ` (${m.map(([k, r]) => `${k} ${r.toFixed(1)}`).join(', ')})`;
-      const payload = { phase: p.phase === 'runs' ? 'runs  ' : 'shrink', rate: p.runsPerS.toFixed(1) + per, sigs: p.signatures };
+      // Distributed: runs/s of each worker process, from the batches' completion events.
+      const machines = m.length === 0 ? '' : ` (${m.map(([k, r]) => `${k} ${r.toFixed(1)}`).join(', ')})`;
+      const payload = { phase: p.phase === 'runs' ? 'runs  ' : 'shrink', rate: p.runsPerS.toFixed(1), machines, sigs: p.signatures };
       if (!started) { bar.start(p.total, p.done, payload); started = true; }
       bar.setTotal(p.total);
       bar.update(p.done, payload);
