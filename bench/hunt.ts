@@ -6,19 +6,26 @@
 //    (build the machine, the collector and the pCPUs, run nothing, build the report) against a whole
 //    secure-realm serial run (target < 5%);
 //  - for each built-in race, the runs a campaign needs to first hit it, per strategy: the median over
-//    CAMPAIGNS campaign seeds of (index of the first hitting run + 1), runs capped at CAP.
+//    CAMPAIGNS campaign seeds of (index of the first hitting run + 1), runs capped at CAP;
+//  - a distributed hunt (DESIGN.md §9) against the local pool on the same campaign: two `vcpulab worker`
+//    processes of one pool worker each on a private redis-server, against the local pool of two workers
+//    (target >= 0.9). `node dist/bench/hunt.js --queue-only` runs that row alone.
 // Ratios are measured in one run and reported, never asserted.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { labPrepare, labRun, RUN_DEFAULTS, type RunConfig } from '../src/lab.js';
 import { runHunt, type HuntOptions, type UntilSpec } from '../src/hunt/campaign.js';
+import { queueExecutor } from '../src/hunt/producer.js';
+import { parseQueueUrl } from '../src/hunt/queue.js';
 import { bareInterp, median } from './floors.js';
 import { errText, fmtN, r2, r3, runStandalone } from './format.js';
 
 export interface HuntRow { name: string; kind: 'hunt'; value: number; unit: string; show: string; note: string; detail: Record<string, unknown>; error?: string }
 export interface HuntRatio { name: string; value: number; target: number; targetText: string; how: string; lowerIsBetter?: boolean }
 
-export const HUNT_METHOD = 'kind "hunt" rows (bench/hunt.ts): runs/s = hunt.runs_per_s of `vcpulab hunt --scenario secure-realm --strategy random --no-shrink` (runs phase only, pool already started), 1 and 2 workers, with the bare interpreter loop on 1 and 2 workers measured just before; warm start-up = wall of a prepared secure-realm serial run with --max-instructions 1 over the wall of a whole one (median of 5 each, same process); runs to first hit = per race and strategy, over campaign seeds 1..N, the median of (first hitting run + 1) of a campaign with --until, capped.';
+export const HUNT_METHOD = 'kind "hunt" rows (bench/hunt.ts): runs/s = hunt.runs_per_s of `vcpulab hunt --scenario secure-realm --strategy random --no-shrink` (runs phase only, pool already started), 1 and 2 workers; distributed: the same campaign through `--queue` on a private redis-server with two `vcpulab worker --workers 1` processes, against the local pool of 2 measured just before, ratio per repetition; with the bare interpreter loop on 1 and 2 workers measured just before; warm start-up = wall of a prepared secure-realm serial run with --max-instructions 1 over the wall of a whole one (median of 5 each, same process); runs to first hit = per race and strategy, over campaign seeds 1..N, the median of (first hitting run + 1) of a campaign with --until, capped.';
 
 const LOST_UPDATE = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../test/fixtures/lost-update/lost-update.toml' : '../../test/fixtures/lost-update/lost-update.toml', import.meta.url));
 
@@ -44,7 +51,76 @@ export function huntOpts(o: Partial<HuntOptions> & { scenario: string }): HuntOp
   };
 }
 
+const BIN = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../bin/vcpulab.js' : '../../bin/vcpulab.js', import.meta.url));
+
+/** A private redis-server on a free loopback port (no persistence, noeviction), or why there is none. */
+async function benchRedis(): Promise<{ url: string; stop: () => void } | string> {
+  if (spawnSync('redis-server', ['--version']).status !== 0) return 'redis-server not found (apt-get install -y redis-server)';
+  const port = await new Promise<number>((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
+  });
+  const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    p.stdout?.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('Ready to accept connections')) resolve(); });
+    p.on('exit', () => reject(new Error(`redis-server did not start: ${out.slice(-200)}`)));
+  });
+  return { url: `redis://127.0.0.1:${port}`, stop: () => { p.kill('SIGTERM'); } };
+}
+
+/** A `vcpulab worker` process, once it says it waits for campaigns. */
+function benchWorker(url: string, workers: number): Promise<ChildProcess> {
+  const p = spawn(process.execPath, [BIN, 'worker', '--queue', url, '--workers', String(workers)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let err = '';
+    p.stderr?.on('data', (d: Buffer) => { err += d.toString(); if (err.includes('waiting for campaigns')) resolve(p); });
+    p.on('exit', (code) => reject(new Error(`vcpulab worker exited ${code}: ${err.slice(-200)}`)));
+  });
+}
+
+export async function huntQueueBench(o: { quick: boolean; reps: number; progress: (line: string) => void }): Promise<{ rows: HuntRow[]; ratios: HuntRatio[] }> {
+  const rows: HuntRow[] = [], ratios: HuntRatio[] = [];
+  const name = 'distributed hunt runs/s, secure-realm random, 2 worker processes x 1';
+  const redis = await benchRedis();
+  if (typeof redis === 'string') {
+    rows.push({ name, kind: 'hunt', value: NaN, unit: 'runs/s', show: 'failed', note: redis, detail: {}, error: redis });
+    return { rows, ratios };
+  }
+  const runs = o.quick ? 16 : 160;
+  const workers: ChildProcess[] = [];
+  try {
+    workers.push(await benchWorker(redis.url, 1), await benchWorker(redis.url, 1));
+    const q = parseQueueUrl('bench', redis.url);
+    const local: number[] = [], dist: number[] = [], rel: number[] = [];
+    // The local hunt warms each pool worker with its calibration run before the timing starts; the worker
+    // processes get one small untimed campaign for the same.
+    const warm = huntOpts({ scenario: 'secure-realm', runs: 8, workers: 2 });
+    await runHunt(warm, queueExecutor({ queue: q, batch: 1, scenario: 'secure-realm', strategies: warm.strategies, runs: 8, seed: warm.seed, warn: o.progress }, () => null));
+    for (let r = 0; r < o.reps; r++) {
+      const opts = huntOpts({ scenario: 'secure-realm', runs, workers: 2 });
+      const l = await runHunt(opts);
+      const d = await runHunt(opts, queueExecutor({ queue: q, batch: 4, scenario: 'secure-realm', strategies: opts.strategies, runs, seed: opts.seed, warn: o.progress }, () => null));
+      local.push(l.hunt.runs_per_s); dist.push(d.hunt.runs_per_s); rel.push(d.hunt.runs_per_s / l.hunt.runs_per_s);
+      o.progress(`hunt: ${l.hunt.runs_per_s} runs/s on the local pool of 2, ${d.hunt.runs_per_s} on 2 worker processes via BullMQ`);
+    }
+    rows.push({ name: 'hunt runs/s, secure-realm random, local pool of 2 (beside the distributed row)', kind: 'hunt', value: median(local), unit: 'runs/s', show: fmtN(median(local)),
+      note: `reps ${local.map(fmtN).join(', ')}; ${runs} runs each`, detail: { reps: local } });
+    rows.push({ name, kind: 'hunt', value: median(dist), unit: 'runs/s', show: fmtN(median(dist)), note: `reps ${dist.map(fmtN).join(', ')}; batches of up to 4 runs, redis-server on loopback`, detail: { reps: dist } });
+    ratios.push({ name: 'distributed hunt (2 worker processes) / local pool (2 workers), runs/s', value: median(rel), target: 0.9, targetText: '>= 0.90',
+      how: `hunt runs/s via BullMQ / local pool, same campaign, per repetition: ${rel.map(r2).join(', ')}` });
+  } catch (e) {
+    rows.push({ name, kind: 'hunt', value: NaN, unit: 'runs/s', show: 'failed', note: errText(e), detail: {}, error: errText(e) });
+  } finally {
+    for (const w of workers) w.kill('SIGTERM');
+    redis.stop();
+  }
+  return { rows, ratios };
+}
+
 export async function huntBench(o: { quick: boolean; reps: number; progress: (line: string) => void }): Promise<{ rows: HuntRow[]; ratios: HuntRatio[] }> {
+  if (process.argv.includes('--queue-only')) return huntQueueBench(o);
   const rows: HuntRow[] = [];
   const ratios: HuntRatio[] = [];
   const row = (name: string, value: number, unit: string, note: string, detail: Record<string, unknown> = {}, show?: string): void => {
@@ -113,6 +189,9 @@ export async function huntBench(o: { quick: boolean; reps: number; progress: (li
       o.progress(`hunt: ${race.name} with ${s}: ${rows[rows.length - 1].show}`);
     }
   }
+  const q = await huntQueueBench(o);
+  rows.push(...q.rows);
+  ratios.push(...q.ratios);
   return { rows, ratios };
 }
 

@@ -15,6 +15,7 @@ commands:
   sim [flags]          run a scenario (vcpulab sim --help for the flags)
   replay FILE          replay a schedule (hunt --out or sim --schedule-out); exit 1 if it no longer produces its finding
   hunt [flags]         search many serial schedules for races on a worker pool (vcpulab hunt --help)
+  worker --queue URL   run the batches of distributed hunts (hunt --queue URL) on this machine's pool
   regress DIR          replay every DIR/*.schedule; exit 1 naming those that no longer reproduce
   reproduce REPORT     hunt serial schedules for a finding of a (threaded) sim --json report, then shrink it
   asm FILE             assemble a guest program and print its listing
@@ -31,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'hunt': return await huntCommand(rest);
       case 'regress': return await regressCommand(rest);
       case 'reproduce': return await reproduceCommand(rest);
+      case 'worker': return await (await import('./worker.js')).workerCommand(rest); // loads BullMQ only here
       case 'asm': return await asmCommand(rest);
       case 'trace': return await traceCommand(rest);
       case 'scenarios':
@@ -40,7 +42,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE + '\n');
         return cmd === undefined ? EXIT_BAD_INPUT : EXIT_OK;
       default:
-        throw new UserError(`vcpulab: unknown command '${cmd}' (commands: sim, replay, hunt, regress, reproduce, asm, trace, scenarios)`);
+        throw new UserError(`vcpulab: unknown command '${cmd}' (commands: sim, replay, hunt, worker, regress, reproduce, asm, trace, scenarios)`);
     }
   } catch (e) {
     if (e instanceof UserError) {

@@ -14,7 +14,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
-import { labPrepare, RUN_DEFAULTS, type RunConfig } from '../lab.js';
+import { labPrepare, RUN_DEFAULTS, type Prepared, type RunConfig } from '../lab.js';
 import { childSeed } from '../prng.js';
 import { workerFile } from '../engine/threaded.js';
 import { scheduleHeader, writeScheduleFile } from '../schedule.js';
@@ -56,7 +56,40 @@ export interface HuntOptions {
   interrupt: { requested: boolean };
 }
 
-export interface HuntProgress { phase: 'runs' | 'shrink'; done: number; total: number; runsPerS: number; signatures: number }
+export interface HuntProgress {
+  phase: 'runs' | 'shrink'; done: number; total: number; runsPerS: number; signatures: number;
+  /** Distributed hunts: runs/s of each worker process that returned results (name: host:pid). */
+  machines?: Record<string, number>;
+}
+
+/**
+ * Where a campaign's tasks run: the local piscina pool, or a queue of remote workers (src/hunt/producer.ts).
+ * The campaign does the same thing whichever it is: it dispatches tasks, merges results in run order and
+ * shrinks, so the executor decides nothing that changes a result.
+ */
+export interface HuntExecutor {
+  /** Runs the dispatch loop keeps in flight. */
+  window: number;
+  /** Copies of the calibration run to send (each warms one local worker). */
+  calibrations: number;
+  run(task: HuntTask): Promise<TaskResult>;
+  /** Runs/s per remote worker process so far (distributed only). */
+  machines?(): Record<string, number>;
+  /** Worker processes or threads that ran tasks, for the result's `workers`. */
+  workers(): number;
+  /** Extra fields for the result's `hunt` object. */
+  describe?(): Record<string, unknown>;
+  /** Stop: cancel what is still queued and release everything. */
+  destroy(): Promise<void>;
+}
+
+/** Thrown by an executor that lost its campaign (the queue's server went away): the hunt ends with partial results. */
+export class HuntLost extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HuntLost';
+  }
+}
 
 export interface SignatureRow {
   kind: string;
@@ -80,17 +113,36 @@ export interface HuntResult {
   hunt: {
     scenario: string; strategies: string[]; runs: number; workers: number; wall_ms: number; runs_per_s: number;
     seed: number; scenario_hash: string;
-    /** Why the hunt stopped before --runs: 'until', 'time', 'interrupted', or null. */
+    /** Why the hunt stopped before --runs: 'until', 'time', 'interrupted', 'lost' (distributed: the queue's server went away), or null. */
     stopped: string | null;
     signatures_dropped: number;
+    /** Distributed hunts: why the campaign was lost, when it was. */
+    lost?: string;
+    /** Distributed hunts: the queue, the campaign and the runs each worker process returned. */
+    queue?: Record<string, unknown>;
   };
   signatures: SignatureRow[];
   per_strategy: Record<string, { runs: number; first_hit: Record<string, number> }>;
 }
 
-function huntPool(workers: number): Piscina {
+/** The pool of hunt workers of this process (the local hunt's, and each `vcpulab worker`'s). */
+export function huntPool(workers: number): Piscina {
   return new Piscina({ filename: workerFile('hunt'), minThreads: workers, maxThreads: workers, idleTimeout: 30_000, concurrentTasksPerWorker: 1 });
 }
+
+/** The local executor: one task per piscina task. */
+export function poolExecutor(workers: number): HuntExecutor {
+  const pool = huntPool(workers);
+  return {
+    window: 2 * workers, calibrations: workers,
+    run: (t) => pool.run(t) as Promise<TaskResult>,
+    workers: () => workers,
+    destroy: () => pool.destroy(),
+  };
+}
+
+/** Makes the executor once the scenario is prepared (a distributed one sends the scenario's files with the campaign). */
+export type ExecutorFactory = (prep: Prepared, spec: PrepSpec) => Promise<HuntExecutor>;
 
 export function untilMatches(u: UntilSpec, signature: string, kind: string, cause: string): boolean {
   if (u.signature !== undefined) return u.signature === signature;
@@ -106,7 +158,7 @@ export function campaignRunConfig(o: HuntOptions, i: number): RunConfig {
   };
 }
 
-export async function runHunt(o: HuntOptions): Promise<HuntResult> {
+export async function runHunt(o: HuntOptions, makeExecutor: ExecutorFactory = async () => poolExecutor(o.workers)): Promise<HuntResult> {
   const t0 = performance.now();
   const prep = await labPrepare(o.scenario, { pcpus: o.pcpus, vcpus: o.vcpus }); // bad input: exit 2 before any worker starts
   if (o.out !== null) {
@@ -115,7 +167,7 @@ export async function runHunt(o: HuntOptions): Promise<HuntResult> {
     }
   }
   const spec: PrepSpec = { scenario: o.scenario, pcpus: o.pcpus, vcpus: o.vcpus, hash: prep.hash };
-  const pool = huntPool(o.workers);
+  const pool = await makeExecutor(prep, spec);
   const rows = new Map<string, SignatureRow>();
   /** Per signature, the hit shrinking starts from: fewest preemptions, then fewest steps, then lowest run. */
   const best = new Map<string, { run: number; preemptions: number; steps: number; est: StepEstimate | undefined }>();
@@ -123,13 +175,14 @@ export async function runHunt(o: HuntOptions): Promise<HuntResult> {
   const perStrategy: HuntResult['per_strategy'] = {};
   for (const s of o.strategies) perStrategy[s] = { runs: 0, first_hit: {} };
   let stopped: string | null = null;
+  let lost: string | undefined;
   let mergedRuns = 0;
   try {
     // Calibration: one round-robin run gives pct and pos their first estimate of the run's length. Every
     // worker runs it (the same run, so the same result), which also prepares the scenario and warms the
     // interpreter on each before any run is timed.
     const calTask: HuntTask = { type: 'run', prep: spec, config: { ...campaignRunConfig(o, 0), strategy: 'round-robin' }, run: -1, record: false };
-    const cals = await Promise.all(Array.from({ length: o.workers }, () => pool.run(calTask) as Promise<TaskResult>));
+    const cals = await Promise.all(Array.from({ length: pool.calibrations }, () => pool.run(calTask)));
     const cal = cals[0];
     if (cals.some((c) => c.digest !== cal.digest)) bug('the calibration run gave different digests on different workers');
     const calEst: StepEstimate = { choice: Math.max(1, cal.stats?.choiceSteps ?? cal.steps), device: Math.max(1, cal.stats?.deviceSteps ?? 1) };
@@ -138,15 +191,16 @@ export async function runHunt(o: HuntOptions): Promise<HuntResult> {
     const cum = new Map<number, StepEstimate>(); // estimate after merging run i (kept for the last window)
     const inflight = new Set<Promise<void>>();
     let next = 0, stopAt = Infinity, failure: unknown = null;
-    const window = 2 * o.workers;
+    const window = pool.window;
     const estimateFor = (i: number): StepEstimate => cum.get(i - ESTIMATE_LAG - 1) ?? calEst;
     const dispatch = (i: number): void => {
       const config = campaignRunConfig(o, i);
       const fine = config.strategy === 'pct' || config.strategy === 'pos';
       const task: HuntTask = { type: 'run', prep: spec, config, run: i, stepEstimate: fine ? estimateFor(i) : undefined, record: false };
-      const p: Promise<void> = (pool.run(task) as Promise<TaskResult>).then(
+      const p: Promise<void> = pool.run(task).then(
         (r) => { done.set(i, r); },
         (e: unknown) => {
+          if (e instanceof HuntLost) { lost ??= e.message; return; }
           if (o.interrupt.requested || failure !== null) return;
           const msg = (e as Error).message;
           // Files edited during the campaign are the user's to fix (one line, exit 2); anything else is a bug.
@@ -193,16 +247,18 @@ export async function runHunt(o: HuntOptions): Promise<HuntResult> {
     for (;;) {
       const timeUp = o.timeMs > 0 && performance.now() - t0 > o.timeMs;
       if (o.interrupt.requested) stopped = 'interrupted';
+      else if (lost !== undefined) stopped = 'lost';
       else if (timeUp && next < o.runs && next < stopAt) stopped = 'time';
       while (stopped === null && failure === null && inflight.size < window && next < o.runs && next < stopAt && next - ESTIMATE_LAG <= mergedRuns) dispatch(next++);
-      if (inflight.size === 0 || stopped === 'interrupted' || failure !== null) break;
+      if (inflight.size === 0 || stopped === 'interrupted' || stopped === 'lost' || failure !== null) break;
       await Promise.race(inflight);
       mergeInOrder();
       const el = (performance.now() - tRuns) / 1000;
-      o.onProgress?.({ phase: 'runs', done: Math.min(mergedRuns, stopAt), total: Math.min(o.runs, stopAt), runsPerS: el > 0 ? mergedRuns / el : 0, signatures: rows.size });
+      o.onProgress?.({ phase: 'runs', done: Math.min(mergedRuns, stopAt), total: Math.min(o.runs, stopAt), runsPerS: el > 0 ? mergedRuns / el : 0, signatures: rows.size,
+        machines: pool.machines?.() });
     }
     if (failure !== null) throw failure as Error;
-    if (stopped === 'interrupted') {
+    if (stopped === 'interrupted' || stopped === 'lost') {
       // Partial results: whatever finished, in run order, gaps and all.
       for (const i of [...done.keys()].sort((a, b) => a - b)) if (i < stopAt) { merge(done.get(i) as TaskResult); mergedRuns++; }
     } else {
@@ -211,7 +267,7 @@ export async function runHunt(o: HuntOptions): Promise<HuntResult> {
     }
     const runsWall = performance.now() - tRuns;
     const ordered = [...rows.values()].sort((a, b) => a.first.run - b.first.run || (a.signature < b.signature ? -1 : 1));
-    if (o.shrink && o.out !== null && stopped !== 'interrupted') {
+    if (o.shrink && o.out !== null && stopped !== 'interrupted' && stopped !== 'lost') {
       let k = 0;
       // With --until, what the user is after is the matching signatures: only those are shrunk and kept.
       const wanted = ordered.filter((x) => (o.shrinkOnly === undefined || x.signature === o.shrinkOnly) &&
@@ -219,16 +275,24 @@ export async function runHunt(o: HuntOptions): Promise<HuntResult> {
       for (const row of wanted) {
         if (o.interrupt.requested) { stopped = 'interrupted'; break; }
         const b = best.get(row.signature) as { run: number; preemptions: number; est: StepEstimate | undefined };
-        await shrinkRow(pool, spec, o, row, b, calEst, prep.hash);
+        try {
+          await shrinkRow(pool, spec, o, row, b, calEst, prep.hash);
+        } catch (e) {
+          if (!(e instanceof HuntLost)) throw e;
+          stopped = 'lost'; lost = e.message;
+          break;
+        }
         o.onProgress?.({ phase: 'shrink', done: ++k, total: wanted.length, runsPerS: 0, signatures: rows.size });
       }
     }
     const wall = performance.now() - t0;
     return {
       hunt: {
-        scenario: o.scenario, strategies: o.strategies, runs: mergedRuns, workers: o.workers, wall_ms: Math.round(wall),
+        scenario: o.scenario, strategies: o.strategies, runs: mergedRuns, workers: pool.workers(), wall_ms: Math.round(wall),
         runs_per_s: runsWall > 0 ? Math.round((mergedRuns / (runsWall / 1000)) * 100) / 100 : 0, seed: o.seed, scenario_hash: prep.hash,
         stopped, signatures_dropped: dropped,
+        ...(lost !== undefined ? { lost } : {}),
+        ...(pool.describe !== undefined ? { queue: pool.describe() } : {}),
       },
       signatures: ordered,
       per_strategy: perStrategy,
@@ -251,7 +315,7 @@ export const WITNESS_RUNS = 32;
  * look for a witness that needs fewer; the first that shows the signature with fewer preemptions is
  * shrunk instead. Deterministic: the seeds, the order and the estimate (the calibration run's) are fixed.
  */
-async function shrinkRow(pool: Piscina, spec: PrepSpec, o: HuntOptions, row: SignatureRow,
+async function shrinkRow(pool: HuntExecutor, spec: PrepSpec, o: HuntOptions, row: SignatureRow,
   hit: { run: number; preemptions: number; est: StepEstimate | undefined }, calEst: StepEstimate, hash: string): Promise<void> {
   let config = campaignRunConfig(o, hit.run), est = hit.est, from: { run: number | null; strategy: string; seed: number } = { run: hit.run, strategy: config.strategy, seed: config.seed };
   let spent = 0;
@@ -260,19 +324,19 @@ async function shrinkRow(pool: Piscina, spec: PrepSpec, o: HuntOptions, row: Sig
       const cfgs = Array.from({ length: Math.min(PROBES, WITNESS_RUNS - j) }, (_, q): RunConfig =>
         ({ ...campaignRunConfig(o, hit.run), strategy: 'pct', pctDepth: 3, seed: childSeed(o.seed, `witness:${row.signature}:${j + q}`) }));
       spent += cfgs.length;
-      const rs = await Promise.all(cfgs.map((c) => pool.run({ type: 'run', prep: spec, config: c, run: hit.run, record: false, stepEstimate: calEst } satisfies HuntTask) as Promise<TaskResult>));
+      const rs = await Promise.all(cfgs.map((c) => pool.run({ type: 'run', prep: spec, config: c, run: hit.run, record: false, stepEstimate: calEst } satisfies HuntTask)));
       const k = rs.findIndex((r) => r.signatures.some((x) => x.signature === row.signature) && (r.stats?.preemptions ?? Infinity) < hit.preemptions);
       if (k >= 0) { config = cfgs[k]; est = calEst; from = { run: null, strategy: 'pct', seed: cfgs[k].seed }; break; }
     }
   }
   const run = from.run ?? hit.run;
   // Re-run the chosen witness exactly (with the estimate it ran with), this time keeping its tape.
-  const rec = await pool.run({ type: 'run', prep: spec, config, run, record: true, stepEstimate: est } satisfies HuntTask) as TaskResult;
+  const rec = await pool.run({ type: 'run', prep: spec, config, run, record: true, stepEstimate: est } satisfies HuntTask);
   if (rec.tape === undefined || !rec.signatures.some((s) => s.signature === row.signature)) {
     bug(`run ${run} (${config.strategy}, seed ${config.seed}) did not reproduce ${row.signature} when re-run with recording`);
   }
   const test = async (tapes: Int32Array[]): Promise<(string | null)[]> => {
-    const rs = await Promise.all(tapes.map((tape) => pool.run({ type: 'replay', prep: spec, config, run, tape, mode: 'guided' } satisfies HuntTask) as Promise<TaskResult>));
+    const rs = await Promise.all(tapes.map((tape) => pool.run({ type: 'replay', prep: spec, config, run, tape, mode: 'guided' } satisfies HuntTask)));
     return rs.map((r) => (r.signatures.some((s) => s.signature === row.signature) ? r.digest : null));
   };
   // The recorded tape replays exactly; its guided replay is the same run (every entry is possible).
