@@ -1,4 +1,4 @@
-// A scenario as data (DESIGN.md §9): the TOML, its programs and its agent modules, so a distributed hunt's
+// A scenario as data (DESIGN.md §9): the TOML, its programs, the files they include and its agent modules, so a distributed hunt's
 // workers need no shared file system. Files keep their paths relative to the lowest folder that holds them
 // all, so the TOML's relative references (`program = "../common/x.s"` too) resolve the same way once the
 // files are written out again. The bundle is addressed by the scenario's content hash (lab.ts
@@ -40,6 +40,9 @@ export function bundleScenario(prep: Prepared): ScenarioBundle {
     if (isAbsolute(d.program)) throw new UserError(`${sc.shown}: a distributed hunt sends the scenario's files to its workers: program '${d.program}' must be a path relative to the scenario file`);
     files.push(resolve(dirname(sc.file), d.program));
   }
+  // What the programs `.include` travels too (relative includes resolve the same way in the written-out bundle;
+  // an absolute one is looked for at the same path on the worker).
+  for (const incs of prep.spec.programIncludes ?? []) for (const f of incs) files.push(resolve(f));
   for (const [i, d] of sc.domains.entries()) {
     if (d.agent === '' || (BUILTIN_AGENTS as readonly string[]).includes(d.agent)) continue;
     if (isAbsolute(d.agent)) throw new UserError(`${sc.shown}: a distributed hunt sends the scenario's files to its workers: agent '${d.agent}' of domain ${i} must be a path relative to the scenario file`);
@@ -65,9 +68,12 @@ export function bundlePathOk(p: string): boolean {
   return p.split('/').every((s) => s !== '' && s !== '.' && s !== '..');
 }
 
+/** What a bundle holds, as its files go; a cache written under another layout is not reused. */
+export const BUNDLE_LAYOUT = 2; // 2: the files programs `.include` travel too
+
 /** Where a worker keeps the bundles it has written. */
 export function bundleCacheDir(): string {
-  return join(tmpdir(), `vcpulab-bundles-${process.getuid?.() ?? 'u'}`);
+  return join(tmpdir(), `vcpulab-bundles-${process.getuid?.() ?? 'u'}`, `layout${BUNDLE_LAYOUT}`);
 }
 
 /**
