@@ -1,6 +1,9 @@
 // The human-readable run report (the JSON report is the contract; this is for people at a terminal).
 import type { RunReport } from '../report.js';
 
+/** `magic 1` reports printed; the JSON report has them all (up to its own cap). */
+const HUMAN_REPORTS_MAX = 200;
+
 export function formatHuman(r: RunReport): string {
   const L: string[] = [];
   L.push(`vcpulab  scenario=${r.scenario}  engine=${r.engine}  SEED=${r.seed}  pcpus=${r.pcpus}`);
@@ -16,11 +19,19 @@ export function formatHuman(r: RunReport): string {
     L.push('');
     L.push(`console ${dom}:`);
     for (const line of text.replace(/\n$/, '').split('\n')) L.push(`  | ${line}`);
+    const dropped = r.console_dropped?.[dom] ?? 0;
+    if (dropped > 0) L.push(`  (console cap reached: ${dropped} more characters only counted)`);
   }
   if (r.reports.length > 0) {
     L.push('');
     L.push('reports (magic 1):');
-    for (const x of r.reports) L.push(`  ${x.domain}/v${x.vcpu}  key ${x.key} = ${x.value}`);
+    for (let i = 0; i < r.reports.length && i < HUMAN_REPORTS_MAX; i++) {
+      const x = r.reports[i];
+      L.push(`  ${x.domain}/v${x.vcpu}  key ${x.key} = ${x.value}`);
+    }
+    const more = r.reports.length - Math.min(r.reports.length, HUMAN_REPORTS_MAX);
+    if (more > 0) L.push(`  ... and ${more} more in the JSON report (--json)`);
+    if (r.reports_truncated) L.push(`  (report cap reached: ${r.reports_dropped} more reports only counted)`);
   }
   L.push('');
   if (r.findings.length === 0) L.push('findings: none');
