@@ -38,7 +38,9 @@ export function formatHuman(r: RunReport): string {
   else {
     L.push('findings:');
     for (const f of r.findings) {
-      L.push(`  ${f.kind} x${f.count}: first at ${f.first.time_ns} ns on pCPU ${f.first.pcpu}${f.first.domain ? ` (${f.first.domain}/v${f.first.vcpu})` : ''}`);
+      const where = f.first.pcpu < 0 ? (f.first.domain ? ` (domain ${f.first.domain})` : '')
+        : ` on pCPU ${f.first.pcpu}${f.first.domain ? ` (${f.first.domain}/v${f.first.vcpu})` : ''}`;
+      L.push(`  ${f.kind} x${f.count}: first at ${f.first.time_ns} ns${where}`);
       L.push(`    ${f.first.detail}`);
       const more = Object.keys(f.signatures).length - 1 + (f.signatures_dropped > 0 ? 1 : 0);
       L.push(`    cause ${f.first.cause}, signature ${f.first.signature}${more > 0 ? ` (and ${more}${f.signatures_dropped > 0 ? '+' : ''} more)` : ''}`);
