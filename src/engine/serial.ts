@@ -166,69 +166,69 @@ export async function runSerial({ m, params, collector, opts, agents }: EngineIn
     }
   };
   const remotes: (RemoteAgent | null)[] = [];
-  try { // (not indented: the whole run)
-  for (const a of agents ?? []) {
-    let calls: AgentCalls;
-    if (opts.agentsInline === true) { calls = inlineCalls(await loadAgent(a.module)); remotes.push(null); }
-    else {
-      const r = new RemoteAgent(a, domainVcpus(m, a.dom)[1], opts.agentTimeoutMs);
-      remotes.push(r);
-      await r.start();
-      calls = r;
-    }
-    runners.push(new AgentRunner(m, a, calls, host, params.lapic, VM_EVENT_INTERFACE_VERSION));
-    agentResults.push({ dom: a.dom, events: 0, calls: 0, error: null });
-  }
-  // Agents attach and set up before the domains run (a tool and a domain created paused), as in threaded.
-  for (let k = 0; k < runners.length && outcome === null; k++) {
-    let r = agentStep(k);
-    if (r === AGENT_PENDING) r = await settleAgent(-1);
-    if (r === INTERRUPTED) { outcome = 'aborted'; reason = 'interrupted (SIGINT)'; }
-    else if (r === AGENT_FAILED && failure !== null) {
-      const fl: { k: number; f: AgentFailure } = failure;
-      outcome = 'aborted';
-      reason = agentFailedFinding(m, collector, runners[fl.k].spec.dom, fl.f);
-    }
-  }
-
-  run: for (; outcome === null;) {
-    for (let k = 0; k < CHUNK; k++) {
-      if (m.ctl[liveIdx] === 0) { outcome = 'completed'; break run; } // endReason, inlined; plain: one thread
-      let r: number;
-      try {
-        r = stepOnce(true);
-        if (r === AGENT_PENDING) r = await settleAgent(n + pendingAgent);
-      } catch (e) {
-        if (e instanceof ScheduleDiverged) { divergence = e.message; r = DIVERGED; } else throw e;
+  try {
+    for (const a of agents ?? []) {
+      let calls: AgentCalls;
+      if (opts.agentsInline === true) { calls = inlineCalls(await loadAgent(a.module)); remotes.push(null); }
+      else {
+        const r = new RemoteAgent(a, domainVcpus(m, a.dom)[1], opts.agentTimeoutMs);
+        remotes.push(r);
+        await r.start();
+        calls = r;
       }
-      if (r === INTERRUPTED) { outcome = 'aborted'; reason = 'interrupted (SIGINT)'; break run; }
-      if (r === AGENT_FAILED && failure !== null) {
+      runners.push(new AgentRunner(m, a, calls, host, params.lapic, VM_EVENT_INTERFACE_VERSION));
+      agentResults.push({ dom: a.dom, events: 0, calls: 0, error: null });
+    }
+    // Agents attach and set up before the domains run (a tool and a domain created paused), as in threaded.
+    for (let k = 0; k < runners.length && outcome === null; k++) {
+      let r = agentStep(k);
+      if (r === AGENT_PENDING) r = await settleAgent(-1);
+      if (r === INTERRUPTED) { outcome = 'aborted'; reason = 'interrupted (SIGINT)'; }
+      else if (r === AGENT_FAILED && failure !== null) {
         const fl: { k: number; f: AgentFailure } = failure;
         outcome = 'aborted';
         reason = agentFailedFinding(m, collector, runners[fl.k].spec.dom, fl.f);
-        break run;
-      }
-      if (r === DIVERGED) { outcome = 'aborted'; reason = `replay diverged: ${divergence}`; break run; }
-      if (r === NOTHING) {
-        if (Atomics.load(m.ctl, C.CTL_LIMITED_VCPUS) > 0) { outcome = 'limit'; reason = 'every vCPU that can still run reached --max-instructions'; }
-        else { outcome = 'completed'; reason = stallFinding(pcpus, collector); }
-        break run;
       }
     }
+
+    run: for (; outcome === null;) {
+      for (let k = 0; k < CHUNK; k++) {
+        if (m.ctl[liveIdx] === 0) { outcome = 'completed'; break run; } // endReason, inlined; plain: one thread
+        let r: number;
+        try {
+          r = stepOnce(true);
+          if (r === AGENT_PENDING) r = await settleAgent(n + pendingAgent);
+        } catch (e) {
+          if (e instanceof ScheduleDiverged) { divergence = e.message; r = DIVERGED; } else throw e;
+        }
+        if (r === INTERRUPTED) { outcome = 'aborted'; reason = 'interrupted (SIGINT)'; break run; }
+        if (r === AGENT_FAILED && failure !== null) {
+          const fl: { k: number; f: AgentFailure } = failure;
+          outcome = 'aborted';
+          reason = agentFailedFinding(m, collector, runners[fl.k].spec.dom, fl.f);
+          break run;
+        }
+        if (r === DIVERGED) { outcome = 'aborted'; reason = `replay diverged: ${divergence}`; break run; }
+        if (r === NOTHING) {
+          if (Atomics.load(m.ctl, C.CTL_LIMITED_VCPUS) > 0) { outcome = 'limit'; reason = 'every vCPU that can still run reached --max-instructions'; }
+          else { outcome = 'completed'; reason = stallFinding(pcpus, collector); }
+          break run;
+        }
+      }
+      collector.drainAll();
+      if (opts.onProgress !== undefined) opts.onProgress(totalInstructions(m));
+      if (opts.maxMs > 0 && performance.now() - t0 > opts.maxMs) { outcome = 'limit'; reason = `--max-ms ${opts.maxMs} reached`; break; }
+      await yieldToLoop(); // lets SIGINT and timers in; changes nothing in the machine
+      if (opts.interrupt.requested) { outcome = 'aborted'; reason = 'interrupted (SIGINT)'; break; }
+    }
+    if (strategy instanceof ReplayStrategy && outcome !== 'aborted' && !strategy.exhausted && opts.maxMs === 0) {
+      outcome = 'aborted';
+      reason = 'replay diverged: the run ended before the schedule did';
+    }
+    Atomics.store(m.ctl, C.CTL_STOP, 1);
+    for (const p of pcpus) p.stop();
     collector.drainAll();
-    if (opts.onProgress !== undefined) opts.onProgress(totalInstructions(m));
-    if (opts.maxMs > 0 && performance.now() - t0 > opts.maxMs) { outcome = 'limit'; reason = `--max-ms ${opts.maxMs} reached`; break; }
-    await yieldToLoop(); // lets SIGINT and timers in; changes nothing in the machine
-    if (opts.interrupt.requested) { outcome = 'aborted'; reason = 'interrupted (SIGINT)'; break; }
-  }
-  if (strategy instanceof ReplayStrategy && outcome !== 'aborted' && !strategy.exhausted && opts.maxMs === 0) {
-    outcome = 'aborted';
-    reason = 'replay diverged: the run ended before the schedule did';
-  }
-  Atomics.store(m.ctl, C.CTL_STOP, 1);
-  for (const p of pcpus) p.stop();
-  collector.drainAll();
-  runners.forEach((r, k) => { agentResults[k].events = r.events; agentResults[k].calls = r.xc.calls; });
+    runners.forEach((r, k) => { agentResults[k].events = r.events; agentResults[k].calls = r.xc.calls; });
   } finally {
     // The agents' threads end with the run, whatever they are doing (no orphan threads).
     await Promise.all(remotes.map((r) => r?.stop()));
