@@ -10,10 +10,14 @@ import type { VmEventRequest, VmEventResponse } from '../hv/vm-event.js';
 import { XcError, type XenControl } from './xc.js';
 
 /**
- * Wall µs a waiting side polls the turn word before it falls back to Atomics.wait. A futex wake costs tens
- * of µs on a loaded machine; the serial engine's next event for the agent usually comes sooner than this.
+ * How long a waiting side polls the turn word before it falls back to Atomics.wait, in wall µs: adaptive, as
+ * an adaptive mutex spins. A futex wake costs 5-50 µs; when the other side answers within the spin (two
+ * threads on two free cores) the spin grows, so back-to-back calls cost about a cache-line transfer; when it
+ * does not (more threads than cores: the other side is not even running) it shrinks, so a waiting thread
+ * does not take the CPU from the one it waits for.
  */
-const SPIN_US = 10;
+const SPIN_MIN_US = 2;
+const SPIN_MAX_US = 200;
 
 export class Mailbox {
   readonly i32: Int32Array;
@@ -22,6 +26,8 @@ export class Mailbox {
   readonly hf64: Float64Array;
   readonly list: Float64Array;
   private readonly text: Uint8Array;
+  /** This side's current spin (µs), see SPIN_MIN_US. */
+  private spinUs = 20;
 
   constructor(readonly sab: SharedArrayBuffer = new SharedArrayBuffer(AM_BYTES)) {
     this.i32 = new Int32Array(sab, 0, AM_F64 + 2 * AM_MAX_ARGS);
@@ -40,11 +46,15 @@ export class Mailbox {
   /** Spin, then wait until it is `mine`'s turn, at most `ms` (Infinity: forever). Returns whether it is. */
   waitTurn(mine: number, ms: number): boolean {
     const i32 = this.i32;
-    const spinEnd = performance.now() + SPIN_US / 1000;
+    const spinEnd = performance.now() + this.spinUs / 1000;
     for (let i = 1; ; i++) {
-      if (Atomics.load(i32, AM_TURN) === mine) return true;
+      if (Atomics.load(i32, AM_TURN) === mine) {
+        this.spinUs = Math.min(SPIN_MAX_US, this.spinUs * 2);
+        return true;
+      }
       if ((i & 63) === 0 && performance.now() > spinEnd) break;
     }
+    this.spinUs = Math.max(SPIN_MIN_US, this.spinUs / 2);
     const other = mine === AM_TURN_ENGINE ? AM_TURN_AGENT : AM_TURN_ENGINE;
     if (ms === Infinity) {
       while (Atomics.load(i32, AM_TURN) !== mine) Atomics.wait(i32, AM_TURN, other);
