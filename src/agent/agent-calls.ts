@@ -7,9 +7,8 @@ import { AF_BAD_RESPONSE, AF_EXITED, AF_LOAD, AF_THREW, AM_ERRNO, AM_OP, AM_OP_E
   AM_OP_SETUP_DONE, AM_TURN_AGENT, AM_TURN_ENGINE } from '../../shared/agent-mailbox.js';
 import { VM_EVENT_INTERFACE_VERSION } from '../../shared/vm-event.js';
 import { Mailbox, getRequest, putResponse, xcProxy } from './mailbox.js';
-import { AgentFailure, importAgentModule, makeAgent, thrownText, vmEventResponseError, type Agent } from './runner.js';
+import { AgentFailure, importAgentModule, keepAlive, makeAgent, thrownText, vmEventResponseError, type Agent } from './runner.js';
 import type { VmEventResponse } from '../hv/vm-event.js';
-import { keepAlive } from './agent-thread.js';
 
 export interface AgentCallsData {
   mode: 'calls';

@@ -11,7 +11,7 @@ import {
 import type { LapicOptions } from '../hw/lapic.js';
 import { Machine, type MachineBuffers } from '../machine.js';
 import { Mailbox } from './mailbox.js';
-import { AgentFailure, AgentRunner, importAgentModule, inlineCalls, makeAgent, thrownText, type AgentSpec } from './runner.js';
+import { AgentFailure, AgentRunner, importAgentModule, inlineCalls, keepAlive, makeAgent, thrownText, type AgentSpec } from './runner.js';
 import { AgentStopped, type AgentHost } from './xc.js';
 
 export interface AgentThreadData {
@@ -25,15 +25,6 @@ export interface AgentThreadData {
 /** Polls before a wait falls back to Atomics.wait (the agent's condition is usually met within a few). */
 const SPIN = 2000;
 const WAIT_MS = 1;
-
-/**
- * Await an agent's promise with the thread kept alive: with nothing else pending, a promise that never
- * settles would end the thread (exit code 13) instead of running into the call's time limit.
- */
-export async function keepAlive<T>(p: PromiseLike<T>): Promise<T> {
-  const timer = setInterval(() => {}, 1 << 30);
-  try { return await p; } finally { clearInterval(timer); }
-}
 
 export async function agentThread(d: AgentThreadData): Promise<void> {
   const m = new Machine(d.buffers);

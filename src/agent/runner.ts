@@ -54,6 +54,15 @@ export function thrownText(e: unknown): string {
   return typeof e === 'string' ? JSON.stringify(e.slice(0, 200)) : String(e);
 }
 
+/**
+ * Await an agent's promise with the thread kept alive: with nothing else pending, a promise that never
+ * settles would end the thread (exit code 13) instead of running into the call's time limit.
+ */
+export async function keepAlive<T>(p: PromiseLike<T>): Promise<T> {
+  const timer = setInterval(() => {}, 1 << 30);
+  try { return await p; } finally { clearInterval(timer); }
+}
+
 function isThenable(x: unknown): x is PromiseLike<unknown> {
   return typeof x === 'object' && x !== null && typeof (x as { then?: unknown }).then === 'function';
 }
