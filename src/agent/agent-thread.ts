@@ -23,7 +23,7 @@ export interface AgentThreadData {
 }
 
 /** Polls before a wait falls back to Atomics.wait (the agent's condition is usually met within a few). */
-const SPIN = 2000;
+const SPIN = 200;
 const WAIT_MS = 1;
 
 export async function agentThread(d: AgentThreadData): Promise<void> {
@@ -87,9 +87,7 @@ export async function agentThread(d: AgentThreadData): Promise<void> {
         continue;
       }
       const seen = Atomics.load(m.vr32, notify);
-      if (runner.hasWork()) continue;
-      for (let i = 0; i < SPIN && Atomics.load(m.vr32, notify) === seen && !stopped(); i++) { /* a request usually comes within a few µs */ }
-      if (Atomics.load(m.vr32, notify) === seen) Atomics.wait(m.vr32, notify, seen, WAIT_MS);
+      if (!runner.hasWork()) Atomics.wait(m.vr32, notify, seen, WAIT_MS);
     }
   } catch (e) {
     if (e instanceof AgentStopped) { /* the run ended while the agent waited: nothing failed */ }
