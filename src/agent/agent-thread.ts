@@ -58,12 +58,11 @@ export async function agentThread(d: AgentThreadData): Promise<void> {
   const fail = (cause: number, call: string, why: string): void => {
     mb.writeText(`${call}\0${why}`); // AgentThread.failure splits it
     Atomics.store(i32, AM_FAILED, cause);
-    release();
   };
-  // process.exit in a worker ends only this thread: say why before it goes, and let the pCPUs start.
+  // process.exit in a worker ends only this thread: say why before it goes. A failed agent never lets the
+  // domain start (the start barrier stays closed; the main thread stops the run, which opens it).
   process.on('exit', (code) => {
     if (Atomics.load(i32, AM_FAILED) === 0 && !stopped()) fail(AF_EXITED, callText() || 'between calls', `the agent called process.exit(${code})`);
-    release();
   });
   try {
     begin(AC_LOAD);
@@ -95,7 +94,7 @@ export async function agentThread(d: AgentThreadData): Promise<void> {
     else fail(AF_THREW, callText(), `threw ${thrownText(e)}`);
   } finally {
     Atomics.store(i32, AM_CALL, AC_NONE);
-    release();
+    if (Atomics.load(i32, AM_FAILED) === 0) release();
   }
   if (runner !== null) {
     Atomics.store(i32, AM_CALL_SEQ, runner.events);
