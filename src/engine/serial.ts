@@ -191,29 +191,47 @@ export async function runSerial({ m, params, collector, opts, agents }: EngineIn
       }
     }
 
+    /** Ends the run for a step's result that ends it (returns true), else returns false. */
+    const endFor = (r: number): boolean => {
+      if (r === INTERRUPTED) { outcome = 'aborted'; reason = 'interrupted (SIGINT)'; return true; }
+      if (r === AGENT_FAILED && failure !== null) {
+        const fl: { k: number; f: AgentFailure } = failure;
+        outcome = 'aborted';
+        reason = agentFailedFinding(m, collector, runners[fl.k].spec.dom, fl.f);
+        return true;
+      }
+      if (r === DIVERGED) { outcome = 'aborted'; reason = `replay diverged: ${divergence}`; return true; }
+      if (r === NOTHING) {
+        if (Atomics.load(m.ctl, C.CTL_LIMITED_VCPUS) > 0) { outcome = 'limit'; reason = 'every vCPU that can still run reached --max-instructions'; }
+        else { outcome = 'completed'; reason = stallFinding(pcpus, collector); }
+        return true;
+      }
+      return false;
+    };
     run: for (; outcome === null;) {
+      // No await in this loop (V8 optimizes it on the stack): an agent's answer that is still to come is
+      // waited for below, where the loop yields anyway.
+      let pending = false;
       for (let k = 0; k < CHUNK; k++) {
         if (m.ctl[liveIdx] === 0) { outcome = 'completed'; break run; } // endReason, inlined; plain: one thread
         let r: number;
         try {
           r = stepOnce(true);
-          if (r === AGENT_PENDING) r = await settleAgent(n + pendingAgent);
         } catch (e) {
           if (e instanceof ScheduleDiverged) { divergence = e.message; r = DIVERGED; } else throw e;
         }
-        if (r === INTERRUPTED) { outcome = 'aborted'; reason = 'interrupted (SIGINT)'; break run; }
-        if (r === AGENT_FAILED && failure !== null) {
-          const fl: { k: number; f: AgentFailure } = failure;
-          outcome = 'aborted';
-          reason = agentFailedFinding(m, collector, runners[fl.k].spec.dom, fl.f);
-          break run;
+        if (r === STEPPED) continue;
+        if (r === AGENT_PENDING) { pending = true; break; }
+        if (endFor(r)) break run;
+      }
+      if (pending) {
+        let r: number;
+        try {
+          r = await settleAgent(n + pendingAgent);
+        } catch (e) {
+          if (e instanceof ScheduleDiverged) { divergence = e.message; r = DIVERGED; } else throw e;
         }
-        if (r === DIVERGED) { outcome = 'aborted'; reason = `replay diverged: ${divergence}`; break run; }
-        if (r === NOTHING) {
-          if (Atomics.load(m.ctl, C.CTL_LIMITED_VCPUS) > 0) { outcome = 'limit'; reason = 'every vCPU that can still run reached --max-instructions'; }
-          else { outcome = 'completed'; reason = stallFinding(pcpus, collector); }
-          break run;
-        }
+        if (endFor(r)) break;
       }
       collector.drainAll();
       if (opts.onProgress !== undefined) opts.onProgress(totalInstructions(m));
