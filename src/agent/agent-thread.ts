@@ -70,14 +70,14 @@ export async function agentThread(d: AgentThreadData): Promise<void> {
     try { mod = await importAgentModule(d.spec.module); } catch (e) { throw new AgentFailure(AF_LOAD, AC_NAMES[AC_LOAD], e instanceof Error ? e.message : String(e)); }
     begin(AC_SETUP);
     runner = new AgentRunner(m, d.spec, inlineCalls(makeAgent(mod)), host, d.lapic, VM_EVENT_INTERFACE_VERSION);
-    runner.onTake = (n) => Atomics.store(i32, AM_CALL_SEQ, n);
+    // A call into the agent begins when a request is taken (what the time limit measures).
+    runner.onTake = (n) => { Atomics.store(i32, AM_CALL_SEQ, n); begin(AC_EVENT); };
     runner.step(); // attach and setup, before the domain runs
     while (runner.awaiting !== null) runner.settle(await keepAlive(runner.awaiting));
     Atomics.store(i32, AM_CALL, AC_NONE);
     Atomics.store(i32, AM_XC_CALLS, runner.xc.calls);
     release();
     while (!stopped()) {
-      begin(AC_EVENT);
       const did = runner.step();
       while (runner.awaiting !== null) runner.settle(await keepAlive(runner.awaiting));
       Atomics.store(i32, AM_CALL, AC_NONE);

@@ -113,6 +113,15 @@ export async function loadAgent(url: string): Promise<Agent> {
 const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x);
 const U32_MAX = 0xffffffff;
 
+/** Why field `k` of a response is not an integer in lo..hi (absent: fine when optional), or null. */
+function fieldError(r: Record<string, unknown>, k: string, lo: number, hi: number, optional: boolean): string | null {
+  const v = r[k];
+  if (v === undefined) return optional ? null : `field ${k} is missing`;
+  if (!isInt(v)) return `field ${k} is ${typeof v === 'number' ? String(v) : typeof v}, not an integer`;
+  if (v < lo || v > hi) return `field ${k} = ${v} is out of range ${lo}..${hi}`;
+  return null;
+}
+
 /**
  * Why `rsp` is not a vm_event_st response an agent may give (a domain of `nvcpus` vCPUs), or null when it
  * is one or is null (no response). Fields are integers in their field's range; a version other than
@@ -123,15 +132,9 @@ export function vmEventResponseError(rsp: unknown, nvcpus: number, version: numb
   if (rsp === undefined) return 'it returned undefined (return null for no response)';
   if (typeof rsp !== 'object' || Array.isArray(rsp)) return `it returned ${typeof rsp === 'string' ? JSON.stringify(rsp.slice(0, 40)) : Array.isArray(rsp) ? 'an array' : String(rsp)}, not a vm_event response object`;
   const r = rsp as Record<string, unknown>;
-  const field = (k: string, lo: number, hi: number, optional = false): string | null => {
-    const v = r[k];
-    if (v === undefined) return optional ? null : `field ${k} is missing`;
-    if (!isInt(v)) return `field ${k} is ${typeof v === 'number' ? String(v) : typeof v}, not an integer`;
-    if (v < lo || v > hi) return `field ${k} = ${v} is out of range ${lo}..${hi}`;
-    return null;
-  };
-  const e = field('version', 0, U32_MAX) ?? field('flags', -0x80000000, U32_MAX) ?? field('reason', 0, U32_MAX) ??
-    field('vcpuId', 0, nvcpus - 1) ?? field('altp2mIdx', 0, MAX_VIEWS - 1) ?? field('fastSinglestepIdx', 0, MAX_VIEWS - 1, true);
+  const e = fieldError(r, 'version', 0, U32_MAX, false) ?? fieldError(r, 'flags', -0x80000000, U32_MAX, false) ??
+    fieldError(r, 'reason', 0, U32_MAX, false) ?? fieldError(r, 'vcpuId', 0, nvcpus - 1, false) ??
+    fieldError(r, 'altp2mIdx', 0, MAX_VIEWS - 1, false) ?? fieldError(r, 'fastSinglestepIdx', 0, MAX_VIEWS - 1, true);
   if (e !== null) return e;
   if (r.version !== version) return `field version = ${String(r.version)}, the interface is version ${version}`;
   return null;
