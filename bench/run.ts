@@ -43,6 +43,7 @@ import { HUNT_METHOD, huntBench, huntOpts } from './hunt.js';
 import { runHunt } from '../src/hunt/campaign.js';
 import { startupBench } from './startup.js';
 import { WIDE_METHOD, wideBench } from './wide.js';
+import { memoryBench } from './memory.js';
 
 const quick = process.argv.includes('--quick');
 const REPS = 3;
@@ -193,7 +194,7 @@ async function calibrate(dir: string, w: Workload): Promise<number> {
 
 interface Row {
   name: string;
-  kind: 'sim' | 'floor' | 'derived' | 'ipi' | 'altp2m' | 'hunt' | 'startup' | 'wide';
+  kind: 'sim' | 'floor' | 'derived' | 'ipi' | 'altp2m' | 'hunt' | 'startup' | 'wide' | 'memory';
   value: number;
   unit: string;
   /** Extra numbers behind the value (raw MIPS, sizes, all repetitions). */
@@ -349,6 +350,10 @@ async function main(): Promise<void> {
   // ---- start-up of a big machine (bench/startup.ts) ----
   const startup = await startupBench({ quick: false, reps: REPS, progress });
   rows.push(...startup.rows.map((r) => ({ ...r, detail: r.detail as Row['detail'] })));
+
+  // ---- memory against run length (bench/memory.ts) ----
+  const memory = await memoryBench({ quick, progress });
+  rows.push(...memory.rows.map((r) => ({ ...r, detail: r.detail as Row['detail'] })));
   const ratios: Ratio[] = [
     ratio('serial / bare floor', perRep((r) => at(S4, 'inc', r) / one[r].mips), perRep((r) => at(S4, 'mid', r) / one[r].mips), 1 / 3, '>= 0.33 (within 3x)', 'serial 4 pCPUs / bare loop 1 worker'),
     ratio('serial absolute (M guest instr/s)', inc(S4), mid(S4), 100, '>= 100', 'serial 4 pCPUs'),
@@ -357,10 +362,11 @@ async function main(): Promise<void> {
     ratio('64p / 2p aggregate, raw (whole runs incl. start-up)', perRep((r) => at(T64, 'raw', r) / at(T2, 'raw', r)), NaN, 0.5, '>= 0.50 (info)', 'instructions / wall of the 2N runs'),
     ratio('bare loop: 64 workers / 2 workers', perRep((r) => many[r].mips / two[r].mips), NaN, 0.5, 'info: what the OS allows', 'bare 64 workers / bare 2 workers'),
     ...ipi.ratios.map((q) => ratio(q.name, q.value, NaN, NaN, 'info: x ping-pong RT', q.how)),
-    ...alt.ratios.map((q) => ratio(q.name, q.value, NaN, NaN, q.targetText, q.how)),
+    ...alt.ratios.map((q) => ratio(q.name, q.value, NaN, q.target ?? NaN, q.targetText, q.how)),
     ...wide.ratios.map((q) => ratio(q.name, q.value, NaN, NaN, q.targetText, q.how)),
     ...hunt.ratios.map((q) => ratio(q.name, q.value, NaN, q.target, q.targetText, q.how, q.lowerIsBetter === true)),
     ...startup.ratios.map((q) => ratio(q.name, q.value, NaN, q.target, q.targetText, q.how, q.lowerIsBetter)),
+    ...memory.ratios.map((q) => ratio(q.name, q.value, NaN, q.target, q.targetText, q.how, q.lowerIsBetter)),
   ];
 
   // ---- output ----

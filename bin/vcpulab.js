@@ -1,5 +1,11 @@
 #!/usr/bin/env node
 // Launcher: runs the compiled CLI (npm install builds it through the `prepare` script).
+// Ctrl-C is caught from the first statement: until the CLI's own handler takes over (src/cli/interrupt.ts,
+// which adopts this flag), a SIGINT is remembered, and the run that starts later stops at once with a report.
+const earlySigint = { requested: false };
+const onEarlySigint = () => { if (earlySigint.requested) process.exit(130); earlySigint.requested = true; };
+process.on('SIGINT', onEarlySigint);
+globalThis[Symbol.for('vcpulab.sigint')] = { flag: earlySigint, handler: onEarlySigint };
 import { existsSync } from 'node:fs';
 import v8 from 'node:v8';
 // pCPU worker threads each compile the interpreter with TurboFan. With more threads than cores, V8's
@@ -13,8 +19,6 @@ if (!existsSync(entry)) {
   process.stderr.write('vcpulab: not built yet; run `npm run build` (npm install does it too)\n');
   process.exit(2);
 }
-// Ctrl-C is caught from here on: loading the CLI below takes tens of ms, and a SIGINT in that time must still
-// end with a report (src/cli/interrupt.ts), not kill the process.
 const { sigintFlag } = await import(new URL('../dist/src/cli/interrupt.js', import.meta.url).href);
 sigintFlag();
 const { main } = await import(entry.href);

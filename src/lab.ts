@@ -18,7 +18,8 @@ import { runThreaded } from './engine/threaded.js';
 import type { EngineOptions, EngineResult } from './engine/common.js';
 import type { PcpuParams } from './hv/pcpu-ctx.js';
 import { buildReport, type RunReport } from './report.js';
-import { loadAgent, type AgentSpec } from './agent/runner.js';
+import type { AgentSpec } from './agent/runner.js';
+import { AGENT_LOAD_MS_MIN, AGENT_TIMEOUT_MS_DEFAULT, agentModuleCheck } from './agent/remote.js';
 import { MAX_INSTANCES_DEFAULT } from './oracles/findings.js';
 import { parseFreezeOn } from './engine/freeze.js';
 
@@ -47,9 +48,12 @@ export interface RunConfig {
   maxInstances?: number;
   /** `KIND[:CAUSE]`: stop at the first such finding and put the machine's frame in the report (engine/freeze.ts). */
   freezeOn?: string;
+  /** The most wall ms one agent call may take (--agent-timeout-ms); default AGENT_TIMEOUT_MS_DEFAULT. */
+  agentTimeoutMs?: number;
 }
 
-export const RUN_DEFAULTS = { seed: 1, maxInstructions: 100_000_000, slack: 30_000, burst: 4096, watchdogMs: 2000, pctDepth: 3, maxInstances: MAX_INSTANCES_DEFAULT } as const;
+export const RUN_DEFAULTS = { seed: 1, maxInstructions: 100_000_000, slack: 30_000, burst: 4096, watchdogMs: 2000, pctDepth: 3, maxInstances: MAX_INSTANCES_DEFAULT,
+  agentTimeoutMs: AGENT_TIMEOUT_MS_DEFAULT } as const;
 
 /** The tool's version, as package.json says (schedule headers and hunt jobs carry it). */
 export const TOOL_VERSION: string = (() => {
@@ -68,11 +72,15 @@ export interface Prepared {
 }
 
 /** Load, check and assemble a scenario once (bad input throws UserError here, before anything runs). */
-export async function labPrepare(scenario: string, ov: { pcpus?: number; vcpus?: number } = {}): Promise<Prepared> {
+export async function labPrepare(scenario: string, ov: { pcpus?: number; vcpus?: number; agentTimeoutMs?: number } = {}): Promise<Prepared> {
   const sc = loadScenario(scenario, { pcpus: ov.pcpus, vcpus: ov.vcpus });
   const spec = scenarioMachine(sc);
   const agents = scenarioAgents(sc, spec);
-  for (const a of agents) await loadAgent(a.module); // bad agent modules are bad input, before anything runs
+  // Bad agent modules are bad input, found before anything runs, in a thread of their own.
+  for (const a of agents) {
+    const why = await agentModuleCheck(a.module, Math.max(ov.agentTimeoutMs ?? AGENT_TIMEOUT_MS_DEFAULT, AGENT_LOAD_MS_MIN));
+    if (why !== null) throw new UserError(why.startsWith(fileURLToPath(a.module)) ? why : `${fileURLToPath(a.module)}: ${why}`);
+  }
   return { scenario: sc, spec, agents, hash: scenarioHash(sc, agents, spec.programIncludes) };
 }
 
@@ -110,6 +118,8 @@ export interface RunExtra {
   stepEstimate?: { choice: number; device: number };
   onProgress?: (n: number) => void;
   interrupt?: { requested: boolean };
+  /** Serial: agents in the engine's thread (the bench's baseline; EngineOptions.agentsInline). */
+  agentsInline?: boolean;
 }
 
 /** Run one configuration of a prepared scenario and return the report (no printing). */
@@ -157,6 +167,7 @@ export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {})
     replayRuns: extra.replayRuns, replayMode: extra.replayMode ?? 'exact', recordSchedule: extra.recordSchedule === true, burst: c.burst,
     onProgress: extra.onProgress, injectWorkerFault: c.injectWorkerFault ?? -1, interrupt: extra.interrupt ?? { requested: false },
     pctDepth: c.pctDepth ?? RUN_DEFAULTS.pctDepth, stepEstimate: extra.stepEstimate, freezeOn: c.freezeOn,
+    agentTimeoutMs: c.agentTimeoutMs ?? RUN_DEFAULTS.agentTimeoutMs, agentsInline: extra.agentsInline,
   };
   let result: EngineResult;
   try {
@@ -176,7 +187,7 @@ export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {})
 
 /** Prepare and run in one call (one-off runs: the CLI's sim, tests, the bench). */
 export async function simulate(c: RunConfig, extra: RunExtra = {}): Promise<{ report: RunReport; result: EngineResult; traceError?: string }> {
-  return labRun(await labPrepare(c.scenario, { pcpus: c.pcpus, vcpus: c.vcpus }), c, extra);
+  return labRun(await labPrepare(c.scenario, { pcpus: c.pcpus, vcpus: c.vcpus, agentTimeoutMs: c.agentTimeoutMs }), c, extra);
 }
 
 /** The command line that reproduces a run. */

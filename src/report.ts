@@ -34,7 +34,13 @@ export interface RunReport {
   reason: string | null;
   findings: Finding[];
   reports: { domain: string; vcpu: number; key: number; value: number }[];
+  /** Extra: the report cap (REPORTS_MAX) was hit; `reports_dropped` reports were only counted. */
+  reports_truncated: boolean;
+  reports_dropped: number;
   console: Record<string, string>;
+  /** Extra: a domain's console passed CONSOLE_MAX_CHARS; `console_dropped` says how many characters, per domain that did. */
+  console_truncated: boolean;
+  console_dropped: Record<string, number>;
   domains: DomainReport[];
   metrics: Record<string, number | Record<string, number>>;
   /** Extra: what limits the judgement of this run (e.g. it was shorter than the IPI loss bound). */
@@ -59,7 +65,11 @@ export interface ReportMeta {
 
 export function buildReport(m: Machine, col: Collector, res: EngineResult, meta: ReportMeta): RunReport {
   const console: Record<string, string> = {};
-  col.domainNames.forEach((n, i) => { console[n] = col.console[i]; });
+  const consoleDropped: Record<string, number> = {};
+  col.domainNames.forEach((n, i) => {
+    console[n] = col.console[i];
+    if (col.consoleDropped[i] > 0) consoleDropped[n] = col.consoleDropped[i];
+  });
   // Program order per vCPU: by the vCPU's own report sequence, whatever pCPU produced each one.
   const order = new Map(col.domainNames.map((n, i) => [n, i]));
   const reports = [...col.reports]
@@ -81,7 +91,11 @@ export function buildReport(m: Machine, col: Collector, res: EngineResult, meta:
       instances: f.instances.map((i) => ({ ...i, pcs: [...i.pcs] })), reproduce: reproduceText(meta),
     })),
     reports,
+    reports_truncated: col.reportsDropped > 0,
+    reports_dropped: col.reportsDropped,
     console,
+    console_truncated: Object.keys(consoleDropped).length > 0,
+    console_dropped: consoleDropped,
     domains: col.domainNames.map((name, i) => domainReport(m, name, i)),
     metrics: { ...metrics(m, col, res), ...ipi, exits_per_ipi: exitsPerIpi(m, ipi.ipi_sent) },
     warnings: col.warnings(),

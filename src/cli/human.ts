@@ -2,6 +2,9 @@
 import type { RunReport } from '../report.js';
 import type { FreezeReport, LapicFrame } from '../engine/freeze.js';
 
+/** `magic 1` reports printed; the JSON report has them all (up to its own cap). */
+const HUMAN_REPORTS_MAX = 200;
+
 export function formatHuman(r: RunReport): string {
   const L: string[] = [];
   L.push(`vcpulab  scenario=${r.scenario}  engine=${r.engine}  SEED=${r.seed}  pcpus=${r.pcpus}`);
@@ -17,18 +20,28 @@ export function formatHuman(r: RunReport): string {
     L.push('');
     L.push(`console ${dom}:`);
     for (const line of text.replace(/\n$/, '').split('\n')) L.push(`  | ${line}`);
+    const dropped = r.console_dropped?.[dom] ?? 0;
+    if (dropped > 0) L.push(`  (console cap reached: ${dropped} more characters only counted)`);
   }
   if (r.reports.length > 0) {
     L.push('');
     L.push('reports (magic 1):');
-    for (const x of r.reports) L.push(`  ${x.domain}/v${x.vcpu}  key ${x.key} = ${x.value}`);
+    for (let i = 0; i < r.reports.length && i < HUMAN_REPORTS_MAX; i++) {
+      const x = r.reports[i];
+      L.push(`  ${x.domain}/v${x.vcpu}  key ${x.key} = ${x.value}`);
+    }
+    const more = r.reports.length - Math.min(r.reports.length, HUMAN_REPORTS_MAX);
+    if (more > 0) L.push(`  ... and ${more} more in the JSON report (--json)`);
+    if (r.reports_truncated) L.push(`  (report cap reached: ${r.reports_dropped} more reports only counted)`);
   }
   L.push('');
   if (r.findings.length === 0) L.push('findings: none');
   else {
     L.push('findings:');
     for (const f of r.findings) {
-      L.push(`  ${f.kind} x${f.count}: first at ${f.first.time_ns} ns on pCPU ${f.first.pcpu}${f.first.domain ? ` (${f.first.domain}/v${f.first.vcpu})` : ''}`);
+      const where = f.first.pcpu < 0 ? (f.first.domain ? ` (domain ${f.first.domain})` : '')
+        : ` on pCPU ${f.first.pcpu}${f.first.domain ? ` (${f.first.domain}/v${f.first.vcpu})` : ''}`;
+      L.push(`  ${f.kind} x${f.count}: first at ${f.first.time_ns} ns${where}`);
       L.push(`    ${f.first.detail}`);
       const more = Object.keys(f.signatures).length - 1 + (f.signatures_dropped > 0 ? 1 : 0);
       L.push(`    cause ${f.first.cause}, signature ${f.first.signature}${more > 0 ? ` (and ${more}${f.signatures_dropped > 0 ? '+' : ''} more)` : ''}`);

@@ -35,6 +35,7 @@ export const SIM_USAGE = `usage: vcpulab sim [flags]
   --trace FILE             stream every event to FILE (msgpack)
   --max-instances N        occurrences kept per finding kind in the report's instances (default: 1000)
   --freeze-on KIND[:CAUSE] stop at the first such finding; the report's freeze key holds every pCPU's state
+  --agent-timeout-ms N     the most wall ms one agent call (setup, one event) may take, 1..3600000 (default: 5000)
   --inject-worker-fault P  threaded: make pCPU P's thread throw (tests the abort path)
   --json                   print only the JSON report on stdout
   --no-progress            no progress bar on a TTY
@@ -82,6 +83,7 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
         'no-oracles': { type: 'boolean' },
         compare: { type: 'string' }, 'pct-depth': { type: 'string' }, 'max-instances': { type: 'string' },
         'freeze-on': { type: 'string' },
+        'agent-timeout-ms': { type: 'string' },
       },
     });
   } catch (e) {
@@ -114,6 +116,7 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
     watchdogMs: intFlag('watchdog-ms', v['watchdog-ms'], WATCHDOG_MS_MIN, 3_600_000) ?? DEFAULTS.watchdogMs,
     pctDepth: intFlag('pct-depth', v['pct-depth'], 1, 16) ?? DEFAULTS.pctDepth,
     maxInstances: intFlag('max-instances', v['max-instances'], 0, 10_000_000) ?? DEFAULTS.maxInstances,
+    agentTimeoutMs: intFlag('agent-timeout-ms', v['agent-timeout-ms'], 1, 3_600_000) ?? DEFAULTS.agentTimeoutMs,
     injectWorkerFault: intFlag('inject-worker-fault', v['inject-worker-fault'], 0, MAX_PCPUS - 1),
     json: v.json === true,
     progress: v['no-progress'] !== true,
@@ -160,7 +163,7 @@ export async function simCommand(args: string[]): Promise<number> {
   let recordedFreezeOn: string | undefined;
   if (f.replay !== undefined) {
     const s = readScheduleFile(f.replay);
-    config = { ...s.header.config, maxMs: f.maxMs, watchdogMs: f.watchdogMs, maxInstances: f.maxInstances };
+    config = { ...s.header.config, maxMs: f.maxMs, watchdogMs: f.watchdogMs, maxInstances: f.maxInstances, agentTimeoutMs: f.agentTimeoutMs };
     recordedFreezeOn = s.header.config.freezeOn;
     if (f.freezeOn !== undefined) config.freezeOn = f.freezeOn; // a replay may stop at its finding
     replayRuns = s.tape;
@@ -176,7 +179,7 @@ export async function simCommand(args: string[]): Promise<number> {
   let out: { report: RunReport; result: EngineResult; traceError?: string };
   let scheduleHash = '';
   try {
-    const prep = await labPrepare(config.scenario, { pcpus: config.pcpus, vcpus: config.vcpus });
+    const prep = await labPrepare(config.scenario, { pcpus: config.pcpus, vcpus: config.vcpus, agentTimeoutMs: config.agentTimeoutMs });
     if (expect !== undefined && expect.hash !== '' && expect.hash !== prep.hash) {
       throw new UserError(`${f.replay}: scenario '${config.scenario}' changed since this schedule was written (content hash ${prep.hash.slice(0, 12)}, schedule ${expect.hash.slice(0, 12)}); it no longer replays`);
     }

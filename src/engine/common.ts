@@ -1,11 +1,11 @@
 // What both engines take and return.
 import * as C from '../../shared/machine.js';
-import { PC_INSNS_F64 } from '../../shared/pcpu.js';
+import { PC_CLOCK_F64, PC_INSNS_F64 } from '../../shared/pcpu.js';
 import { RS_BLOCKED, VCPU_STRIDE_WORDS, VC_RUNSTATE } from '../../shared/vcpu.js';
 import type { Machine } from '../machine.js';
 import type { PcpuParams } from '../hv/pcpu-ctx.js';
 import type { Collector } from '../trace/collector.js';
-import type { AgentSpec } from '../agent/runner.js';
+import type { AgentFailure, AgentSpec } from '../agent/runner.js';
 import type { FreezeReport } from './freeze.js';
 
 export type Outcome = 'completed' | 'limit' | 'aborted';
@@ -52,6 +52,13 @@ export interface EngineOptions {
   onProgress?: (instructions: number) => void;
   /** Threaded: the pCPU whose thread throws after its first burst (testing aid), -1 none. */
   injectWorkerFault: number;
+  /** The most wall ms one agent call (setup, one event) may take (--agent-timeout-ms). */
+  agentTimeoutMs: number;
+  /**
+   * Serial: call agents in the engine's thread instead of their own workers (the bench's baseline for the
+   * cost of the isolation; an agent that hangs then hangs the run).
+   */
+  agentsInline?: boolean;
   /** Set by the SIGINT handler; the engine stops and returns a partial result. */
   interrupt: { requested: boolean };
   /**
@@ -129,4 +136,17 @@ export function stallIdleDetail(m: Machine): string {
 export function endReason(m: Machine): Outcome | null {
   if (Atomics.load(m.ctl, C.CTL_LIVE_DOMAINS) === 0) return 'completed';
   return null;
+}
+
+/**
+ * An agent failed: the AGENT_FAILED finding (at the furthest pCPU clock: the agent has no pCPU) and the
+ * run's reason. The run ends (outcome 'aborted').
+ */
+export function agentFailedFinding(m: Machine, collector: Collector, dom: number, f: AgentFailure): string {
+  const name = collector.domainNames[dom];
+  const detail = `the agent of domain ${name} failed in ${f.call !== '' ? f.call : 'a call'}: ${f.why}`;
+  let t = 0;
+  for (let i = 0; i < m.npcpus; i++) t = Math.max(t, m.pcF64[(m.pcpuBase(i) + PC_CLOCK_F64) >> 1]);
+  collector.findings.add('AGENT_FAILED', f.causeToken, [], t, -1, name, -1, detail, () => []);
+  return detail;
 }

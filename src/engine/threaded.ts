@@ -12,8 +12,9 @@ import type { PcpuControl, PcpuTask } from './pcpu-thread.js';
 import { freezeReport, type CoreFrame, type FreezeReport } from './freeze.js';
 import { endReason, stallIdleDetail, totalInstructions, type EngineInput, type EngineResult, type Outcome } from './common.js';
 import type { Machine } from '../machine.js';
-import type { AgentTask } from '../agent/agent-thread.js';
 import type { AgentResult } from './common.js';
+import { agentFailedFinding } from './common.js';
+import { AgentThread } from '../agent/remote.js';
 import { VR_NOTIFY, vmEventRingBase } from '../../shared/vm-event.js';
 
 /**
@@ -28,6 +29,8 @@ const POLL_MIN_MS = 2;
 const POLL_MAX_MS = 16;
 /** How long stopped workers get to return before their threads are terminated. */
 const STOP_GRACE_MS = 3000;
+/** How long agent threads get to return once the run stopped (one still in the agent's code is then terminated). */
+const AGENT_STOP_GRACE_MS = 500;
 
 /**
  * The worker entry point, always the build's: from the sources (vitest importing src/) too, since Node 20
@@ -62,16 +65,15 @@ export async function runThreaded({ m, params, collector, opts, agents }: Engine
     controls.push(Comlink.wrap<PcpuControl>(port1 as unknown as Comlink.Endpoint));
     ports.push(port1);
   }
-  // Each agent in its own thread (a pool of its own, so agents never wait behind pCPU tasks).
+  // Each agent in a thread of its own (not the pool's: the main thread terminates it when it fails or hangs).
   const agentSpecs = agents ?? [];
-  const agentPool = agentSpecs.length === 0 ? null : new Piscina({ filename: workerFile('agent'), minThreads: agentSpecs.length,
-    maxThreads: agentSpecs.length, idleTimeout: Infinity, concurrentTasksPerWorker: 1 });
-  const agentTasks: Promise<AgentResult>[] = agentSpecs.map((spec) => (agentPool as Piscina).run({ buffers: m.buffers, spec, lapic: params.lapic } satisfies AgentTask)
-    .catch((e: unknown) => ({ dom: spec.dom, events: 0, calls: 0, error: e instanceof Error ? e.message : String(e) })));
+  const agentThreads = agentSpecs.map((spec) => new AgentThread(spec, m.buffers, params.lapic, opts.agentTimeoutMs));
 
   let outcome: Outcome | null = null;
   let reason: string | null = null;
   let freeze: FreezeReport | undefined;
+  let agentError: ReturnType<AgentThread['failure']> = null;
+  let agentErrorAt = -1;
   let lastProgress = -1, lastProgressAt = performance.now(), lastReport = 0, pollMs = POLL_MIN_MS;
   while (outcome === null) {
     const live = Atomics.load(m.ctl, C.CTL_LIVE_DOMAINS);
@@ -82,6 +84,17 @@ export async function runThreaded({ m, params, collector, opts, agents }: Engine
     pollMs = collector.drainAll() > 0 ? POLL_MIN_MS : Math.min(2 * pollMs, POLL_MAX_MS);
     const now = performance.now();
     if (failure !== null) { outcome = 'aborted'; reason = failure; break; }
+    const wall = performance.timeOrigin + now;
+    const failedAgent = agentThreads.findIndex((a) => a.failure(wall) !== null);
+    if (failedAgent >= 0) {
+      const a = agentThreads[failedAgent];
+      agentError = (a.failure(wall) as NonNullable<ReturnType<AgentThread['failure']>>);
+      agentErrorAt = failedAgent;
+      void a.stop(); // now: it may be in a loop that never ends
+      outcome = 'aborted';
+      reason = agentFailedFinding(m, collector, a.spec.dom, agentError);
+      break;
+    }
     const hit = opts.freezeOn !== undefined ? collector.findings.watched : null;
     if (hit !== null) {
       freeze = freezeReport(m, collector.domainNames, collector.code, opts.freezeOn as string, hit, await freezeFrames(m, collector, controls));
@@ -98,7 +111,8 @@ export async function runThreaded({ m, params, collector, opts, agents }: Engine
       if (Atomics.load(m.ctl, C.CTL_LIMITED_VCPUS) > 0) { outcome = 'limit'; reason = 'every vCPU that can still run reached --max-instructions'; break; }
     }
     // Worker start-up (~0.5 s, more under load) is not a hang: the watchdog starts once all threads run.
-    if (progress !== lastProgress || !allStarted(m)) { lastProgress = progress; lastProgressAt = now; }
+    // An agent in a call holds its vCPUs paused: that is not a stall (its time limit ends a hung call).
+    if (progress !== lastProgress || !allStarted(m) || agentThreads.some((a) => a.inCall())) { lastProgress = progress; lastProgressAt = now; }
     else if (now - lastProgressAt > opts.watchdogMs || (allIdle(m) && now - lastProgressAt > Math.min(opts.watchdogMs, 200))) {
       // All idle: the guests can never run again (a result). Not idle: a pCPU thread is hung (an abort).
       const idle = allIdle(m);
@@ -117,7 +131,9 @@ export async function runThreaded({ m, params, collector, opts, agents }: Engine
   }
   const drainer = setInterval(() => collector.drainAll(), POLL_MIN_MS);
   for (const a of agentSpecs) Atomics.notify(m.vr32, vmEventRingBase(a.dom) + VR_NOTIFY);
-  const settled = await Promise.race([Promise.all([...tasks, ...agentTasks]).then(() => true), sleep(STOP_GRACE_MS).then(() => false)]);
+  const settled = await Promise.race([Promise.all(tasks).then(() => true), sleep(STOP_GRACE_MS).then(() => false)]);
+  // An agent thread that does not return soon (its code is in a loop that ignores the stop) is terminated.
+  const agentsDone = await Promise.race([Promise.all(agentThreads.map((a) => a.exited)).then(() => true), sleep(settled ? AGENT_STOP_GRACE_MS : 0).then(() => false)]);
   clearInterval(drainer);
   if (!settled) {
     const stuck = [];
@@ -127,9 +143,12 @@ export async function runThreaded({ m, params, collector, opts, agents }: Engine
   }
   for (const c of controls) c[Comlink.releaseProxy]();
   for (const p of ports) p.close();
-  const agentResults = settled ? await Promise.all(agentTasks) : agentSpecs.map((a) => ({ dom: a.dom, events: 0, calls: 0, error: 'did not stop in time' }));
+  const agentResults: AgentResult[] = agentThreads.map((a, k) => ({
+    dom: a.spec.dom, events: a.events, calls: a.calls,
+    error: k === agentErrorAt && agentError !== null ? agentError.message : agentsDone || a.dead !== null ? null : 'did not stop in time',
+  }));
   await pool.destroy(); // terminates any thread still running: no orphans
-  if (agentPool !== null) await agentPool.destroy();
+  await Promise.all(agentThreads.map((a) => a.stop()));
   collector.drainAll();
   return { outcome, reason, wallMs: performance.now() - t0, steps: progressCount(m), agents: agentResults, freeze };
 }

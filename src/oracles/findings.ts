@@ -57,13 +57,17 @@
 //   GUEST_ASSERT        code<N>         magic 3 with code N, unsigned decimal [the magic]
 //   DOMAIN_CRASH        triple_fault | ept_violation | vmfunc | init_exit | host_panic | other  [the crashing
 //                                       instruction; xen for host_panic]
+//   AGENT_FAILED        threw | bad_response | exited | timeout | load  a vm_event agent's code threw (or its
+//                                       promise rejected), answered with something that is not a vm_event
+//                                       response, ended its thread, took longer than --agent-timeout-ms, or its
+//                                       module did not load in the run's worker; the run ends there [none]
 //   STALL               all_blocked     no pCPU can make progress: every vCPU blocked or done [none]
 //                       hung            threaded: no pCPU completed a burst within the watchdog period [none]
 import { cyclesToNs } from '../hw/clock.js';
 
 export const FINDING_KINDS = [
   'IPI_MISDIRECTED', 'IPI_LOST', 'IPI_FOREIGN', 'IPI_UNKNOWN_VECTOR', 'HOST_RESET', 'HOST_INIT', 'HOST_NMI', 'HOST_APIC_TAMPER', 'ROGUE_VMFUNC',
-  'REALM_ESCAPE', 'REALM_ENTRY', 'KERNEL_IN_REALM_VIEW', 'STALE_TRANSLATION', 'DOMAIN_CRASH', 'GUEST_ASSERT', 'STALL',
+  'REALM_ESCAPE', 'REALM_ENTRY', 'KERNEL_IN_REALM_VIEW', 'STALE_TRANSLATION', 'DOMAIN_CRASH', 'GUEST_ASSERT', 'AGENT_FAILED', 'STALL',
 ] as const;
 export type FindingKind = (typeof FINDING_KINDS)[number];
 

@@ -27,6 +27,7 @@ import {
   EV_IPI_DELIVER, EV_IPI_SEND, EV_PHYS_IRQ, PIRQ_REFLECTED, PIRQ_UNKNOWN, ipiTagSender, ipiTagSeq,
 } from '../trace/events.js';
 import { PC_XEN, type Findings } from './findings.js';
+import { QuantileSketch } from './quantile.js';
 
 /**
  * Default for `[oracles] ipi_lost_bound_us`: an intended IPI not delivered within this much simulated time
@@ -39,6 +40,27 @@ export const IPI_HORIZON_MIN_US = 1000;
 /** Evidence reaches this far before the earliest event it explains (simulated ns). */
 const EVIDENCE_BACK_NS = 20_000;
 const EVIDENCE_EVENTS = 20;
+/**
+ * Events one pCPU's reorder queue may hold while another pCPU reports no progress (threaded: a pCPU that
+ * stays idle emits nothing, so only its events would say how far it is). Past it the oldest half is admitted
+ * anyway; an event that later arrives from the silent pCPU with an earlier time is judged as it comes.
+ */
+export const IPI_QUEUE_MAX = 1 << 16;
+/**
+ * Open intents kept per vCPU (declared, no send bound to them yet). A guest that declares intents in a loop
+ * and never sends would otherwise grow them with the run; past it the oldest is dropped and counted as unsent.
+ */
+export const IPI_OPEN_INTENTS_MAX = 4096;
+/**
+ * Admitted events waiting for the horizon to pass, at most. A guest that emits IPI events densely (an intent
+ * every few instructions) would otherwise hold a whole horizon's worth; past it the oldest is judged early.
+ * 65536 events span far more than the clock skew lax sync allows, which is what the horizon is there for.
+ */
+export const IPI_WAITING_MAX = 1 << 16;
+/** Judged events kept for evidence, at most (besides the two-horizon time limit). */
+export const IPI_EVIDENCE_KEPT_MAX = 1 << 14;
+/** [time, pCPU] pairs kept per vCPU for "where did it run" (besides the two-horizon time limit). */
+const RUNS_KEPT_MAX = 4096;
 /** Tag sequence numbers are 19 bits (trace/events.ts ipiTag). */
 const SEQ_MASK = 0x7ffff;
 const SEQ_HALF = 0x40000;
@@ -141,6 +163,12 @@ export class IpiOracle {
   private readonly heads: number[];
   private readonly known: Float64Array;
   private arrivals = 0;
+  /** Times a full reorder queue forced admission ahead of a silent pCPU (IPI_QUEUE_MAX). */
+  private forced = 0;
+  /** Open intents dropped past IPI_OPEN_INTENTS_MAX (counted in ipi_intent_unsent). */
+  private intentsDropped = 0;
+  /** Events judged before their horizon passed (IPI_WAITING_MAX). */
+  private early = 0;
   /** Admitted events in canonical order: [winHead, judged) judged and kept for evidence, [judged, end) waiting. */
   private win: Ev[] = [];
   private winHead = 0;
@@ -159,7 +187,8 @@ export class IpiOracle {
   /** Per vCPU key: [time, pCPU it ran on or -2 descheduled] pairs, in time order. */
   private readonly runs = new Map<number, number[]>();
   private readonly learned = new Map<number, { dom: number; vcpu: number }>();
-  private readonly latencies: number[] = [];
+  /** Send -> handler latencies (cycles): exact for short runs, a fixed histogram past QUANTILE_EXACT_MAX. */
+  private readonly latencies = new QuantileSketch();
   private sent = 0;
   private delivered = 0;
   private deliveredWrong = 0;
@@ -189,8 +218,15 @@ export class IpiOracle {
     if (kind !== EV_INTENT && kind !== EV_IPI_SEND && kind !== EV_IPI_DELIVER && kind !== EV_IPI_COALESCED && kind !== EV_PHYS_IRQ &&
         kind !== EV_HOST_RESET && kind !== EV_ICR_WINDOW && kind !== EV_SCHED_IN && kind !== EV_SCHED_OUT && kind !== EV_HV_IPI_MISDIRECTED) return -1;
     const e: Ev = { pcpu, time, kind, dom, vcpu, a, b, c, pc, n: this.arrivals++ };
-    if (time < this.lastAdmitted) this.admit(e); // a clock that ran backwards: never expected, judged as it comes
-    else this.queues[pcpu].push(e);
+    if (time < this.lastAdmitted) this.admit(e); // a clock that ran backwards, or a silent pCPU forced past: judged as it comes
+    else {
+      const q = this.queues[pcpu];
+      q.push(e);
+      if (q.length - this.heads[pcpu] > IPI_QUEUE_MAX) {
+        this.forced++;
+        this.admitBefore(q[this.heads[pcpu] + (IPI_QUEUE_MAX >> 1)].time);
+      }
+    }
     return e.n;
   }
 
@@ -226,6 +262,7 @@ export class IpiOracle {
   /** Judge every waiting event the new one is `horizon` past, then take it in. */
   private admit(e: Ev): void {
     while (this.judged < this.win.length && this.win[this.judged].time + this.horizon <= e.time) this.judgeNext();
+    while (this.win.length - this.judged >= IPI_WAITING_MAX) { this.early++; this.judgeNext(); }
     this.lastAdmitted = Math.max(this.lastAdmitted, e.time);
     this.win.push(e);
     switch (e.kind) {
@@ -236,6 +273,7 @@ export class IpiOracle {
         let i = l.length;
         while (i > 0 && l[i - 1].iseq > it.iseq) i--;
         l.splice(i, 0, it);
+        if (l.length > IPI_OPEN_INTENTS_MAX) { l.shift(); this.intentsDropped++; }
         break;
       }
       case EV_IPI_SEND: {
@@ -264,7 +302,7 @@ export class IpiOracle {
         // Keep what a judgement can still ask about: from two horizons back, plus the state before that.
         const keep = this.frontier - 2 * this.horizon;
         let drop = 0;
-        while (drop + 2 < l.length && l[drop + 2] <= keep) drop += 2;
+        while (drop + 2 < l.length && (l[drop + 2] <= keep || l.length - drop > 2 * RUNS_KEPT_MAX)) drop += 2;
         if (drop > 0) l.splice(0, drop);
         l.push(e.time, e.kind === EV_SCHED_IN ? e.pcpu : -2);
         break;
@@ -294,7 +332,10 @@ export class IpiOracle {
     for (let k = 0; k <= ahead; k++) {
       const seq = b.next++;
       const t = b.pending.get(seq & SEQ_MASK);
-      while (b.intents.length > 0 && b.intents[0].c <= seq) b.stack.push(b.intents.shift() as Intent);
+      while (b.intents.length > 0 && b.intents[0].c <= seq) {
+        b.stack.push(b.intents.shift() as Intent);
+        if (b.stack.length > IPI_OPEN_INTENTS_MAX) { b.stack.shift(); this.intentsDropped++; }
+      }
       if (t === undefined) continue; // a send not admitted: nothing to give it
       b.pending.delete(seq & SEQ_MASK);
       t.intent = b.stack.pop();
@@ -311,7 +352,7 @@ export class IpiOracle {
     this.judge(e);
     // Keep two horizons of judged events for evidence (a loss is judged a bound after its send).
     const keep = this.frontier - 2 * this.horizon - nsToCycles(EVIDENCE_BACK_NS);
-    while (this.winHead < this.judged && this.win[this.winHead].time < keep) this.winHead++;
+    while (this.winHead < this.judged && (this.win[this.winHead].time < keep || this.judged - this.winHead > IPI_EVIDENCE_KEPT_MAX)) this.winHead++;
     if (this.winHead > 4096 && this.winHead * 2 > this.win.length) {
       this.win = this.win.slice(this.winHead);
       this.judged -= this.winHead;
@@ -355,14 +396,21 @@ export class IpiOracle {
     for (let i = this.expHead; i < this.expiry.length; i++) if (this.expire(this.expiry[i], true)) inFlight++;
     this.expiry = [];
     this.expHead = 0;
-    let unsent = 0;
+    let unsent = this.intentsDropped;
     for (const b of this.binders.values()) unsent += b.stack.length + b.intents.length;
     if (endTime < this.bound) {
       this.warnings.push(`the run lasted ${Math.round(cyclesToNs(endTime) / 1000)} µs of simulated time, less than the IPI loss bound ` +
         `(ipi_lost_bound_us = ${this.lostBoundUs}): no IPI could be judged lost by time (${inFlight} still in flight)`);
     }
-    const lat = this.latencies.sort((x, y) => x - y);
-    const pct = (q: number) => lat.length === 0 ? 0 : Math.round(cyclesToNs(lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]));
+    if (this.early > 0) {
+      this.warnings.push(`${this.early} IPI event(s) were judged before ${this.lostBoundUs} µs of simulated time had passed after them ` +
+        `(more than ${IPI_WAITING_MAX} IPI events within that time): a verdict that needed a later event would miss it`);
+    }
+    if (this.forced > 0) {
+      this.warnings.push(`a pCPU reported no progress while ${IPI_QUEUE_MAX} IPI events waited for it (${this.forced} time(s)): ` +
+        'the IPI oracle judged them without it, so an IPI event it emitted late was judged out of time order');
+    }
+    const pct = (q: number) => Math.round(cyclesToNs(this.latencies.quantile(q)));
     this.metrics = {
       ipi_sent: this.sent, ipi_delivered: this.delivered, ipi_delivered_wrong: this.deliveredWrong, ipi_coalesced: this.coalesced,
       ipi_in_flight: inFlight, ipi_intent_unsent: unsent, ipi_latency_ns_p50: pct(0.5), ipi_latency_ns_p99: pct(0.99),
@@ -450,7 +498,7 @@ export class IpiOracle {
     if (send === undefined || send.intent === undefined || e.kind === EV_IPI_COALESCED) return null;
     const it = send.intent;
     if (e.vcpu === it.target && e.b === it.vector) {
-      this.latencies.push(Math.max(0, e.time - send.ev.time)); // clocks of two pCPUs differ by up to --slack
+      this.latencies.add(Math.max(0, e.time - send.ev.time)); // clocks of two pCPUs differ by up to --slack
       return null;
     }
     const y = this.why(send, it, e);

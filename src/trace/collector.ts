@@ -26,6 +26,13 @@ import { ringDrain } from './ring.js';
 import type { Machine } from '../machine.js';
 
 export const RECENT_EVENTS = 20;
+/**
+ * `magic 1` reports kept in the report; past it they are only counted (reports_dropped). A guest that reports
+ * in a loop must not make the run's memory grow with its length.
+ */
+export const REPORTS_MAX = 10_000;
+/** Console characters kept per domain (the first ones); past it they are only counted (console_dropped). */
+export const CONSOLE_MAX_CHARS = 64 * 1024;
 /** Words kept per recent event: kind, dom, vcpu, a, b, c, pc. */
 const RECENT_WORDS = 7;
 
@@ -38,7 +45,11 @@ export interface EventListener {
 
 export class Collector {
   readonly reports: ReportEntry[] = [];
+  /** `magic 1` reports past REPORTS_MAX: counted, not kept. */
+  reportsDropped = 0;
   readonly console: string[];
+  /** Per domain: console characters past CONSOLE_MAX_CHARS, counted, not kept. */
+  readonly consoleDropped: number[];
   readonly findings: Findings;
   private readonly views = new ViewOracle();
   /** Evidence shows the guest instruction at each event's pc (read through the domain's host p2m). */
@@ -75,6 +86,7 @@ export class Collector {
     });
     const n = m.npcpus;
     this.console = domainNames.map(() => '');
+    this.consoleDropped = domainNames.map(() => 0);
     this.events = new Array<number>(n).fill(0);
     this.digests = new Uint32Array(n).fill(0x811c9dc5);
     this.recentT = new Float64Array(n * RECENT_EVENTS);
@@ -125,8 +137,14 @@ export class Collector {
     const w = this.recentW, wi = ri * RECENT_WORDS;
     w[wi] = kind; w[wi + 1] = dom; w[wi + 2] = vcpu; w[wi + 3] = a; w[wi + 4] = b; w[wi + 5] = c; w[wi + 6] = pc;
     switch (kind) {
-      case EV_REPORT: this.reports.push({ domain: this.domainNames[dom], vcpu, key: a, value: b, seq: c }); break;
-      case EV_CONSOLE: this.console[dom] += String.fromCharCode(a & 0xff); break;
+      case EV_REPORT:
+        if (this.reports.length < REPORTS_MAX) this.reports.push({ domain: this.domainNames[dom], vcpu, key: a, value: b, seq: c });
+        else this.reportsDropped++;
+        break;
+      case EV_CONSOLE:
+        if (this.console[dom].length < CONSOLE_MAX_CHARS) this.console[dom] += String.fromCharCode(a & 0xff);
+        else this.consoleDropped[dom]++;
+        break;
       case EV_ASSERT:
         this.findings.add('GUEST_ASSERT', `code${a >>> 0}`, [b], time, pcpu, this.domainNames[dom], vcpu,
           `magic 3 with code ${a} at pc 0x${hex(b)}`, () => this.recent(pcpu));

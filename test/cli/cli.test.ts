@@ -187,6 +187,36 @@ describe('runs', () => {
     expect(rep.metrics.instructions).toBeGreaterThan(0);
   });
 
+  it('Ctrl-C during start-up: a report and exit 130, or (before Node runs the launcher) death by SIGINT with nothing printed', async () => {
+    // A guest that never ends: every run is still going when its Ctrl-C comes.
+    const f = scenarioDir(`[machine]\npcpus = 2\n${domain()}`, '_start:\nspin:\n    add eax, 1\n    jmp spin\n');
+    const runs = [];
+    for (const engine of ['serial', 'threaded']) {
+      for (const ms of [50, 100, 300, 1500]) {
+        runs.push((async () => {
+          const child = spawn(process.execPath, [BIN, 'sim', '--scenario', f, '--engine', engine, '--json', '--max-instructions', '0'], { cwd: ROOT });
+          let out = '', err = '';
+          child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+          child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+          setTimeout(() => child.kill('SIGINT'), ms);
+          const [code, sig] = await new Promise<[number | null, string | null]>((r) => child.on('exit', (c, s) => r([c, s])));
+          const what = `${engine} at ${ms} ms`;
+          if (code === null) {
+            expect(ms, `${what}: by 1.5 s the launcher runs`).toBeLessThan(1500);
+            expect(sig, what).toBe('SIGINT');
+            expect(out + err, what).toBe('');
+          } else {
+            expect(code, what).toBe(130);
+            const rep = JSON.parse(out) as { outcome: string; reason: string };
+            expect(rep.outcome, what).toBe('aborted');
+            expect(rep.reason, what).toMatch(/interrupted/);
+          }
+        })());
+      }
+    }
+    await Promise.all(runs);
+  }, 60_000);
+
   it('serial --schedule-out then replay reproduces the run', async () => {
     const d = mkdtempSync(join(tmpdir(), 'vcpulab-sched-'));
     const sched = join(d, 'run.sched');

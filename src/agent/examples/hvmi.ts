@@ -22,7 +22,7 @@ import type { Agent } from '../runner.js';
 import type { VmEventRequest, VmEventResponse } from '../../hv/vm-event.js';
 import { MEM_ACCESS_X, VM_EVENT_FLAG_ALTERNATE_P2M, VM_EVENT_FLAG_VCPU_PAUSED, VM_EVENT_REASON_MEM_ACCESS } from '../../../shared/vm-event.js';
 import { ACCESS_N, ACCESS_RW, ACCESS_RWX, ACCESS_RX } from '../../../shared/p2m.js';
-import type { XenControl } from '../xc.js';
+import type { XcApi } from '../mailbox.js';
 
 function gfnArg(args: Record<string, unknown>, key: string): number {
   const v = args[key];
@@ -53,7 +53,7 @@ export default function hvmi(): Agent {
   };
   const inRealmCode = (pc: number): boolean => inRealm(pc) || pc >>> 12 === tramp;
   return {
-    setup(xc: XenControl, domid: number, args: Record<string, unknown>): void {
+    setup(xc: XcApi, domid: number, args: Record<string, unknown>): void {
       tramp = gfnArg(args, 'trampoline');
       realmFirst = gfnArg(args, 'realm_first');
       realmLast = gfnArg(args, 'realm_last');
@@ -74,7 +74,7 @@ export default function hvmi(): Agent {
       xc.switchToView(domid, kview);
     },
 
-    onEvent(_xc: XenControl, _domid: number, req: VmEventRequest): VmEventResponse | null {
+    onEvent(_xc: XcApi, _domid: number, req: VmEventRequest): VmEventResponse | null {
       const rsp: VmEventResponse = { version: req.version, vcpuId: req.vcpuId, reason: req.reason, flags: req.flags & VM_EVENT_FLAG_VCPU_PAUSED, altp2mIdx: 0 };
       if (req.reason !== VM_EVENT_REASON_MEM_ACCESS || (req.accessFlags & MEM_ACCESS_X) === 0) return rsp; // unpause, nothing else
       if (req.altp2mIdx === rview && !inRealmCode(req.pc)) {

@@ -13,12 +13,12 @@ import {
   VM_EVENT_REASON_SINGLESTEP,
 } from '../../../shared/vm-event.js';
 import { ACCESS_RW, ACCESS_RX } from '../../../shared/p2m.js';
-import type { XenControl } from '../xc.js';
+import type { XcApi } from '../mailbox.js';
 
 export default function xenAccess(): Agent {
   let view = 0;
   return {
-  setup(xc: XenControl, domid: number, args: Record<string, unknown>): void {
+  setup(xc: XcApi, domid: number, args: Record<string, unknown>): void {
     const mode = args.mode ?? 'altp2m_write';
     if (mode !== 'altp2m_write' && mode !== 'altp2m_exec') throw new Error(`xen-access: unknown mode ${String(mode)}`);
     xc.setAccessRequired(domid, args.access_required === true);
@@ -28,7 +28,7 @@ export default function xenAccess(): Agent {
     xc.monitorSinglestep(domid, true);
   },
 
-  onEvent(_xc: XenControl, _domid: number, req: VmEventRequest): VmEventResponse | null {
+  onEvent(_xc: XcApi, _domid: number, req: VmEventRequest): VmEventResponse | null {
     // Each response starts from the request: version, vCPU, the paused flag, reason.
     const rsp: VmEventResponse = { version: req.version, vcpuId: req.vcpuId, reason: req.reason, flags: req.flags & VM_EVENT_FLAG_VCPU_PAUSED, altp2mIdx: 0 };
     if (req.reason === VM_EVENT_REASON_MEM_ACCESS && (req.flags & VM_EVENT_FLAG_ALTERNATE_P2M) !== 0) {
