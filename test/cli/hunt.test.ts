@@ -88,7 +88,7 @@ describe('vcpulab hunt', () => {
 
   it('the window a guest\'s own nested send opens shrinks to at most 2 preemptions (pct)', async () => {
     const out = tmp();
-    const r = await vcpulab('hunt', '--scenario', 'secure-realm', '--strategy', 'pct', '--until', 'IPI_MISDIRECTED:icr_window', '--workers', '2', '--out', out, '--json');
+    const r = await vcpulab('hunt', '--scenario', 'secure-realm', '--strategy', 'pct', '--until', 'IPI_MISDIRECTED:icr_window', '--workers', '2', '--out', out, '--shrink-budget', '60', '--json');
     expect(r.code, r.stderr).toBe(0);
     const win = (JSON.parse(r.stdout) as HuntJson).signatures.filter((s) => s.cause === 'icr_window' && !s.signature.endsWith(',xen'));
     expect(win.length).toBeGreaterThan(0);
