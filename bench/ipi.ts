@@ -93,6 +93,7 @@ function scenarioToml(c: IpiCase, rounds: number): string {
 [machine]
 pcpus = ${c.pcpus}
 apic_mode = "${c.path === 'x2apic-passthrough' ? 'x2apic' : 'xapic'}"
+vendor = "${c.path === 'avic' ? 'amd' : 'intel'}"
 scheduler = "fifo"
 timeslice_us = ${TIMESLICE_US}
 migration = "${c.migration}"

@@ -7,6 +7,7 @@ import { VC_MIGRATIONS } from '../shared/vcpu.js';
 import { EXIT_APIC_ACCESS, EXIT_COUNT, EXIT_EXTINT, EXIT_NAMES, EXIT_WRMSR } from './isa/interp.js';
 import { cyclesToNs } from './hw/clock.js';
 import { CRASH_NAMES } from './trace/events.js';
+import { readFileSync } from 'node:fs';
 import type { Collector } from './trace/collector.js';
 import { hex } from './trace/collector.js';
 import type { EngineResult } from './engine/common.js';
@@ -173,7 +174,7 @@ function metrics(m: Machine, col: Collector, res: EngineResult): Record<string, 
     sim_time_ns: Math.round(cyclesToNs(clock)),
     wall_ms: Math.round(wall * 10) / 10,
     /** Peak resident memory of the whole process so far (all threads), MiB. */
-    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+    peak_rss_mb: peakRssMb(),
     guest_mips: wall > 0 ? Math.round((insns / wall / 1000) * 10) / 10 : 0,
     vm_exits: exitsTotal,
     exits,
@@ -206,4 +207,17 @@ function exitsPerIpi(m: Machine, sent: number): number {
     n += m.pc32[b + PC_EXITS + EXIT_APIC_ACCESS] + m.pc32[b + PC_EXITS + EXIT_WRMSR] + m.pc32[b + PC_EXITS + EXIT_EXTINT] - m.pc32[b + PC_TIMER_EXITS];
   }
   return Math.round((n / sent) * 100) / 100;
+}
+
+/**
+ * Peak resident memory of this process image, MiB: Linux's VmHWM, the high-water mark of the current
+ * address space (all threads). getrusage's maxrss is not used where VmHWM exists: it survives fork and exec,
+ * so a process started by a large one (the bench, a test runner) would report its parent's size.
+ */
+function peakRssMb(): number {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m !== null) return Math.round(Number(m[1]) / 1024);
+  } catch { /* not Linux: fall back */ }
+  return Math.round(process.resourceUsage().maxRSS / 1024);
 }
