@@ -280,7 +280,7 @@ export class Pcpu implements PcpuCtx, DeliveryHook, CpuHooks {
     if (exit === EXIT_EXTINT && piNotificationOnly(this)) exit = EXIT_NONE;
     // With APIC virtualization (posted, ipiv, avic) the CPU itself delivers a virtual interrupt once IF is set:
     // no interrupt-window exit; the burst just ends so the model can deliver it.
-    if (exit === EXIT_IRQ_WINDOW && this.apicv) exit = EXIT_NONE;
+    if (exit === EXIT_IRQ_WINDOW && this.apicv) { exit = EXIT_NONE; this.virqCheck = true; }
     this.lastExit = exit;
     if (core.stale !== 0) this.noteStale();
     // Xen reads EPTP_INDEX at every exit: only then does p2midx catch up with a guest VMFUNC.

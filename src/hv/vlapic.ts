@@ -100,7 +100,10 @@ export function vlapicInject(p: PcpuCtx): boolean {
   }
   if ((c.flags & FL_IF) === 0) {
     // Blocked by IF: ask for an interrupt window, so the guest exits as soon as it sets IF (vmx_intr_assist).
+    // Nothing else to look at until then: the window's exit, a new arrival (the summary word) or an EOI or
+    // TPR write sets virqCheck again, so the IRR is not scanned at every step while IF stays clear.
     c.irqWindow = lapicPendingDeliverable(m.lapic32, base) >= 0;
+    p.virqCheck = false;
     return true;
   }
   c.irqWindow = false;
