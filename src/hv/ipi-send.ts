@@ -7,7 +7,7 @@
 import {
   ICR_DM_FIXED, ICR_DM_INIT, ICR_DM_MASK, ICR_DM_NMI, ICR_SH_SELF, ICR_HI_XAPIC_DEST_SHIFT, ICR_LEVEL_ASSERT, ICR_SH_ALL_EXCL, LAPIC_ICR_HI, LAPIC_ICR_LO,
   LAPIC_SIM_ICR_HI_WRITER, LAPIC_SIM_ICR_HI_PC, LAPIC_SIM_INIT_SRC_PC, LAPIC_SIM_INIT_SRC_TAG, LAPIC_SIM_NMI_SRC_PC, LAPIC_SIM_NMI_SRC_TAG,
-  ICR_HI_WRITER_USED, APIC_MODE_X2APIC, LAPIC_SIM_PENDING, LAPIC_PEND_INIT, LAPIC_PEND_SIPI, LAPIC_IRR, LAPIC_SVR, LAPIC_TPR, SVR_ENABLE,
+  ICR_HI_WRITER_USED, APIC_MODE_X2APIC, LAPIC_SIM_PENDING, LAPIC_PEND_INIT, LAPIC_PEND_NMI, LAPIC_PEND_SIPI, LAPIC_IRR, LAPIC_SVR, LAPIC_TPR, SVR_ENABLE,
 } from '../../shared/lapic.js';
 import { PC_PENDING, PEND_IRQ } from '../../shared/pcpu.js';
 import { APIC_BUS_HARDWARE, apicRouteIpi, type ApicBusTarget } from '../hw/apic-bus.js';
@@ -84,7 +84,8 @@ export function physHeldOff(m: Machine, q: number, vector: number): number {
 export function lapicRaisesLine(m: Machine, q: number): boolean {
   const base = m.plapicBase(q);
   if (lapicPendingDeliverable(m.lapic32, base) >= 0) return true;
-  return (Atomics.load(m.lapic32, base + (LAPIC_SIM_PENDING >> 2)) & (LAPIC_PEND_INIT | LAPIC_PEND_SIPI)) !== 0;
+  // NMI, INIT and SIPI go straight to the core, whatever TPR and IF say (apic.md §4).
+  return (Atomics.load(m.lapic32, base + (LAPIC_SIM_PENDING >> 2)) & (LAPIC_PEND_NMI | LAPIC_PEND_INIT | LAPIC_PEND_SIPI)) !== 0;
 }
 
 /** The genapic driver of the machine `m` (fixed at boot: genapic.ts genapicSelect). */
