@@ -13,6 +13,7 @@ import { Machine, type MachineBuffers } from '../machine.js';
 import { Mailbox } from './mailbox.js';
 import { AgentFailure, AgentRunner, importAgentModule, inlineCalls, keepAlive, makeAgent, thrownText, type AgentSpec } from './runner.js';
 import { AgentStopped, type AgentHost } from './xc.js';
+import { AdaptiveSpin } from '../spin.js';
 
 export interface AgentThreadData {
   mode: 'thread';
@@ -22,9 +23,17 @@ export interface AgentThreadData {
   sab: SharedArrayBuffer;
 }
 
-/** Polls before a wait falls back to Atomics.wait (the agent's condition is usually met within a few). */
+/** Polls before a wait for the machine falls back to Atomics.wait (the agent's condition is usually met within a few). */
 const SPIN = 200;
 const WAIT_MS = 1;
+/**
+ * The spin (src/spin.ts, wall µs) before the thread sleeps on the event channel between requests. A vCPU
+ * that got its response usually traps again within tens of µs; sleeping each time cost a futex wake per
+ * request and kept the threaded round trips at about half the rate.
+ */
+const EVENT_SPIN_MIN_US = 100;
+const EVENT_SPIN_MAX_US = 200;
+const EVENT_SPIN_START_US = 50;
 
 export async function agentThread(d: AgentThreadData): Promise<void> {
   const m = new Machine(d.buffers);
@@ -51,6 +60,7 @@ export async function agentThread(d: AgentThreadData): Promise<void> {
     Atomics.store(i32, AM_CALL, call);
   };
   let runner: AgentRunner | null = null;
+  const spin = new AdaptiveSpin(EVENT_SPIN_MIN_US, EVENT_SPIN_MAX_US, EVENT_SPIN_START_US);
   const callText = (): string => {
     const c = Atomics.load(i32, AM_CALL);
     return c === AC_EVENT && runner !== null ? runner.callText() : AC_NAMES[c] ?? '';
@@ -86,7 +96,16 @@ export async function agentThread(d: AgentThreadData): Promise<void> {
         continue;
       }
       const seen = Atomics.load(m.vr32, notify);
-      if (!runner.hasWork()) Atomics.wait(m.vr32, notify, seen, WAIT_MS);
+      const spinEnd = spin.deadline();
+      let ready = false;
+      for (let i = 1; ; i++) {
+        if (runner.hasWork() || stopped()) { ready = true; break; }
+        if ((i & 15) === 0 && performance.now() > spinEnd) break;
+      }
+      if (ready) { spin.hit(); continue; }
+      const t0 = performance.now();
+      const r = Atomics.wait(m.vr32, notify, seen, WAIT_MS);
+      spin.waited((performance.now() - t0) * 1000, r !== 'timed-out');
     }
   } catch (e) {
     if (e instanceof AgentStopped) { /* the run ended while the agent waited: nothing failed */ }

@@ -8,16 +8,15 @@ import {
 } from '../../shared/agent-mailbox.js';
 import type { VmEventRequest, VmEventResponse } from '../hv/vm-event.js';
 import { XcError, type XenControl } from './xc.js';
+import { AdaptiveSpin } from '../spin.js';
 
 /**
- * How long a waiting side polls the turn word before it falls back to Atomics.wait, in wall µs: adaptive, as
- * an adaptive mutex spins. A futex wake costs 5-50 µs; when the other side answers within the spin (two
- * threads on two free cores) the spin grows, so back-to-back calls cost about a cache-line transfer; when it
- * does not (more threads than cores: the other side is not even running) it shrinks, so a waiting thread
- * does not take the CPU from the one it waits for.
+ * A waiting side's spin before Atomics.wait (src/spin.ts), in wall µs. Without it a serial run's agent in
+ * its worker kept about a tenth of the in-thread round-trip rate: most hand-offs paid a futex wake.
  */
-const SPIN_MIN_US = 2;
-const SPIN_MAX_US = 200;
+const SPIN_MIN_US = 5;
+const SPIN_MAX_US = 500;
+const SPIN_START_US = 50;
 
 export class Mailbox {
   readonly i32: Int32Array;
@@ -26,8 +25,8 @@ export class Mailbox {
   readonly hf64: Float64Array;
   readonly list: Float64Array;
   private readonly text: Uint8Array;
-  /** This side's current spin (µs), see SPIN_MIN_US. */
-  private spinUs = 20;
+  /** This side's spin. */
+  private readonly spin = new AdaptiveSpin(SPIN_MIN_US, SPIN_MAX_US, SPIN_START_US);
 
   constructor(readonly sab: SharedArrayBuffer = new SharedArrayBuffer(AM_BYTES)) {
     this.i32 = new Int32Array(sab, 0, AM_F64 + 2 * AM_MAX_ARGS);
@@ -46,27 +45,27 @@ export class Mailbox {
   /** Spin, then wait until it is `mine`'s turn, at most `ms` (Infinity: forever). Returns whether it is. */
   waitTurn(mine: number, ms: number): boolean {
     const i32 = this.i32;
-    const spinEnd = performance.now() + this.spinUs / 1000;
+    const spinEnd = this.spin.deadline();
     for (let i = 1; ; i++) {
-      if (Atomics.load(i32, AM_TURN) === mine) {
-        this.spinUs = Math.min(SPIN_MAX_US, this.spinUs * 2);
-        return true;
-      }
+      if (Atomics.load(i32, AM_TURN) === mine) { this.spin.hit(); return true; }
       if ((i & 63) === 0 && performance.now() > spinEnd) break;
     }
-    this.spinUs = Math.max(SPIN_MIN_US, this.spinUs / 2);
+    const t0 = performance.now();
     const other = mine === AM_TURN_ENGINE ? AM_TURN_AGENT : AM_TURN_ENGINE;
+    let got = true;
     if (ms === Infinity) {
       while (Atomics.load(i32, AM_TURN) !== mine) Atomics.wait(i32, AM_TURN, other);
-      return true;
+    } else {
+      const end = t0 + ms;
+      for (;;) {
+        if (Atomics.load(i32, AM_TURN) === mine) break;
+        const left = end - performance.now();
+        if (left <= 0) { got = false; break; }
+        Atomics.wait(i32, AM_TURN, other, left);
+      }
     }
-    const end = performance.now() + ms;
-    for (;;) {
-      if (Atomics.load(i32, AM_TURN) === mine) return true;
-      const left = end - performance.now();
-      if (left <= 0) return false;
-      Atomics.wait(i32, AM_TURN, other, left);
-    }
+    this.spin.waited((performance.now() - t0) * 1000, got);
+    return got;
   }
 
   writeText(s: string): void {
