@@ -1,6 +1,6 @@
 // pCPU blocks: one fixed-stride record per physical CPU, Int32 words with a Float64 overlay.
-// Owner: the pCPU's own thread writes everything except PC_PENDING (any thread may set bits there) and
-// PC_SYNC_WAITING (a lax-sync waker claims a waiter there).
+// Owner: the pCPU's own thread writes everything except PC_PENDING (any thread may set bits there),
+// PC_SYNC_WAITING (a lax-sync waker claims a waiter there) and PC_BELL (any waker bumps it).
 import { assertF64Aligned, assertLayout } from './layout.js';
 
 export const PCPU_STRIDE_WORDS = 64;
@@ -69,7 +69,18 @@ export const PC_FLUSH_IPIS = 50;
 export const PC_SYNC_WAITING = 51;
 /** The slowest running clock this pCPU waits for (Float64; written before PC_SYNC_WAITING is set). */
 export const PC_SYNC_NEED_F64 = 52;
-assertLayout('pcpu', PC_SYNC_NEED_F64 + 1, PCPU_STRIDE_WORDS);
+/**
+ * Threaded engine, a thread that hosts several pCPUs (--threads): on the first pCPU of the thread, a count
+ * every waker bumps before it notifies this word, so the thread can sleep on one word for all its pCPUs
+ * without losing a kick that lands between its last look and its Atomics.wait. Unused elsewhere. Atomics.
+ */
+export const PC_BELL = 54;
+/**
+ * Where a waker of this pCPU rings: the pc32 word index of its thread's PC_BELL, or 0 when its thread
+ * hosts only it (the waker notifies its PC_PENDING). Written before the start barrier, then read only.
+ */
+export const PC_BELL_AT = 55;
+assertLayout('pcpu', PC_BELL_AT, PCPU_STRIDE_WORDS);
 assertLayout('pcpu f64 before altp2m', PC_HV_F64 + 1, PC_INVEPT_HINT);
 assertLayout('pcpu exits', PC_EXITS + PC_EXITS_WORDS - 1, PC_CLOCK_F64);
 for (const [n, o] of [['clock', PC_CLOCK_F64], ['insns', PC_INSNS_F64], ['idle', PC_IDLE_F64],

@@ -5,6 +5,7 @@
 // the prepared images and runs it. Nothing in `labRun` reads a file or assembles a line.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildMachine } from './machine.js';
@@ -14,7 +15,7 @@ import { Collector } from './trace/collector.js';
 import { TraceWriter } from './trace/writer.js';
 import { nsToCycles } from './hw/clock.js';
 import { runSerial } from './engine/serial.js';
-import { runThreaded } from './engine/threaded.js';
+import { runThreaded, threadsFor } from './engine/threaded.js';
 import type { EngineOptions, EngineResult } from './engine/common.js';
 import type { PcpuParams } from './hv/pcpu-ctx.js';
 import { buildReport, type RunReport } from './report.js';
@@ -37,6 +38,8 @@ export interface RunConfig {
   burst: number;
   watchdogMs: number;
   injectWorkerFault?: number;
+  /** Threaded: worker threads for the pCPUs (--threads); default threadsFor(pcpus). */
+  threads?: number;
   /** pct: bug depth d (d - 1 change points); default PCT_DEPTH_DEFAULT. */
   pctDepth?: number;
   /**
@@ -129,6 +132,9 @@ export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {})
   if (c.injectWorkerFault !== undefined && c.injectWorkerFault >= spec.pcpus) {
     throw new UserError(`--inject-worker-fault ${c.injectWorkerFault}: the machine has ${spec.pcpus} pCPUs (0..${spec.pcpus - 1})`);
   }
+  if (c.threads !== undefined && c.threads > spec.pcpus) {
+    throw new UserError(`--threads ${c.threads}: the machine has ${spec.pcpus} pCPUs, and a thread with no pCPU has nothing to run`);
+  }
   const m = buildMachine(spec);
   const names = spec.domains.map((d) => d.name);
   const collector = new Collector(m, names, sc.ipiLostBoundUs, c.maxInstances ?? RUN_DEFAULTS.maxInstances);
@@ -165,7 +171,8 @@ export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {})
   const opts: EngineOptions = {
     seed: c.seed, strategy: c.strategy, slackCycles: c.slack, maxMs: c.maxMs, watchdogMs: c.watchdogMs,
     replayRuns: extra.replayRuns, replayMode: extra.replayMode ?? 'exact', recordSchedule: extra.recordSchedule === true, burst: c.burst,
-    onProgress: extra.onProgress, injectWorkerFault: c.injectWorkerFault ?? -1, interrupt: extra.interrupt ?? { requested: false },
+    onProgress: extra.onProgress, injectWorkerFault: c.injectWorkerFault ?? -1,
+    threads: c.threads ?? threadsFor(spec.pcpus, availableParallelism()), interrupt: extra.interrupt ?? { requested: false },
     pctDepth: c.pctDepth ?? RUN_DEFAULTS.pctDepth, stepEstimate: extra.stepEstimate, freezeOn: c.freezeOn,
     agentTimeoutMs: c.agentTimeoutMs ?? RUN_DEFAULTS.agentTimeoutMs, agentsInline: extra.agentsInline,
   };

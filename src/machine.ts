@@ -3,7 +3,7 @@
 import * as C from '../shared/machine.js';
 import { ipiPathHwApic, APIC_GFN_NUMBER as APIC_GFN, IPI_PATH_XAPIC_PASSTHROUGH, DM_IPI_PATH, DM_VCPU_MAP_GPA, VCPU_MAP_ENTRY_WORDS, DOMAIN_STRIDE_WORDS, DM_DEAD_HALTED, DM_ENDED_BY, DM_FIRST_VCPU, DM_NVCPUS, DM_P2M_ROOT, DM_RAM_FRAMES, DM_STATE, DS_RUNNING } from '../shared/domain.js';
 import { ACCESS_RW, ACCESS_RWX, P2MT_APIC_ACCESS, P2MT_MMIO_DIRECT, P2M_HDR_CAPACITY, P2M_HDR_NEXT, P2M_HDR_WORDS, P2M_LEAF_ENTRIES, P2M_LEAF_WORDS, P2M_ROOT_ENTRIES, P2MT_RAM_RW, p2mAttr } from '../shared/p2m.js';
-import { PCPU_STRIDE_WORDS, PC_CURRENT, PC_STATE, PS_RUNNING } from '../shared/pcpu.js';
+import { PCPU_STRIDE_WORDS, PC_BELL_AT, PC_CURRENT, PC_PENDING, PC_STATE, PS_RUNNING } from '../shared/pcpu.js';
 import { RING_STRIDE_WORDS } from '../shared/ring.js';
 import { LAPIC_DFR, LAPIC_LDR, LAPIC_PAGE_WORDS, LAPIC_SVR } from '../shared/lapic.js';
 import { genapicDfr, genapicLdr, genapicSelect } from './hv/genapic.js';
@@ -153,6 +153,20 @@ export class Machine {
   irqsrcBase(page: number): number { return page * 256; }
   /** irqsrc "page" of vCPU v's PIR tags. */
   pirTagPage(v: number): number { return this.npcpus + this.nvcpus + v; }
+
+  /**
+   * Set PEND_* `bits` on pCPU p and wake its thread if it sleeps: on p's own PC_PENDING, or, when p shares a
+   * thread with other pCPUs, on that thread's PC_BELL (bumped first, see shared/pcpu.ts). Every cross-pCPU
+   * wake-up goes through here.
+   */
+  kick(p: number, bits: number): void {
+    const pc32 = this.pc32, b = p * PCPU_STRIDE_WORDS;
+    Atomics.or(pc32, b + PC_PENDING, bits);
+    const bell = pc32[b + PC_BELL_AT];
+    if (bell === 0) { Atomics.notify(pc32, b + PC_PENDING); return; }
+    Atomics.add(pc32, bell, 1);
+    Atomics.notify(pc32, bell);
+  }
 }
 
 /**

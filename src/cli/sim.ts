@@ -12,6 +12,7 @@ import { compareList, formatCompare, workloadOf, workloadWarnings, type Workload
 import { labPrepare, labRun, replayCommand, RUN_DEFAULTS, simulate, type RunConfig } from '../lab.js';
 import { sigintFlag } from './interrupt.js';
 import { parseFreezeOn } from '../engine/freeze.js';
+import { SOLO_PCPUS_MAX } from '../engine/threaded.js';
 import { readScheduleFile, scheduleHeader, writeScheduleFile, type ReplayMode } from '../schedule.js';
 
 export { simulate, replayCommand, type RunConfig };
@@ -21,7 +22,7 @@ export const SIM_USAGE = `usage: vcpulab sim [flags]
   --compare [A,B,...]      run every design (or those named) on the same engine, seed and flags; one table
   --pcpus N                physical CPUs, 1..${MAX_PCPUS} (overrides [machine] pcpus)
   --vcpus N                vCPUs of the first domain, 1..${MAX_VCPUS_PER_DOMAIN} (overrides its vcpus)
-  --engine threaded|serial threaded: one worker thread per pCPU; serial: seeded, replayable (default: threaded)
+  --engine threaded|serial threaded: pCPUs on worker threads (--threads); serial: seeded, replayable (default: threaded)
   --seed N                 run seed, 0..4294967295 (default: 1)
   --strategy NAME          serial engine: ${STRATEGIES.join(' | ')} (default: random)
   --pct-depth D            pct: the bug depth it aims at, d - 1 change points, 1..16 (default: 3)
@@ -29,6 +30,8 @@ export const SIM_USAGE = `usage: vcpulab sim [flags]
   --max-ms N               wall-clock limit in ms, 0 = none (default: 0)
   --slack N                lax sync: cycles a pCPU may run ahead of the slowest (default: 30000)
   --burst N                threaded: guest instructions between hypervisor checks (default: 4096)
+  --threads N              threaded: worker threads hosting the pCPUs, 1..pCPUs (default: one per pCPU up to
+                           ${SOLO_PCPUS_MAX} pCPUs, else two per core and at least 8; pCPUs sharing a thread take turns)
   --watchdog-ms N          threaded: wall ms without progress before STALL, >= 1000 (default: 2000)
   --schedule-out FILE      serial: write the schedule (msgpack) for --replay
   --replay FILE            serial: replay a schedule written by --schedule-out (scenario and flags come from it)
@@ -83,7 +86,7 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
         'no-oracles': { type: 'boolean' },
         compare: { type: 'string' }, 'pct-depth': { type: 'string' }, 'max-instances': { type: 'string' },
         'freeze-on': { type: 'string' },
-        'agent-timeout-ms': { type: 'string' },
+        'agent-timeout-ms': { type: 'string' }, threads: { type: 'string' },
       },
     });
   } catch (e) {
@@ -99,6 +102,7 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
   if (v.strategy !== undefined && engine !== 'serial') throw new UserError('vcpulab sim: --strategy needs --engine serial');
   if (v['pct-depth'] !== undefined && strategy !== 'pct') throw new UserError('vcpulab sim: --pct-depth needs --strategy pct');
   if (v['inject-worker-fault'] !== undefined && engine !== 'threaded') throw new UserError('vcpulab sim: --inject-worker-fault makes a pCPU thread throw: it needs --engine threaded');
+  if (v.threads !== undefined && engine !== 'threaded') throw new UserError('vcpulab sim: --threads sets the threaded engine\'s worker threads: it needs --engine threaded');
   if (v['schedule-out'] !== undefined && engine !== 'serial') throw new UserError('vcpulab sim: --schedule-out needs --engine serial');
   const f: SimFlags = {
     scenario: v.scenario ?? 'secure-realm',
@@ -118,6 +122,7 @@ export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
     maxInstances: intFlag('max-instances', v['max-instances'], 0, 10_000_000) ?? DEFAULTS.maxInstances,
     agentTimeoutMs: intFlag('agent-timeout-ms', v['agent-timeout-ms'], 1, 3_600_000) ?? DEFAULTS.agentTimeoutMs,
     injectWorkerFault: intFlag('inject-worker-fault', v['inject-worker-fault'], 0, MAX_PCPUS - 1),
+    threads: intFlag('threads', v.threads, 1, MAX_PCPUS),
     json: v.json === true,
     progress: v['no-progress'] !== true,
     trace: v.trace,

@@ -52,6 +52,8 @@ export interface EngineOptions {
   onProgress?: (instructions: number) => void;
   /** Threaded: the pCPU whose thread throws after its first burst (testing aid), -1 none. */
   injectWorkerFault: number;
+  /** Threaded: worker threads that host the pCPUs (pCPU i runs on thread i mod threads); see threadsFor. */
+  threads: number;
   /** The most wall ms one agent call (setup, one event) may take (--agent-timeout-ms). */
   agentTimeoutMs: number;
   /**

@@ -3,12 +3,17 @@
 // runs: stop and pause are shared words it reads at every burst boundary (one load each). Only while
 // parked (CTL_PAUSE) does it turn its event loop, and that is when comlink requests (the freeze frame)
 // are served.
+//
+// A thread normally hosts one pCPU. With --threads below the pCPU count it hosts several and runs them
+// in turn, a burst each, as the serial engine does (a step never blocks on another pCPU, so any subset
+// of pCPUs can share a thread); it sleeps only when none of them can run, on one word for all of them
+// (PC_BELL), and lax sync holds back a pCPU that is too far ahead without holding back the others.
 import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import * as C from '../../shared/machine.js';
-import { PC_CLOCK_F64, PC_PARKED, PC_PENDING, PC_STARTED, PC_STATE, PC_SYNC_NEED_F64, PC_SYNC_WAITING, PEND_SYNC, PS_RUNNING, SW_ASLEEP, SW_NONE, SW_WOKEN } from '../../shared/pcpu.js';
+import { PC_BELL, PC_BELL_AT, PC_CLOCK_F64, PC_PARKED, PC_PENDING, PC_STARTED, PC_STATE, PC_SYNC_NEED_F64, PC_SYNC_WAITING, PEND_SYNC, PS_RUNNING, SW_ASLEEP, SW_NONE, SW_WOKEN } from '../../shared/pcpu.js';
 import { Machine, type MachineBuffers } from '../machine.js';
 import { Pcpu, STEP_IDLE, STEP_STOPPED, type PcpuParams } from '../hv/pcpu-loop.js';
 import { RingWaitForConsumer } from '../trace/ring.js';
@@ -16,13 +21,16 @@ import { pcpuCoreFrame, type CoreFrame } from './freeze.js';
 
 export interface PcpuTask {
   buffers: MachineBuffers;
-  id: number;
+  /** The pCPUs this thread runs (one, unless --threads is below the pCPU count). */
+  ids: number[];
+  /** Threads of the run (spinning pays only while they are no more than the cores). */
+  threads: number;
   params: PcpuParams;
   slackCycles: number;
   burst: number;
   port: MessagePort;
-  /** Testing aid (--inject-worker-fault): this pCPU's thread throws after its first burst. */
-  injectFault: boolean;
+  /** Testing aid (--inject-worker-fault): the pCPU whose thread throws after its first burst, or -1. */
+  injectFault: number;
 }
 
 /**
@@ -30,7 +38,8 @@ export interface PcpuTask {
  * published): the state only this thread holds, taken between two bursts.
  */
 export interface PcpuControl {
-  frame(): CoreFrame;
+  /** The frame of pCPU `id`, one of this thread's. */
+  frame(id: number): CoreFrame | null;
 }
 
 const SPIN = 2000;
@@ -47,66 +56,180 @@ export async function pcpuThread(task: PcpuTask): Promise<void> {
   const m = new Machine(task.buffers);
   const ctl = m.ctl;
   const stopped = (): boolean => Atomics.load(ctl, C.CTL_STOP) !== 0;
-  const p = new Pcpu(m, task.id, task.params, new RingWaitForConsumer(m.ring32, m.ringBase(task.id), stopped));
-  // Spinning only pays while threads <= cores (../shared/reference/toolchain.md §5e).
-  const spin = m.npcpus <= availableParallelism() ? SPIN : 0;
-  const control: PcpuControl = { frame: () => pcpuCoreFrame(p) };
+  const ps = task.ids.map((id) => new Pcpu(m, id, task.params, new RingWaitForConsumer(m.ring32, m.ringBase(id), stopped)));
+  // Wakers of a shared thread ring its first pCPU's PC_BELL (Machine.kick); published before the barrier.
+  if (ps.length > 1) for (const q of ps) m.pc32[q.base + PC_BELL_AT] = ps[0].base + PC_BELL;
+  const control: PcpuControl = {
+    frame: (id) => {
+      const q = ps.find((x) => x.id === id);
+      return q === undefined ? null : pcpuCoreFrame(q);
+    },
+  };
   Comlink.expose(control, task.port as unknown as Comlink.Endpoint);
   // The start barrier (CTL_START_PENDING): every pCPU thread ready and every agent's setup returned.
   if (Atomics.sub(ctl, C.CTL_START_PENDING, 1) === 1) Atomics.notify(ctl, C.CTL_START_PENDING);
   for (let v; (v = Atomics.load(ctl, C.CTL_START_PENDING)) !== 0 && !stopped();) Atomics.wait(ctl, C.CTL_START_PENDING, v, 5);
-  Atomics.store(m.pc32, p.base + PC_STARTED, 1);
+  for (const q of ps) Atomics.store(m.pc32, q.base + PC_STARTED, 1);
+  try {
+    if (ps.length === 1) await soloLoop(m, ps[0], task);
+    else await groupLoop(m, ps, task);
+  } finally {
+    for (const q of ps) q.stop();
+    task.port.close();
+  }
+}
+
+/** A thread with one pCPU: it sleeps on that pCPU's own PC_PENDING, and in lax-sync waits. */
+async function soloLoop(m: Machine, p: Pcpu, task: PcpuTask): Promise<void> {
+  const ctl = m.ctl;
+  // Spinning only pays while threads <= cores (../shared/reference/toolchain.md §5e).
+  const spin = task.threads <= availableParallelism() ? SPIN : 0;
   // Lax sync keeps a bound: this pCPU may run up to `horizon` (the slowest running clock it last read, plus
   // the slack) without reading the other pCPUs' clocks, which live on lines their owners write at every
   // burst. Running clocks only move forward, so the bound is safe, except that a pCPU leaving idle comes back
   // with the clock it had then: it bumps CTL_SYNC_EPOCH and every pCPU reads the clocks again.
   const pc32 = m.pc32, slack = task.slackCycles, fenceIdx = p.base + PC_SYNC_WAITING;
   let horizon = -Infinity, epoch = Atomics.load(ctl, C.CTL_SYNC_EPOCH), wasIdle = false;
-  try {
-    for (;;) {
-      const before = p.core.clock;
-      const r = p.step(task.burst);
-      if (r === STEP_STOPPED) break;
-      if (task.injectFault) throw new Error(`injected fault on pCPU ${task.id} (--inject-worker-fault)`);
-      // A fence (an RMW of 0 on a word of our own) orders our clock, published by step as a plain store,
-      // before our read of the waiter count; the waiters' side is in laxSyncWait.
-      Atomics.add(pc32, fenceIdx, 0);
-      const waiters = Atomics.load(ctl, C.CTL_SYNC_WAITERS);
-      if (r === STEP_IDLE) {
-        wasIdle = true;
-        // Leaving the running set can raise the slowest clock. Then follow the others' time while idle,
-        // and sleep until kicked (bounded, so STOP is seen).
-        const min = minRunningClock(m, task.id);
-        if (waiters !== 0) syncWake(m, min);
-        if (min !== Infinity) p.idleUntil(min);
-        Atomics.wait(pc32, p.base + PC_PENDING, 0, 2);
-      } else {
-        if (wasIdle) { wasIdle = false; Atomics.add(ctl, C.CTL_SYNC_EPOCH, 1); }
-        const clock = p.core.clock, ep = Atomics.load(ctl, C.CTL_SYNC_EPOCH);
-        if (clock > horizon || waiters !== 0 || ep !== epoch) {
-          epoch = ep;
-          const min = Math.min(clock, minRunningClock(m, task.id));
-          // Only a pCPU that was the slowest before its burst can have raised the slowest clock.
-          if (waiters !== 0 && before <= min) syncWake(m, min);
-          horizon = min + slack;
-          if (clock > horizon) {
-            horizon = laxSyncWait(m, p, clock - slack, spin) + slack;
-          }
+  for (;;) {
+    const before = p.core.clock;
+    const r = p.step(task.burst);
+    if (r === STEP_STOPPED) break;
+    if (task.injectFault === p.id) throw new Error(`injected fault on pCPU ${p.id} (--inject-worker-fault)`);
+    // A fence (an RMW of 0 on a word of our own) orders our clock, published by step as a plain store,
+    // before our read of the waiter count; the waiters' side is in laxSyncWait.
+    Atomics.add(pc32, fenceIdx, 0);
+    const waiters = Atomics.load(ctl, C.CTL_SYNC_WAITERS);
+    if (r === STEP_IDLE) {
+      wasIdle = true;
+      // Leaving the running set can raise the slowest clock. Then follow the others' time while idle,
+      // and sleep until kicked (bounded, so STOP is seen).
+      const min = minRunningClock(m, p.id);
+      if (waiters !== 0) syncWake(m, min);
+      if (min !== Infinity) p.idleUntil(min);
+      Atomics.wait(pc32, p.base + PC_PENDING, 0, IDLE_POLL_MS);
+    } else {
+      if (wasIdle) { wasIdle = false; Atomics.add(ctl, C.CTL_SYNC_EPOCH, 1); }
+      const clock = p.core.clock, ep = Atomics.load(ctl, C.CTL_SYNC_EPOCH);
+      if (clock > horizon || waiters !== 0 || ep !== epoch) {
+        epoch = ep;
+        const min = Math.min(clock, minRunningClock(m, p.id));
+        // Only a pCPU that was the slowest before its burst can have raised the slowest clock.
+        if (waiters !== 0 && before <= min) syncWake(m, min);
+        horizon = min + slack;
+        if (clock > horizon) {
+          horizon = laxSyncWait(m, p, clock - slack, spin) + slack;
         }
       }
-      if (Atomics.load(ctl, C.CTL_PAUSE) !== 0) {
-        // Park between two bursts: the event loop turns (comlink is served) until the pause or the run ends.
-        Atomics.store(pc32, p.base + PC_PARKED, 1);
-        Atomics.notify(pc32, p.base + PC_PARKED);
-        while (Atomics.load(ctl, C.CTL_PAUSE) !== 0 && !stopped()) await sleep(PARKED_POLL_MS);
-        Atomics.store(pc32, p.base + PC_PARKED, 0);
-        horizon = -Infinity; // the others may have moved while this thread was parked
+    }
+    if (Atomics.load(ctl, C.CTL_PAUSE) !== 0) {
+      await park(m, [p]);
+      horizon = -Infinity; // the others may have moved while this thread was parked
+    }
+  }
+}
+
+/** Park between two bursts: the event loop turns (comlink is served) until the pause or the run ends. */
+async function park(m: Machine, ps: readonly Pcpu[]): Promise<void> {
+  const ctl = m.ctl, pc32 = m.pc32;
+  for (const p of ps) {
+    Atomics.store(pc32, p.base + PC_PARKED, 1);
+    Atomics.notify(pc32, p.base + PC_PARKED);
+  }
+  while (Atomics.load(ctl, C.CTL_PAUSE) !== 0 && Atomics.load(ctl, C.CTL_STOP) === 0) await sleep(PARKED_POLL_MS);
+  for (const p of ps) Atomics.store(pc32, p.base + PC_PARKED, 0);
+}
+
+/**
+ * How long a shared thread leaves an idle pCPU of its own unstepped when nothing kicked it, in ms: as long as
+ * a lone pCPU's thread sleeps (soloLoop), so an idle pCPU follows the others' time and looks for work to
+ * pull as often either way.
+ */
+const IDLE_POLL_MS = 2;
+
+/**
+ * A thread with several pCPUs. Each round steps, a burst each, every pCPU that can run: not idle (or idle
+ * and kicked, or not stepped for IDLE_POLL_MS), and within the slack of the slowest running clock of the
+ * machine (its own pCPUs included, so one of them that lags is run, not waited for). When none could run
+ * it sleeps on PC_BELL; if lax sync held some back, the slowest of them waits as a lone pCPU does (it
+ * publishes its need and a waker that meets it kicks it), so the thread is woken when that one can run.
+ */
+async function groupLoop(m: Machine, ps: readonly Pcpu[], task: PcpuTask): Promise<void> {
+  const ctl = m.ctl, pc32 = m.pc32, slack = task.slackCycles, n = ps.length;
+  const bell = ps[0].base + PC_BELL;
+  const idle = new Uint8Array(n), done = new Uint8Array(n);
+  const idleSince = new Float64Array(n);
+  let live = n;
+  while (live > 0) {
+    const rung = Atomics.load(pc32, bell);
+    const now = performance.now();
+    // The slowest running clock, this thread's pCPUs included.
+    let min = minRunningClock(m);
+    let ran = 0, held = -1;
+    for (let k = 0; k < n; k++) {
+      if (done[k] !== 0) continue;
+      const p = ps[k];
+      if (idle[k] !== 0 && pc32[p.base + PC_PENDING] === 0 && now - idleSince[k] < IDLE_POLL_MS) continue;
+      if (idle[k] === 0 && p.core.clock > min + slack) {
+        if (held < 0 || p.core.clock < ps[held].core.clock) held = k;
+        continue;
+      }
+      const before = p.core.clock;
+      const r = p.step(task.burst);
+      if (r === STEP_STOPPED) { done[k] = 1; live--; continue; }
+      if (task.injectFault === p.id) throw new Error(`injected fault on pCPU ${p.id} (--inject-worker-fault)`);
+      Atomics.add(pc32, p.base + PC_SYNC_WAITING, 0); // the fence of soloLoop: clock store before the waiter count
+      const waiters = Atomics.load(ctl, C.CTL_SYNC_WAITERS);
+      if (r === STEP_IDLE) {
+        if (idle[k] === 0) { idle[k] = 1; idleSince[k] = now; }
+        else if (now - idleSince[k] >= IDLE_POLL_MS) idleSince[k] = now;
+        const mr = minRunningClock(m, p.id);
+        if (waiters !== 0) syncWake(m, mr);
+        if (mr !== Infinity) p.idleUntil(mr);
+      } else {
+        ran++;
+        if (idle[k] !== 0) { idle[k] = 0; Atomics.add(ctl, C.CTL_SYNC_EPOCH, 1); }
+        if (waiters !== 0 && before <= min) {
+          min = Math.min(p.core.clock, minRunningClock(m, p.id));
+          syncWake(m, min);
+        }
       }
     }
-  } finally {
-    p.stop();
-    task.port.close();
+    if (Atomics.load(ctl, C.CTL_PAUSE) !== 0) { await park(m, ps); continue; }
+    if (ran !== 0 || live === 0) continue;
+    if (held >= 0) groupSyncWait(m, ps, ps[held], ps[held].core.clock - slack, bell);
+    else Atomics.wait(pc32, bell, rung, IDLE_POLL_MS);
   }
+}
+
+/**
+ * laxSyncWait for a shared thread: pCPU p (its slowest held-back pCPU) publishes its need and the thread
+ * sleeps on PC_BELL until the need is met, a waker claims p, or any of the thread's pCPUs is kicked.
+ */
+function groupSyncWait(m: Machine, ps: readonly Pcpu[], p: Pcpu, need: number, bell: number): void {
+  const ctl = m.ctl, pc32 = m.pc32, pend = p.base + PC_PENDING, wi = p.base + PC_SYNC_WAITING;
+  m.pcF64[(p.base + PC_SYNC_NEED_F64) >> 1] = need;
+  Atomics.store(pc32, wi, SW_ASLEEP);
+  Atomics.add(ctl, C.CTL_SYNC_WAITERS, 1);
+  for (;;) {
+    const rung = Atomics.load(pc32, bell);
+    if (minRunningClock(m, p.id) >= need || Atomics.load(ctl, C.CTL_STOP) !== 0 || Atomics.load(ctl, C.CTL_PAUSE) !== 0) break;
+    if ((Atomics.load(pc32, pend) & PEND_SYNC) !== 0) {
+      Atomics.and(pc32, pend, ~PEND_SYNC); // claimed, and still short: a pCPU left idle with an older clock
+      Atomics.store(pc32, wi, SW_ASLEEP);
+      continue;
+    }
+    let kicked = false;
+    for (const q of ps) if ((pc32[q.base + PC_PENDING] & ~PEND_SYNC) !== 0) kicked = true;
+    if (kicked) break;
+    Atomics.wait(pc32, bell, rung, SYNC_WAIT_MS);
+  }
+  Atomics.sub(ctl, C.CTL_SYNC_WAITERS, 1);
+  if (Atomics.exchange(pc32, wi, SW_NONE) === SW_WOKEN) {
+    for (let rung; ((rung = Atomics.load(pc32, bell)), (Atomics.load(pc32, pend) & PEND_SYNC) === 0) && Atomics.load(ctl, C.CTL_STOP) === 0;) {
+      Atomics.wait(pc32, bell, rung, 1);
+    }
+  }
+  Atomics.and(pc32, pend, ~PEND_SYNC);
 }
 
 /**
@@ -183,8 +306,7 @@ function syncWake(m: Machine, min: number): void {
     const b = m.pcpuBase(i);
     if (pc32[b + PC_SYNC_WAITING] === SW_ASLEEP && m.pcF64[(b + PC_SYNC_NEED_F64) >> 1] <= min &&
       Atomics.compareExchange(pc32, b + PC_SYNC_WAITING, SW_ASLEEP, SW_WOKEN) === SW_ASLEEP) {
-      Atomics.or(pc32, b + PC_PENDING, PEND_SYNC);
-      Atomics.notify(pc32, b + PC_PENDING);
+      m.kick(i, PEND_SYNC);
     }
   }
 }

@@ -1,5 +1,6 @@
 // The threaded engine: one worker thread per pCPU, each a long-running piscina task; real
-// parallelism and real races. The main thread only drains event rings, watches for the end, the
+// parallelism and real races. Past SOLO_PCPUS_MAX pCPUs (or with --threads) a thread hosts several pCPUs
+// and runs them in turn (engine/pcpu-thread.ts). The main thread only drains event rings, watches for the end, the
 // wall limit, SIGINT and stalls, and controls the pCPUs: stop and pause through shared control words
 // (read at every burst boundary), the frames of a freeze (--freeze-on) over comlink while they are parked.
 import { MessageChannel } from 'node:worker_threads';
@@ -42,27 +43,52 @@ export function workerFile(name: 'pcpu' | 'agent' | 'hunt'): string {
   return new URL(`${fromSource ? '../../dist/' : '../../'}workers/${name}.worker.js`, import.meta.url).href;
 }
 
+/**
+ * Up to this many pCPUs, each has a thread of its own by default. Beyond it a thread per pCPU buys no
+ * parallelism a machine has (there are far fewer cores) and costs what a Node thread costs: an isolate
+ * with its own heap and its own copy of the compiled code, about 5 MiB and 12 ms of start-up on a core
+ * before any of vcpulab loads (bench/startup.ts measures it). 254 threads on 2 cores took 13 s and 3 GiB
+ * to start.
+ */
+export const SOLO_PCPUS_MAX = 64;
+
+/**
+ * Default worker threads for `pcpus` pCPUs on `cores` cores: one per pCPU up to SOLO_PCPUS_MAX, else two
+ * per core and at least 8, so each core still has threads preempting each other at arbitrary points (the
+ * races the threaded engine is for), and pCPUs that share a thread interleave a burst at a time.
+ */
+export function threadsFor(pcpus: number, cores: number): number {
+  return pcpus <= SOLO_PCPUS_MAX ? pcpus : Math.min(pcpus, Math.max(8, 2 * cores));
+}
+
 /** How long the pCPUs get to park at a burst boundary, and each to answer for its frame, on a freeze. */
 const FREEZE_GRACE_MS = 3000;
 
 export async function runThreaded({ m, params, collector, opts, agents }: EngineInput): Promise<EngineResult> {
   const n = m.npcpus;
+  const nt = Math.max(1, Math.min(n, opts.threads));
   const filename = workerFile('pcpu');
-  Atomics.store(m.ctl, C.CTL_START_PENDING, (agents?.length ?? 0) + n);
-  const pool = new Piscina({ filename, minThreads: n, maxThreads: n, idleTimeout: Infinity, maxQueue: n, concurrentTasksPerWorker: 1 });
+  Atomics.store(m.ctl, C.CTL_START_PENDING, (agents?.length ?? 0) + nt);
+  const pool = new Piscina({ filename, minThreads: nt, maxThreads: nt, idleTimeout: Infinity, maxQueue: nt, concurrentTasksPerWorker: 1 });
   const t0 = performance.now();
+  /** Per pCPU, the control of the thread that hosts it. */
   const controls: Comlink.Remote<PcpuControl>[] = [];
   const ports: MessageChannel['port1'][] = [];
   let failure: string | null = null;
   const tasks: Promise<void>[] = [];
-  for (let id = 0; id < n; id++) {
+  for (let t = 0; t < nt; t++) {
     const { port1, port2 } = new MessageChannel();
-    const task: PcpuTask = { buffers: m.buffers, id, params, slackCycles: opts.slackCycles, burst: opts.burst, port: port2, injectFault: opts.injectWorkerFault === id };
+    // Interleaved, so the low pCPUs a small domain is placed on land on different threads.
+    const ids: number[] = [];
+    for (let id = t; id < n; id += nt) ids.push(id);
+    const task: PcpuTask = { buffers: m.buffers, ids, threads: nt, params, slackCycles: opts.slackCycles, burst: opts.burst, port: port2, injectFault: opts.injectWorkerFault };
+    const what = ids.length === 1 ? `pCPU ${ids[0]} worker` : `worker thread ${t} (pCPUs ${ids.join(', ')})`;
     tasks.push(pool.run(task, { transferList: [port2] as never }).catch((e: unknown) => {
-      failure ??= `pCPU ${id} worker failed: ${e instanceof Error ? e.message : String(e)}`;
+      failure ??= `${what} failed: ${e instanceof Error ? e.message : String(e)}`;
       Atomics.store(m.ctl, C.CTL_ABORT, 1);
     }));
-    controls.push(Comlink.wrap<PcpuControl>(port1 as unknown as Comlink.Endpoint));
+    const control = Comlink.wrap<PcpuControl>(port1 as unknown as Comlink.Endpoint);
+    for (const id of ids) controls[id] = control;
     ports.push(port1);
   }
   // Each agent in a thread of its own (not the pool's: the main thread terminates it when it fails or hangs).
@@ -126,8 +152,7 @@ export async function runThreaded({ m, params, collector, opts, agents }: Engine
   // Stop every pCPU: the shared word, then a kick so sleepers wake now.
   Atomics.store(m.ctl, C.CTL_STOP, 1);
   for (let id = 0; id < n; id++) {
-    Atomics.or(m.pc32, m.pcpuBase(id) + PC_PENDING, PEND_KICK);
-    Atomics.notify(m.pc32, m.pcpuBase(id) + PC_PENDING);
+    m.kick(id, PEND_KICK);
   }
   const drainer = setInterval(() => collector.drainAll(), POLL_MIN_MS);
   for (const a of agentSpecs) Atomics.notify(m.vr32, vmEventRingBase(a.dom) + VR_NOTIFY);
@@ -141,7 +166,7 @@ export async function runThreaded({ m, params, collector, opts, agents }: Engine
     outcome = 'aborted';
     reason = `${reason !== null ? reason + '; ' : ''}pCPU thread(s) ${stuck.join(', ')} did not stop within ${STOP_GRACE_MS} ms and were terminated`;
   }
-  for (const c of controls) c[Comlink.releaseProxy]();
+  for (const c of new Set(controls)) c[Comlink.releaseProxy]();
   for (const p of ports) p.close();
   const agentResults: AgentResult[] = agentThreads.map((a, k) => ({
     dom: a.spec.dom, events: a.events, calls: a.calls,
@@ -173,7 +198,7 @@ async function freezeFrames(m: Machine, collector: EngineInput['collector'], con
   const ac = new AbortController();
   const timeout = sleep(Math.max(0, deadline - performance.now()) + FREEZE_GRACE_MS, null, { signal: ac.signal }).catch(() => null);
   try {
-    return await Promise.all(controls.map((c, id) => parked(id) ? Promise.race([c.frame(), timeout]) : null));
+    return await Promise.all(controls.map((c, id) => parked(id) ? Promise.race([c.frame(id), timeout]) : null));
   } finally {
     ac.abort();
   }

@@ -65,8 +65,7 @@ export function eptSyncSend(m: Machine, d: number, p: PcpuCtx | null, lapic: Lap
     targets.push(q);
     if (p === null) {
       lapicAcceptIpi(m.lapic32, m.plapicBase(q), ICR_DM_FIXED | CALL_FUNCTION_VECTOR, lapic);
-      Atomics.or(m.pc32, m.pcpuBase(q) + PC_PENDING, PEND_IRQ);
-      Atomics.notify(m.pc32, m.pcpuBase(q) + PC_PENDING);
+      m.kick(q, PEND_IRQ);
     }
   }
   if (p !== null && targets.length > 0) {

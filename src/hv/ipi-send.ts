@@ -53,8 +53,7 @@ export function physSend(p: PcpuCtx, icrLo: number, icrHi: number, tag: number):
     // A vector the target's PPR holds off (a raised TPR) waits in IRR without interrupting. The IRR bit is
     // set before the check and the target re-checks after each TPR write, so one of the two sees the other.
     if ((r === 'latched' || r === 'coalesced') && !lapicRaisesLine(m, t)) continue;
-    Atomics.or(m.pc32, m.pcpuBase(t) + PC_PENDING, PEND_IRQ);
-    Atomics.notify(m.pc32, m.pcpuBase(t) + PC_PENDING);
+    m.kick(t, PEND_IRQ);
   }
 }
 

@@ -202,7 +202,6 @@ export function pauseFromOutside(m: Machine, v: number): void {
 
 export function kickFromOutside(m: Machine, pcpu: number): void {
   if (pcpu < 0) return;
-  Atomics.or(m.pc32, m.pcpuBase(pcpu) + PC_PENDING, PEND_KICK);
-  Atomics.notify(m.pc32, m.pcpuBase(pcpu) + PC_PENDING);
+  m.kick(pcpu, PEND_KICK);
 }
 

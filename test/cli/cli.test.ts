@@ -154,6 +154,20 @@ describe('runs', () => {
     expect(rep.replay).toMatch(/--engine serial --seed 7/);
   }, 120_000);
 
+  it('--threads needs the threaded engine and no more threads than pCPUs', async () => {
+    expectBadInput(await vcpulab('sim', '--engine', 'serial', '--threads', '2'), /--threads .* needs --engine threaded/);
+    expectBadInput(await vcpulab('sim', '--threads', '5'), /--threads 5: the machine has 4 pCPUs/);
+    expectBadInput(await vcpulab('sim', '--threads', '0'), /--threads must be an integer from 1/);
+  });
+
+  it('a worker thread hosting several pCPUs that throws ends the run as aborted, naming its pCPUs', async () => {
+    const r = await vcpulab('sim', '--json', '--threads', '2', '--inject-worker-fault', '1');
+    expect(r.code).toBe(1);
+    const rep = JSON.parse(r.stdout) as { outcome: string; reason: string };
+    expect(rep.outcome).toBe('aborted');
+    expect(rep.reason).toMatch(/worker thread 1 \(pCPUs 1, 3\) failed: injected fault on pCPU 1/);
+  });
+
   it('a worker that throws ends the run as aborted, exit 1, no threads left', async () => {
     const r = await vcpulab('sim', '--json', '--inject-worker-fault', '1');
     expect(r.code).toBe(1);

@@ -105,6 +105,12 @@ describe('--freeze-on (threaded)', () => {
     expect(r.engine).toBe('threaded');
   });
 
+  it('pCPUs that share threads (--threads 2) park together and every one reports its frame', async () => {
+    const r = await sim('--scenario', 'secure-realm', '--threads', '2', '--freeze-on', 'IPI_MISDIRECTED');
+    expectFrame(r, 'IPI_MISDIRECTED');
+    expect(r.pcpus).toBe(4);
+  });
+
   it('posted never misdirects: no freeze, the run completes (negative control)', async () => {
     const r = await sim('--scenario', 'posted', '--freeze-on', 'IPI_MISDIRECTED');
     expect(r.freeze).toBeUndefined();

@@ -83,6 +83,18 @@ describe('lax sync: clocks stay within --slack plus one burst', () => {
     }
   });
 
+  it('threaded, both pCPUs in one thread (--threads 1): the same bound, and the thread never waits on itself', async () => {
+    const r = await runGuest(stampProgram(100_000), { vcpus: 2, pcpus: 2, threads: 1, engine: 'threaded', slack: SLACK, burst: BURST, maxInstructions: 0, watchdogMs: 10_000 });
+    expectBounded(r, 100_000);
+  });
+
+  it('threaded, 3 pCPUs on 2 threads (the vCPUs on different threads, an idle pCPU sharing one): the same bound (2 runs)', async () => {
+    for (let run = 0; run < 2; run++) {
+      const r = await runGuest(stampProgram(100_000), { vcpus: 2, pcpus: 3, threads: 2, engine: 'threaded', slack: SLACK, burst: BURST, maxInstructions: 0, watchdogMs: 10_000 });
+      expectBounded(r, 100_000);
+    }
+  });
+
   it('serial, same bound over 5 seeds', async () => {
     for (let seed = 1; seed <= 5; seed++) {
       const r = await runGuest(stampProgram(20_000), { vcpus: 2, pcpus: 2, engine: 'serial', seed, slack: SLACK, burst: BURST, maxInstructions: 0 });

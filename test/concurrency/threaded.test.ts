@@ -101,6 +101,26 @@ describe('threaded engine', () => {
     for (const p of Object.keys(per)) expect(per[p], `pCPU ${p}`).toBeGreaterThan(0);
   }, 60_000);
 
+  it('pCPUs sharing threads (--threads 3 for 8 pCPUs): the same exact total, every pCPU runs guest code', async () => {
+    const r = await runGuest(xaddProgram(50_000), { vcpus: 8, pcpus: 8, threads: 3, engine: 'threaded', maxInstructions: 0, watchdogMs: WATCHDOG_MS });
+    expect(r.reason, why(r)).toBeNull();
+    expect(r.outcome).toBe('completed');
+    expect(r.findings).toEqual([]);
+    expect(value(r, 1)).toBe(400_000);
+    expect(r.domains[0]).toMatchObject({ state: 'shutdown', exit_code: 0, crash: null });
+    const per = r.metrics.instructions_per_pcpu as Record<string, number>;
+    expect(Object.keys(per)).toHaveLength(8);
+    for (const p of Object.keys(per)) expect(per[p], `pCPU ${p}`).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('254 pCPUs on the default threads (a few pCPUs each): the racy counter completes, lock xadd exact', async () => {
+    const r = await runGuest(counterSource(5_000), { vcpus: 8, pcpus: 254, engine: 'threaded', maxInstructions: 0, watchdogMs: WATCHDOG_MS });
+    expect(r.reason, why(r)).toBeNull();
+    expect(r.outcome).toBe('completed');
+    expect(r.findings).toEqual([]);
+    expect(value(r, 1)).toBe(40_000);
+  }, 60_000);
+
   it('the racy counter: lock xadd exact, load/add/store total <= expected and > 0, exit code 0 (3 runs)', async () => {
     for (let run = 0; run < 3; run++) {
       const r = await runGuest(counterSource(20_000), { vcpus: 8, pcpus: 4, engine: 'threaded', seed: run + 1, maxInstructions: 0, watchdogMs: WATCHDOG_MS });

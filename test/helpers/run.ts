@@ -40,6 +40,8 @@ export interface GuestOpts {
   /** --slack cycles and --burst instructions (defaults 30000 and 4096). */
   slack?: number;
   burst?: number;
+  /** Threaded engine: worker threads for the pCPUs (--threads). */
+  threads?: number;
 }
 
 export interface Scenario {
@@ -92,6 +94,7 @@ export function guestConfig(toml: string, opts: GuestOpts = {}): RunConfig {
     maxMs: opts.maxMs ?? 0,
     slack: opts.slack ?? 30000,
     burst: opts.burst ?? 4096,
+    threads: opts.threads,
     watchdogMs: opts.watchdogMs ?? 2000,
     pcpus: opts.pcpus ?? 1,
     vcpus: opts.vcpus ?? 1,
