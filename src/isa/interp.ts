@@ -637,10 +637,16 @@ export function guestDeliver(c: CpuCore, vec: number, retPc: number): number {
   return EXIT_NONE;
 }
 
-/** xlate for event delivery, with the hypervisor's lazy fill of an unfilled view entry (deliveryHook). */
+/**
+ * xlate for event delivery, with the hypervisor's lazy fill of an unfilled view entry (deliveryHook), and
+ * then one more look whatever the fill said: another pCPU may have filled the entry between this miss and
+ * the fill, which then finds it present and has nothing to do (eptViolation's "changed since this vCPU's
+ * TLB miss"). Only a second miss is a fault during delivery.
+ */
 function deliveryXlate(c: CpuCore, gpa: number, perm: number): number {
   const h = xlate(c, gpa, perm);
-  if (h >= 0 || c.deliveryHook === null || !c.deliveryHook.fillForDelivery(gpa)) return h;
+  if (h >= 0 || c.deliveryHook === null) return h;
+  c.deliveryHook.fillForDelivery(gpa);
   return xlate(c, gpa, perm);
 }
 
