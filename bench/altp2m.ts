@@ -37,6 +37,8 @@ import { median } from './floors.js';
 
 /** Engine settings of every altp2m run (the same as the IPI rows and the throughput rows of bench/run.ts). */
 const SLACK = 30_000;
+/** Writes per vCPU of the threaded xen-access probes (see the round-trip rows). */
+const THREADED_RT_PROBE = 4000;
 const BURST = 4096;
 
 export interface Altp2mBenchOptions {
@@ -461,7 +463,10 @@ export async function altp2mBench(o: Altp2mBenchOptions): Promise<{ rows: Altp2m
       const label = `altp2m EPT-violation round trips via the xen-access agent (altp2m_write), ${engine === 'serial-inline' ? 'serial, agent in the engine\'s thread' : `${engine}, agent in its worker`}, 2 pCPUs / 2 vCPUs`;
       const names = [`${label}: round trips per wall s`];
       try {
-        const m = await measure((n) => xenAccessRun(dir, engine, n, maxMs), o, engine === 'threaded' ? 100 : 250, 100);
+        // Threaded: the probes start at THREADED_RT_PROBE writes. Smaller ones measure mostly the warm-up of three
+        // fresh isolates (two pCPU threads and the agent's, each optimizing its code on its own thread under the
+        // bench's --no-concurrent-recompilation), and calibrated the measured runs down to a few thousand writes.
+        const m = await measure((n) => xenAccessRun(dir, engine, n, maxMs), o, engine === 'threaded' ? 100 : 250, engine === 'threaded' && !o.quick ? THREADED_RT_PROBE : 100);
         const w = wallFigures(m);
         const r0 = m.runs[0].report;
         const simNsPerWrite = medOf(m, (r) => num(r.report.metrics.sim_time_ns) / r.size);
@@ -485,7 +490,9 @@ export async function altp2mBench(o: Altp2mBenchOptions): Promise<{ rows: Altp2m
           detail,
         });
         ratios.push({ name: `altp2m xen-access round trip, ${engine}: wall per round trip / ping-pong RT`, value: w.usPerUnit / pp, how: `(wall_ms * 1000 / (agent events / 2)) / Atomics spin ping-pong RT (${r3(pp)} us)`, targetText: 'info: x ping-pong RT' });
-        rtRate[engine] = w.perWallS;
+        // The threaded target is a rate of round trips, so its figure leaves the threads' start-up out (incremental, as
+        // the engine rows are); the serial ratio compares whole runs of the same calibration, start-up on both sides.
+        rtRate[engine] = engine === 'threaded' ? w.incrPerWallS : w.perWallS;
         o.progress(`${label}: ${fmtN(w.perWallS)} round trips/wall s (incremental ${fmtN(w.incrPerWallS)}), ${detail.agent_events} events, WRITES ${m.runs[0].size}, ${r2(m.seconds)} s`);
       } catch (e) {
         o.progress(`${label}: FAILED: ${errText(e)}`);
@@ -498,7 +505,8 @@ export async function altp2mBench(o: Altp2mBenchOptions): Promise<{ rows: Altp2m
         how: 'round trips per wall s, same run, same calibration', targetText: '>= 0.5' });
     }
     if (rtRate.threaded !== undefined) {
-      ratios.push({ name: 'altp2m xen-access round trips per wall s, threaded', value: rtRate.threaded, target: 25_000, how: 'agent events / 2 / wall s', targetText: '>= 25000' });
+      ratios.push({ name: 'altp2m xen-access round trips per wall s, threaded (incremental)', value: rtRate.threaded, target: 25_000,
+        how: '(agent events / 2) / wall s between the probe run and each measured run (start-up removed), median', targetText: '>= 25000' });
     }
 
     // ---- (3) view change -> all acknowledgements ----

@@ -185,6 +185,8 @@ function metrics(m: Machine, col: Collector, res: EngineResult): Record<string, 
     idle_ns: Math.round(cyclesToNs(idle)),
     events: col.events.reduce((s, x) => s + x, 0),
     steps: res.steps,
+    /** Threads the pCPUs ran on (threaded: --threads or its default; serial: 1). */
+    threads: res.threads ?? 1,
     // View metrics: defined for every run so designs compare on one table.
     vmfuncs,
     /** INVEPTs run before VM entries (single- plus all-context). */

@@ -78,6 +78,8 @@ export interface EngineResult {
   /** Serial: the schedule, as runs of (pCPU, steps). */
   schedule?: Int32Array;
   steps: number;
+  /** Threads that ran the pCPUs (threaded: --threads or its default; serial: 1). */
+  threads?: number;
   agents?: AgentResult[];
   /** Serial: what the run's steps were (a hunt grows its StepEstimate from these; shrinking reports preemptions). */
   stats?: SerialStats;

@@ -18,6 +18,7 @@ import { Machine, type MachineBuffers } from '../machine.js';
 import { Pcpu, STEP_IDLE, STEP_STOPPED, type PcpuParams } from '../hv/pcpu-loop.js';
 import { RingWaitForConsumer } from '../trace/ring.js';
 import { pcpuCoreFrame, type CoreFrame } from './freeze.js';
+import { AdaptiveSpin } from '../spin.js';
 
 export interface PcpuTask {
   buffers: MachineBuffers;
@@ -43,6 +44,14 @@ export interface PcpuControl {
 }
 
 const SPIN = 2000;
+/**
+ * The idle poll's bounds and start (wall µs). Every vm_event round trip ends in a kick of the pCPU whose vCPU
+ * waited; a futex wake of a sleeping thread costs the waker about 9 µs on a 2-core VM and the wakee tens of
+ * µs more. Longer spins cost more than they save when an agent's thread shares the cores.
+ */
+const IDLE_SPIN_MIN_US = 1;
+const IDLE_SPIN_MAX_US = 50;
+const IDLE_SPIN_START_US = 10;
 /** While parked: how often the thread looks at the pause and stop words again (its event loop runs between). */
 const PARKED_POLL_MS = 1;
 /**
@@ -90,6 +99,9 @@ async function soloLoop(m: Machine, p: Pcpu, task: PcpuTask): Promise<void> {
   // with the clock it had then: it bumps CTL_SYNC_EPOCH and every pCPU reads the clocks again.
   const pc32 = m.pc32, slack = task.slackCycles, fenceIdx = p.base + PC_SYNC_WAITING;
   let horizon = -Infinity, epoch = Atomics.load(ctl, C.CTL_SYNC_EPOCH), wasIdle = false;
+  // An idle pCPU is usually kicked again soon (a vm_event response, an IPI): while threads <= cores it polls
+  // its pending word a little before it sleeps, for as long as kicks tend to come (src/spin.ts).
+  const idleSpin = spin > 0 ? new AdaptiveSpin(IDLE_SPIN_MIN_US, IDLE_SPIN_MAX_US, IDLE_SPIN_START_US) : null;
   for (;;) {
     const before = p.core.clock;
     const r = p.step(task.burst);
@@ -106,7 +118,20 @@ async function soloLoop(m: Machine, p: Pcpu, task: PcpuTask): Promise<void> {
       const min = minRunningClock(m, p.id);
       if (waiters !== 0) syncWake(m, min);
       if (min !== Infinity) p.idleUntil(min);
-      Atomics.wait(pc32, p.base + PC_PENDING, 0, IDLE_POLL_MS);
+      let kicked = false;
+      if (idleSpin !== null) {
+        const end = idleSpin.deadline();
+        for (let i = 1; ; i++) {
+          if (pc32[p.base + PC_PENDING] !== 0) { kicked = true; break; }
+          if ((i & 15) === 0 && performance.now() > end) break;
+        }
+      }
+      if (kicked) (idleSpin as AdaptiveSpin).hit();
+      else {
+        const t0 = performance.now();
+        const r = Atomics.wait(pc32, p.base + PC_PENDING, 0, IDLE_POLL_MS);
+        if (idleSpin !== null) idleSpin.waited((performance.now() - t0) * 1000, r !== 'timed-out');
+      }
     } else {
       if (wasIdle) { wasIdle = false; Atomics.add(ctl, C.CTL_SYNC_EPOCH, 1); }
       const clock = p.core.clock, ep = Atomics.load(ctl, C.CTL_SYNC_EPOCH);

@@ -175,7 +175,7 @@ export async function runThreaded({ m, params, collector, opts, agents }: Engine
   await pool.destroy(); // terminates any thread still running: no orphans
   await Promise.all(agentThreads.map((a) => a.stop()));
   collector.drainAll();
-  return { outcome, reason, wallMs: performance.now() - t0, steps: progressCount(m), agents: agentResults, freeze };
+  return { outcome, reason, wallMs: performance.now() - t0, steps: progressCount(m), threads: nt, agents: agentResults, freeze };
 }
 
 /**

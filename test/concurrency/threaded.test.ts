@@ -9,6 +9,8 @@ import { exitCodeFor } from '../../src/cli/sim.js';
 import { EXIT_OK } from '../../src/errors.js';
 import type { RunReport } from '../../src/report.js';
 import { runGuest, runGuestFull, value } from '../helpers/run.js';
+import { availableParallelism } from 'node:os';
+import { threadsFor } from '../../src/engine/threaded.js';
 
 /**
  * Every vCPU adds 1 ITERS times with lock xadd and asserts (magic 3) that the old values it sees
@@ -94,6 +96,7 @@ describe('threaded engine', () => {
     expect(exitCodeFor(r)).toBe(EXIT_OK);
     expect(r.engine).toBe('threaded');
     expect(r.pcpus).toBe(4);
+    expect(r.metrics.threads).toBe(4); // a thread per pCPU
     expect(result.schedule).toBeUndefined();
     // All 4 pCPUs ran guest code.
     const per = r.metrics.instructions_per_pcpu as Record<string, number>;
@@ -107,6 +110,7 @@ describe('threaded engine', () => {
     expect(r.outcome).toBe('completed');
     expect(r.findings).toEqual([]);
     expect(value(r, 1)).toBe(400_000);
+    expect(r.metrics.threads).toBe(3);
     expect(r.domains[0]).toMatchObject({ state: 'shutdown', exit_code: 0, crash: null });
     const per = r.metrics.instructions_per_pcpu as Record<string, number>;
     expect(Object.keys(per)).toHaveLength(8);
@@ -119,6 +123,8 @@ describe('threaded engine', () => {
     expect(r.outcome).toBe('completed');
     expect(r.findings).toEqual([]);
     expect(value(r, 1)).toBe(40_000);
+    expect(r.metrics.threads).toBe(threadsFor(254, availableParallelism()));
+    expect(r.metrics.threads).toBeLessThan(254);
   }, 60_000);
 
   it('the racy counter: lock xadd exact, load/add/store total <= expected and > 0, exit code 0 (3 runs)', async () => {
