@@ -1,5 +1,6 @@
-// Every built-in scenario runs to completion on both engines, and each design shows what it should: the
-// maintainer's objections where the design has them, none where it does not.
+// Every built-in scenario runs to completion on both engines (and on the threaded engine with pCPUs sharing
+// threads), and each design shows what it should: the maintainer's objections where the design has them,
+// none where it does not.
 import { describe, expect, it } from 'vitest';
 import type * as SimModule from '../../src/cli/sim.js';
 import type * as LoaderModule from '../../src/scenario/loader.js';
@@ -7,9 +8,15 @@ import type * as LoaderModule from '../../src/scenario/loader.js';
 const { simulate } = (await import(new URL('../../dist/src/cli/sim.js', import.meta.url).href)) as typeof SimModule;
 const { listBuiltins } = (await import(new URL('../../dist/src/scenario/loader.js', import.meta.url).href)) as typeof LoaderModule;
 
-const run = (scenario: string, engine: 'serial' | 'threaded') => simulate({
-  scenario, engine, seed: 1, strategy: 'random', maxInstructions: 100_000_000, maxMs: 0, slack: 30000, burst: 4096, watchdogMs: 15_000,
-});
+/** `threaded-shared`: the threaded engine with every two pCPUs sharing a thread (--threads), judged as threaded. */
+type EngineCase = 'serial' | 'threaded' | 'threaded-shared';
+const run = async (scenario: string, engine: EngineCase) => {
+  const threads = engine === 'threaded-shared' ? 2 : undefined;
+  return simulate({
+    scenario, engine: engine === 'serial' ? 'serial' : 'threaded', seed: 1, strategy: 'random', maxInstructions: 100_000_000, maxMs: 0, slack: 30000, burst: 4096,
+    watchdogMs: 15_000, threads,
+  });
+};
 
 /**
  * Per scenario: finding kinds every run must show (`must`), and kinds no run may show (`never`). Threaded
@@ -67,7 +74,7 @@ describe('the expectation table covers every built-in', () => {
 });
 
 describe.each(listBuiltins().map((b) => b.name))('built-in scenario %s', (name) => {
-  it.each(['serial', 'threaded'] as const)('%s: completes, the domain shuts down cleanly, the design shows what it should', async (engine) => {
+  it.each(['serial', 'threaded', 'threaded-shared'] as const)('%s: completes, the domain shuts down cleanly, the design shows what it should', async (engine) => {
     const { report } = await run(name, engine);
     expect(report.outcome, report.reason ?? '').toBe('completed');
     expect(report.domains.every((d) => d.state === 'shutdown' && d.exit_code === 0), JSON.stringify(report.domains)).toBe(true);
@@ -76,7 +83,7 @@ describe.each(listBuiltins().map((b) => b.name))('built-in scenario %s', (name) 
     for (const k of e.must) expect(kinds, `${name} ${engine} must show ${k}`).toContain(k);
     if (engine === 'serial') for (const k of e.serialMust ?? []) expect(kinds, `${name} serial must show ${k}`).toContain(k);
     for (const k of e.never) {
-      if (engine === 'threaded' && (e.threadedMaybe ?? []).includes(k)) continue;
+      if (engine !== 'serial' && (e.threadedMaybe ?? []).includes(k)) continue;
       expect(kinds, `${name} ${engine} must not show ${k}`).not.toContain(k);
     }
     // The realm workload calls the realm only through its trampoline: the one other way in is the iret of a
@@ -84,5 +91,6 @@ describe.each(listBuiltins().map((b) => b.name))('built-in scenario %s', (name) 
     const entry = report.findings.find((f) => f.kind === 'REALM_ENTRY');
     if (entry !== undefined) expect(Object.keys(entry.causes), `${name} ${engine}`).toEqual(['iret']);
     expect(report.agents.every((a) => a.error === null)).toBe(true);
+    if (engine === 'threaded-shared') expect(report.metrics.threads).toBe(Math.min(2, report.pcpus));
   }, 60_000);
 });
