@@ -201,6 +201,22 @@ describe('runs', () => {
     expect(rep.metrics.instructions).toBeGreaterThan(0);
   });
 
+  it('Ctrl-C with pCPUs sharing a thread (--threads 1): the same partial report and exit 130', async () => {
+    const f = scenarioDir(`[machine]\npcpus = 3\n${domain()}`, '_start:\nspin:\n    add eax, 1\n    jmp spin\n');
+    const child = spawn(process.execPath, [BIN, 'sim', '--scenario', f, '--json', '--threads', '1', '--max-instructions', '0'], { cwd: ROOT });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    await new Promise((r) => setTimeout(r, 1500));
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    expect(code).toBe(130);
+    const rep = JSON.parse(out) as { outcome: string; reason: string; metrics: { instructions: number; threads: number } };
+    expect(rep.outcome).toBe('aborted');
+    expect(rep.reason).toMatch(/interrupted/);
+    expect(rep.metrics.instructions).toBeGreaterThan(0);
+    expect(rep.metrics.threads).toBe(1);
+  });
+
   it('Ctrl-C during start-up: a report and exit 130, or (before Node runs the launcher) death by SIGINT with nothing printed', async () => {
     // A guest that never ends: every run is still going when its Ctrl-C comes.
     const f = scenarioDir(`[machine]\npcpus = 2\n${domain()}`, '_start:\nspin:\n    add eax, 1\n    jmp spin\n');

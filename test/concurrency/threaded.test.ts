@@ -157,6 +157,15 @@ describe('threaded engine', () => {
     expect(wall).toBeLessThan(WATCHDOG_MS / 2);
   }, 30_000);
 
+  it('the same with both pCPUs in one thread (--threads 1): the thread sleeps when both are idle, and the STALL comes as fast', async () => {
+    const t0 = performance.now();
+    const r = await runGuest('_start:\n    sti\n    hlt\n    jmp _start\n', { vcpus: 4, pcpus: 2, threads: 1, engine: 'threaded', watchdogMs: WATCHDOG_MS });
+    expect(r.reason, why(r)).toMatch(/blocked in hlt/);
+    expect(r.findings.map((f) => f.kind)).toEqual(['STALL']);
+    expect(r.metrics.threads).toBe(1);
+    expect(performance.now() - t0).toBeLessThan(WATCHDOG_MS / 2);
+  }, 30_000);
+
   it('every vCPU in hlt with IF=0: the domain ends as "all vCPUs halted with IF=0"', async () => {
     const r = await runGuest('_start:\n    hlt\n    jmp _start\n', { vcpus: 4, pcpus: 2, engine: 'threaded', watchdogMs: WATCHDOG_MS });
     expect(r.reason, why(r)).toBeNull();
