@@ -166,6 +166,7 @@ export async function labRun(prep: Prepared, c: RunConfig, extra: RunExtra = {})
     nmiWatchdogCycles: sc.nmiWatchdogHz > 0 ? nsToCycles(1e9 / sc.nmiWatchdogHz) : 0,
     xenNmi: sc.xenNmi,
     initExit: sc.initExit,
+    amdInit: sc.amdInit,
     guestNmiInsns: sc.domains.map((d) => d.guestNmiInsns),
   };
   const opts: EngineOptions = {

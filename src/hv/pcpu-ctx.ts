@@ -51,6 +51,8 @@ export interface PcpuParams {
   xenNmi?: 'dom0' | 'ignore' | 'fatal';
   /** Intel: Xen's handling of an INIT VM exit. Absent = ignore. */
   initExit?: 'ignore' | 'crash';
+  /** AMD: whether an INIT that caused a #VMEXIT stays pending and resets the core at STGI (init.ts). Absent = pending. */
+  amdInit?: 'pending' | 'consumed';
   /** Per domain index: a vCPU's retired instructions between two of its guest perf counter's NMIs; 0 = off. */
   guestNmiInsns?: number[];
 }

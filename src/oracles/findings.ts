@@ -34,9 +34,10 @@
 //   IPI_FOREIGN         foreign_domain  delivered into another domain [send]
 //   IPI_UNKNOWN_VECTOR  dropped         a vector no one handles reached a pCPU [send, or xen]
 //                       reflected       the same, passed on to the running vCPU [send, or xen]
-//   HOST_RESET          init            an INIT really reset a pCPU (AMD, host mode) [send]
+//   HOST_RESET          init            an INIT really reset a pCPU (AMD: host mode, or guest mode with amd_init = "pending") [send]
 //                       sipi            a SIPI reached a pCPU in wait-for-SIPI [send]
-//   HOST_INIT           vmexit_ignored | held_in_root | domain_crash | core_reset   a guest sent INIT through a
+//   HOST_INIT           vmexit_ignored | held_in_root | domain_crash | core_reset | domain_crash_core_reset
+//                                       a guest sent INIT through a
 //                                       host LAPIC; the cause is what it did there (hv/init.ts) [send]
 //   HOST_NMI            watchdog | dropped_ap | dropped_watchdog | ignored | dom0 | fatal | absorbed_watchdog
 //                                       a guest sent an NMI through a host LAPIC; what Xen's do_nmi did (hv/nmi.ts) [send]

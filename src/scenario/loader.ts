@@ -85,6 +85,8 @@ export interface Scenario {
   xenNmi: 'dom0' | 'ignore' | 'fatal';
   /** Intel: what Xen does with an INIT VM exit ("ignore" since 2022; "crash" the domain before). */
   initExit: 'ignore' | 'crash';
+  /** AMD: an intercepted INIT stays pending past the #VMEXIT and resets the core at STGI, or is consumed (hv/init.ts). */
+  amdInit: 'pending' | 'consumed';
   timesliceUs: number;
   scheduler: 'fifo' | 'credit2';
   ratelimitUs: number;
@@ -299,7 +301,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const mach = ck.table(doc, 'machine');
   ck.onlyKeys(mach, 'machine', ['pcpus', 'apic_mode', 'timeslice_us', 'migration', 'migrate_percent',
     'lapic_lowest_priority', 'lapic_logical_broadcast', 'lapic_illegal_vector', 'scheduler', 'ratelimit_us', 'hv_ipi_irqs',
-    'vendor', 'nmi_watchdog_hz', 'xen_nmi', 'init_exit', 'lapic_timer_us']);
+    'vendor', 'nmi_watchdog_hz', 'xen_nmi', 'init_exit', 'amd_init', 'lapic_timer_us']);
   let pcpus = ck.int(mach, 'machine', 'pcpus', 1, MAX_PCPUS, 4);
   if (ov.pcpus !== undefined) pcpus = ov.pcpus;
   const apicMode = ck.oneOf(mach, 'machine', 'apic_mode', ['xapic', 'x2apic'] as const, 'xapic');
@@ -313,6 +315,10 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   const initExit = ck.oneOf(mach, 'machine', 'init_exit', ['ignore', 'crash'] as const, 'ignore');
   if (mach.init_exit !== undefined && vendor !== 'intel') {
     ck.fail('machine.init_exit', `'init_exit' is what Xen does with Intel's INIT VM exit: it needs vendor = "intel"`);
+  }
+  const amdInit = ck.oneOf(mach, 'machine', 'amd_init', ['pending', 'consumed'] as const, 'pending');
+  if (mach.amd_init !== undefined && vendor !== 'amd') {
+    ck.fail('machine.amd_init', `'amd_init' is what AMD's INIT intercept leaves behind: it needs vendor = "amd"`);
   }
   const timesliceUs = ck.int(mach, 'machine', 'timeslice_us', 1, 1_000_000, 1000);
   const migration = ck.oneOf(mach, 'machine', 'migration', ['balance', 'none'] as const, 'balance');
@@ -410,7 +416,7 @@ export function loadScenario(nameOrFile: string, ov: ScenarioOverrides = {}): Sc
   });
   const totalFrames = domains.reduce((s, d) => s + d.memoryKb / 4, 0) + SPARE_FRAMES;
   if (totalFrames * PAGE > MAX_HOST_BYTES) ck.fail('domain', `the domains' memory_kb add up to more than the ${MAX_HOST_BYTES >> 20} MiB host`);
-  return { name: nameOrFile, file, shown, keyLines: ck.lines.record(), description, pcpus, apicMode, vendor, nmiWatchdogHz, xenNmi, initExit, hvIpiIrqs, lapicTimerUs, timesliceUs, scheduler, ratelimitUs, migration, migratePercent, apicBus, lapic, ipiLostBoundUs, costs, domains };
+  return { name: nameOrFile, file, shown, keyLines: ck.lines.record(), description, pcpus, apicMode, vendor, nmiWatchdogHz, xenNmi, initExit, amdInit, hvIpiIrqs, lapicTimerUs, timesliceUs, scheduler, ratelimitUs, migration, migratePercent, apicBus, lapic, ipiLostBoundUs, costs, domains };
 }
 
 /** The vendor a domain's features need (the first that needs one), or null when both have them. */

@@ -7,7 +7,7 @@ import {
   EV_MEM_EVENT, EV_REALM_ESCAPE, EV_REPORT, EV_ROGUE_VMFUNC, EV_STALE, EV_VE, EV_VMFUNC, EV_SCHED_IN, EV_SCHED_OUT, EV_EXCEPTION, EV_MARKER,
   EV_INTENT, EV_IPI_SEND, EV_IPI_DELIVER, EV_IPI_COALESCED, EV_PHYS_IRQ, EV_HOST_RESET, EV_ICR_WINDOW, EV_HV_IPI_MISDIRECTED, EV_SINGLESTEP, EV_HOST_APIC_TAMPER, EV_HV_HELD_OFF,
   CRASH_BAD_VMFUNC, CRASH_HOST_PANIC, CRASH_INIT_EXIT, EV_HOST_INIT, EV_NMI, EV_VNMI, EV_HOST_PANIC, HINIT_NAMES, HINIT_HELD, HINIT_IGNORED,
-  HINIT_DOMAIN_CRASH, NMI_NAMES, NMI_DOM0, NMI_DROPPED_AP, NMI_DROPPED_WATCHDOG, NMI_FATAL, NMI_IGNORED, ICRW_NMI, ICRW_REUSED, ipiTagSender, ipiTagSeq, EV_REALM_ENTRY, EV_KERNEL_IN_REALM_VIEW, eventIsVerdict,
+  HINIT_DOMAIN_CRASH, HINIT_CRASH_RESET, NMI_NAMES, NMI_DOM0, NMI_DROPPED_AP, NMI_DROPPED_WATCHDOG, NMI_FATAL, NMI_IGNORED, ICRW_NMI, ICRW_REUSED, ipiTagSender, ipiTagSeq, EV_REALM_ENTRY, EV_KERNEL_IN_REALM_VIEW, eventIsVerdict,
 } from './events.js';
 import { ALTP2M_OP_NAMES } from '../hv/hvm-op.js';
 import { hostGpaToHost } from '../hv/altp2m.js';
@@ -203,7 +203,8 @@ export class Collector {
     const what = d === HINIT_IGNORED ? `a VM exit (INIT, reason 3) out of ${running}; Xen logs "INIT received - ignoring" and re-enters`
       : d === HINIT_HELD ? 'nothing yet: INIT is blocked in VMX root operation and stays pending; the next VM entry on that pCPU exits on it'
         : d === HINIT_DOMAIN_CRASH ? `a VM exit Xen has no case for ("Unexpected vmexit"): ${running} crashed`
-          : 'a reset of the core behind Xen\'s back: it waits for a SIPI, and Xen\'s state on it is gone';
+          : d === HINIT_CRASH_RESET ? `a #VMEXIT Xen has no case for ("Unexpected vmexit"): ${running} crashed; the INIT stayed pending and reset the core when Xen set GIF again, behind its back`
+            : 'a reset of the core behind Xen\'s back: it waits for a SIPI, and Xen\'s state on it is gone';
     this.findings.add('HOST_INIT', HINIT_NAMES[d] ?? 'other', [pc], time, pcpu, s.dom, s.vcpu,
       `${s.dom}/v${s.vcpu} sent INIT through the host LAPIC to pCPU ${pcpu}; on this vendor that is ${what}`, () => this.recent(pcpu));
   }

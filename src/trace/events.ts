@@ -135,7 +135,8 @@ export const HINIT_IGNORED = 0;       // Intel, non-root: VM exit 3; Xen prints 
 export const HINIT_HELD = 1;          // Intel, VMX root: blocked, pending; the next VM entry exits on it
 export const HINIT_DOMAIN_CRASH = 2;  // the exit's handler crashed the running domain (AMD; Intel with init_exit = "crash")
 export const HINIT_RESET = 3;         // AMD, host mode: the core reset behind Xen's back (no R_INIT)
-export const HINIT_NAMES = ['vmexit_ignored', 'held_in_root', 'domain_crash', 'core_reset'] as const;
+export const HINIT_CRASH_RESET = 4;   // AMD, guest mode, amd_init = "pending": the #VMEXIT crashed the domain, then the INIT reset the core at STGI
+export const HINIT_NAMES = ['vmexit_ignored', 'held_in_root', 'domain_crash', 'core_reset', 'domain_crash_core_reset'] as const;
 // EV_NMI.a: what Xen's do_nmi did with a physical NMI (hv/nmi.ts)
 export const NMI_WATCHDOG = 0;        // the watchdog's own (its perf counter overflowed)
 export const NMI_DROPPED_AP = 1;      // unknown reason on a CPU other than the BSP: not looked at

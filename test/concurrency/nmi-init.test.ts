@@ -23,8 +23,10 @@ describe('what an INIT does, by vendor (pure)', () => {
     expect(initDisposition('intel', false, 'ignore')).toBe(E.HINIT_HELD);
     expect(initDisposition('intel', true, 'ignore')).toBe(E.HINIT_IGNORED);
     expect(initDisposition('intel', true, 'crash')).toBe(E.HINIT_DOMAIN_CRASH);
-    expect(initDisposition('amd', true, 'ignore')).toBe(E.HINIT_DOMAIN_CRASH);
+    expect(initDisposition('amd', true, 'ignore')).toBe(E.HINIT_CRASH_RESET); // amd_init = "pending", the default
+    expect(initDisposition('amd', true, 'ignore', 'consumed')).toBe(E.HINIT_DOMAIN_CRASH);
     expect(initDisposition('amd', false, 'ignore')).toBe(E.HINIT_RESET);
+    expect(initDisposition('amd', false, 'ignore', 'consumed')).toBe(E.HINIT_RESET); // host mode: nothing intercepts it
   });
   it('an NMI of unknown reason: only the BSP reports it, never with the watchdog on, then as nmi= says', () => {
     expect(nmiUnknownDisposition(1, false, 'fatal')).toBe(E.NMI_DROPPED_AP);
@@ -242,8 +244,26 @@ describe('INIT from a guest, as each vendor delivers it', () => {
       expect(crashed).toBeGreaterThan(0);
     } finally { sc.dispose(); }
   }, 120_000);
-  it('AMD: the INIT resets a core running Xen (HOST_RESET) or crashes the domain running there; HOST_RESET only with a reset', async () => {
+  it('AMD (amd_init = "pending", the default): the INIT resets the core either way, after crashing the domain running there; HOST_RESET every time', async () => {
     const sc = realmScenario('amd', 1);
+    try {
+      let crashed = 0;
+      for (const seed of [1, 2, 3]) {
+        const r = await runScenario(sc.toml, seed);
+        const c = finding(r, 'HOST_INIT')?.causes ?? {};
+        expect(Object.keys(c).length, why(r)).toBeGreaterThan(0);
+        for (const k of Object.keys(c)) expect(['core_reset', 'domain_crash_core_reset']).toContain(k);
+        expect(finding(r, 'HOST_RESET'), why(r)).toBeDefined();
+        if (c.domain_crash_core_reset !== undefined) {
+          crashed++;
+          expect(finding(r, 'DOMAIN_CRASH')?.causes.init_exit, why(r)).toBeGreaterThan(0);
+        }
+      }
+      expect(crashed, 'a vCPU ran on the target pCPU on some seed').toBeGreaterThan(0);
+    } finally { sc.dispose(); }
+  }, 120_000);
+  it('AMD with amd_init = "consumed": the intercept only crashes the domain; HOST_RESET only where a core running Xen took it', async () => {
+    const sc = realmScenario('amd', 1, ['amd_init = "consumed"']);
     try {
       for (const seed of [1, 2, 3]) {
         const r = await runScenario(sc.toml, seed);
@@ -302,6 +322,8 @@ describe('vendor and mode consistency, checked when the scenario loads', () => {
     await bad('vendor = "amd"', 'ipi_path = "ipiv"', /needs \[machine\] vendor = "intel"/);
     await bad('', 'ipi_path = "avic"', /ipi_path = "avic".* needs \[machine\] vendor = "amd" \(the default vendor is "intel"\)/);
     await bad('vendor = "amd"\ninit_exit = "crash"', '', /init_exit.*needs vendor = "intel"/);
+    await bad('amd_init = "consumed"', '', /amd_init.*needs vendor = "amd"/);
+    await bad('vendor = "amd"\namd_init = "maybe"', '', /amd_init/);
     await bad('vendor = "arm"', '', /vendor/);
   }, 60_000);
   it('negative control: the built-in avic design (AMD, no views) and secure-realm (Intel) load and run', async () => {
