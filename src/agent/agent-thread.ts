@@ -31,7 +31,7 @@ const WAIT_MS = 1;
  * that got its response usually traps again within tens of µs; sleeping each time cost a futex wake per
  * request and kept the threaded round trips at about half the rate.
  */
-const EVENT_SPIN_MIN_US = 100;
+const EVENT_SPIN_MIN_US = 5;
 const EVENT_SPIN_MAX_US = 200;
 const EVENT_SPIN_START_US = 50;
 

@@ -184,6 +184,8 @@ async function groupLoop(m: Machine, ps: readonly Pcpu[], task: PcpuTask): Promi
   const idle = new Uint8Array(n), done = new Uint8Array(n);
   const idleSince = new Float64Array(n);
   let live = n;
+  // A pause that the run's end overtakes (a freeze stops the run while paused) is over: the steps then stop.
+  const paused = (): boolean => Atomics.load(ctl, C.CTL_PAUSE) !== 0 && Atomics.load(ctl, C.CTL_STOP) === 0;
   while (live > 0) {
     const rung = Atomics.load(pc32, bell);
     const now = performance.now();
@@ -192,9 +194,13 @@ async function groupLoop(m: Machine, ps: readonly Pcpu[], task: PcpuTask): Promi
     let ran = 0, held = -1;
     for (let k = 0; k < n; k++) {
       if (done[k] !== 0) continue;
+      if (paused()) break; // park at the next burst boundary, as a lone pCPU does
       const p = ps[k];
-      if (idle[k] !== 0 && pc32[p.base + PC_PENDING] === 0 && now - idleSince[k] < IDLE_POLL_MS) continue;
-      if (idle[k] === 0 && p.core.clock > min + slack) {
+      const pend = pc32[p.base + PC_PENDING];
+      if (idle[k] !== 0 && pend === 0 && now - idleSince[k] < IDLE_POLL_MS) continue;
+      // Too far ahead: sit the round out, unless something is pending there (a kick, an interrupt), which a
+      // step serves as laxSyncWait's caller does; held back, it would end every wait at once.
+      if (idle[k] === 0 && p.core.clock > min + slack && (pend & ~PEND_SYNC) === 0) {
         if (held < 0 || p.core.clock < ps[held].core.clock) held = k;
         continue;
       }
@@ -213,13 +219,14 @@ async function groupLoop(m: Machine, ps: readonly Pcpu[], task: PcpuTask): Promi
       } else {
         ran++;
         if (idle[k] !== 0) { idle[k] = 0; Atomics.add(ctl, C.CTL_SYNC_EPOCH, 1); }
-        if (waiters !== 0 && before <= min) {
-          min = Math.min(p.core.clock, minRunningClock(m, p.id));
-          syncWake(m, min);
+        if (waiters !== 0) {
+          // As soloLoop: only a pCPU that was the slowest before its burst can have raised the slowest clock.
+          const mo = Math.min(p.core.clock, minRunningClock(m, p.id));
+          if (before <= mo) { min = mo; syncWake(m, mo); }
         }
       }
     }
-    if (Atomics.load(ctl, C.CTL_PAUSE) !== 0) { await park(m, ps); continue; }
+    if (paused()) { await park(m, ps); continue; }
     if (ran !== 0 || live === 0) continue;
     if (held >= 0) groupSyncWait(m, ps, ps[held], ps[held].core.clock - slack, bell);
     else Atomics.wait(pc32, bell, rung, IDLE_POLL_MS);

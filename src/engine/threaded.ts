@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Piscina } from 'piscina';
 import * as Comlink from 'comlink';
 import * as C from '../../shared/machine.js';
-import { PC_BURSTS, PC_CLOCK_F64, PC_PARKED, PC_PENDING, PC_STARTED, PC_STATE, PEND_KICK, PS_IDLE, PS_STOPPED, PS_WAIT_SIPI } from '../../shared/pcpu.js';
+import { PC_BURSTS, PC_CLOCK_F64, PC_PARKED, PC_STARTED, PC_STATE, PEND_KICK, PS_IDLE, PS_STOPPED, PS_WAIT_SIPI } from '../../shared/pcpu.js';
 import type { PcpuControl, PcpuTask } from './pcpu-thread.js';
 import { freezeReport, type CoreFrame, type FreezeReport } from './freeze.js';
 import { endReason, stallIdleDetail, totalInstructions, type EngineInput, type EngineResult, type Outcome } from './common.js';
