@@ -185,25 +185,12 @@ describe('runs', () => {
     expect(rep.findings[0].first.detail).toMatch(/code 42/);
   });
 
-  it('Ctrl-C writes a partial report and exits 130', async () => {
-    const prog = '_start:\nspin:\n    add eax, 1\n    jmp spin\n';
-    const f = scenarioDir(`[machine]\npcpus = 2\n${domain()}`, prog);
-    const child = spawn(process.execPath, [BIN, 'sim', '--scenario', f, '--json', '--max-instructions', '0'], { cwd: ROOT });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    await new Promise((r) => setTimeout(r, 1500));
-    child.kill('SIGINT');
-    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-    expect(code).toBe(130);
-    const rep = JSON.parse(out) as { outcome: string; reason: string; metrics: { instructions: number } };
-    expect(rep.outcome).toBe('aborted');
-    expect(rep.reason).toMatch(/interrupted/);
-    expect(rep.metrics.instructions).toBeGreaterThan(0);
-  });
-
-  it('Ctrl-C with pCPUs sharing a thread (--threads 1): the same partial report and exit 130', async () => {
-    const f = scenarioDir(`[machine]\npcpus = 3\n${domain()}`, '_start:\nspin:\n    add eax, 1\n    jmp spin\n');
-    const child = spawn(process.execPath, [BIN, 'sim', '--scenario', f, '--json', '--threads', '1', '--max-instructions', '0'], { cwd: ROOT });
+  it.each([
+    ['a thread per pCPU', 2, [] as string[], 2],
+    ['pCPUs sharing a thread (--threads 1)', 3, ['--threads', '1'], 1],
+  ])('Ctrl-C writes a partial report and exits 130: %s', async (_what, pcpus, extra, threads) => {
+    const f = scenarioDir(`[machine]\npcpus = ${pcpus}\n${domain()}`, '_start:\nspin:\n    add eax, 1\n    jmp spin\n');
+    const child = spawn(process.execPath, [BIN, 'sim', '--scenario', f, '--json', ...extra, '--max-instructions', '0'], { cwd: ROOT });
     let out = '';
     child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
     await new Promise((r) => setTimeout(r, 1500));
@@ -214,7 +201,7 @@ describe('runs', () => {
     expect(rep.outcome).toBe('aborted');
     expect(rep.reason).toMatch(/interrupted/);
     expect(rep.metrics.instructions).toBeGreaterThan(0);
-    expect(rep.metrics.threads).toBe(1);
+    expect(rep.metrics.threads).toBe(threads);
   });
 
   it('Ctrl-C during start-up: a report and exit 130, or (before Node runs the launcher) death by SIGINT with nothing printed', async () => {
