@@ -223,7 +223,9 @@ async function compareCommand(f: SimFlags, designs: string[]): Promise<number> {
     if (!f.json) process.stderr.write(`running ${scenario} ...\n`);
     const prep = await labPrepare(scenario, { pcpus: f.pcpus, vcpus: f.vcpus });
     workloads.push(workloadOf(prep.scenario));
-    const { report } = await labRun(prep, { ...f, scenario }, { interrupt });
+    // --threads is one flag for designs of different sizes: a design with fewer pCPUs gets one thread each.
+    const threads = f.threads === undefined ? undefined : Math.min(f.threads, prep.spec.pcpus);
+    const { report } = await labRun(prep, { ...f, scenario, threads }, { interrupt });
     reports.push(report);
   }
   const notes = workloadWarnings(workloads);

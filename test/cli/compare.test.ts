@@ -74,6 +74,22 @@ describe('--compare', () => {
     expect(out.stdout).not.toMatch(/^avic /m);
   }, 60_000);
 
+  it('--threads above a design\'s pCPU count gives that design a thread per pCPU (threaded)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vcpulab-compare-'));
+    try {
+      const toml = readFileSync(join(ROOT, 'src', 'scenario', 'builtin', 'secure-realm.toml'), 'utf8')
+        .replace('program = "realm.s"', `program = "${join(ROOT, 'src', 'scenario', 'builtin', 'realm.s')}"`)
+        .replace(/^pcpus = \d+$/m, 'pcpus = 2');
+      writeFileSync(join(dir, 'two.toml'), toml);
+      const out = await compare(['--compare', `secure-realm,${join(dir, 'two.toml')}`, '--threads', '3', '--json']);
+      expect(out.code, out.stderr).toBe(0);
+      const rs = (JSON.parse(out.stdout) as { compare: (Report & { pcpus: number })[] }).compare;
+      expect(rs.map((r) => [r.pcpus, r.metrics.threads])).toEqual([[4, 3], [2, 2]]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   it('warns when the designs run different workloads, and only then', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vcpulab-compare-'));
     try {
