@@ -154,6 +154,8 @@ async function simRun(dir: string, w: Workload, iters: number): Promise<SimRun> 
   const config: RunConfig = {
     scenario: toml, engine: w.engine, seed: 1, strategy: 'random', maxInstructions: 0, maxMs: 0,
     slack: 30_000, burst: 4096, watchdogMs: 5000,
+    // A thread per pCPU, whatever the default: the rows measure N threads on the cores (64p / 2p above all).
+    threads: w.engine === 'threaded' ? w.pcpus : undefined,
   };
   await sleep(100); // let the previous run's worker threads finish exiting
   const samples: [number, number][] = [];

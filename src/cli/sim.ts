@@ -12,7 +12,7 @@ import { compareList, formatCompare, workloadOf, workloadWarnings, type Workload
 import { labPrepare, labRun, replayCommand, RUN_DEFAULTS, simulate, type RunConfig } from '../lab.js';
 import { sigintFlag } from './interrupt.js';
 import { parseFreezeOn } from '../engine/freeze.js';
-import { SOLO_PCPUS_MAX } from '../engine/threaded.js';
+import { THREADS_MIN, THREADS_PER_CORE } from '../engine/threaded.js';
 import { readScheduleFile, scheduleHeader, writeScheduleFile, type ReplayMode } from '../schedule.js';
 
 export { simulate, replayCommand, type RunConfig };
@@ -30,8 +30,8 @@ export const SIM_USAGE = `usage: vcpulab sim [flags]
   --max-ms N               wall-clock limit in ms, 0 = none (default: 0)
   --slack N                lax sync: cycles a pCPU may run ahead of the slowest (default: 30000)
   --burst N                threaded: guest instructions between hypervisor checks (default: 4096)
-  --threads N              threaded: worker threads hosting the pCPUs, 1..pCPUs (default: one per pCPU up to
-                           ${SOLO_PCPUS_MAX} pCPUs, else two per core and at least 8; pCPUs sharing a thread take turns)
+  --threads N              threaded: worker threads hosting the pCPUs, 1..pCPUs (default: one per pCPU, at most
+                           ${THREADS_PER_CORE} per core and at least ${THREADS_MIN}; pCPUs sharing a thread take turns)
   --watchdog-ms N          threaded: wall ms without progress before STALL, >= 1000 (default: 2000)
   --schedule-out FILE      serial: write the schedule (msgpack) for --replay
   --replay FILE            serial: replay a schedule written by --schedule-out (scenario and flags come from it)

@@ -1,5 +1,5 @@
 // The threaded engine: one worker thread per pCPU, each a long-running piscina task; real
-// parallelism and real races. Past SOLO_PCPUS_MAX pCPUs (or with --threads) a thread hosts several pCPUs
+// parallelism and real races. Past THREADS_PER_CORE pCPUs per core (or with --threads) a thread hosts several pCPUs
 // and runs them in turn (engine/pcpu-thread.ts). The main thread only drains event rings, watches for the end, the
 // wall limit, SIGINT and stalls, and controls the pCPUs: stop and pause through shared control words
 // (read at every burst boundary), the frames of a freeze (--freeze-on) over comlink while they are parked.
@@ -44,21 +44,19 @@ export function workerFile(name: 'pcpu' | 'agent' | 'hunt'): string {
 }
 
 /**
- * Up to this many pCPUs, each has a thread of its own by default. Beyond it a thread per pCPU buys no
- * parallelism a machine has (there are far fewer cores) and costs what a Node thread costs: an isolate
- * with its own heap and its own copy of the compiled code, about 5 MiB and 12 ms of start-up on a core
- * before any of vcpulab loads (bench/startup.ts measures it). 254 threads on 2 cores took 13 s and 3 GiB
- * to start.
+ * Default worker threads: one per pCPU up to THREADS_PER_CORE per core (at least THREADS_MIN), so each core
+ * keeps several threads that the OS preempts at arbitrary points (the races the threaded engine is for);
+ * beyond that, pCPUs share the threads and interleave a burst at a time. A thread is a V8 isolate with its
+ * own heap and compiled code, about 5 MiB and 12 ms of a core to start before any of vcpulab loads
+ * (bench/startup.ts): on 2 cores, 64 pCPUs on 64 threads took 3.8 s and 990 MiB to run the counter
+ * scenario, on 8 threads 1.3 s and 195 MiB; 254 on 254 threads 13 s and 3 GiB.
  */
-export const SOLO_PCPUS_MAX = 64;
+export const THREADS_PER_CORE = 4;
+export const THREADS_MIN = 8;
 
-/**
- * Default worker threads for `pcpus` pCPUs on `cores` cores: one per pCPU up to SOLO_PCPUS_MAX, else two
- * per core and at least 8, so each core still has threads preempting each other at arbitrary points (the
- * races the threaded engine is for), and pCPUs that share a thread interleave a burst at a time.
- */
+/** Default worker threads for `pcpus` pCPUs on `cores` cores (see THREADS_PER_CORE). */
 export function threadsFor(pcpus: number, cores: number): number {
-  return pcpus <= SOLO_PCPUS_MAX ? pcpus : Math.min(pcpus, Math.max(8, 2 * cores));
+  return Math.min(pcpus, Math.max(THREADS_MIN, THREADS_PER_CORE * cores));
 }
 
 /** How long the pCPUs get to park at a burst boundary, and each to answer for its frame, on a freeze. */

@@ -1,19 +1,20 @@
 // How many worker threads the threaded engine starts for a machine (engine/threaded.ts threadsFor).
 import { describe, expect, it } from 'vitest';
-import { SOLO_PCPUS_MAX, threadsFor } from '../../src/engine/threaded.js';
+import { THREADS_MIN, THREADS_PER_CORE, threadsFor } from '../../src/engine/threaded.js';
 
 describe('threadsFor', () => {
-  it('gives each pCPU a thread of its own up to SOLO_PCPUS_MAX, whatever the cores', () => {
-    for (const cores of [1, 2, 16]) {
-      expect(threadsFor(1, cores)).toBe(1);
-      expect(threadsFor(SOLO_PCPUS_MAX, cores)).toBe(SOLO_PCPUS_MAX);
-    }
+  it('gives each pCPU a thread of its own up to THREADS_PER_CORE per core, and never fewer than THREADS_MIN', () => {
+    expect(threadsFor(1, 2)).toBe(1);
+    expect(threadsFor(THREADS_MIN, 1)).toBe(THREADS_MIN);
+    expect(threadsFor(THREADS_PER_CORE * 16, 16)).toBe(THREADS_PER_CORE * 16);
   });
 
-  it('beyond it, two threads per core and at least 8', () => {
-    expect(threadsFor(SOLO_PCPUS_MAX + 1, 2)).toBe(8);
-    expect(threadsFor(255, 2)).toBe(8);
-    expect(threadsFor(255, 16)).toBe(32);
+  it('beyond it, pCPUs share that many threads', () => {
+    expect(THREADS_PER_CORE).toBe(4);
+    expect(THREADS_MIN).toBe(8);
+    expect(threadsFor(9, 2)).toBe(8);
+    expect(threadsFor(254, 2)).toBe(8);
+    expect(threadsFor(255, 16)).toBe(64);
     expect(threadsFor(255, 200)).toBe(255); // never more threads than pCPUs
   });
 });
