@@ -443,19 +443,22 @@ describe('errors', () => {
   });
 });
 
+/** `vcpulab asm ARGS`, in process: exit code and what it printed. */
+async function runAsm(args: string[]): Promise<{ rc: number; out: string; err: string }> {
+  let out = '';
+  let errText = '';
+  const rc = await asmCommand(args, { out: (t) => { out += t; }, err: (t) => { errText += t; } });
+  return { rc, out, err: errText };
+}
+/** `text` as prog.s in a fresh temp dir; returns its path. */
+function tmpFile(text: string): string {
+  const p = join(mkdtempSync(join(tmpdir(), 'vcpulab-asm-')), 'prog.s');
+  writeFileSync(p, text);
+  return p;
+}
+
 describe('vcpulab asm', () => {
-  interface Captured { rc: number; out: string; err: string }
-  async function run(args: string[]): Promise<Captured> {
-    let out = '';
-    let errText = '';
-    const rc = await asmCommand(args, { out: (t) => { out += t; }, err: (t) => { errText += t; } });
-    return { rc, out, err: errText };
-  }
-  function tmpFile(text: string): string {
-    const p = join(mkdtempSync(join(tmpdir(), 'vcpulab-asm-')), 'prog.s');
-    writeFileSync(p, text);
-    return p;
-  }
+  const run = runAsm;
 
   it('prints a listing and a symbol table', async () => {
     const file = tmpFile('; hello\n.equ N, 42\n_start:\n  mov eax, N\nmsg: .ascii "hi"\n');
@@ -505,19 +508,8 @@ describe('vcpulab asm', () => {
 });
 
 describe('vcpulab asm --scenario and --define', () => {
-  interface Captured { rc: number; out: string; err: string }
-  async function run(args: string[]): Promise<Captured> {
-    let out = '';
-    let errText = '';
-    const rc = await asmCommand(args, { out: (t) => { out += t; }, err: (t) => { errText += t; } });
-    return { rc, out, err: errText };
-  }
+  const run = runAsm;
   const constant = (out: string, name: string): string | undefined => new RegExp(`^  ([0-9a-f]{8})  ${name}$`, 'm').exec(out)?.[1];
-  function tmpFile(text: string): string {
-    const p = join(mkdtempSync(join(tmpdir(), 'vcpulab-asm-')), 'prog.s');
-    writeFileSync(p, text);
-    return p;
-  }
 
   it('a program using VCPUS fails alone and assembles with --define or --scenario', async () => {
     const file = tmpFile('_start:\n    mov eax, VCPUS\n    mov ebx, ROUNDS\n');
