@@ -387,6 +387,13 @@ export class IpiOracle {
   }
 
   /** Judge everything left. `endTime` is the furthest pCPU clock (cycles). Returns the metrics (once computed, the same). */
+  /** Intents (magic 2) admitted and not yet bound to a send: live state, at most IPI_OPEN_INTENTS_MAX per vCPU. */
+  openIntents(): number {
+    let n = 0;
+    for (const b of this.binders.values()) n += b.stack.length + b.intents.length;
+    return n;
+  }
+
   finish(endTime: number): IpiMetrics {
     if (this.metrics !== undefined) return this.metrics;
     this.endTime = endTime;
@@ -396,8 +403,7 @@ export class IpiOracle {
     for (let i = this.expHead; i < this.expiry.length; i++) if (this.expire(this.expiry[i], true)) inFlight++;
     this.expiry = [];
     this.expHead = 0;
-    let unsent = this.intentsDropped;
-    for (const b of this.binders.values()) unsent += b.stack.length + b.intents.length;
+    const unsent = this.intentsDropped + this.openIntents();
     if (endTime < this.bound) {
       this.warnings.push(`the run lasted ${Math.round(cyclesToNs(endTime) / 1000)} µs of simulated time, less than the IPI loss bound ` +
         `(ipi_lost_bound_us = ${this.lostBoundUs}): no IPI could be judged lost by time (${inFlight} still in flight)`);

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as LabModule from '../../src/lab.js';
 import { Findings, type Finding } from '../../src/oracles/findings.js';
-import { IpiOracle } from '../../src/oracles/ipi.js';
+import { IPI_OPEN_INTENTS_MAX, IpiOracle } from '../../src/oracles/ipi.js';
 import { EV_EXIT, EV_INTENT, EV_IPI_DELIVER, EV_IPI_SEND, ipiTag } from '../../src/trace/events.js';
 import { formatEvent } from '../../src/trace/collector.js';
 import { readTrace, type TraceRecord } from '../../src/trace/writer.js';
@@ -144,5 +144,23 @@ describe('synthetic streams', () => {
     for (const r of recs) o2.onEvent(r[1], r[0], r[2], r[3], r[4], r[5], r[6], r[7], -1);
     expect(o2.finish(120 + 30_000).ipi_in_flight).toBe(0);
     expect(f2.list().map((f) => [f.kind, f.causes])).toEqual([['IPI_LOST', { undelivered: 1 }]]);
+  });
+});
+
+describe('open intents are live state', () => {
+  it('intents that no send follows: at most IPI_OPEN_INTENTS_MAX kept per vCPU, every one counted as unsent', () => {
+    const names = ['g'];
+    const o = new IpiOracle({ findings: new Findings(), names, npcpus: 1, fmt: () => '', onVerdict: () => {} });
+    const n = 3 * IPI_OPEN_INTENTS_MAX;
+    for (let i = 0; i < n; i++) { o.onEvent(0, 1000 + i, EV_INTENT, 0, 0, 1, 0x40 | (i << 8), 0, -1); o.advance(); }
+    expect(o.openIntents()).toBe(IPI_OPEN_INTENTS_MAX);
+    expect(o.finish(1000 + n).ipi_intent_unsent).toBe(n);
+  });
+
+  it('control: under the cap every intent stays open', () => {
+    const o = new IpiOracle({ findings: new Findings(), names: ['g'], npcpus: 1, fmt: () => '', onVerdict: () => {} });
+    for (let i = 0; i < 10; i++) { o.onEvent(0, 1000 + i, EV_INTENT, 0, 0, 1, 0x40 | (i << 8), 0, -1); o.advance(); }
+    o.finish(2000);
+    expect(o.openIntents()).toBe(10);
   });
 });
