@@ -221,7 +221,7 @@ async function compareCommand(f: SimFlags, designs: string[]): Promise<number> {
   for (const scenario of designs) {
     if (interrupt.requested) break;
     if (!f.json) process.stderr.write(`running ${scenario} ...\n`);
-    const prep = await labPrepare(scenario, { pcpus: f.pcpus, vcpus: f.vcpus });
+    const prep = await labPrepare(scenario, { pcpus: f.pcpus, vcpus: f.vcpus, agentTimeoutMs: f.agentTimeoutMs });
     workloads.push(workloadOf(prep.scenario));
     // --threads is one flag for designs of different sizes: a design with fewer pCPUs gets one thread each.
     const threads = f.threads === undefined ? undefined : Math.min(f.threads, prep.spec.pcpus);

@@ -53,7 +53,7 @@ export function queueExecutor(o: QueueHuntOptions, progress: () => CampaignProgr
     const id = `${Date.now().toString(36)}-${Math.floor(Math.random() * 36 ** 6).toString(36)}`;
     const record: CampaignRecord = {
       format: CAMPAIGN_FORMAT, tool: TOOL_VERSION, schedule: SCHEDULE_VERSION, id, scenario: o.scenario, strategies: o.strategies, runs: o.runs,
-      seed: o.seed, producer: `${hostname()}:${process.pid}`, started: Date.now(), bundle: bundleScenario(prep),
+      seed: o.seed, producer: `${hostname()}:${process.pid}`, started: Date.now(), bundle: bundleScenario(prep), pcpus: spec.pcpus, vcpus: spec.vcpus,
     };
     const qname = batchQueueName(id);
     const conns = [queueConnection(o.queue, 'vcpulab-hunt'), queueConnection(o.queue, 'vcpulab-hunt'), queueConnection(o.queue, 'vcpulab-hunt'),

@@ -53,6 +53,9 @@ export interface CampaignRecord {
   producer: string;
   started: number;
   bundle: ScenarioBundle;
+  /** --pcpus / --vcpus of the campaign: a worker prepares the scenario with them (they can decide whether it loads). */
+  pcpus?: number;
+  vcpus?: number;
 }
 
 /** A task as it travels: the tape run-length coded. */

@@ -95,7 +95,7 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker
     let scenario: string;
     try {
       scenario = bundleMaterialize(r.bundle);
-      const p = await labPrepare(scenario);
+      const p = await labPrepare(scenario, { pcpus: r.pcpus, vcpus: r.vcpus });
       // CPU-count overrides change nothing in the files: the hash is of the files alone.
       if (p.hash !== r.bundle.hash) throw new Error(`its files prepare to content hash ${p.hash.slice(0, 12)}, not ${r.bundle.hash.slice(0, 12)} (a built-in agent differs?)`);
     } catch (e) {

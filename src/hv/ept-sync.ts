@@ -11,7 +11,7 @@ import {
   altp2mBase, viewBase,
 } from '../../shared/altp2m.js';
 import { ICR_DM_FIXED } from '../../shared/lapic.js';
-import { PC_FLUSH_ACKS, PC_FLUSH_IPIS, PC_INVEPT_ALL, PC_INVEPT_HINT, PC_INVEPT_SINGLE, PC_PENDING, PC_STATE, PEND_IRQ, PS_STOPPED, PS_WAIT_SIPI } from '../../shared/pcpu.js';
+import { PC_FLUSH_ACKS, PC_FLUSH_IPIS, PC_INVEPT_ALL, PC_INVEPT_HINT, PC_INVEPT_SINGLE, PC_STATE, PEND_IRQ, PS_STOPPED, PS_WAIT_SIPI } from '../../shared/pcpu.js';
 import { lapicAcceptIpi, type LapicOptions } from '../hw/lapic.js';
 import type { Machine } from '../machine.js';
 import { EV_INVEPT } from '../trace/events.js';

@@ -1,7 +1,7 @@
 // vm_event: requests from pCPUs to the domain's agent, and Xen's handling of the agent's responses
 // (../shared/reference/xen-altp2m.md §3, common/vm_event.c:vm_event_resume). Ring layout: shared/vm-event.ts.
 import { AD_MONITOR, altp2mBase } from '../../shared/altp2m.js';
-import { PC_PENDING, PEND_KICK } from '../../shared/pcpu.js';
+import { PEND_KICK } from '../../shared/pcpu.js';
 import { P2MT_RAM_RW, p2mAttrAccess, p2mAttrType } from '../../shared/p2m.js';
 import {
   INVALID_ALTP2M, RS_RUNNABLE, RS_RUNNING, VCA_EMULATE, VCA_FAST_SS, VCA_SINGLESTEP, VCPU_STRIDE_WORDS, VC_ALTP2M_FLAGS,

@@ -568,7 +568,7 @@ function fallsThrough(c: CpuCore, gpa: number): boolean {
  */
 function transferSource(c: CpuCore, prevGfn: number, target: number, from: number): number {
   // The instruction before `target`: 8 bytes back, or 16 when that slot is a wide instruction's tail.
-  const before = (target - (readInsn(c, (target - 8) | 0) && (insnW0 & 0x7f) === Op.WIDE_TAIL ? 16 : 8)) | 0;
+  const before = (target - (readInsn(c, (target - 8) | 0) && insnW0 === Op.WIDE_TAIL ? 16 : 8)) | 0;
   const beforeOnPrev = prevGfn >= 0 && (before >>> 12) === prevGfn;
   const fromOnPrev = from !== -1 && prevGfn >= 0 && (from >>> 12) === prevGfn;
   let src = from;

@@ -305,7 +305,6 @@ export function fitsI16(v: number): boolean { return v >= -0x8000 && v <= 0x7fff
 /** Is `op` the head of a wide (16-byte) instruction? */
 export function isWideOp(op: number): boolean { return op >= OP_ST_W && op <= OP_LAND_W; }
 /** Bytes of the instruction whose first word is w0 (8, or 16 for a wide head). */
-export function insnBytes(w0: number): number { return isWideOp(w0 & 0x7f) ? WIDE_INSN_BYTES : INSN_BYTES; }
 /** The first word of a wide instruction's tail slot. */
 export const WIDE_TAIL_W0 = OP_WIDE_TAIL;
 

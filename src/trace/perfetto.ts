@@ -43,7 +43,7 @@ export function perfettoTid(pcpu: number): number { return pcpu + 1; }
  */
 export interface PerfettoCounts {
   events: number; written: number; metadata: number; slices: number; instants: number; flows: number; skewedFlows: number; unmatched: number;
-  /** Instants per name (exit reasons, ipi_send, marker <id>, ...). */
+  /** Instants per name (exit reasons, ipi_send, ...; every marker under "marker", whatever its guest-chosen id, so this stays small). */
   instantsByName: Map<string, number>;
 }
 
@@ -162,7 +162,8 @@ export class PerfettoExporter {
 
   private instant(pcpu: number, ns: number, name: string, cat: string, args: Args): void {
     this.counts.instants++;
-    this.counts.instantsByName.set(name, (this.counts.instantsByName.get(name) ?? 0) + 1);
+    const key = cat === 'marker' ? 'marker' : name;
+    this.counts.instantsByName.set(key, (this.counts.instantsByName.get(key) ?? 0) + 1);
     this.emit({ name, cat, ph: 'i', s: 't', ts: ns / 1000, pid: PID, tid: perfettoTid(pcpu), args });
   }
 

@@ -5,9 +5,9 @@
 // streams stay capped; a bad URL is one line, exit 2.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
 import { FlowProducer, Queue } from 'bullmq';
 import { BIN, expectBadInput, ROOT, vcpulab, type Run } from '../helpers/cli.js';
@@ -158,6 +158,21 @@ describe.runIf(missing === null || REDIS_REQUIRED)('distributed hunts on a priva
     }
     await nothingLeft();
     expect(a.log()).toMatch(/campaign \S+ \(secure-realm, 8 runs, from \S+\): working/);
+  });
+
+  it('--pcpus reaches the workers: a scenario that loads only with the override is worked, not refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vcpulab-q-pcpus-'));
+    cpSync(dirname(LOST_UPDATE), dir, { recursive: true });
+    const toml = join(dir, 'lost-update.toml');
+    writeFileSync(toml, `${readFileSync(toml, 'utf8')}cpus = "2-3"\n`); // pCPUs 2 and 3: only with --pcpus 4
+    expectBadInput(await vcpulab('hunt', '--scenario', toml, '--runs', '2', '--no-shrink'), /cpus/); // control: it needs the override
+    const w = await startWorker(redis.url);
+    const h = await vcpulab('hunt', '--scenario', toml, '--pcpus', '4', '--runs', '4', '--strategy', 'random', '--no-shrink', '--json', '--queue', redis.url);
+    await w.stop();
+    expect(h.code, h.stderr + w.log()).toBe(0);
+    expect((JSON.parse(h.stdout) as HuntJson).hunt.runs).toBe(4);
+    expect(w.log()).not.toMatch(/left for a matching worker/);
+    await nothingLeft();
   });
 
   it('a worker killed with SIGKILL mid-batch: its batch is retried, every run counted once', async () => {
