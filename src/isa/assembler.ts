@@ -109,6 +109,8 @@ function readIncluded(path: string): string {
   return readFileSync(path, 'utf8');
 }
 
+/** Layout passes that may still widen `[m], imm` stores (layoutRelaxed) before the program is refused. */
+export const MAX_RELAX_PASSES = 64;
 /** An image larger than this is surely a mistaken `.org`/`.space`, not a guest program. */
 export const MAX_IMAGE_BYTES = 256 * 1024 * 1024;
 const ENTRY_LABEL = '_start';
@@ -538,13 +540,16 @@ function pass1(lines: readonly Line0[], names: ReadonlyMap<string, SymDef>, pred
  */
 function layoutRelaxed(lines: readonly Line0[], names: ReadonlyMap<string, SymDef>, predefined: ReadonlyMap<string, number>, max: number): Layout {
   const wide = new Set<number>();
-  for (;;) {
+  for (let pass = 1; ; pass++) {
     const lay = pass1(lines, names, predefined, max, wide);
     const env = finalEnv(lay);
     let grew = false;
     for (const e of lay.emits) {
       if (e.kind !== 'insn' || e.wide || e.insn.form !== 'mem_sd') continue;
       if (needsWide(e.insn, env, e.ctx)) {
+        // Each pass may widen only the stores that the last one pushed past 16 bits, so a chain of them
+        // takes a pass each: bound it (a real program settles in a few), as a one-line error.
+        if (pass > MAX_RELAX_PASSES) fail(e.ctx, e.insn.col, `wide-store layout did not settle in ${MAX_RELAX_PASSES} passes: each widened store pushes this one past 16 bits (use a base register for the addresses, or .org them apart)`);
         wide.add(e.seq);
         grew = true;
       }

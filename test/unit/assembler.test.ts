@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { assemble, MAX_ASSEMBLED_LINES, MAX_INCLUDE_DEPTH, type AsmProgram } from '../../src/isa/assembler.js';
+import { assemble, MAX_ASSEMBLED_LINES, MAX_INCLUDE_DEPTH, MAX_RELAX_PASSES, type AsmProgram } from '../../src/isa/assembler.js';
 import { asmCommand } from '../../src/cli/asm.js';
 import { UserError } from '../../src/errors.js';
 import {
@@ -688,5 +688,13 @@ describe('limits: a hostile line or directive is one error, never a crash or a h
     expect(err('_start:\n    nop\n.space 0x0FFFFFF8\n', 64 * 1024)).toMatch(/^t\.s:3:1: the image would end at 0x10000000, beyond the 64 KiB it may take/);
     expect(err('_start:\n    nop\n.org 0x20000\n    nop\n', 64 * 1024)).toMatch(/beyond the 64 KiB it may take/);
     expect(err('_start:\n    nop\n.space 0x8000\n', 64 * 1024)).toBe('');
+  });
+  it('a chain of stores each widened by the one before: refused past MAX_RELAX_PASSES layout passes, settled below', () => {
+    // n stores `mov [ebx + END - 8i], 0x12345` (a value past 16 bits, so the displacement decides) laid out so that END - 8 just passes 0x7fff: widening store i (8 bytes
+    // more) moves END and pushes store i + 1 past 16 bits, one pass each.
+    const chain = (n: number): string => `_start:\n.org 0x${(0x8008 - 8 * n).toString(16)}\n` +
+      Array.from({ length: n }, (_, i) => `    mov [ebx + END - ${8 * (i + 1)}], 0x12345\n`).join('') + 'END:\n';
+    expect(err(chain(MAX_RELAX_PASSES + 20))).toMatch(/^t\.s:\d+:\d+: wide-store layout did not settle in 64 passes/);
+    expect(err(chain(MAX_RELAX_PASSES - 8))).toBe('');
   });
 });
