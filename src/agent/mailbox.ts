@@ -18,6 +18,9 @@ const SPIN_MIN_US = 5;
 const SPIN_MAX_US = 500;
 const SPIN_START_US = 50;
 
+const ENCODER = new TextEncoder();
+const DECODER = new TextDecoder();
+
 export class Mailbox {
   readonly i32: Int32Array;
   readonly f64: Float64Array;
@@ -69,13 +72,13 @@ export class Mailbox {
   }
 
   writeText(s: string): void {
-    const r = new TextEncoder().encodeInto(s.length > AM_TEXT_MAX ? s.slice(0, AM_TEXT_MAX) : s, this.text);
+    const r = ENCODER.encodeInto(s.length > AM_TEXT_MAX ? s.slice(0, AM_TEXT_MAX) : s, this.text);
     this.i32[AM_TEXT_LEN] = r.written;
   }
 
   readText(): string {
     // Copy out of the shared buffer: TextDecoder does not take views of a SharedArrayBuffer.
-    return new TextDecoder().decode(this.text.slice(0, Math.min(this.i32[AM_TEXT_LEN], AM_TEXT_MAX)));
+    return DECODER.decode(this.text.slice(0, Math.min(this.i32[AM_TEXT_LEN], AM_TEXT_MAX)));
   }
 }
 

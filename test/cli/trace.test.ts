@@ -167,6 +167,7 @@ describe('vcpulab trace FILE --perfetto', () => {
       if (x[4] !== undefined) expect(e.args?.icr_hi).toBe(`0x${x[4]}`);
       expect(e.args?.ipi).toMatch(/^(v\d+#\d+|xen)$/);
     });
+    expect(lines.some((l) => /ICR_HI=0x/.test(l)), 'some send shows its ICR_HI, so its decoding is checked').toBe(true);
     for (const e of events.filter((x) => x.ph === 'i' && x.name === 'ipi_deliver')) expect(e.args?.vector).toMatch(/^0x[0-9a-f]{1,2}$/);
   });
 

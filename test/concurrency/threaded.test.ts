@@ -10,7 +10,7 @@ import { EXIT_OK } from '../../src/errors.js';
 import type { RunReport } from '../../src/report.js';
 import { runGuest, runGuestFull, value } from '../helpers/run.js';
 import { availableParallelism } from 'node:os';
-import { threadsFor } from '../../src/engine/threaded.js';
+import { THREADS_PER_CORE, threadsFor } from '../../src/engine/threaded.js';
 
 /**
  * Every vCPU adds 1 ITERS times with lock xadd and asserts (magic 3) that the old values it sees
@@ -124,7 +124,8 @@ describe('threaded engine', () => {
     expect(r.findings).toEqual([]);
     expect(value(r, 1)).toBe(40_000);
     expect(r.metrics.threads).toBe(threadsFor(254, availableParallelism()));
-    expect(r.metrics.threads).toBeLessThan(254);
+    // Shared threads wherever the cores are fewer than 254 / THREADS_PER_CORE (every CI machine).
+    if (THREADS_PER_CORE * availableParallelism() < 254) expect(r.metrics.threads).toBeLessThan(254);
   }, 60_000);
 
   it('the racy counter: lock xadd exact, load/add/store total <= expected and > 0, exit code 0 (3 runs)', async () => {

@@ -147,9 +147,11 @@ describe('signatures of real runs', () => {
     }
   });
 
-  it('secure-realm --strategy preempt, seed 2: the ICR window signature names the ICR_LO store and the hypervisor', async () => {
-    const r = await report('secure-realm', 2, 'preempt');
-    const win = signatures(r, 'IPI_MISDIRECTED').filter((s) => s.startsWith('IPI_MISDIRECTED:icr_window:'));
+  it('secure-realm --strategy preempt: the ICR window signature names the ICR_LO store and the hypervisor (the first of seeds 1-10 that shows one)', async () => {
+    const windows = (x: Awaited<ReturnType<typeof report>>): string[] => signatures(x, 'IPI_MISDIRECTED').filter((s) => s.startsWith('IPI_MISDIRECTED:icr_window:'));
+    let r = await report('secure-realm', 1, 'preempt');
+    for (let seed = 2; seed <= 10 && !windows(r).some((s) => s.endsWith(',xen')); seed++) r = await report('secure-realm', seed, 'preempt');
+    const win = windows(r);
     expect(win.length).toBeGreaterThan(0);
     for (const s of win) {
       const p = parseSignature(s);
@@ -166,11 +168,12 @@ describe('signatures of real runs', () => {
   });
 
   it('ipi-xapic (interrupts on, handlers that send): a guest interloper\'s ICR_HI store is the second pc', async () => {
-    const win: string[] = [];
-    for (const seed of [7]) {
-      win.push(...signatures(await report('ipi-xapic', seed), 'IPI_MISDIRECTED').filter((s) => s.startsWith('IPI_MISDIRECTED:icr_window:')));
+    // The seeds that show one move with any scheduling change (README: 4 of seeds 1-20): look until one does.
+    let guest: number[][] = [];
+    for (let seed = 1; seed <= 20 && guest.length === 0; seed++) {
+      const win = signatures(await report('ipi-xapic', seed), 'IPI_MISDIRECTED').filter((s) => s.startsWith('IPI_MISDIRECTED:icr_window:'));
+      guest = win.map((s) => parseSignature(s)?.pcs ?? []).filter((pcs) => pcs[1] !== PC_XEN);
     }
-    const guest = win.map((s) => parseSignature(s)?.pcs ?? []).filter((pcs) => pcs[1] !== PC_XEN);
     expect(guest.length).toBeGreaterThan(0);
     for (const [lo, hi] of guest) {
       expect(insnAt('ipi-xapic', lo)).toMatch(ICR_LO_STORE);
