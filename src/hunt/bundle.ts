@@ -5,7 +5,7 @@
 // `scenarioHash`): a worker writes it once per hash and checks that preparing it gives the same hash.
 // Built-in agents are part of the tool (the version check covers them), so they do not travel.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,19 +88,23 @@ export function bundleMaterialize(b: ScenarioBundle, cache = bundleCacheDir()): 
   if (existsSync(done)) return join(dir, ...b.scenario.split('/'));
   // Written into a fresh folder and renamed into place, so a worker never prepares a half-written bundle.
   const tmp = `${dir}.${process.pid}.${Date.now()}`;
-  for (const f of b.files) {
-    if (!bundlePathOk(f.path)) throw new Error(`bundle ${b.hash.slice(0, 12)}: file path '${f.path}' leaves the bundle`);
-    const data = Buffer.from(f.data, 'base64');
-    if (createHash('sha256').update(data).digest('hex') !== f.sha256) throw new Error(`bundle ${b.hash.slice(0, 12)}: '${f.path}' does not match its sha256`);
-    const p = join(tmp, ...f.path.split('/'));
-    mkdirSync(dirname(p), { recursive: true });
-    writeFileSync(p, data);
-  }
-  writeFileSync(join(tmp, '.complete'), '');
-  mkdirSync(cache, { recursive: true });
-  try { renameSync(tmp, dir); } catch (e) {
-    // Another worker on this machine wrote the same bundle first: its copy is the same content.
-    if (!existsSync(done)) throw e;
+  try {
+    for (const f of b.files) {
+      if (!bundlePathOk(f.path)) throw new Error(`bundle ${b.hash.slice(0, 12)}: file path '${f.path}' leaves the bundle`);
+      const data = Buffer.from(f.data, 'base64');
+      if (createHash('sha256').update(data).digest('hex') !== f.sha256) throw new Error(`bundle ${b.hash.slice(0, 12)}: '${f.path}' does not match its sha256`);
+      const p = join(tmp, ...f.path.split('/'));
+      mkdirSync(dirname(p), { recursive: true });
+      writeFileSync(p, data);
+    }
+    writeFileSync(join(tmp, '.complete'), '');
+    mkdirSync(cache, { recursive: true });
+    try { renameSync(tmp, dir); } catch (e) {
+      // Another worker on this machine wrote the same bundle first: its copy is the same content.
+      if (!existsSync(done)) throw e;
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true }); // gone already when the rename took it
   }
   return join(dir, ...b.scenario.split('/'));
 }

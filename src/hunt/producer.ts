@@ -87,6 +87,12 @@ export function queueExecutor(o: QueueHuntOptions, progress: () => CampaignProgr
 
     const finish = (b: OutBatch, res: BatchResult): void => {
       if (!out.delete(b.id)) return; // merged already: a batch counts once
+      // Whatever completed the job (a worker of this version; anything else writing to the queue): a wrong shape
+      // fails the batch's tasks, it does not throw in an event listener.
+      if (typeof res !== 'object' || res === null || !Array.isArray(res.results) || typeof res.worker !== 'string') {
+        for (const w of b.waiters) w.reject(new Error(`batch ${b.id} came back with a result that is not a vcpulab worker's`));
+        return;
+      }
       if (res.results.length !== b.waiters.length) {
         for (const w of b.waiters) w.reject(new Error(`batch ${b.id} came back with ${res.results.length} results for ${b.waiters.length} tasks`));
         return;
