@@ -13,6 +13,7 @@ import { HuntLost, runHunt, type HuntOptions, type HuntProgress, type HuntResult
 import type { QueueUrl } from '../hunt/queue.js';
 import type { CampaignProgress } from '../hunt/producer.js';
 import { parseQueueUrl } from '../hunt/queue-url.js';
+import { intFlag as cliIntFlag } from './flags.js';
 
 /** Most runs per job of a distributed hunt (--batch). */
 export const BATCH_DEFAULT = 4;
@@ -46,11 +47,7 @@ export const HUNT_USAGE = `usage: vcpulab hunt [flags]
   --no-progress            no progress bar on a TTY
   -h, --help               this text`;
 
-function intFlag(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v.trim()) || Number(v) < lo || Number(v) > hi) throw new UserError(`vcpulab hunt: --${name} must be an integer from ${lo} to ${hi}, got '${v}'`);
-  return Number(v);
-}
+const intFlag = (name: string, v: string | undefined, lo: number, hi: number): number | undefined => cliIntFlag('vcpulab hunt', name, v, lo, hi);
 
 /** `KIND[:CAUSE]`, the kind one of the finding kinds. */
 export function parseUntil(flag: string, v: string): UntilSpec {

@@ -9,6 +9,7 @@ import { RUN_DEFAULTS, type RunConfig } from '../lab.js';
 import { sigintFlag } from './interrupt.js';
 import { runHunt, type HuntResult } from '../hunt/campaign.js';
 import { HUNT_DEFAULT_OUT, HUNT_DEFAULT_STRATEGIES, huntProgressBar, parseStrategies, SHRINK_BUDGET_DEFAULT } from './hunt.js';
+import { intFlag as cliIntFlag } from './flags.js';
 
 export const REPRODUCE_USAGE = `usage: vcpulab reproduce REPORT.json [flags]
   --finding N              which finding of the report, 1-based in its order (default: 1)
@@ -24,11 +25,7 @@ export const REPRODUCE_USAGE = `usage: vcpulab reproduce REPORT.json [flags]
 
 interface ReportIn { scenario?: unknown; pcpus?: unknown; seed?: unknown; config?: Partial<RunConfig>; findings?: unknown }
 
-function intFlag(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v.trim()) || Number(v) < lo || Number(v) > hi) throw new UserError(`vcpulab reproduce: --${name} must be an integer from ${lo} to ${hi}, got '${v}'`);
-  return Number(v);
-}
+const intFlag = (name: string, v: string | undefined, lo: number, hi: number): number | undefined => cliIntFlag('vcpulab reproduce', name, v, lo, hi);
 
 export async function reproduceCommand(args: string[]): Promise<number> {
   let parsed;

@@ -14,6 +14,7 @@ import { sigintFlag } from './interrupt.js';
 import { parseFreezeOn } from '../engine/freeze.js';
 import { THREADS_MIN, THREADS_PER_CORE } from '../engine/threaded.js';
 import { readScheduleFile, scheduleHeader, writeScheduleFile, type ReplayMode } from '../schedule.js';
+import { intFlag as cliIntFlag } from './flags.js';
 
 export { simulate, replayCommand, type RunConfig };
 
@@ -58,13 +59,7 @@ export interface SimFlags extends RunConfig {
   replay?: string;
 }
 
-function intFlag(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^-?\d+$/.test(v.trim()) || Number(v) < lo || Number(v) > hi) {
-    throw new UserError(`vcpulab sim: --${name} must be an integer from ${lo} to ${hi}, got '${v}'`);
-  }
-  return Number(v);
-}
+const intFlag = (name: string, v: string | undefined, lo: number, hi: number): number | undefined => cliIntFlag('vcpulab sim', name, v, lo, hi);
 
 export function parseSimArgs(argsIn: string[]): SimFlags | 'help' {
   // `--compare` may stand alone (every design) or take a list: give the bare form its value.

@@ -5,6 +5,7 @@ import { EXIT_INTERRUPTED, EXIT_OK, UserError } from '../errors.js';
 import { LOCK_MS_DEFAULT, parseQueueUrl, queueProbe } from '../hunt/queue.js';
 import { runQueueWorker } from '../hunt/worker.js';
 import { sigintFlag } from './interrupt.js';
+import { intFlag as cliIntFlag } from './flags.js';
 
 export const WORKER_USAGE = `usage: vcpulab worker --queue URL [flags]
   --queue URL              the BullMQ server of the campaigns, redis://HOST:PORT[/DB]
@@ -14,11 +15,7 @@ export const WORKER_USAGE = `usage: vcpulab worker --queue URL [flags]
   -h, --help               this text
 Runs until Ctrl-C (or SIGTERM), which finishes the batches in hand; a second Ctrl-C leaves at once.`;
 
-function intFlag(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v.trim()) || Number(v) < lo || Number(v) > hi) throw new UserError(`vcpulab worker: --${name} must be an integer from ${lo} to ${hi}, got '${v}'`);
-  return Number(v);
-}
+const intFlag = (name: string, v: string | undefined, lo: number, hi: number): number | undefined => cliIntFlag('vcpulab worker', name, v, lo, hi);
 
 export async function workerCommand(args: string[]): Promise<number> {
   let parsed;
